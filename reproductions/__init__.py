@@ -1,0 +1,15 @@
+"""One module per paper or experiment; each exposes ``DESCRIPTION`` and ``run(config) -> dict``.
+
+``PAPERS`` maps the ``--paper`` flag of ``main.py`` to the module that runs it.
+"""
+import importlib
+
+PAPERS = {
+    "forward": "reproductions.forward",
+}
+
+
+def get(paper: str):
+    if paper not in PAPERS:
+        raise ValueError(f"unknown paper '{paper}'; valid: {', '.join(PAPERS)}")
+    return importlib.import_module(PAPERS[paper])

@@ -1,0 +1,178 @@
+"""Foundation: shapes, Caffe semantics (LRN, grouped conv, ceil pooling), preprocessing, weight store."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore import nets, weights
+from tfrestore.nets.layers import CaffeLRN, MaxPool
+
+# Output H(=W), C of the taps in networks.md §1, §2, §4, §6.3 at the standard input size.
+SPEC_SHAPES = {
+    "alexnet": {"conv1": (55, 96), "relu1": (55, 96), "norm1": (55, 96), "pool1": (27, 96), "conv2": (27, 256),
+                "norm2": (27, 256), "pool2": (13, 256), "conv3": (13, 384), "conv4": (13, 384),
+                "conv5": (13, 256), "pool5": (6, 256), "fc6": 4096, "relu7": 4096, "fc8": 1000, "prob": 1000},
+    "caffenet": {"conv1": (55, 96), "pool1": (27, 96), "norm1": (27, 96), "conv2": (27, 256), "pool2": (13, 256),
+                 "norm2": (13, 256), "conv5": (13, 256), "pool5": (6, 256), "fc6": 4096, "fc8": 1000},
+    "vgg16": {"conv1_1": (224, 64), "pool1": (112, 64), "conv2_2": (112, 128), "pool2": (56, 128),
+              "conv3_3": (56, 256), "pool3": (28, 256), "conv4_3": (28, 512), "pool4": (14, 512),
+              "conv5_3": (14, 512), "pool5": (7, 512), "pool5_flat": 25088, "fc6": 4096, "fc8": 1000},
+    "vgg16_bn": {"conv1_1": (224, 64), "bn1_1": (224, 64), "relu1_1": (224, 64), "pool1": (112, 64),
+                 "pool5": (7, 512), "fc6": 4096, "fc8": 1000},
+    "resnet18": {"conv1": (112, 64), "maxpool": (56, 64), "layer1.1": (56, 64), "layer2.0.conv1": (28, 128),
+                 "layer2.0.downsample.1": (28, 128), "layer2.1": (28, 128), "layer3.1": (14, 256),
+                 "layer4.1": (7, 512), "avgpool": 512, "fc": 1000},
+}
+
+
+def _shape(model, layer):
+    return tuple(model.get_layer(layer).output.shape[1:])
+
+
+@pytest.mark.parametrize("net", sorted(SPEC_SHAPES))
+def test_tap_shapes_match_spec(net):
+    model = nets.build(net, weights=None)
+    for layer, want in SPEC_SHAPES[net].items():
+        want = (want,) if isinstance(want, int) else (want[0], want[0], want[1])
+        assert _shape(model, layer) == want, (net, layer)
+    # every tap is reachable, pre- and post-ReLU
+    taps = nets.layer_names(net)
+    assert len(taps) == len(set(taps))
+    if net in ("alexnet", "caffenet"):
+        assert {"conv1", "relu1", "fc6", "relu6", "prob"} <= set(taps)
+
+
+def caffe_lrn_numpy(a, n=5, alpha=1e-4, beta=0.75, k=1.0):
+    """Caffe lrn_layer.cpp, written out channel by channel (NHWC)."""
+    c_total = a.shape[-1]
+    out = np.empty_like(a, dtype=np.float64)
+    for c in range(c_total):
+        lo, hi = max(0, c - n // 2), min(c_total, c + n // 2 + 1)
+        scale = k + alpha / n * np.sum(a[..., lo:hi].astype(np.float64) ** 2, axis=-1)
+        out[..., c] = a[..., c] * scale ** -beta
+    return out
+
+
+def test_lrn_matches_caffe_formula_and_tf_equivalent():
+    rng = np.random.default_rng(0)
+    a = (rng.standard_normal((2, 5, 4, 13)) * 80).astype(np.float32)
+    ours = CaffeLRN(5, 1e-4, 0.75, 1.0)(a).numpy()
+    np.testing.assert_allclose(ours, caffe_lrn_numpy(a), rtol=2e-6)
+    tf_lrn = tf.nn.local_response_normalization(a, depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75).numpy()
+    np.testing.assert_allclose(ours, tf_lrn, rtol=2e-5)
+    # the LRN actually normalises at this activation scale (not an identity)
+    assert np.max(np.abs(ours - a) / (np.abs(a) + 1)) > 0.05
+
+
+def test_grouped_conv_equals_split_concat():
+    model = nets.build("alexnet", weights=None, seed=3)
+    conv2 = model.get_layer("conv2")
+    kernel, bias = [w.numpy() for w in conv2.weights]
+    assert kernel.shape == (5, 5, 48, 256)
+    x = np.random.default_rng(1).standard_normal((1, 31, 31, 96)).astype(np.float32)
+    got = conv2(x).numpy()
+    halves = [tf.nn.conv2d(x[..., g * 48:(g + 1) * 48], kernel[..., g * 128:(g + 1) * 128], 1, "VALID")
+              for g in range(2)]
+    want = tf.concat(halves, -1).numpy() + bias
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def caffe_maxpool_numpy(x, k, s):
+    h = x.shape[1]
+    out = int(np.ceil((h - k) / s)) + 1
+    res = np.empty((x.shape[0], out, out, x.shape[3]), x.dtype)
+    for i in range(out):
+        for j in range(out):
+            res[:, i, j] = x[:, i * s:min(i * s + k, h), j * s:min(j * s + k, h)].max(axis=(1, 2))
+    return res
+
+
+@pytest.mark.parametrize("size", [54, 55, 224, 227])
+def test_ceil_pooling(size):
+    x = np.random.default_rng(size).standard_normal((1, size, size, 2)).astype(np.float32)
+    got = MaxPool(3, 2)(x).numpy()
+    np.testing.assert_array_equal(got, caffe_maxpool_numpy(x, 3, 2))
+
+
+def test_alexnet_at_224_uses_caffe_ceil_rounding():
+    model = nets.build("alexnet", weights=None, image_size=224)
+    assert _shape(model, "conv1") == (54, 54, 96)
+    assert _shape(model, "pool1") == (27, 27, 96)   # floor rounding would give 26
+
+
+def test_preprocess_deprocess_round_trip_and_channel_order():
+    img = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    for net in nets.net_names():
+        x = nets.preprocess(net, img)
+        np.testing.assert_allclose(nets.deprocess(net, x).numpy(), img, atol=1e-3)
+    x = nets.preprocess("vgg16", img).numpy()
+    np.testing.assert_allclose(x[..., 0], img[..., 2] - 103.939, atol=1e-4)  # B first, mean pixel subtracted
+    x = nets.preprocess("resnet18", img[0]).numpy()
+    np.testing.assert_allclose(x[..., 0], (img[0, ..., 0] / 255 - 0.485) / 0.229, atol=1e-5)
+
+
+def test_alexnet_and_caffenet_differ_exactly_where_they_should():
+    a = nets.build("alexnet", weights=None, seed=5)
+    c = nets.build("caffenet", weights=None, seed=5)
+    for la, lc in zip(a.layers, c.layers):   # the same seeds give the same weights
+        for wa, wc in zip(la.weights, lc.weights):
+            np.testing.assert_array_equal(wa.numpy(), wc.numpy())
+    img = np.random.default_rng(0).integers(0, 256, (1, 227, 227, 3)).astype(np.uint8)
+    x = nets.preprocess("alexnet", img)
+    layers = ["conv1", "relu1", "norm1", "pool1", "conv2", "pool5"]
+    fa = nets.feature_extractor(a, layers)(x)
+    fc = nets.feature_extractor(c, layers)(x)
+    np.testing.assert_allclose(fa["conv1"], fc["conv1"], rtol=1e-6)
+    np.testing.assert_allclose(fa["relu1"], fc["relu1"], rtol=1e-6)
+    assert fa["norm1"].shape[1] == 55 and fc["norm1"].shape[1] == 27
+    # CaffeNet: norm1 = LRN(pool1); AlexNet: pool1 = pool(LRN(relu1))
+    np.testing.assert_allclose(fc["norm1"], caffe_lrn_numpy(fc["pool1"].numpy()), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(fa["pool1"], caffe_maxpool_numpy(caffe_lrn_numpy(fa["relu1"].numpy()), 3, 2),
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fa["conv2"], fc["conv2"], rtol=1e-3)
+
+
+def test_aliases_and_unknown_names():
+    assert nets.resolve_layer("alexnet", "conv1/lin") == "conv1"
+    assert nets.resolve_layer("alexnet", "conv1/relu") == "relu1"
+    assert nets.resolve_layer("alexnet", "lrn2") == "norm2"
+    assert nets.resolve_layer("alexnet", "l15") == "pool5"
+    assert nets.resolve_layer("caffenet", "l4") == "norm1"       # M&V 2015 index: CaffeNet order
+    assert nets.resolve_layer("alexnet", "l4") == "pool1"        # M&V 2016 index: AlexNet order
+    assert nets.resolve_layer("vgg16", "fc6/relu") == "relu6"
+    assert nets.resolve_layer("resnet18", "res2") == "layer2.1"
+    assert nets.resolve_layer("resnet18", "middle1") == "layer1.0.conv1"
+    with pytest.raises(ValueError, match="Valid layers: .*conv1.*pool5"):
+        nets.resolve_layer("alexnet", "conv9")
+    with pytest.raises(ValueError, match="valid nets: alexnet, caffenet, resnet18, vgg16, vgg16_bn"):
+        nets.build("alexnet2")
+
+
+def test_weight_store_round_trip_and_auto(tmp_path):
+    m1 = nets.build("resnet18", weights=None, seed=1)
+    path = weights.weight_path("resnet18")
+    weights.save_weights(m1, path)
+    m2 = nets.build("resnet18")          # 'auto' now finds the store file
+    assert nets.weights_source(m2) == str(path)
+    for w1, w2 in zip(m1.weights, m2.weights):
+        np.testing.assert_array_equal(w1.numpy(), w2.numpy())
+    x = np.random.default_rng(0).standard_normal((1, 224, 224, 3)).astype(np.float32)
+    np.testing.assert_array_equal(m1(x).numpy(), m2(x).numpy())
+
+
+def test_random_weights_warn_loudly():
+    with pytest.warns(UserWarning, match="SEEDED RANDOM"):
+        m = nets.build("resnet18")
+    assert nets.weights_source(m) == "random"
+
+
+def test_mismatched_weights_name_layer_and_shapes(tmp_path):
+    path = tmp_path / "alex.weights.h5"
+    weights.save_weights(nets.build("alexnet", weights=None), path)
+    with pytest.raises(weights.WeightsMismatchError, match=r"no weights for layer 'conv1_1'"):
+        nets.build("vgg16", weights=path)
+    arrays, _ = weights.read_arrays(path)
+    arrays["conv3"]["kernel"] = arrays["conv3"]["kernel"][:, :, :128]
+    weights.save_arrays(arrays, path, "alexnet", "test")
+    with pytest.raises(weights.WeightsMismatchError,
+                       match=r"layer 'conv3' weight 'kernel' has shape \(3, 3, 128, 384\).*expects \(3, 3, 256, 384\)"):
+        nets.build("alexnet", weights=path)

@@ -1,0 +1,118 @@
+"""Natural sample images shipped inside installed packages, and loading of any user image.
+
+All loaders return RGB ``uint8`` arrays of shape (H, W, 3), the convention used throughout tfrestore.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import skimage
+import skimage.io
+import skimage.transform
+
+# Colour photographs that ship with scikit-image and matplotlib (no download needed).
+_SKIMAGE = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png", "rocket": "rocket.jpg",
+            "motorcycle_left": "motorcycle_left.png", "hubble_deep_field": "hubble_deep_field.jpg",
+            "retina": "retina.jpg", "immunohistochemistry": "ihc.png"}
+_MATPLOTLIB = {"grace_hopper": "grace_hopper.jpg"}
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp")
+
+
+def _sample_path(name: str) -> Path:
+    if name in _SKIMAGE:
+        return Path(skimage.__file__).parent / "data" / _SKIMAGE[name]
+    if name in _MATPLOTLIB:
+        import matplotlib
+        return Path(matplotlib.get_data_path()) / "sample_data" / _MATPLOTLIB[name]
+    raise KeyError(name)
+
+
+def sample_image_names() -> list[str]:
+    """Names of the embedded natural colour photos that are present in this install."""
+    return [n for n in list(_SKIMAGE) + list(_MATPLOTLIB) if _sample_path(n).exists()]
+
+
+def sample_images(size: int | None = None, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """``{name: RGB uint8 image}`` for the embedded photos, optionally resized to ``size``² (M&V convention)."""
+    return {n: load_image(n, size) for n in (names or sample_image_names())}
+
+
+def to_rgb_uint8(img: np.ndarray) -> np.ndarray:
+    """Grey → RGB, RGBA → RGB (composited on white), 16-bit / float → 8-bit."""
+    img = np.asarray(img)
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+    elif img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    elif np.issubdtype(img.dtype, np.floating):
+        scale = 255.0 if img.max() <= 1.0 else 1.0
+        img = np.clip(img * scale + 0.5, 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = np.clip(img, 0, 255).astype(np.uint8)
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    if img.ndim == 3 and img.shape[-1] == 4:
+        a = img[..., 3:].astype(np.float64) / 255.0
+        img = (img[..., :3] * a + 255.0 * (1 - a) + 0.5).astype(np.uint8)
+    if img.ndim == 3 and img.shape[-1] == 2:      # grey + alpha
+        img = to_rgb_uint8(np.concatenate([img[..., :1]] * 3 + [img[..., 1:]], axis=-1))
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"cannot interpret an image of shape {img.shape} as RGB")
+    return img
+
+
+def resize(img: np.ndarray, size: int | tuple[int, int], crop: str = "none") -> np.ndarray:
+    """Resize an RGB uint8 image.
+
+    ``crop="none"``: anisotropic resize of the whole image to ``size`` (M&V 2015 ``cnn_normalize``, MATLAB
+    ``imresize`` bicubic with antialiasing); ``crop="center"``: cut the largest centred square first (thesis
+    convention, bilinear). Returns uint8.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    if crop == "center":
+        s = min(img.shape[:2])
+        y0, x0 = (img.shape[0] - s) // 2, (img.shape[1] - s) // 2
+        img = img[y0:y0 + s, x0:x0 + s]
+        order = 1
+    elif crop == "none":
+        order = 3
+    else:
+        raise ValueError(f"crop must be 'none' or 'center', got {crop!r}")
+    if img.shape[:2] == (h, w):
+        return img
+    out = skimage.transform.resize(img, (h, w), order=order, anti_aliasing=True, preserve_range=True)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def load_image(name_or_path: str | os.PathLike, size: int | tuple[int, int] | None = None,
+               crop: str = "none") -> np.ndarray:
+    """Load a sample image by name or any image file by path as RGB uint8, optionally resized (see :func:`resize`)."""
+    key = str(name_or_path)
+    try:
+        path = _sample_path(key)
+    except KeyError:
+        path = Path(key).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"'{key}' is neither an embedded sample image ({', '.join(sample_image_names())})"
+                                    f" nor an existing file") from None
+    if path.suffix == ".npy":
+        img = np.load(path)
+    else:
+        img = skimage.io.imread(path)
+        if img.ndim == 4:   # animated / multipage: first frame
+            img = img[0]
+    img = to_rgb_uint8(img)
+    return resize(img, size, crop) if size is not None else img
+
+
+def image_folder(path: str | os.PathLike) -> list[Path]:
+    """Image files in a folder, sorted by name."""
+    p = Path(path)
+    if not p.is_dir():
+        raise NotADirectoryError(f"{p} is not a folder")
+    files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {p}")
+    return files

@@ -1,0 +1,140 @@
+"""One small builder per paper network. Layer names are the originals' names.
+
+Caffe nets (``alexnet``, ``caffenet``, ``vgg16``) take BGR, mean-subtracted 0–255 input, exactly like the Caffe
+files; ONNX / torchvision nets (``vgg16_bn``, ``resnet18``) take RGB standardised with the ImageNet mean/std.
+Use :func:`tfrestore.nets.preprocess` to get there from an RGB 0–255 image.
+
+Every conv / fc output is its own layer (the pre-ReLU tap, e.g. ``conv1``) and every ReLU is another layer
+(``relu1``): Caffe's in-place ReLU made the blob ``conv1`` hold post-ReLU values after a forward pass, tfrestore
+keeps both. Dropout is omitted (inference only).
+"""
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .layers import CaffeLRN, ChannelMajorFlatten, MaxPool
+
+_seed_counter = [0]
+
+
+def _init(seed: int | None):
+    """He-normal kernels with a per-layer seed, so random-weight builds are reproducible."""
+    if seed is None:
+        return "he_normal"
+    _seed_counter[0] += 1
+    return keras.initializers.HeNormal(seed=seed * 1000 + _seed_counter[0])
+
+
+def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, seed=None):
+    if pad:
+        x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
+    return layers.Conv2D(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=bias,
+                         kernel_initializer=_init(seed), name=name)(x)
+
+
+def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> keras.Model:
+    """BVLC AlexNet (``order='norm_pool'``, Krizhevsky) or CaffeNet (``order='pool_norm'``)."""
+    _seed_counter[0] = 0
+    inp = keras.Input((image_size, image_size, 3), name="data")
+
+    def block(x, i):
+        if order == "norm_pool":
+            x = CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x)
+            return MaxPool(3, 2, name=f"pool{i}")(x)
+        x = MaxPool(3, 2, name=f"pool{i}")(x)
+        return CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x)
+
+    x = _conv(inp, "conv1", 96, 11, stride=4, seed=seed)
+    x = block(layers.ReLU(name="relu1")(x), 1)
+    x = _conv(x, "conv2", 256, 5, pad=2, groups=2, seed=seed)
+    x = block(layers.ReLU(name="relu2")(x), 2)
+    x = layers.ReLU(name="relu3")(_conv(x, "conv3", 384, 3, pad=1, seed=seed))
+    x = layers.ReLU(name="relu4")(_conv(x, "conv4", 384, 3, pad=1, groups=2, seed=seed))
+    x = layers.ReLU(name="relu5")(_conv(x, "conv5", 256, 3, pad=1, groups=2, seed=seed))
+    x = MaxPool(3, 2, name="pool5")(x)
+    return keras.Model(inp, _caffe_head(x, seed), name=name)
+
+
+def _caffe_head(x, seed):
+    x = ChannelMajorFlatten(name="pool5_flat")(x)
+    x = layers.ReLU(name="relu6")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc6")(x))
+    x = layers.ReLU(name="relu7")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc7")(x))
+    x = layers.Dense(1000, kernel_initializer=_init(seed), name="fc8")(x)
+    return layers.Softmax(name="prob")(x)
+
+
+def alexnet(image_size: int = 227, seed: int | None = None) -> keras.Model:
+    """BVLC AlexNet: conv → ReLU → LRN → pool (Krizhevsky order). Input BGR − mean, 227²."""
+    return _caffe_alexnet("norm_pool", image_size, seed, "alexnet")
+
+
+def caffenet(image_size: int = 227, seed: int | None = None) -> keras.Model:
+    """BVLC reference CaffeNet: conv → ReLU → pool → LRN (the order M&V 2015 used). Input BGR − mean, 227²."""
+    return _caffe_alexnet("pool_norm", image_size, seed, "caffenet")
+
+
+VGG_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+
+
+def vgg16(image_size: int = 224, seed: int | None = None) -> keras.Model:
+    """Caffe VGG_ILSVRC_16_layers (configuration D). Input BGR − mean pixel, 224²."""
+    _seed_counter[0] = 0
+    inp = x = keras.Input((image_size, image_size, 3), name="data")
+    for b, n, ch in VGG_BLOCKS:
+        for i in range(1, n + 1):
+            x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", ch, 3, pad=1, seed=seed))
+        x = MaxPool(2, 2, name=f"pool{b}")(x)
+    return keras.Model(inp, _caffe_head(x, seed), name="vgg16")
+
+
+def vgg16_bn(image_size: int = 224, seed: int | None = None) -> keras.Model:
+    """ONNX-zoo VGG16-BN (MXNet Gluon ``vgg16_bn``): conv(bias) → BN(eps 1e-5) → ReLU. Input RGB standardised."""
+    _seed_counter[0] = 0
+    inp = x = keras.Input((image_size, image_size, 3), name="data")
+    for b, n, ch in VGG_BLOCKS:
+        for i in range(1, n + 1):
+            x = _conv(x, f"conv{b}_{i}", ch, 3, pad=1, seed=seed)
+            x = layers.BatchNormalization(epsilon=1e-5, name=f"bn{b}_{i}")(x)
+            x = layers.ReLU(name=f"relu{b}_{i}")(x)
+        x = MaxPool(2, 2, ceil_mode=False, name=f"pool{b}")(x)
+    x = ChannelMajorFlatten(name="pool5_flat")(x)
+    x = layers.ReLU(name="relu6")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc6")(x))
+    x = layers.ReLU(name="relu7")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc7")(x))
+    x = layers.Dense(1000, kernel_initializer=_init(seed), name="fc8")(x)
+    return keras.Model(inp, x, name="vgg16_bn")
+
+
+def _basic_block(x, name, filters, stride, seed):
+    shortcut = x
+    y = _conv(x, f"{name}.conv1", filters, 3, stride=stride, pad=1, bias=False, seed=seed)
+    y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.bn1")(y)
+    y = layers.ReLU(name=f"{name}.relu1")(y)
+    y = _conv(y, f"{name}.conv2", filters, 3, pad=1, bias=False, seed=seed)
+    y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.bn2")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = _conv(x, f"{name}.downsample.0", filters, 1, stride=stride, bias=False, seed=seed)
+        shortcut = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.downsample.1")(shortcut)
+    y = layers.Add(name=f"{name}.add")([y, shortcut])
+    return layers.ReLU(name=name)(y)
+
+
+def resnet18(image_size: int = 224, seed: int | None = None, num_classes: int = 1000) -> keras.Model:
+    """ResNet-18 v1 in the torchvision / ONNX-zoo-v1 layout, PyTorch's symmetric padding. Input RGB standardised.
+
+    Block outputs are named like torchvision modules (``layer2.0``), their insides ``layer2.0.conv1`` … and the
+    stage outputs ``layer1`` … ``layer4`` are the last block of each stage (aliases in the registry).
+    """
+    _seed_counter[0] = 0
+    inp = keras.Input((image_size, image_size, 3), name="data")
+    x = _conv(inp, "conv1", 64, 7, stride=2, pad=3, bias=False, seed=seed)
+    x = layers.BatchNormalization(epsilon=1e-5, name="bn1")(x)
+    x = layers.ReLU(name="relu")(x)
+    x = MaxPool(3, 2, pad=1, ceil_mode=False, name="maxpool")(x)
+    for stage, filters in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            stride = 2 if (stage > 1 and block == 0) else 1
+            x = _basic_block(x, f"layer{stage}.{block}", filters, stride, seed)
+    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    x = layers.Dense(num_classes, kernel_initializer=_init(seed), name="fc")(x)
+    return keras.Model(inp, x, name="resnet18")

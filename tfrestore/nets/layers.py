@@ -1,0 +1,111 @@
+"""Keras layers that reproduce Caffe / PyTorch semantics exactly.
+
+Everything here is NHWC and works inside ``tf.function`` and under XLA.
+"""
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class CaffeLRN(keras.layers.Layer):
+    """Caffe's cross-channel local response normalisation (``lrn_layer.cpp``).
+
+    ``b_c = a_c * (k + alpha / n * sum_{c' in window(c)} a_c'^2) ** -beta`` where the window has ``n = local_size``
+    channels centred on ``c`` and channels outside ``0..C-1`` count as zero.  Caffe divides ``alpha`` by ``n``; the
+    BVLC models use ``n=5, alpha=1e-4, beta=0.75, k=1``.  The windowed sum is a matmul with a banded 0/1 matrix,
+    which is exact, differentiable and XLA friendly (``tf.nn.local_response_normalization`` with depth_radius 2,
+    bias 1, alpha 2e-5, beta 0.75 computes the same thing; a test checks both against numpy).
+    """
+
+    def __init__(self, local_size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if local_size % 2 != 1:
+            raise ValueError(f"CaffeLRN: local_size must be odd (Caffe requires it), got {local_size}")
+        self.local_size, self.alpha, self.beta, self.k = local_size, alpha, beta, k
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        r = self.local_size // 2
+        idx = np.arange(channels)
+        band = (np.abs(idx[:, None] - idx[None, :]) <= r).astype("float32")
+        self._band = tf.constant(band)
+
+    def call(self, x):
+        window_sum = tf.einsum("...c,cd->...d", tf.square(x), self._band)
+        scale = self.k + (self.alpha / self.local_size) * window_sum
+        return x * tf.pow(scale, -self.beta)
+
+    def get_config(self):
+        return {**super().get_config(), "local_size": self.local_size, "alpha": self.alpha, "beta": self.beta,
+                "k": self.k}
+
+
+def pool_output_size(size: int, kernel: int, stride: int, pad: int = 0, ceil_mode: bool = True) -> int:
+    """Output length of a pooling window, with Caffe's rounding (ceil, then drop a window starting in the padding)."""
+    if ceil_mode:
+        out = int(math.ceil((size + 2 * pad - kernel) / stride)) + 1
+        if pad > 0 and (out - 1) * stride >= size + pad:
+            out -= 1
+    else:
+        out = (size + 2 * pad - kernel) // stride + 1
+    return out
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class MaxPool(keras.layers.Layer):
+    """Max pooling with explicit symmetric padding and Caffe's ceil or PyTorch's floor rounding.
+
+    Padding uses the dtype's lowest value, so padded cells never win the max (every window holds a real pixel).
+    ``ceil_mode=True`` is Caffe's ``pooling_layer.cpp`` (at 224² AlexNet pool1 gives 27, floor would give 26);
+    ``ceil_mode=False, pad=1`` is ``torch.nn.MaxPool2d(3, 2, 1)`` of ResNet.
+    """
+
+    def __init__(self, pool_size: int, strides: int, pad: int = 0, ceil_mode: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides, self.pad, self.ceil_mode = pool_size, strides, pad, ceil_mode
+
+    def _extra(self, size: int) -> int:
+        out = pool_output_size(size, self.pool_size, self.strides, self.pad, self.ceil_mode)
+        return max((out - 1) * self.strides + self.pool_size - size - 2 * self.pad, 0)
+
+    def call(self, x):
+        h, w = x.shape[1], x.shape[2]
+        if h is None or w is None:
+            raise ValueError(f"{self.name}: MaxPool needs static spatial sizes, got {x.shape}")
+        ph, pw = self._extra(h), self._extra(w)
+        p = self.pad
+        if p or ph or pw:
+            x = tf.pad(x, [[0, 0], [p, p + ph], [p, p + pw], [0, 0]], constant_values=x.dtype.min)
+        return tf.nn.max_pool2d(x, self.pool_size, self.strides, "VALID")
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        f = lambda s: None if s is None else pool_output_size(s, self.pool_size, self.strides, self.pad,
+                                                              self.ceil_mode)
+        return (n, f(h), f(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides, "pad": self.pad,
+                "ceil_mode": self.ceil_mode}
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class ChannelMajorFlatten(keras.layers.Layer):
+    """Flatten NHWC to a vector indexed like Caffe/PyTorch (c·H·W + h·W + w).
+
+    Keeping the original flatten order means fc6 weights are copied without reshuffling and an fc6 target vector
+    means the same thing as in the original code.
+    """
+
+    def call(self, x):
+        x = tf.transpose(x, [0, 3, 1, 2])
+        return tf.reshape(x, [tf.shape(x)[0], -1])
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = input_shape
+        return (n, None if None in (h, w, c) else h * w * c)

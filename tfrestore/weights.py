@@ -1,0 +1,121 @@
+"""The weight store: converted weights as ``<net>.weights.h5`` under ``$TFRESTORE_HOME/weights``.
+
+File layout (HDF5, written atomically): one group per Keras layer name holding one dataset per weight
+(``kernel``, ``bias``, ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), plus root attributes ``net`` and
+``source`` (where the weights came from). The layout is independent of Keras' own ``save_weights`` format so that
+a mismatch can be reported by layer and shape.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+
+class WeightsMismatchError(ValueError):
+    """A weight file that does not fit the architecture it is loaded into."""
+
+
+def home() -> Path:
+    """``$TFRESTORE_HOME`` (default ``~/.tfrestore``)."""
+    return Path(os.environ.get("TFRESTORE_HOME", Path.home() / ".tfrestore"))
+
+
+def weight_path(net: str) -> Path:
+    """Where ``weights='auto'`` looks for a network's converted weights."""
+    return home() / "weights" / f"{net}.weights.h5"
+
+
+def _short(weight) -> str:
+    return weight.path.split("/")[-1] if hasattr(weight, "path") else weight.name.split("/")[-1].split(":")[0]
+
+
+def model_weights(model: keras.Model) -> dict[str, dict[str, np.ndarray]]:
+    """``{layer_name: {weight_name: array}}`` for every layer that has weights."""
+    return {layer.name: {_short(w): np.asarray(w.numpy()) for w in layer.weights}
+            for layer in model.layers if layer.weights}
+
+
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: a crash never leaves a half-written file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_arrays(arrays: dict[str, dict[str, np.ndarray]], path: str | Path, net: str, source: str) -> Path:
+    """Write ``{layer: {weight: array}}`` to ``path`` atomically."""
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            f.attrs["net"], f.attrs["source"], f.attrs["format"] = net, source, "tfrestore-weights-1"
+            for layer, ws in arrays.items():
+                g = f.create_group(layer)
+                for wname, arr in ws.items():
+                    g.create_dataset(wname, data=np.asarray(arr, dtype=np.float32))
+    return atomic_write(path, write)
+
+
+def save_weights(model: keras.Model, path: str | Path, source: str = "tfrestore") -> Path:
+    """Save a model's weights to the store format."""
+    return save_arrays(model_weights(model), path, model.name, source)
+
+
+def read_arrays(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """Read a store file: ``({layer: {weight: array}}, attrs)``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"weight file {path} does not exist; convert the original weights with "
+                                f"`python -m weights_convert ...` (see README.md)")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            arrays = {layer: {w: np.asarray(f[layer][w]) for w in f[layer]} for layer in f}
+    except OSError as e:
+        raise WeightsMismatchError(f"{path} is not a readable tfrestore weight file ({e})") from None
+    return arrays, attrs
+
+
+def load_weights(model: keras.Model, path: str | Path) -> dict:
+    """Load a store file into ``model``, checking every layer and shape first; returns the file's attributes.
+
+    Raises :class:`WeightsMismatchError` naming the first layer that does not fit, with both shapes.
+    """
+    arrays, attrs = read_arrays(path)
+    plan = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in arrays:
+            raise WeightsMismatchError(
+                f"{path}: no weights for layer '{layer.name}' of {model.name} (file was written for "
+                f"net '{attrs.get('net', '?')}'; it has layers {sorted(arrays)[:8]}...)")
+        for w in layer.weights:
+            name = _short(w)
+            if name not in arrays[layer.name]:
+                raise WeightsMismatchError(f"{path}: layer '{layer.name}' has no weight '{name}' "
+                                           f"(file has {sorted(arrays[layer.name])})")
+            got = arrays[layer.name][name]
+            if tuple(got.shape) != tuple(w.shape):
+                raise WeightsMismatchError(
+                    f"{path}: layer '{layer.name}' weight '{name}' has shape {tuple(got.shape)} in the file but "
+                    f"{model.name} expects {tuple(w.shape)} (file written for net '{attrs.get('net', '?')}')")
+            plan.append((w, got))
+    extra = sorted(set(arrays) - {l.name for l in model.layers})
+    if extra:
+        raise WeightsMismatchError(f"{path}: layers {extra} are not part of {model.name}; wrong net?")
+    for w, value in plan:
+        w.assign(value)
+    return attrs
