@@ -256,3 +256,22 @@ def input_scale(name: str) -> float:
 
 __all__ = ["NetSpec", "REGISTRY", "build", "net_names", "input_size", "layer_names", "aliases", "resolve_layer",
            "feature_extractor", "preprocess", "deprocess", "weights_source", "net_of", "input_scale"]
+
+
+def to_input(name: str, x):
+    """Image space (RGB, 0–255, mean-subtracted: M&V's x) → the network's input space. Differentiable."""
+    spec = _spec(name)
+    if spec.scale01:
+        x = x / (255.0 * tf.constant(spec.std, tf.float32))
+    if spec.channel_order == "BGR":
+        x = x[..., ::-1]
+    return x
+
+
+def mean_rgb(name: str) -> np.ndarray:
+    """The net's mean colour on the 0–255 RGB scale (what image space subtracts)."""
+    spec = _spec(name)
+    return np.asarray(spec.mean, np.float32) * (255.0 if spec.scale01 else 1.0)
+
+
+__all__ += ["to_input", "mean_rgb"]

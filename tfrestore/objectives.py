@@ -1,0 +1,274 @@
+"""Objective terms that add and scale like algebra.
+
+    objective = feature_loss("conv3", target) + 0.5 * tv(beta=2) + 2.16e8 * alpha_norm(6)
+
+An :class:`Objective` maps a :class:`Context` (the batch of N independent problems being optimised) to a loss vector
+of shape [N]; problems never interact, so the sum over N has per-problem gradients. Weights may be scalars or
+length-N vectors (a different λ per problem, as in a per-layer figure). Every term reports its own (unweighted)
+value to the logs under its name.
+
+Images seen by the terms live in tfrestore's *image space*: RGB, 0–255 scale, mean-subtracted (M&V's x). The
+context converts to the network's input space (:func:`tfrestore.nets.to_input`).
+
+Writing a new term (patch priors, autoencoder priors, …) means subclassing :class:`Term` and implementing
+``value(ctx) -> [N]``; see :class:`CustomTerm` for the one-function form.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class Context:
+    """What the terms of one optimisation step see.
+
+    Attributes:
+        image: [N, H, W, 3] the window the network sees (image space).
+        canvas: [N, Hc, Wc, 3] the whole optimised canvas (regularisers act on it); equals ``image`` without jitter.
+        mask: [N, Hc, Wc, 1] 1 where the canvas belongs to the problem (problems with smaller jitter use less of a
+            shared canvas), or None for all ones.
+        to_input: image space → network input space.
+    """
+
+    def __init__(self, image, canvas=None, mask=None, to_input: Callable = lambda x: x):
+        self.image, self.canvas, self.mask, self.to_input = image, image if canvas is None else canvas, mask, to_input
+        self._features: dict = {}
+
+    @property
+    def n(self) -> int:
+        return self.image.shape[0]
+
+    def features(self, extractor: keras.Model, problems: tf.Tensor | None):
+        """Features of ``extractor`` on the given problems' windows (computed once per step)."""
+        key = (id(extractor), id(problems))
+        if key not in self._features:
+            x = self.image if problems is None else tf.gather(self.image, problems)
+            self._features[key] = extractor(self.to_input(x))
+        return self._features[key]
+
+    def pixel_mask(self) -> tf.Tensor:
+        if self.mask is None:
+            return tf.ones_like(self.canvas[..., :1])
+        return self.mask
+
+
+class Objective:
+    """A weighted sum of terms. Supports ``+``, ``-``, ``*`` by a scalar or a length-N vector."""
+
+    __array_ufunc__ = None   # make numpy defer to __rmul__ for `np.array([...]) * term`
+
+    def __init__(self, parts: Sequence[tuple[object, "Term"]]):
+        self.parts = list(parts)
+
+    def __add__(self, other: "Objective") -> "Objective":
+        if other == 0:
+            return self
+        return Objective(self.parts + _as_objective(other).parts)
+
+    __radd__ = __add__
+
+    def __mul__(self, w) -> "Objective":
+        return Objective([(_mul(w, pw), t) for pw, t in self.parts])
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "Objective":
+        return self * -1.0
+
+    def __sub__(self, other) -> "Objective":
+        return self + (-_as_objective(other))
+
+    @property
+    def terms(self) -> list["Term"]:
+        return [t for _, t in self.parts]
+
+    def __call__(self, ctx: Context) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Returns (loss [N], {term name: unweighted value [N]})."""
+        total, values = 0.0, {}
+        for w, term in self.parts:
+            v = term.value(ctx)
+            name = term.name
+            while name in values:
+                name += "_"
+            values[name] = v
+            total = total + tf.cast(w, tf.float32) * v
+        return total, values
+
+    def __repr__(self):
+        return " + ".join(f"{_fmt(w)}·{t.name}" for w, t in self.parts)
+
+
+def _fmt(w):
+    return f"{w:g}" if np.isscalar(w) else f"[{len(w)} weights]"
+
+
+def _mul(a, b):
+    if np.isscalar(a) and np.isscalar(b):
+        return float(a) * float(b)
+    return np.asarray(a, np.float32) * np.asarray(b, np.float32)
+
+
+def _as_objective(x) -> Objective:
+    if isinstance(x, Objective):
+        return x
+    raise TypeError(f"cannot combine an Objective with {type(x).__name__}")
+
+
+class Term(Objective):
+    """One named term; subclasses implement ``value(ctx) -> [N]``."""
+
+    name = "term"
+
+    def __init__(self):
+        super().__init__([(1.0, self)])
+
+    def value(self, ctx: Context) -> tf.Tensor:
+        raise NotImplementedError
+
+
+class CustomTerm(Term):
+    """Wrap ``fn(ctx) -> [N]`` as a term — the open interface for priors defined elsewhere."""
+
+    def __init__(self, name: str, fn: Callable[[Context], tf.Tensor]):
+        self.name, self._fn = name, fn
+        super().__init__()
+
+    def value(self, ctx):
+        return self._fn(ctx)
+
+
+def _scatter(values: tf.Tensor, problems, n: int) -> tf.Tensor:
+    if problems is None:
+        return values
+    return tf.scatter_nd(problems[:, None], values, [n])
+
+
+def _reduce(x):
+    return tf.reduce_sum(tf.reshape(x, [tf.shape(x)[0], -1]), axis=1)
+
+
+class FeatureLoss(Term):
+    """‖mask ⊙ (Φ_l(x) − Φ0)‖² / ‖mask ⊙ Φ0‖² (M&V 2015 / 2016 data term, normalised by the target's energy).
+
+    ``problems`` restricts the term to some of the N problems (others get 0): a per-layer figure is a sum of one
+    FeatureLoss per layer, each over its own problems, so every problem only runs the network up to its layer.
+    ``normalise=False`` gives the plain squared error; ``mean=True`` divides by the element count instead (the
+    representation study's L2 / MSE loss).
+    """
+
+    def __init__(self, extractor: keras.Model, layer: str, target, mask=None, problems=None, normalise=True,
+                 mean=False):
+        self.extractor, self.layer = extractor, layer
+        self.target = tf.constant(target, tf.float32)
+        self.mask = None if mask is None else tf.constant(mask, tf.float32)
+        self.problems = None if problems is None else tf.constant(problems, tf.int32)
+        self.normalise, self.mean = normalise, mean
+        self.name = f"feature/{layer}"
+        masked = self.target if self.mask is None else self.target * self.mask
+        self._norm = _reduce(tf.square(masked)) if normalise else tf.ones([self.target.shape[0]])
+        super().__init__()
+
+    def features(self, ctx: Context) -> tf.Tensor:
+        feats = ctx.features(self.extractor, self.problems)
+        return feats[self.layer] if isinstance(feats, dict) else feats
+
+    def value(self, ctx):
+        diff = self.features(ctx) - self.target
+        if self.mask is not None:
+            diff = diff * self.mask
+        err = _reduce(tf.square(diff))
+        if self.mean:
+            err = err / float(np.prod(self.target.shape[1:]))
+        return _scatter(err / self._norm, self.problems, ctx.n)
+
+
+class InnerProduct(Term):
+    """−⟨w, Φ_l(x)⟩: minimising it maximises the inner product (activation maximisation, caricature)."""
+
+    def __init__(self, extractor: keras.Model, layer: str, weight_tensor, problems=None):
+        self.extractor, self.layer = extractor, layer
+        self.w = tf.constant(weight_tensor, tf.float32)
+        self.problems = None if problems is None else tf.constant(problems, tf.int32)
+        self.name = f"inner/{layer}"
+        super().__init__()
+
+    def value(self, ctx):
+        feats = ctx.features(self.extractor, self.problems)
+        feats = feats[self.layer] if isinstance(feats, dict) else feats
+        return _scatter(-_reduce(self.w * feats), self.problems, ctx.n)
+
+
+class AlphaNorm(Term):
+    """M&V 2015 α-norm: Σ over pixels and channels of |x|^α (x in image space)."""
+
+    def __init__(self, alpha: float = 6.0):
+        self.alpha, self.name = alpha, f"alpha_norm{alpha:g}"
+        super().__init__()
+
+    def value(self, ctx):
+        x = ctx.canvas
+        return _reduce(tf.pow(tf.abs(x), self.alpha) * ctx.pixel_mask())
+
+
+class BoundedRange(Term):
+    """M&V 2016 bounded range: (1/HW) Σ_uv (‖x_uv‖ / B)^α, ‖x_uv‖ the colour-vector norm of pixel uv."""
+
+    def __init__(self, alpha: float = 6.0, bound: float = 80.0):
+        self.alpha, self.bound, self.name = alpha, bound, f"bounded_range{alpha:g}"
+        super().__init__()
+
+    def value(self, ctx):
+        m = ctx.pixel_mask()
+        n2 = tf.reduce_sum(tf.square(ctx.canvas / self.bound), axis=-1, keepdims=True)
+        return _reduce(tf.pow(n2, self.alpha / 2) * m) / _reduce(m)
+
+
+class TotalVariation(Term):
+    """TV^β: Σ per pixel and channel of (d_w² + d_h²)^{β/2}, forward differences, replicated last row / column.
+
+    ``mean=False``: summed (M&V 2015). ``mean=True``: divided by the pixel count H·W (M&V 2016). ``scale``
+    divides the differences first (2016's V = B/6.5, i.e. weight (1/V)^β). For β < 2 the base is floored at
+    ``eps`` so the gradient exists at flat regions (the originals floor v at 1e-5 / 1e-6 in the gradient).
+    """
+
+    def __init__(self, beta: float = 2.0, mean: bool = False, scale: float = 1.0, eps: float = 1e-6):
+        self.beta, self.mean, self.scale, self.eps = beta, mean, scale, eps
+        self.name = f"tv{beta:g}"
+        super().__init__()
+
+    def value(self, ctx):
+        x = ctx.canvas / self.scale
+        m = ctx.pixel_mask()
+        dw = tf.pad(x[:, :, 1:] - x[:, :, :-1], [[0, 0], [0, 0], [0, 1], [0, 0]])
+        dh = tf.pad(x[:, 1:] - x[:, :-1], [[0, 0], [0, 1], [0, 0], [0, 0]])
+        if ctx.mask is not None:   # a difference counts only when both pixels belong to the problem
+            dw = dw * tf.pad(m[:, :, 1:] * m[:, :, :-1], [[0, 0], [0, 0], [0, 1], [0, 0]])
+            dh = dh * tf.pad(m[:, 1:] * m[:, :-1], [[0, 0], [0, 1], [0, 0], [0, 0]])
+        d2 = tf.square(dw) + tf.square(dh)
+        v = d2 if self.beta == 2 else tf.pow(tf.maximum(d2, self.eps), self.beta / 2)
+        total = _reduce(v * m)
+        return total / _reduce(m) if self.mean else total
+
+
+class ImageL2(Term):
+    """Σ (x − x_ref)² in image space (e.g. an image-domain fidelity term)."""
+
+    def __init__(self, reference):
+        self.ref, self.name = tf.constant(reference, tf.float32), "image_l2"
+        super().__init__()
+
+    def value(self, ctx):
+        return _reduce(tf.square(ctx.image - self.ref))
+
+
+# lower-case constructors, Lucid style
+feature_loss = FeatureLoss
+inner_product = InnerProduct
+alpha_norm = AlphaNorm
+bounded_range = BoundedRange
+tv = TotalVariation
+image_l2 = ImageL2
+custom = CustomTerm

@@ -1,0 +1,181 @@
+"""Optimisers and piecewise schedules for image optimisation, written as explicit update rules.
+
+Each optimiser has ``slots(shape)`` (its state, created as variables by the engine) and
+``update(x, g, slots, lr, reset) -> (x_new, slots_new)``: a pure function, so a block of steps compiles into one
+graph. ``reset`` is true on the first step of a schedule stage (the learning rate just changed).
+
+A :class:`Schedule` is a list of stages; it expands into per-step arrays (lr, reset, jitter) the compiled loop
+indexes, so resuming at any step reproduces the uninterrupted run.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    steps: int
+    lr: float
+    jitter: bool = True
+
+
+class Schedule:
+    """Piecewise-constant schedule, e.g. M&V 2015: ``Schedule([Stage(100, 4e-3), Stage(200, 4e-4),
+    Stage(100, 4e-5)])``."""
+
+    def __init__(self, stages: Sequence[Stage]):
+        if not stages or any(s.steps <= 0 for s in stages):
+            raise ValueError(f"a schedule needs stages with positive step counts, got {stages}")
+        self.stages = list(stages)
+
+    @property
+    def total(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-step (lr float32, reset bool, jitter bool)."""
+        lr = np.concatenate([np.full(s.steps, s.lr, np.float32) for s in self.stages])
+        jit = np.concatenate([np.full(s.steps, s.jitter) for s in self.stages])
+        reset = np.zeros(self.total, bool)
+        reset[0] = True
+        reset[1:] = (lr[1:] != lr[:-1]) | (jit[1:] != jit[:-1])
+        return lr, reset, jit
+
+    def scaled(self, steps: int) -> "Schedule":
+        """The same stage proportions stretched or squeezed to ``steps`` in total (each stage ≥ 1 step)."""
+        f = steps / self.total
+        counts = [max(1, int(round(s.steps * f))) for s in self.stages]
+        counts[-1] = max(1, steps - sum(counts[:-1])) if steps > len(counts) else counts[-1]
+        return Schedule([dataclasses.replace(s, steps=c) for s, c in zip(self.stages, counts)])
+
+    def __repr__(self):
+        return "Schedule(" + ", ".join(f"{s.steps}@{s.lr:g}{'' if s.jitter else ' nojitter'}"
+                                       for s in self.stages) + ")"
+
+
+class Optimizer:
+    name = "optimizer"
+    clip_value: float | None = None
+
+    def slots(self, shape) -> dict[str, np.ndarray]:
+        return {}
+
+    def _clip(self, g):
+        return g if self.clip_value is None else tf.clip_by_value(g, -self.clip_value, self.clip_value)
+
+    def config(self) -> dict:
+        return {"name": self.name, **{k: v for k, v in vars(self).items() if not k.startswith("_")}}
+
+
+class Momentum(Optimizer):
+    """Heavy ball (M&V 2015): m ← μ·m − lr·g; x ← x + m, with m zeroed when the learning rate changes."""
+
+    name = "momentum"
+
+    def __init__(self, momentum: float = 0.9, reset_on_change: bool = True, clip_value: float | None = None):
+        self.momentum, self.reset_on_change, self.clip_value = momentum, reset_on_change, clip_value
+
+    def slots(self, shape):
+        return {"m": np.zeros(shape, np.float32)}
+
+    def update(self, x, g, s, lr, reset, step):
+        g = self._clip(g)
+        reset_now = tf.logical_and(tf.cast(reset, tf.bool), self.reset_on_change)
+        m = tf.where(reset_now, tf.zeros_like(s["m"]), s["m"])
+        m = self.momentum * m - lr * g
+        return x + m, {"m": m}
+
+
+class AdaGradMomentum(Optimizer):
+    """M&V 2016 (``nnpreimage.m``, useAdagrad): G ← ρG + g²; m ← ρm − g / (1/η + √G); x ← x + m.
+
+    η is the schedule's lr (the 2016 reproduction passes η_t = H·W·LR_t). On a learning-rate change m is zeroed and
+    G kept — the original meant to clear G too but a typo cleared an unused variable; ``reset_accumulator=True``
+    gives the intended behaviour.
+    """
+
+    name = "adagrad_momentum"
+
+    def __init__(self, rho: float = 0.9, reset_accumulator: bool = False, clip_value: float | None = None):
+        self.rho, self.reset_accumulator, self.clip_value = rho, reset_accumulator, clip_value
+
+    def slots(self, shape):
+        return {"m": np.zeros(shape, np.float32), "G": np.zeros(shape, np.float32)}
+
+    def update(self, x, g, s, lr, reset, step):
+        g = self._clip(g)
+        m = tf.where(reset, tf.zeros_like(s["m"]), s["m"])
+        G = tf.where(tf.logical_and(reset, self.reset_accumulator), tf.zeros_like(s["G"]), s["G"])
+        G = self.rho * G + tf.square(g)
+        m = self.rho * m - g / (1.0 / lr + tf.sqrt(G))
+        return x + m, {"m": m, "G": G}
+
+
+class Adam(Optimizer):
+    """Adam with the choice of where ε sits (it changes trajectories on tiny image gradients).
+
+    ``epsilon_form="tf1"`` (the thesis code's ``tf.train.AdamOptimizer`` and Keras): x ← x − lr_t·m/(√v + ε̂)
+    with lr_t = lr·√(1−β2^t)/(1−β1^t). ``"paper"`` (Kingma & Ba): x ← x − lr·m̂/(√v̂ + ε).
+    """
+
+    name = "adam"
+
+    def __init__(self, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, epsilon_form: str = "tf1",
+                 clip_value: float | None = None):
+        if epsilon_form not in ("tf1", "paper"):
+            raise ValueError(f"epsilon_form must be 'tf1' or 'paper', got {epsilon_form!r}")
+        self.beta1, self.beta2, self.epsilon, self.epsilon_form = beta1, beta2, epsilon, epsilon_form
+        self.clip_value = clip_value
+
+    def slots(self, shape):
+        return {"m": np.zeros(shape, np.float32), "v": np.zeros(shape, np.float32)}
+
+    def update(self, x, g, s, lr, reset, step):
+        g = self._clip(g)
+        t = tf.cast(step, tf.float32) + 1.0
+        m = self.beta1 * s["m"] + (1 - self.beta1) * g
+        v = self.beta2 * s["v"] + (1 - self.beta2) * tf.square(g)
+        c1, c2 = 1 - tf.pow(self.beta1, t), 1 - tf.pow(self.beta2, t)
+        if self.epsilon_form == "tf1":
+            x = x - lr * tf.sqrt(c2) / c1 * m / (tf.sqrt(v) + self.epsilon)
+        else:
+            x = x - lr * (m / c1) / (tf.sqrt(v / c2) + self.epsilon)
+        return x, {"m": m, "v": v}
+
+
+class SGD(Optimizer):
+    name = "sgd"
+
+    def __init__(self, clip_value: float | None = None):
+        self.clip_value = clip_value
+
+    def update(self, x, g, s, lr, reset, step):
+        return x - lr * self._clip(g), s
+
+
+class LBFGS(Optimizer):
+    """L-BFGS via ``tfp.optimizer.lbfgs_minimize``, batched over the N problems (each its own L-BFGS).
+
+    It ignores the schedule's learning rates and jitter (line search picks the step). A range constraint is
+    handled as *projected L-BFGS with restarts*: L-BFGS runs ``restart_every`` iterations, the result is projected
+    onto the constraint set and L-BFGS restarts from there (its curvature memory is dropped, which keeps the
+    quasi-Newton model honest after a projection). This is a heuristic, not a convergent constrained method.
+    """
+
+    name = "lbfgs"
+
+    def __init__(self, num_correction_pairs: int = 10, restart_every: int = 50, tolerance: float = 1e-12):
+        self.num_correction_pairs, self.restart_every, self.tolerance = num_correction_pairs, restart_every, tolerance
+
+
+OPTIMIZERS = {"momentum": Momentum, "adagrad_momentum": AdaGradMomentum, "adam": Adam, "sgd": SGD, "lbfgs": LBFGS}
+
+
+def get(name: str, **kwargs) -> Optimizer:
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer '{name}'; valid: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](**kwargs)
