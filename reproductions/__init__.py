@@ -6,6 +6,10 @@ import importlib
 
 PAPERS = {
     "forward": "reproductions.forward",
+    "mv2015": "reproductions.mv2015",
+    "mv2016": "reproductions.mv2016",
+    "representation_study": "reproductions.representation_study",
+    "deconv": "reproductions.deconv_layer",
 }
 
 

@@ -78,8 +78,16 @@ class Optimization:
         self.labels = list(labels) if labels else [f"p{i}" for i in range(canvas.n)]
         self.seed, self.log_every, self.checkpoint_every = int(seed), int(log_every), int(checkpoint_every)
         self.jit_compile, self.config = jit_compile, dict(config or {})
-        lr, reset, jit = schedule.arrays()
-        self._lr, self._reset, self._jit = tf.constant(lr), tf.constant(reset), tf.constant(jit)
+        # schedule: one for all problems, or one per problem (same length and jitter pattern) -> lr, reset [T, N]
+        schedules = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * canvas.n
+        if len(schedules) != canvas.n or len({s.total for s in schedules}) != 1:
+            raise ValueError("per-problem schedules need one schedule per problem, all of the same length")
+        self.schedule = schedules[0]
+        arrays = [s.arrays() for s in schedules]
+        self._lr = tf.constant(np.stack([a[0] for a in arrays], axis=1))
+        self._reset = tf.constant(np.stack([a[1] for a in arrays], axis=1))
+        self._jit = tf.constant(arrays[0][2])
+        self._schedules = schedules
         self.step = tf.Variable(0, dtype=tf.int32, name="step")
         self.slots = {k: tf.Variable(v, name=k) for k, v in optimizer.slots(canvas.shape).items()}
         h, w = canvas.h, canvas.w
@@ -102,7 +110,8 @@ class Optimization:
                 total = tf.reduce_sum(loss)
             g = tape.gradient(total, self.canvas.var)
             slots = {k: v.read_value() for k, v in self.slots.items()}
-            x, new = self.optimizer.update(self.canvas.var.read_value(), g, slots, self._lr[t], self._reset[t], t)
+            lr, reset = self._lr[t][:, None, None, None], self._reset[t][:, None, None, None]
+            x, new = self.optimizer.update(self.canvas.var.read_value(), g, slots, lr, reset, t)
             if self.project is not None:
                 x = self.project(x * self.canvas.scale) / self.canvas.scale
             self.canvas.var.assign(x)
@@ -113,6 +122,11 @@ class Optimization:
     def _eval(self):
         loss, values = self._loss(tf.constant(0), tf.constant(False))
         return loss, values
+
+    def evaluate(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(loss [N], {term: value [N]}) at the current iterate, centre window."""
+        loss, values = self._evaluate()
+        return np.asarray(loss), {k: np.asarray(v) for k, v in values.items()}
 
     # ---- driver -----------------------------------------------------------------------------------------------
     def _log_points(self) -> list[int]:
@@ -129,8 +143,12 @@ class Optimization:
         return np.asarray(images) + self.mean_rgb
 
     def run(self, out: str | Path | None = None, logdir: str | Path | None = None, resume: bool = False,
-            progress: bool = True, lbfgs_iterations: int | None = None) -> Result:
-        """Optimise; with ``out`` checkpoint there (``out/ckpt``); with ``resume`` continue from it."""
+            progress: bool = True, stop_after: int | None = None) -> Result:
+        """Optimise; with ``out`` checkpoint there (``out/ckpt``); with ``resume`` continue from it.
+
+        ``stop_after`` ends the run (with a checkpoint) at the first log point at or after that step, as a
+        time-limited job or an interruption would; ``resume=True`` later finishes it.
+        """
         manager = None
         if out is not None:
             manager = tf.train.CheckpointManager(self._checkpoint(), str(Path(out) / "ckpt"), max_to_keep=1)
@@ -154,19 +172,22 @@ class Optimization:
                 self.saved.assign(self.canvas.window(self.canvas.image(), self.canvas.offsets(False, [0, 0])))
                 self.saved_step.assign(point)
             loss, values = self._evaluate()
-            rec = {"step": point, "loss": float(np.mean(loss)), "lr": float(self._lr[point - 1])}
+            rec = {"step": point, "loss": float(np.mean(loss)), "lr": float(np.mean(self._lr[point - 1]))}
             history.append(rec)
             if writer is not None:
                 self._log_scalars(writer, point, loss, values, rec["lr"])
                 if point == total or (point - 1) % (4 * self.log_every) == 0:
                     self._log_images(writer, point)
             bar(point, rec["loss"], time.perf_counter() - t0)
-            if manager is not None and (point - last_ckpt >= self.checkpoint_every or point == total):
+            stopping = stop_after is not None and point >= stop_after
+            if manager is not None and (point - last_ckpt >= self.checkpoint_every or point == total or stopping):
                 manager.save(checkpoint_number=point)
                 last_ckpt = point
+            if stopping:
+                break
         seconds = time.perf_counter() - t0
         bar(None, None, seconds)
-        return self._result(history, seconds, total - start_step)
+        return self._result(history, seconds, int(self.step.numpy()) - start_step)
 
     def _result(self, history, seconds, steps_run) -> Result:
         loss, values = self._evaluate()
@@ -225,7 +246,7 @@ class Optimization:
         from tensorboard.plugins.hparams import api as hp
         flat = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str))
                 for k, v in {**self.config, "optimizer": json.dumps(self.optimizer.config()),
-                             "schedule": repr(self.schedule), "objective": repr(self.objective)}.items()}
+                             "schedule": "; ".join(sorted({repr(s) for s in self._schedules})), "objective": repr(self.objective)}.items()}
         with writer.as_default():
             hp.hparams(flat)
             tf.summary.text("config", "```\n" + json.dumps(flat, indent=1, default=str) + "\n```", step=0)

@@ -275,3 +275,39 @@ def mean_rgb(name: str) -> np.ndarray:
 
 
 __all__ += ["to_input", "mean_rgb"]
+
+
+def receptive_field(name_or_model: str | keras.Model, layer: str) -> tuple[int, int]:
+    """(receptive-field size, stride) in input pixels of a tap, as ``vl_simplenn_display`` reports them.
+
+    Walks the chain of conv / pool layers up to ``layer``; fc layers see the whole input (size = input size)
+    and keep the stride of the last map. M&V 2016's jitter is T = max(round(stride / 4), 1).
+    """
+    from .layers import MaxPool as _MaxPool
+    model = build(name_or_model, weights=None, quiet=True) if isinstance(name_or_model, str) else name_or_model
+    target = resolve_layer(model, layer)
+    rf, jump = 1, 1
+    for l in model.layers:
+        if isinstance(l, keras.layers.Conv2D):
+            k, s = l.kernel_size[0], l.strides[0]
+        elif isinstance(l, _MaxPool):
+            k, s = l.pool_size, l.strides
+        elif isinstance(l, (keras.layers.Dense, keras.layers.GlobalAveragePooling2D)):
+            rf = max(rf, int(model.input.shape[1]))
+            k, s = 1, 1
+        else:
+            k, s = 1, 1
+        rf += (k - 1) * jump
+        jump *= s
+        if l.name == target:
+            return rf, jump
+    raise ValueError(f"layer {layer} not found")
+
+
+def jitter_t(name_or_model, layer: str) -> int:
+    """M&V 2016 jitter amount T = max(round(s/4), 1), MATLAB rounding (halves away from zero)."""
+    _, stride = receptive_field(name_or_model, layer)
+    return max(int(np.floor(stride / 4 + 0.5)), 1)
+
+
+__all__ += ["receptive_field", "jitter_t"]

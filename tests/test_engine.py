@@ -1,0 +1,263 @@
+"""The inversion engine: terms against closed forms and finite differences, transforms, optimiser updates,
+L-BFGS, convergence, batching and resume."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from tfrestore import objectives as O
+from tfrestore import optim, param
+from tfrestore.engine import Optimization, stretch
+from tfrestore.objectives import Context
+
+RNG = np.random.default_rng(0)
+
+
+def tv_numpy(x, beta, mean=False, scale=1.0):
+    x = x.astype(np.float64) / scale
+    dw = np.zeros_like(x)
+    dh = np.zeros_like(x)
+    dw[:, :, :-1] = x[:, :, 1:] - x[:, :, :-1]      # last column replicated -> 0
+    dh[:, :-1] = x[:, 1:] - x[:, :-1]
+    v = (dw ** 2 + dh ** 2) ** (beta / 2)
+    s = v.sum(axis=(1, 2, 3))
+    return s / (x.shape[1] * x.shape[2]) if mean else s
+
+
+def value(term, x, **ctx_kw):
+    return term(Context(tf.constant(x, tf.float32), **ctx_kw))[0].numpy()
+
+
+def fd_check(term, x, ref=None, n_probe=6, eps=1e-3, rtol=2e-2):
+    """Finite-difference check of TF's d(sum of term)/dx at random coordinates; the differences are taken on the
+    float64 numpy closed form ``ref`` when given, else on the term itself."""
+    f = ref or (lambda z: value(term, z).astype(np.float64))
+    xt = tf.Variable(x.astype(np.float32))
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(term(Context(xt))[0])
+    g = tape.gradient(total, xt).numpy()
+    idx = [tuple(RNG.integers(0, s) for s in x.shape) for _ in range(n_probe)]
+    for i in idx:
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        num = float((np.sum(f(xp)) - np.sum(f(xm))) / (2 * eps))
+        assert num == pytest.approx(float(g[i]), rel=rtol, abs=1e-3 * (abs(num) + 1)), (i, num, g[i])
+
+
+@pytest.mark.parametrize("beta,mean,scale", [(2.0, False, 1.0), (1.0, False, 1.0), (2.0, True, 12.3)])
+def test_tv_closed_form_and_gradient(beta, mean, scale):
+    x = RNG.normal(0, 3, (2, 6, 5, 3)).astype(np.float32)
+    term = O.tv(beta=beta, mean=mean, scale=scale)
+    np.testing.assert_allclose(value(term, x), tv_numpy(x, beta, mean, scale), rtol=1e-5)
+    fd_check(term, x.astype(np.float64), lambda z: tv_numpy(z, beta, mean, scale))
+
+
+def test_alpha_norm_and_bounded_range():
+    x = RNG.normal(0, 2, (2, 4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(value(O.alpha_norm(6), x), (x.astype(np.float64) ** 6).sum(axis=(1, 2, 3)), rtol=1e-5)
+    br = ((np.sqrt((x.astype(np.float64) ** 2).sum(-1)) / 3.0) ** 6).mean(axis=(1, 2))
+    np.testing.assert_allclose(value(O.bounded_range(6, 3.0), x), br, rtol=1e-5)
+    fd_check(O.alpha_norm(6), x.astype(np.float64) / 2, lambda z: (z ** 6).sum(axis=(1, 2, 3)))
+    fd_check(O.bounded_range(6, 3.0), x.astype(np.float64),
+             lambda z: ((np.sqrt((z ** 2).sum(-1)) / 3.0) ** 6).mean(axis=(1, 2)))
+
+
+def _tiny_model(seed=0):
+    inp = keras.Input((8, 8, 3))
+    y = keras.layers.Conv2D(4, 3, kernel_initializer=keras.initializers.GlorotNormal(seed), name="c")(inp)
+    y = keras.layers.ReLU(name="r")(y)
+    return keras.Model(inp, {"r": y})
+
+
+def test_feature_loss_mask_and_inner_product():
+    m = _tiny_model()
+    x = RNG.normal(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    t = RNG.normal(0, 1, (2, 6, 6, 4)).astype(np.float32)
+    mask = np.zeros((2, 6, 6, 4), np.float32)
+    mask[:, 1:4, 2:5, :2] = 1
+    phi = m(x)["r"].numpy().astype(np.float64)
+    want = ((mask * (phi - t)) ** 2).sum(axis=(1, 2, 3)) / ((mask * t) ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(value(O.feature_loss(m, "r", t, mask=mask), x), want, rtol=1e-5)
+    np.testing.assert_allclose(value(O.inner_product(m, "r", t), x), -(t * phi).sum(axis=(1, 2, 3)), rtol=1e-5)
+    # restricted to problem 1 only: problem 0 contributes nothing
+    v = value(O.feature_loss(m, "r", t[1:], problems=[1]), x)
+    assert v[0] == 0 and v[1] == pytest.approx(((phi[1] - t[1]) ** 2).sum() / (t[1] ** 2).sum(), rel=1e-5)
+    fd_check(O.feature_loss(m, "r", t, mask=mask), x.astype(np.float64), eps=1e-2, rtol=5e-2)
+
+
+def test_objective_algebra_weights_and_reporting():
+    x = RNG.normal(0, 1, (3, 4, 4, 3)).astype(np.float32)
+    w = np.array([1.0, 0.0, 2.0])
+    obj = 0.5 * O.tv(2) + w * O.alpha_norm(2) - O.alpha_norm(4)
+    loss, vals = obj(Context(tf.constant(x)))
+    tv, a2, a4 = tv_numpy(x, 2), (x.astype(np.float64) ** 2).sum((1, 2, 3)), (x.astype(np.float64) ** 4).sum((1, 2, 3))
+    np.testing.assert_allclose(loss.numpy(), 0.5 * tv + w * a2 - a4, rtol=1e-5)
+    assert set(vals) == {"tv2", "alpha_norm2", "alpha_norm4"}
+    np.testing.assert_allclose(vals["alpha_norm2"].numpy(), a2, rtol=1e-5)   # reported unweighted
+
+
+def test_colour_norm_projection():
+    x = np.zeros((1, 1, 3, 3), np.float32)
+    x[0, 0, 0] = [300, 400, 0]        # norm 500 -> 160
+    x[0, 0, 1] = [10, 0, 0]           # inside, untouched
+    y = param.project_colour_norm(tf.constant(x), 160.0).numpy()
+    np.testing.assert_allclose(y[0, 0, 0], [96, 128, 0], rtol=1e-6)
+    np.testing.assert_array_equal(y[0, 0, 1:], x[0, 0, 1:])
+
+
+def test_jitter_windows_offsets_and_masks():
+    n, size, t = 2, 4, [3, 1]
+    init = np.arange(n * 6 * 6 * 3, dtype=np.float32).reshape(n, 6, 6, 3)
+    c = param.Canvas(init, size, jitter=t)
+    off = tf.constant([[2, 1], [0, 0]])
+    win = c.window(c.image(), off).numpy()
+    np.testing.assert_array_equal(win[0], init[0, 2:6, 1:5])
+    np.testing.assert_array_equal(win[1], init[1, 0:4, 0:4])
+    seen = set()
+    for step in range(200):
+        o = c.offsets(True, [0, step]).numpy()
+        assert o[1].tolist() == [0, 0]                # T = 1: never moves
+        seen.add(tuple(o[0]))
+    assert seen == {(a, b) for a in range(3) for b in range(3)}    # T = 3: all 9 offsets, nothing else
+    assert c.offsets(False, [0, 0]).numpy().tolist() == [[1, 1], [0, 0]]   # centre (T-1)//2 without jitter
+    m_on, m_off = c.mask(True).numpy()[..., 0], c.mask(False).numpy()[..., 0]
+    assert m_on[0].sum() == 36 and m_on[1].sum() == 16 and m_on[1, :4, :4].all()
+    assert m_off[0].sum() == 16 and m_off[0, 1:5, 1:5].all()
+
+
+def _one_step(opt, x, g, lr, reset, slots=None, step=0):
+    slots = slots or {k: tf.constant(v) for k, v in opt.slots(x.shape).items()}
+    return opt.update(tf.constant(x), tf.constant(g), slots, tf.constant(lr), tf.constant(reset), tf.constant(step))
+
+
+def test_momentum_update_and_reset():
+    x, g = np.array([1.0, -2.0], np.float32), np.array([0.5, 0.25], np.float32)
+    opt = optim.Momentum(0.9)
+    m_prev = {"m": tf.constant([1.0, 1.0])}
+    x1, s1 = _one_step(opt, x, g, 0.1, False, m_prev)
+    np.testing.assert_allclose(s1["m"], 0.9 * 1.0 - 0.1 * g, rtol=1e-6)
+    np.testing.assert_allclose(x1, x + 0.9 - 0.1 * g, rtol=1e-6)
+    x2, s2 = _one_step(opt, x, g, 0.1, True, m_prev)           # lr changed: momentum zeroed first
+    np.testing.assert_allclose(x2, x - 0.1 * g, rtol=1e-6)
+    x3, _ = _one_step(optim.Momentum(0.9, reset_on_change=False), x, g, 0.1, True, m_prev)
+    np.testing.assert_allclose(x3, x1, rtol=1e-6)
+
+
+def test_adagrad_momentum_update_keeps_accumulator_on_reset():
+    x, g = np.array([1.0, -2.0], np.float32), np.array([0.5, -3.0], np.float32)
+    opt = optim.AdaGradMomentum(0.9)
+    slots = {"m": tf.constant([0.2, 0.2]), "G": tf.constant([4.0, 1.0])}
+    eta = 50.0
+    x1, s1 = _one_step(opt, x, g, eta, True, slots)
+    G = 0.9 * np.array([4.0, 1.0]) + g ** 2                 # G kept (the original's typo)
+    m = -g / (1 / eta + np.sqrt(G))                         # m zeroed
+    np.testing.assert_allclose(s1["G"], G, rtol=1e-6)
+    np.testing.assert_allclose(x1, x + m, rtol=1e-6)
+    _, s2 = _one_step(optim.AdaGradMomentum(0.9, reset_accumulator=True), x, g, eta, True, slots)
+    np.testing.assert_allclose(s2["G"], g ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["tf1", "paper"])
+def test_adam_update_two_steps(form):
+    x, eps, lr = np.array([1.0, -2.0], np.float32), 1e-3, 0.1
+    g1, g2 = np.array([0.5, -1e-4], np.float32), np.array([0.1, 1e-4], np.float32)
+    opt = optim.Adam(0.9, 0.999, eps, epsilon_form=form)
+    x1, s1 = _one_step(opt, x, g1, lr, True, step=0)
+    x2, _ = _one_step(opt, x1.numpy(), g2, lr, False, s1, step=1)
+    m, v, xr = np.zeros(2), np.zeros(2), x.astype(np.float64)
+    for t, g in ((1, g1), (2, g2)):
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g ** 2
+        if form == "tf1":
+            xr = xr - lr * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + eps)
+        else:
+            xr = xr - lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + eps)
+    np.testing.assert_allclose(x2, xr, rtol=1e-5)
+
+
+def test_schedule_arrays_and_scaling():
+    s = optim.Schedule([optim.Stage(100, 4e-3), optim.Stage(200, 4e-4), optim.Stage(100, 4e-5)])
+    lr, reset, _ = s.arrays()
+    assert s.total == 400 and np.flatnonzero(reset).tolist() == [0, 100, 300]
+    assert lr[99] == np.float32(4e-3) and lr[100] == np.float32(4e-4) and lr[399] == np.float32(4e-5)
+    assert [st.steps for st in s.scaled(40).stages] == [10, 20, 10]
+
+
+class Quadratic(O.Term):
+    """Σ a·(x − c)²: minimum at c."""
+    name = "quadratic"
+
+    def __init__(self, a, c):
+        self.a, self.c = tf.constant(a), tf.constant(c)
+        super().__init__()
+
+    def value(self, ctx):
+        return tf.reduce_sum(self.a * tf.square(ctx.image - self.c), axis=[1, 2, 3])
+
+
+def test_lbfgs_finds_quadratic_minimum_batched():
+    a = RNG.uniform(0.5, 50, (2, 4, 4, 3)).astype(np.float32)   # badly conditioned
+    c = RNG.normal(0, 5, (2, 4, 4, 3)).astype(np.float32)
+    canvas = param.Canvas(np.zeros((2, 4, 4, 3), np.float32), 4)
+    run = Optimization(Quadratic(a, c), canvas, optim.LBFGS(restart_every=100), optim.Schedule([optim.Stage(100, 1.0)]))
+    res = run.run(progress=False)
+    np.testing.assert_allclose(res.images, c, atol=1e-3)
+    # projected variant: the constraint is respected
+    canvas = param.Canvas(np.zeros((2, 4, 4, 3), np.float32), 4)
+    run = Optimization(Quadratic(a, c), canvas, optim.LBFGS(restart_every=20), optim.Schedule([optim.Stage(60, 1.0)]),
+                       project=lambda x: param.project_colour_norm(x, 2.0))
+    res = run.run(progress=False)
+    assert np.sqrt((res.images ** 2).sum(-1)).max() <= 2.0 + 1e-4
+
+
+def _inversion(n_images=2, steps=30, seed=0, out=None, stop_after=None, resume=False, jitter=1, initial=None):
+    m = _tiny_model(1)
+    rng = np.random.default_rng(42)
+    x0 = rng.normal(0, 20, (n_images, 8, 8, 3)).astype(np.float32)
+    tgt = m(x0)["r"].numpy()
+    obj = O.feature_loss(m, "r", tgt) + 1e-6 * O.tv(2)
+    init = param.init_mv2015(n_images, 8 + jitter - 1, 10.0, seed)
+    canvas = param.Canvas(init, 8, jitter=jitter)
+    sched = optim.Schedule([optim.Stage(steps // 2, 2.0), optim.Stage(steps - steps // 2, 0.5)])
+    run = Optimization(obj, canvas, optim.Adam(), sched, seed=seed, log_every=5, checkpoint_every=5)
+    if initial is not None:
+        initial.update(run.evaluate()[1])
+    return run, run.run(out=out, progress=False, stop_after=stop_after, resume=resume)
+
+
+def test_small_inversion_converges():
+    initial = {}
+    run, res = _inversion(steps=30, initial=initial)
+    assert initial["feature/r"].min() > 0.5
+    assert (res.values["feature/r"] < initial["feature/r"] / 10).all(), (initial, res.values)
+
+
+def test_batched_equals_separate():
+    m = _tiny_model(2)
+    x0 = np.random.default_rng(3).normal(0, 20, (3, 8, 8, 3)).astype(np.float32)
+    tgt = m(x0)["r"].numpy()
+    init = param.init_mv2015(3, 8, 10.0, 0)
+    sched = optim.Schedule([optim.Stage(10, 1.0), optim.Stage(5, 0.1)])
+
+    def solve(idx):
+        obj = O.feature_loss(m, "r", tgt[idx]) + np.array([1e-4, 1e-5, 1e-6])[idx] * O.tv(2)
+        run = Optimization(obj, param.Canvas(init[idx], 8), optim.Momentum(0.9), sched)
+        return run.run(progress=False).images
+
+    together = solve([0, 1, 2])
+    for i in range(3):
+        np.testing.assert_allclose(together[i], solve([i])[0], rtol=1e-4, atol=1e-3)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    _, full = _inversion(steps=20, jitter=3, out=tmp_path / "a")
+    _, part = _inversion(steps=20, jitter=3, out=tmp_path / "b", stop_after=8)
+    assert part.steps == 11                                # stopped at the log point after step 8
+    _, resumed = _inversion(steps=20, jitter=3, out=tmp_path / "b", resume=True, seed=0)
+    assert resumed.steps == 20 and resumed.steps_run == 9
+    np.testing.assert_allclose(resumed.images, full.images, rtol=1e-5, atol=1e-4)
+
+
+def test_stretch_is_joint_min_max():
+    img = np.array([[[-10.0, 0.0, 30.0]]])
+    np.testing.assert_allclose(stretch(img), [[[0.0, 0.25, 1.0]]])

@@ -1,0 +1,96 @@
+"""The paper reproductions: their tables of constants, and main.py end to end."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reproductions import mv2015, mv2016, representation_study
+from tfrestore import nets
+from tfrestore.inversion import Extractors
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def caffenet_extractors():
+    return Extractors(nets.build("caffenet", weights=None))
+
+
+def test_mv2015_tables(caffenet_extractors):
+    img = np.random.default_rng(0).integers(0, 256, (227, 227, 3)).astype(np.uint8)
+    p = mv2015.build("caffenet", img, "layers", None, caffenet_extractors, 0, None, None)
+    assert p["layers"] == ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3", "relu3",
+                           "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6", "fc7", "relu7", "fc8"]
+    assert p["lambdas"] == [1.0] * 6 + [10.0] * 6 + [100.0] * 8
+    assert p["schedule"].total == 400 and [s.lr for s in p["schedule"].stages] == [0.004, 0.0004, 0.00004]
+    # initial image has total norm σ per problem and the variable is x/σ
+    x = p["canvas"].image().numpy()
+    np.testing.assert_allclose(np.sqrt((x.astype(np.float64) ** 2).sum(axis=(1, 2, 3))), mv2015.SIGMA, rtol=1e-5)
+    assert p["canvas"].scale == mv2015.SIGMA
+    weights = {t.name: w for w, t in p["objective"].parts}
+    assert weights["alpha_norm6"] == pytest.approx(4e-10 / mv2015.SIGMA ** 2)
+    # paper-normalised λ_α = (λL2/2)·σ⁴ ≈ 2.16e8
+    assert mv2015.LAMBDA_L2 / 2 * mv2015.SIGMA ** 4 == pytest.approx(2.157e8, rel=1e-3)
+    np.testing.assert_allclose(weights["tv2"], np.array(p["lambdas"]) / 2 / mv2015.SIGMA ** 2, rtol=1e-6)
+
+
+def test_mv2015_figure_settings(caffenet_extractors):
+    img = np.zeros((227, 227, 3), np.uint8) + 100
+    beta = mv2015.build("caffenet", img, "beta", None, caffenet_extractors, 0, None, None)
+    assert beta["layers"] == ["norm1", "norm1"] and {t.name for t in beta["objective"].terms} >= {"tv1", "tv2"}
+    neigh = mv2015.build("caffenet", img, "neighbourhood", ["conv3"], caffenet_extractors, 0, None, None)
+    assert neigh["masks"][0].sum() == 5 * 5 * 384 and neigh["schedule"].total == 600
+    groups = mv2015.build("caffenet", img, "filter_groups", ["conv1"], caffenet_extractors, 0, None, None)
+    assert groups["masks"][0][..., :48].all() and not groups["masks"][0][..., 48:].any()
+
+
+def test_mv2016_jitter_tables_and_step_size():
+    alex = {"conv1": 1, "relu1": 1, "norm1": 1, "pool1": 2, "conv2": 2, "norm2": 2, "pool2": 4, "conv3": 4,
+            "relu5": 4, "pool5": 8, "fc6": 8, "fc8": 8}
+    m = nets.build("alexnet", weights=None, quiet=True)
+    assert {l: nets.jitter_t(m, l) for l in alex} == alex
+    vgg = {"relu3_3": 1, "pool3": 2, "relu4_3": 2, "pool4": 4, "relu5_3": 4, "pool5": 8, "fc7": 8}
+    mv = nets.build("vgg16", weights=None, quiet=True)
+    assert {l: nets.jitter_t(mv, l) for l in vgg} == vgg
+    ext = Extractors(m)
+    img = np.zeros((227, 227, 3), np.uint8) + 120
+    p = mv2016.build("alexnet", img, "inversion", ["conv1", "pool5"], ext, 0, None, None)
+    st = p["schedule"].stages
+    assert [s.steps for s in st] == [300, 50] and [s.jitter for s in st] == [True, False]
+    assert st[0].lr == pytest.approx(227 * 227 * 0.05 * 80 ** 2 / 6) and st[1].lr == pytest.approx(st[0].lr / 10)
+    assert p["jitter"] == [1, 8] and p["canvas"].shape == (2, 234, 234, 3)
+    assert mv2016.V == pytest.approx(12.3077, rel=1e-4)
+
+
+def run_main(*args):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=900)
+
+
+def test_main_mv2015_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    r = run_main("--paper=mv2015", "--net=caffenet", "--layers=conv1,relu3", "--steps=5", "--image=coffee",
+                 f"--out={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "rel.sq.feat (2015)" in r.stdout and "relu3" in r.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["weights"] == "random" and metrics["steps"] == 5
+    assert len(metrics["problems"]) == 2 and metrics["problems"][1]["layer"] == "relu3"
+    for f in ("figure.png", "reconstructions.npy", "rec_00_conv1.png", "rec_01_relu3_clipped.png", "table.txt"):
+        assert (out / f).exists(), f
+    assert np.load(out / "reconstructions.npy").shape == (2, 227, 227, 3)
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+
+
+def test_main_mv2016_and_study_end_to_end(tmp_path):
+    r = run_main("--paper=mv2016", "--net=alexnet", "--layers=pool1", "--steps=5", f"--out={tmp_path / 'a'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["config"]["jitter_T"] == [2]
+    r = run_main("--paper=representation_study", "--experiment=resnet", "--steps=3", f"--out={tmp_path / 'b'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "layer2.0.conv1" in r.stdout
+    r = run_main("--paper=mv2015", "--experiment=nope")
+    assert r.returncode != 0 and "valid: layers" in r.stderr
