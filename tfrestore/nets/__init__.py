@@ -92,7 +92,7 @@ def input_size(name: str) -> int:
 
 
 def build(name: str, weights: str | Path | None = "auto", image_size: int | None = None, seed: int = 0,
-          quiet: bool = False) -> keras.Model:
+          quiet: bool = False, **builder_kwargs) -> keras.Model:
     """Build a registered network.
 
     Args:
@@ -102,11 +102,12 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
             ``"random"`` gives seeded random weights silently.
         image_size: square input size (default :func:`input_size`). Nets with fc layers need the standard size.
         seed: seed for random weights.
+        builder_kwargs: passed to the builder (e.g. ``width=1/16`` for a slim VGG of the same topology).
     """
     spec = _spec(name)
     size = image_size or spec.input_size
     try:
-        model = spec.builder(image_size=size, seed=seed)
+        model = spec.builder(image_size=size, seed=seed, **builder_kwargs)
     except ValueError as e:
         raise ValueError(f"{name} cannot be built at {size}×{size}: {e}") from None
     source = "random"
@@ -206,7 +207,7 @@ def feature_extractor(name_or_model: str | keras.Model, layers: Sequence[str] | 
     if isinstance(layers, str):
         layers = [layers]
     outputs = {l: model.get_layer(resolve_layer(model, l)).output for l in layers}
-    extractor = keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    extractor = keras.Model(model.input, outputs, name=f"{model.name}_features")
     _NET_OF[extractor] = net_of(model)
     _WEIGHTS_SOURCE[extractor] = weights_source(model)
     return extractor

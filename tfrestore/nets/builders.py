@@ -56,10 +56,10 @@ def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> 
     return keras.Model(inp, _caffe_head(x, seed), name=name)
 
 
-def _caffe_head(x, seed):
+def _caffe_head(x, seed, fc=4096):
     x = ChannelMajorFlatten(name="pool5_flat")(x)
-    x = layers.ReLU(name="relu6")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc6")(x))
-    x = layers.ReLU(name="relu7")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc7")(x))
+    x = layers.ReLU(name="relu6")(layers.Dense(fc, kernel_initializer=_init(seed), name="fc6")(x))
+    x = layers.ReLU(name="relu7")(layers.Dense(fc, kernel_initializer=_init(seed), name="fc7")(x))
     x = layers.Dense(1000, kernel_initializer=_init(seed), name="fc8")(x)
     return layers.Softmax(name="prob")(x)
 
@@ -77,30 +77,37 @@ def caffenet(image_size: int = 227, seed: int | None = None) -> keras.Model:
 VGG_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 
 
-def vgg16(image_size: int = 224, seed: int | None = None) -> keras.Model:
-    """Caffe VGG_ILSVRC_16_layers (configuration D). Input BGR − mean pixel, 224²."""
+def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
+    """Caffe VGG_ILSVRC_16_layers (configuration D). Input BGR − mean pixel, 224².
+
+    ``width`` < 1 scales every channel count and fc size (same topology; used to test converters quickly).
+    """
     _seed_counter[0] = 0
     inp = x = keras.Input((image_size, image_size, 3), name="data")
     for b, n, ch in VGG_BLOCKS:
         for i in range(1, n + 1):
-            x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", ch, 3, pad=1, seed=seed))
+            x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, seed=seed))
         x = MaxPool(2, 2, name=f"pool{b}")(x)
-    return keras.Model(inp, _caffe_head(x, seed), name="vgg16")
+    return keras.Model(inp, _caffe_head(x, seed, _w(4096, width)), name="vgg16")
 
 
-def vgg16_bn(image_size: int = 224, seed: int | None = None) -> keras.Model:
+def _w(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def vgg16_bn(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
     """ONNX-zoo VGG16-BN (MXNet Gluon ``vgg16_bn``): conv(bias) → BN(eps 1e-5) → ReLU. Input RGB standardised."""
     _seed_counter[0] = 0
     inp = x = keras.Input((image_size, image_size, 3), name="data")
     for b, n, ch in VGG_BLOCKS:
         for i in range(1, n + 1):
-            x = _conv(x, f"conv{b}_{i}", ch, 3, pad=1, seed=seed)
+            x = _conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, seed=seed)
             x = layers.BatchNormalization(epsilon=1e-5, name=f"bn{b}_{i}")(x)
             x = layers.ReLU(name=f"relu{b}_{i}")(x)
         x = MaxPool(2, 2, ceil_mode=False, name=f"pool{b}")(x)
     x = ChannelMajorFlatten(name="pool5_flat")(x)
-    x = layers.ReLU(name="relu6")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc6")(x))
-    x = layers.ReLU(name="relu7")(layers.Dense(4096, kernel_initializer=_init(seed), name="fc7")(x))
+    x = layers.ReLU(name="relu6")(layers.Dense(_w(4096, width), kernel_initializer=_init(seed), name="fc6")(x))
+    x = layers.ReLU(name="relu7")(layers.Dense(_w(4096, width), kernel_initializer=_init(seed), name="fc7")(x))
     x = layers.Dense(1000, kernel_initializer=_init(seed), name="fc8")(x)
     return keras.Model(inp, x, name="vgg16_bn")
 

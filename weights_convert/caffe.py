@@ -1,0 +1,303 @@
+"""Caffe ``.caffemodel`` (+ optional ``deploy.prototxt``) → tfrestore weights, without Caffe installed.
+
+Reads V2 (``layer``, string types), V1 (``layers``, enum types) and V0 (parameters inside V1's ``layer`` field)
+nets; blobs with ``shape`` or with the legacy ``num/channels/height/width`` (whose leading singleton axes are
+stripped: inner-product weights (1,1,out,in), biases (1,1,1,out)). Weights are mapped to the Keras model by layer
+name, every shape is checked, conv kernels are transposed OIHW → HWIO (a group-2 kernel (O, I/2, kh, kw) becomes the
+Keras grouped kernel (kh, kw, I/2, O), halves in the same order), inner-product weights out×in → in×out. The
+Keras Caffe nets flatten pool5 channel-major like Caffe, so fc6 needs no reordering, and they take BGR input like
+the original, so conv1 is not flipped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import mmap
+from pathlib import Path
+
+import numpy as np
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
+
+from . import ConversionError
+from .caffe_proto import V1_LAYER_TYPES, NetParameter
+
+_V1_NAMES = {v: k for k, v in V1_LAYER_TYPES.items()}
+# V1 enum / V0 string → V2 type string
+_V1_TO_V2 = {"CONVOLUTION": "Convolution", "INNER_PRODUCT": "InnerProduct", "POOLING": "Pooling", "LRN": "LRN",
+             "RELU": "ReLU", "DROPOUT": "Dropout", "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss",
+             "DATA": "Data", "SPLIT": "Split", "FLATTEN": "Flatten", "CONCAT": "Concat", "ACCURACY": "Accuracy"}
+_V0_TO_V2 = {"conv": "Convolution", "innerproduct": "InnerProduct", "pool": "Pooling", "lrn": "LRN",
+             "relu": "ReLU", "dropout": "Dropout", "softmax": "Softmax", "data": "Data", "softmax_loss":
+             "SoftmaxWithLoss", "flatten": "Flatten", "split": "Split"}
+SUPPORTED = {"Input", "Data", "Convolution", "InnerProduct", "Pooling", "LRN", "ReLU", "Dropout", "Softmax",
+             "Split", "Flatten"}
+IGNORED = {"SoftmaxWithLoss", "Accuracy"}   # training-only layers of a train_val net carry no weights
+
+
+@dataclasses.dataclass
+class CaffeLayer:
+    name: str
+    type: str
+    bottom: list
+    top: list
+    params: dict
+    blobs: list      # of np.ndarray, shapes as stored (legacy singleton axes stripped)
+
+
+def _blob_array(blob, where: str) -> np.ndarray:
+    if blob.HasField("shape"):
+        shape = tuple(int(d) for d in blob.shape.dim)
+    else:
+        shape = tuple(int(d) for d in (blob.num, blob.channels, blob.height, blob.width))
+    data = blob.data if len(blob.data) else blob.double_data
+    arr = np.array(data, dtype=np.float32)
+    if int(np.prod(shape)) != arr.size:
+        raise ConversionError(f"{where}: blob declares shape {shape} ({int(np.prod(shape))} values) but holds "
+                              f"{arr.size} values — the file is truncated or corrupt")
+    if not blob.HasField("shape"):    # legacy 4-D: fc (1,1,out,in) → (out,in), bias (1,1,1,out) → (out,)
+        while len(shape) > 1 and shape[0] == 1:
+            shape = shape[1:]
+    return arr.reshape(shape)
+
+
+def _params(layer, kind: str) -> dict:
+    """Normalised layer parameters from a V2/V1 layer (``kind`` = V2 type)."""
+    p = {}
+    if kind == "Convolution":
+        c = layer.convolution_param
+        k = c.kernel_h or (c.kernel_size[0] if len(c.kernel_size) else 0)
+        p = {"num_output": c.num_output, "kernel": k, "stride": c.stride_h or (c.stride[0] if len(c.stride) else 1),
+             "pad": c.pad_h or (c.pad[0] if len(c.pad) else 0), "group": c.group, "bias": c.bias_term}
+    elif kind == "InnerProduct":
+        p = {"num_output": layer.inner_product_param.num_output, "bias": layer.inner_product_param.bias_term}
+    elif kind == "Pooling":
+        c = layer.pooling_param
+        p = {"pool": c.pool, "kernel": c.kernel_h or c.kernel_size, "stride": c.stride_h or c.stride,
+             "pad": c.pad_h or c.pad}
+    elif kind == "LRN":
+        c = layer.lrn_param
+        p = {"local_size": c.local_size, "alpha": c.alpha, "beta": c.beta, "k": c.k, "region": c.norm_region}
+    return p
+
+
+def _v0_params(l0, kind: str) -> dict:
+    if kind == "Convolution":
+        return {"num_output": l0.num_output, "kernel": l0.kernelsize, "stride": l0.stride, "pad": l0.pad,
+                "group": l0.group, "bias": l0.biasterm}
+    if kind == "InnerProduct":
+        return {"num_output": l0.num_output, "bias": l0.biasterm}
+    if kind == "Pooling":
+        return {"pool": l0.pool, "kernel": l0.kernelsize, "stride": l0.stride, "pad": l0.pad}
+    if kind == "LRN":
+        return {"local_size": l0.local_size, "alpha": l0.alpha, "beta": l0.beta, "k": l0.k, "region": 0}
+    return {}
+
+
+def layers_of(net, path: str, with_blobs: bool = True) -> tuple[list[CaffeLayer], str]:
+    """Normalised layers of a NetParameter (V2, V1 or V0) and the format it was in."""
+    out = []
+    if len(net.layer):
+        fmt = "V2"
+        for l in net.layer:
+            out.append(CaffeLayer(l.name, l.type, list(l.bottom), list(l.top), _params(l, l.type),
+                                  [_blob_array(b, f"{path}: layer '{l.name}' blob {i}") for i, b in enumerate(l.blobs)]
+                                  if with_blobs else []))
+    else:
+        fmt = "V1"
+        for l in net.layers:
+            if l.HasField("layer"):       # V0 inside V1
+                fmt = "V0"
+                l0 = l.layer
+                kind = _V0_TO_V2.get(l0.type, l0.type)
+                blobs = l0.blobs
+                out.append(CaffeLayer(l0.name, kind, list(l.bottom), list(l.top), _v0_params(l0, kind),
+                                      [_blob_array(b, f"{path}: layer '{l0.name}' blob {i}")
+                                       for i, b in enumerate(blobs)] if with_blobs else []))
+                continue
+            enum_name = _V1_NAMES.get(l.type, str(l.type))
+            kind = _V1_TO_V2.get(enum_name, enum_name)
+            out.append(CaffeLayer(l.name, kind, list(l.bottom), list(l.top), _params(l, kind),
+                                  [_blob_array(b, f"{path}: layer '{l.name}' blob {i}") for i, b in enumerate(l.blobs)]
+                                  if with_blobs else []))
+    return out, fmt
+
+
+def _varint(buf, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ConversionError("truncated")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ConversionError("bad varint")
+
+
+def _top_level_fields(mm):
+    """Yield (field number, start, end) of NetParameter's top-level fields: only the framing (tag and length
+    varints) is read here; every message is parsed by protobuf."""
+    pos, n = 0, len(mm)
+    while pos < n:
+        start = pos
+        tag, pos = _varint(mm, pos)
+        field, wire = tag >> 3, tag & 7
+        if wire == 2:
+            length, pos = _varint(mm, pos)
+            pos += length
+        elif wire == 0:
+            _, pos = _varint(mm, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ConversionError(f"unexpected wire type {wire}")
+        if pos > n or field == 0:
+            raise ConversionError("truncated")
+        yield field, start, pos
+
+
+def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[CaffeLayer], str, dict]:
+    """Read a binary caffemodel layer by layer from a memory map, converting each layer's blobs to numpy as it
+    goes, so the peak heap stays near the size of the largest layer plus the weights read so far.
+
+    Returns (layers, format "V2" / "V1" / "V0", header fields).
+    """
+    from tqdm import tqdm
+    path = Path(path)
+    if not path.exists():
+        raise ConversionError(f"{path}: no such caffemodel file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ConversionError(f"{path}: the caffemodel is empty")
+    header, layers, fmt = NetParameter(), [], None
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, \
+            tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=not progress) as bar:
+        try:
+            for field, start, end in _top_level_fields(mm):
+                chunk = bytes(mm[start:end])      # one layer: tag + length + message
+                part = NetParameter()
+                part.ParseFromString(chunk)
+                del chunk
+                if field in (2, 100):
+                    ls, f_ = layers_of(part, str(path))
+                    fmt = fmt or f_
+                    layers.extend(ls)
+                else:
+                    header.MergeFrom(part)
+                del part
+                bar.update(end - start)
+        except (DecodeError, RuntimeError, ValueError) as e:
+            raise ConversionError(f"{path}: not a readable caffemodel (truncated or corrupt protobuf: {e})") from None
+        except ConversionError as e:
+            if str(e).startswith(str(path)):
+                raise
+            raise ConversionError(f"{path}: not a readable caffemodel (truncated or corrupt: {e})") from None
+    if not layers:
+        raise ConversionError(f"{path}: parsed, but holds no layers — not a caffemodel (or an empty net)")
+    return layers, fmt, {"name": header.name}
+
+
+def read_prototxt(path: str | Path):
+    path = Path(path)
+    if not path.exists():
+        raise ConversionError(f"{path}: no such prototxt file")
+    net = NetParameter()
+    try:
+        text_format.Parse(path.read_text(), net, allow_unknown_field=True)
+    except text_format.ParseError as e:
+        raise ConversionError(f"{path}: not a valid prototxt ({e})") from None
+    return net
+
+
+def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, progress: bool = True):
+    """Map a caffemodel's blobs onto ``model`` (a tfrestore Caffe net). Returns ({layer: {weight: array}}, info).
+
+    Raises :class:`ConversionError` on anything that does not fit, before any weight is assigned.
+    """
+    import keras
+    caffemodel = Path(caffemodel)
+    layers, fmt, _ = read_caffemodel(caffemodel, progress)
+    by_name = {l.name: l for l in layers}
+    structure, sfile = layers, caffemodel
+    if prototxt is not None:
+        structure, _ = layers_of(read_prototxt(prototxt), str(prototxt), with_blobs=False)
+        sfile = Path(prototxt)
+    for l in structure:
+        if l.type not in SUPPORTED | IGNORED:
+            raise ConversionError(f"{sfile}: layer '{l.name}' has unsupported type '{l.type}' "
+                                  f"(supported: {', '.join(sorted(SUPPORTED))})")
+    _check_order(model, structure, sfile)
+    arrays = {}
+    keras_weighted = [l for l in model.layers if l.weights]
+    keras_names = {l.name for l in keras_weighted}
+    for l in structure:
+        blobs = by_name[l.name].blobs if l.name in by_name else []
+        if blobs and l.name not in keras_names:
+            raise ConversionError(f"{caffemodel}: layer '{l.name}' ({l.type}) carries weights but {model.name} has no "
+                                  f"such layer — wrong --net? ({model.name} layers: {sorted(keras_names)})")
+    for kl in keras_weighted:
+        if kl.name not in by_name or not by_name[kl.name].blobs:
+            raise ConversionError(f"{caffemodel}: no weights for layer '{kl.name}' of {model.name} "
+                                  f"(the file has weighted layers {[l.name for l in layers if l.blobs]})")
+        cl = by_name[kl.name]
+        sl = next((s for s in structure if s.name == kl.name), cl)
+        arrays[kl.name] = _map_layer(kl, cl, sl.params or cl.params, caffemodel)
+    info = {"format": fmt, "layers": [l.name for l in layers if l.blobs],
+            "blob_shapes": {l.name: [list(b.shape) for b in l.blobs] for l in layers if l.blobs}}
+    return arrays, info
+
+
+def _check_order(model, structure, sfile):
+    """AlexNet and CaffeNet have identical weights but a different LRN/pool order; refuse the wrong one."""
+    names = [l.name for l in structure]
+    keras_names = [l.name for l in model.layers]
+    for a, b in (("norm1", "pool1"), ("norm2", "pool2")):
+        if a in names and b in names and a in keras_names and b in keras_names:
+            if (names.index(a) < names.index(b)) != (keras_names.index(a) < keras_names.index(b)):
+                order = "LRN before pool (AlexNet)" if names.index(a) < names.index(b) else "pool before LRN (CaffeNet)"
+                raise ConversionError(f"{sfile}: the file's net has {order} at {a}/{b}, which is not the order of "
+                                      f"{model.name}; use --net {'alexnet' if 'AlexNet' in order else 'caffenet'}")
+
+
+def _map_layer(kl, cl: CaffeLayer, params: dict, path) -> dict:
+    import keras
+    want = {w.path.split("/")[-1]: tuple(w.shape) for w in kl.weights}
+    blobs = cl.blobs
+    where = f"{path}: layer '{cl.name}'"
+    if isinstance(kl, keras.layers.Conv2D):
+        if cl.type != "Convolution":
+            raise ConversionError(f"{where} is {cl.type} in the file but a convolution in the model")
+        w = blobs[0]
+        kh, kw, kin, kout = want["kernel"]
+        if w.ndim < 4 and w.size == kh * kw * kin * kout:   # legacy dims stripped of a singleton out axis
+            w = w.reshape(kout, kin, kh, kw)
+        if w.ndim != 4:
+            raise ConversionError(f"{where}: convolution weights must be 4-D (out, in/group, kh, kw), got {w.shape}")
+        group = int(params.get("group", 1) or 1)
+        if group != kl.groups:
+            raise ConversionError(f"{where}: group {group} in the file, {kl.groups} in the model")
+        kernel = np.transpose(w, (2, 3, 1, 0))
+        out = {"kernel": kernel}
+        if "bias" in want:
+            if len(blobs) < 2:
+                raise ConversionError(f"{where}: the model expects a bias blob, the file has none")
+            out["bias"] = blobs[1].reshape(-1)
+    elif isinstance(kl, keras.layers.Dense):
+        if cl.type != "InnerProduct":
+            raise ConversionError(f"{where} is {cl.type} in the file but an inner product in the model")
+        w = blobs[0].reshape(blobs[0].shape[-2], blobs[0].shape[-1]) if blobs[0].ndim >= 2 else blobs[0]
+        out = {"kernel": w.T, "bias": blobs[1].reshape(-1) if len(blobs) > 1 else None}
+    else:
+        raise ConversionError(f"{where}: no converter for Keras layer type {type(kl).__name__}")
+    for k, shape in want.items():
+        got = out.get(k)
+        if got is None or tuple(got.shape) != shape:
+            stored = [tuple(b.shape) for b in blobs]
+            raise ConversionError(f"{where}: weight '{k}' should have Keras shape {shape}, the file's blobs "
+                                  f"{stored} give {None if got is None else tuple(got.shape)}")
+    return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items() if k in want}

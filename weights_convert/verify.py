@@ -1,0 +1,98 @@
+"""Layer-by-layer comparison of a converted Keras model with the original file run in its own runtime.
+
+Caffe files run in OpenCV's Caffe importer (``cv2.dnn.readNetFromCaffe``, OpenCV 4.x; layer fusion off so every
+layer's own output is visible); ONNX files in onnxruntime with every intermediate tensor exposed as an output.
+The error of a layer is max|keras − reference| / max|reference| (float32).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfrestore import data, nets
+
+TOLERANCE = 1e-5
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+def _nchw(x: np.ndarray) -> np.ndarray:
+    return np.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x
+
+
+def sample_input(net: str, size: int, image: str = "chelsea") -> np.ndarray:
+    """A natural image in the net's input space, NHWC float32."""
+    return nets.preprocess(net, data.load_image(image, size)[None]).numpy()
+
+
+def keras_taps(model, layers, x):
+    ext = nets.feature_extractor(model, layers)
+    return {k: np.asarray(v) for k, v in ext(x).items()}
+
+
+def caffe_reference(prototxt: str | Path, caffemodel: str | Path, x_nhwc: np.ndarray, layers) -> dict:
+    import cv2
+    net = cv2.dnn.readNetFromCaffe(str(prototxt), str(caffemodel))
+    net.enableFusion(False)
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    net.setInput(np.ascontiguousarray(_nchw(x_nhwc)))
+    known = set(net.getLayerNames())
+    names = [l for l in layers if l in known]
+    outs = net.forward(names)
+    return dict(zip(names, outs))
+
+
+def compare_caffe(model, net_name: str, prototxt, caffemodel, image: str = "chelsea") -> list[tuple[str, float]]:
+    size = int(model.input.shape[1])
+    x = sample_input(net_name, size, image)
+    taps = [l for l in nets.layer_names(model) if l != "pool5_flat"]
+    ref = caffe_reference(prototxt, caffemodel, x, taps)
+    ours = keras_taps(model, list(ref), x)
+    return [(l, _rel(_nchw(ours[l]), ref[l])) for l in ref]
+
+
+def onnx_reference(onnx_path: str | Path, x_nhwc: np.ndarray, tensors) -> dict:
+    """Run an ONNX file in onnxruntime, returning the named intermediate tensors (NCHW)."""
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(str(onnx_path))
+    for node in model.graph.node:   # MXNet's legacy BatchNormalization spatial=0 holds per-channel vectors
+        for a in list(node.attribute):
+            if node.op_type == "BatchNormalization" and a.name == "spatial":
+                node.attribute.remove(a)
+    present = {o.name for o in model.graph.output}
+    for t in tensors:
+        if t not in present:
+            model.graph.output.append(onnx.ValueInfoProto(name=t))
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
+    outs = sess.run(list(tensors), {inp: np.ascontiguousarray(_nchw(x_nhwc))})
+    return dict(zip(tensors, outs))
+
+
+def compare_onnx(model, net_name: str, onnx_path, tensor_of_layer: dict, image: str = "chelsea"):
+    size = int(model.input.shape[1])
+    x = sample_input(net_name, size, image)
+    ref = onnx_reference(onnx_path, x, list(tensor_of_layer.values()))
+    ours = keras_taps(model, list(tensor_of_layer), x)
+    return [(l, _rel(_nchw(ours[l]), ref[t])) for l, t in tensor_of_layer.items()]
+
+
+def print_table(rows, runtime: str) -> bool:
+    print(f"{'layer':<26}{'max rel. error vs ' + runtime:>34}")
+    ok = True
+    for name, err in rows:
+        flag = "" if err <= TOLERANCE else "   > tolerance"
+        ok &= err <= TOLERANCE
+        print(f"{name:<26}{err:>34.3e}{flag}")
+    print(f"{len(rows)} layers compared; worst {max(e for _, e in rows):.3e} (tolerance {TOLERANCE:g})")
+    return ok
