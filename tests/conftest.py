@@ -1,3 +1,4 @@
+import sys, os; sys.path.insert(0, os.path.dirname(__file__))
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,145 @@
+"""ONNX graphs shaped like the zoo's MXNet exports (vgg16-bn-7, resnet18-v1-7: opset 7, BN spatial=0, MXNet names)
+and like a torchvision export of ResNet-18 (opset 13, BN folded into conv biases), built with onnx.helper and
+seeded random weights in ONNX's own layout (OIHW, Gemm (out, in) with transB=1)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class _Builder:
+    def __init__(self, seed):
+        self.rng, self.nodes, self.inits = np.random.default_rng(seed), [], []
+
+    def init(self, name, arr):
+        self.inits.append(numpy_helper.from_array(np.asarray(arr, np.float32), name))
+        return name
+
+    def conv(self, name, x, cin, cout, k, stride=1, pad=0, bias=True, wname=None):
+        w = self.rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))
+        inputs = [x, self.init(wname or f"{name}_weight", w)]
+        if bias:
+            inputs.append(self.init(f"{name}_bias", self.rng.uniform(-0.2, 0.2, cout)))
+        self.nodes.append(helper.make_node("Conv", inputs, [f"{name}_fwd"], name=f"{name}_fwd", kernel_shape=[k, k],
+                                           strides=[stride, stride], pads=[pad] * 4, group=1, dilations=[1, 1]))
+        return f"{name}_fwd"
+
+    def bn(self, name, x, c, spatial0=True):
+        p = [self.init(f"{name}_gamma", self.rng.uniform(0.5, 1.5, c)), self.init(f"{name}_beta", self.rng.uniform(-0.3, 0.3, c)),
+             self.init(f"{name}_running_mean", self.rng.uniform(-0.3, 0.3, c)),
+             self.init(f"{name}_running_var", self.rng.uniform(0.5, 2.0, c))]
+        kw = dict(epsilon=1e-5, momentum=0.9)
+        if spatial0:
+            kw["spatial"] = 0
+        self.nodes.append(helper.make_node("BatchNormalization", [x] + p, [f"{name}_fwd"], name=f"{name}_fwd", **kw))
+        return f"{name}_fwd"
+
+    def op(self, op, name, inputs, **kw):
+        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **kw))
+        return name
+
+    def dense(self, name, x, cin, cout):
+        w = self.rng.standard_normal((cout, cin)) * np.sqrt(2.0 / cin)
+        return self.op("Gemm", f"{name}_fwd", [x, self.init(f"{name}_weight", w),
+                                               self.init(f"{name}_bias", self.rng.uniform(-0.2, 0.2, cout))],
+                       alpha=1.0, beta=1.0, transA=0, transB=1)
+
+    def model(self, out, size, opset, name):
+        graph = helper.make_graph(self.nodes, name, [helper.make_tensor_value_info("data", TensorProto.FLOAT,
+                                                                                   [1, 3, size, size])],
+                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tests")
+        m.ir_version = 3 if opset <= 7 else 7
+        return m
+
+
+def vgg16_bn_zoo(width=1.0, seed=0, size=224):
+    """vgg16-bn-7.onnx layout: vgg0_conv{i} (with bias) → vgg0_batchnorm{i} (spatial=0) → relu → pools → dense."""
+    b, x, cin, i = _Builder(seed), "data", 3, 0
+    for blk, (n, ch) in enumerate(((2, 64), (2, 128), (3, 256), (3, 512), (3, 512))):
+        ch = max(1, round(ch * width))
+        for _ in range(n):
+            x = b.conv(f"vgg0_conv{i}", x, cin, ch, 3, pad=1)
+            x = b.bn(f"vgg0_batchnorm{i}", x, ch)
+            x = b.op("Relu", f"vgg0_relu{i}_fwd", [x])
+            cin, i = ch, i + 1
+        x = b.op("MaxPool", f"vgg0_pool{blk}_fwd", [x], kernel_shape=[2, 2], strides=[2, 2], pads=[0, 0, 0, 0])
+    fc, feat = max(1, round(4096 * width)), cin * (size // 32) ** 2
+    for j, (fin, fout, flat) in enumerate(((feat, fc, 60), (fc, fc, 65), (fc, 1000, 70))):
+        x = b.op("Flatten", f"flatten_{flat}", [x])
+        x = b.dense(f"vgg0_dense{j}", x, fin, fout)
+        if j < 2:
+            x = b.op("Relu", f"vgg0_dense{j}_relu_fwd", [x])
+            x = b.op("Dropout", f"vgg0_dropout{j}_fwd", [x], ratio=0.5)
+    return b.model(x, size, 7, "vgg16_bn")
+
+
+def resnet18_zoo(seed=0, size=224, downsample_first=False):
+    """resnet18-v1-7.onnx layout (MXNet BasicBlockV1, prefix resnetv15_; stage conv k=2 is the downsample)."""
+    b = _Builder(seed)
+    x = b.conv("resnetv15_conv0", "data", 3, 64, 7, stride=2, pad=3, bias=False)
+    x = b.bn("resnetv15_batchnorm0", x, 64)
+    x = b.op("Relu", "resnetv15_relu0_fwd", [x])
+    x = b.op("MaxPool", "resnetv15_pool0_fwd", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = 64
+    for s, ch in enumerate((64, 128, 256, 512), start=1):
+        p, k = f"resnetv15_stage{s}_", 0
+        for blk in range(2):
+            stride = 2 if (s > 1 and blk == 0) else 1
+            block_in = x
+            ds = None
+            if cin != ch and downsample_first:
+                ds = b.bn(f"{p}batchnorm2", b.conv(f"{p}conv2", block_in, cin, ch, 1, stride, bias=False), ch)
+            y = b.bn(f"{p}batchnorm{k}", b.conv(f"{p}conv{k}", block_in, cin, ch, 3, stride, 1, bias=False), ch)
+            y = b.op("Relu", f"{p}relu{k}_fwd", [y])
+            y = b.bn(f"{p}batchnorm{k + 1}", b.conv(f"{p}conv{k + 1}", y, ch, ch, 3, 1, 1, bias=False), ch)
+            k += 2
+            if cin != ch and not downsample_first:
+                ds = b.bn(f"{p}batchnorm{k}", b.conv(f"{p}conv{k}", block_in, cin, ch, 1, stride, bias=False), ch)
+            if cin != ch:
+                k += 1
+            x = b.op("Add", f"{p}_plus{blk}", [y, ds if ds else block_in])
+            x = b.op("Relu", f"{p}activation{blk}", [x])
+            cin = ch
+    x = b.op("GlobalAveragePool", "resnetv15_pool1_fwd", [x])
+    x = b.op("Flatten", "flatten_170", [x])
+    x = b.dense("resnetv15_dense0", x, 512, 1000)
+    return b.model(x, size, 7, "resnet18_v1")
+
+
+def resnet18_torchvision(seed=0, size=224):
+    """A torchvision export with BN folded into the conv biases (torch.onnx constant folding), opset 13."""
+    b = _Builder(seed)
+    cnt = [100]
+
+    def conv(x, cin, cout, k, stride, pad, name):
+        cnt[0] += 1
+        return b.conv(name, x, cin, cout, k, stride, pad, bias=True, wname=f"onnx::Conv_{cnt[0]}")
+
+    x = conv("data", 3, 64, 7, 2, 3, "/conv1/Conv")
+    x = b.op("Relu", "/relu/Relu_out", [x])
+    x = b.op("MaxPool", "/maxpool/MaxPool_out", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = 64
+    for s, ch in enumerate((64, 128, 256, 512), start=1):
+        for blk in range(2):
+            stride = 2 if (s > 1 and blk == 0) else 1
+            pre = f"/layer{s}/layer{s}.{blk}"
+            y = conv(x, cin, ch, 3, stride, 1, f"{pre}/conv1/Conv")
+            y = b.op("Relu", f"{pre}/relu/Relu_out", [y])
+            y = conv(y, ch, ch, 3, 1, 1, f"{pre}/conv2/Conv")
+            sc = conv(x, cin, ch, 1, stride, 0, f"{pre}/downsample/downsample.0/Conv") if cin != ch else x
+            x = b.op("Add", f"{pre}/Add_out", [y, sc])
+            x = b.op("Relu", f"{pre}/relu_1/Relu_out", [x])
+            cin = ch
+    x = b.op("GlobalAveragePool", "/avgpool/GlobalAveragePool_out", [x])
+    x = b.op("Flatten", "/Flatten_out", [x], axis=1)
+    w = b.rng.standard_normal((1000, 512)) * np.sqrt(2.0 / 512)
+    x = b.op("Gemm", "logits", [x, b.init("fc.weight", w), b.init("fc.bias", b.rng.uniform(-0.2, 0.2, 1000))],
+             alpha=1.0, beta=1.0, transB=1)
+    return b.model(x, size, 13, "main_graph")
+
+
+def save(model, path):
+    onnx.save(model, str(path))
+    return path

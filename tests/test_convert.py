@@ -1,0 +1,174 @@
+"""Weight conversion from real-format files, proved layer by layer against OpenCV's Caffe runtime and onnxruntime."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import caffe_files as cf
+import onnx_files as of
+from tfrestore import nets, weights
+from weights_convert import ConversionError, caffe, onnx_convert, verify
+from weights_convert.__main__ import main as convert_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+
+
+def _load(model, arrays):
+    for l in model.layers:
+        for w in l.weights:
+            w.assign(arrays[l.name][w.path.split("/")[-1]])
+    return model
+
+
+def _assert_all_layers(rows, n_min):
+    assert len(rows) >= n_min, rows
+    bad = [(l, e) for l, e in rows if not e <= TOL]
+    assert not bad, bad
+
+
+def test_full_alexnet_v2_cli_with_verify(tmp_path):
+    """Full-size BVLC AlexNet, V2 prototxt with Input layer, V2 caffemodel with blob shapes; CLI + --verify."""
+    proto, model_file, _ = cf.write(tmp_path, cf.alexnet_layers("norm_pool"), 227, "V2", False, seed=1,
+                                    name="bvlc_alexnet")
+    out = tmp_path / "alexnet.weights.h5"
+    r = subprocess.run([sys.executable, "-m", "weights_convert", "caffe", "--net", "alexnet", "--prototxt", str(proto),
+                        "--caffemodel", str(model_file), "--out", str(out), "--verify", "--quiet"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "21 layers compared" in r.stdout and "fc6" in r.stdout
+    m = nets.build("alexnet", weights=out)
+    rows = verify.compare_caffe(m, "alexnet", proto, model_file, image="astronaut")
+    _assert_all_layers(rows, 21)
+
+
+def test_full_caffenet_v1_legacy_dims_without_prototxt(tmp_path):
+    """Full-size CaffeNet (pool before LRN), V1 `layers` with legacy num/channels/height/width blobs; the layer
+    parameters are taken from the caffemodel itself."""
+    layers = cf.alexnet_layers("pool_norm")
+    proto, model_file, blobs = cf.write(tmp_path, layers, 227, "V1", True, seed=2, name="caffenet")
+    m = nets.build("caffenet", weights=None)
+    arrays, info = caffe.convert(m, model_file, prototxt=None, progress=False)
+    assert info["format"] == "V1" and info["blob_shapes"]["fc6"] == [[4096, 9216], [4096]]
+    np.testing.assert_array_equal(arrays["conv2"]["kernel"], blobs["conv2"][0].transpose(2, 3, 1, 0))
+    _load(m, arrays)
+    _assert_all_layers(verify.compare_caffe(m, "caffenet", proto, model_file), 21)
+
+
+@pytest.mark.parametrize("style,legacy", [("V1", True), ("V2", False)])
+def test_slim_vgg16(tmp_path, style, legacy):
+    """VGG16 topology (the gist's V1 `layers` syntax with input_dim) at 1/16 width."""
+    proto, model_file, _ = cf.write(tmp_path, cf.vgg16_layers(1 / 16), 224, style, legacy, seed=3, name="vgg")
+    out = tmp_path / "vgg.weights.h5"
+    assert convert_main(["caffe", "--net", "vgg16", "--prototxt", str(proto), "--caffemodel", str(model_file),
+                         "--out", str(out), "--width", str(1 / 16), "--quiet"]) == 0
+    m = nets.build("vgg16", weights=out, width=1 / 16)
+    _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, model_file), 37)
+
+
+@pytest.mark.slow
+def test_full_vgg16_v1(tmp_path):
+    proto, model_file, _ = cf.write(tmp_path, cf.vgg16_layers(1.0), 224, "V1", True, seed=4, name="VGG_ILSVRC_16_layers")
+    m = nets.build("vgg16", weights=None)
+    _load(m, caffe.convert(m, model_file, proto, progress=False)[0])
+    _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, model_file), 37)
+
+
+@pytest.mark.parametrize("kind", ["vgg16_bn_zoo", "resnet18_zoo", "resnet18_zoo_downsample_first",
+                                  "resnet18_torchvision"])
+def test_onnx_layouts_match_onnxruntime(tmp_path, kind):
+    net, kwargs = ("vgg16_bn", {"width": 1 / 16}) if kind.startswith("vgg") else ("resnet18", {})
+    graph = {"vgg16_bn_zoo": lambda: of.vgg16_bn_zoo(1 / 16, seed=5),
+             "resnet18_zoo": lambda: of.resnet18_zoo(seed=6),
+             "resnet18_zoo_downsample_first": lambda: of.resnet18_zoo(seed=7, downsample_first=True),
+             "resnet18_torchvision": lambda: of.resnet18_torchvision(seed=8)}[kind]()
+    path = of.save(graph, tmp_path / f"{kind}.onnx")
+    m = nets.build(net, weights=None, **kwargs)
+    arrays, info = onnx_convert.convert(m, path)
+    _load(m, arrays)
+    rows = verify.compare_onnx(m, net, path, info["tensor_of_layer"])
+    _assert_all_layers(rows, 45)
+    taps = dict(rows)
+    assert ("fc8" if net == "vgg16_bn" else "fc") in taps and ("relu1_1" in taps or "layer4.1" in taps)
+
+
+def test_onnx_cli_writes_store_and_verifies(tmp_path, monkeypatch, capsys):
+    path = of.save(of.resnet18_zoo(seed=9), tmp_path / "resnet18-v1-7.onnx")
+    assert convert_main(["onnx", "--net", "resnet18", "--onnx", str(path), "--verify", "--quiet"]) == 0
+    assert "layers compared" in capsys.readouterr().out
+    assert weights.weight_path("resnet18").exists()
+    m = nets.build("resnet18")                         # 'auto' picks up the store
+    assert nets.weights_source(m) == str(weights.weight_path("resnet18"))
+
+
+# ---- errors: one ConversionError naming file, layer and expectation; no partial output --------------------------
+
+@pytest.fixture(scope="module")
+def slim_vgg_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vggfiles")
+    return cf.write(d, cf.vgg16_layers(1 / 16), 224, "V2", False, seed=10, name="vgg")
+
+
+def _fails(argv, out, match):
+    with pytest.raises(ConversionError, match=match):
+        m = nets.build(argv["net"], weights=None, **argv.get("kw", {}))
+        if "onnx" in argv:
+            onnx_convert.convert(m, argv["onnx"])
+        else:
+            caffe.convert(m, argv["caffemodel"], argv.get("prototxt"), progress=False)
+
+
+def test_truncated_and_bit_flipped_caffemodels(tmp_path, slim_vgg_files):
+    proto, model_file, _ = slim_vgg_files
+    raw = model_file.read_bytes()
+    trunc = tmp_path / "trunc.caffemodel"
+    trunc.write_bytes(raw[: len(raw) * 2 // 3])
+    _fails({"net": "vgg16", "kw": {"width": 1 / 16}, "caffemodel": trunc}, None, "trunc.caffemodel.*truncated or corrupt")
+    flipped = bytearray(raw)
+    flipped[1] ^= 0x40                     # the first layer's length prefix
+    bad = tmp_path / "flipped.caffemodel"
+    bad.write_bytes(bytes(flipped))
+    _fails({"net": "vgg16", "kw": {"width": 1 / 16}, "caffemodel": bad}, None, "flipped.caffemodel")
+    junk = tmp_path / "junk.caffemodel"
+    junk.write_bytes(np.random.default_rng(0).bytes(5000))
+    _fails({"net": "vgg16", "kw": {"width": 1 / 16}, "caffemodel": junk}, None, "junk.caffemodel")
+
+
+def test_wrong_net_missing_layer_and_shape_mismatch(tmp_path, slim_vgg_files):
+    proto, model_file, _ = slim_vgg_files
+    _fails({"net": "alexnet", "caffemodel": model_file}, None, r"layer 'conv1_1' .* carries weights but alexnet has no")
+    _fails({"net": "vgg16", "caffemodel": model_file}, None,
+           r"layer 'conv1_1'.*weight 'kernel' should have Keras shape \(3, 3, 3, 64\).*\(3, 3, 3, 4\)")
+    layers = [l for l in cf.vgg16_layers(1 / 16) if l[0] != "fc7"]
+    _, missing, _ = cf.write(tmp_path, layers, 224, "V2", False, name="nofc7")
+    _fails({"net": "vgg16", "kw": {"width": 1 / 16}, "caffemodel": missing}, None, r"no weights for layer 'fc7'")
+    caffenet_proto, caffenet_model, _ = cf.write(tmp_path, cf.alexnet_layers("pool_norm"), 227, "V2", False,
+                                                 name="cn")
+    _fails({"net": "alexnet", "caffemodel": caffenet_model, "prototxt": caffenet_proto}, None,
+           r"pool before LRN \(CaffeNet\).*use --net caffenet")
+
+
+def test_failed_conversion_leaves_no_output(tmp_path, slim_vgg_files, capsys):
+    proto, model_file, _ = slim_vgg_files
+    out = tmp_path / "never.weights.h5"
+    assert convert_main(["caffe", "--net", "vgg16", "--caffemodel", str(model_file), "--out", str(out),
+                         "--quiet"]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob(".never*"))
+
+
+def test_onnx_errors(tmp_path):
+    import onnx
+    path = of.save(of.resnet18_zoo(seed=11), tmp_path / "r.onnx")
+    _fails({"net": "vgg16_bn", "onnx": path}, None, r"r.onnx: the graph has 21 parameter units .* vgg16_bn has 16: unexpected extra")
+    raw = path.read_bytes()
+    (tmp_path / "t.onnx").write_bytes(raw[: len(raw) // 2])
+    _fails({"net": "resnet18", "onnx": tmp_path / "t.onnx"}, None, "t.onnx: not a readable ONNX model")
+    g = of.resnet18_zoo(seed=12)
+    g.graph.node[2].op_type = "LeakyRelu"
+    _fails({"net": "resnet18", "onnx": of.save(g, tmp_path / "u.onnx")}, None, r"unsupported op LeakyRelu")
+    g = of.vgg16_bn_zoo(1 / 8, seed=13)
+    _fails({"net": "vgg16_bn", "kw": {"width": 1 / 16}, "onnx": of.save(g, tmp_path / "w.onnx")}, None,
+           r"node 'vgg0_conv0_fwd' → layer 'conv1_1' weight has shape \(3, 3, 3, 8\).*expects \(3, 3, 3, 4\)")

@@ -1,0 +1,142 @@
+"""``python -m weights_convert {caffe,onnx} --net NET …`` — convert an original weight file into the weight store."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from . import ConversionError  # noqa: E402
+
+CAFFE_NETS = ("alexnet", "caffenet", "vgg16")
+ONNX_NETS = ("vgg16_bn", "resnet18")
+
+
+def _args(argv):
+    p = argparse.ArgumentParser(prog="python -m weights_convert", description=__doc__)
+    sub = p.add_subparsers(dest="format", required=True)
+    c = sub.add_parser("caffe", help="a .caffemodel (+ deploy.prototxt) of alexnet, caffenet or vgg16")
+    c.add_argument("--net", required=True, choices=CAFFE_NETS)
+    c.add_argument("--caffemodel", required=True, type=Path)
+    c.add_argument("--prototxt", type=Path, help="deploy prototxt (default: the layer parameters in the caffemodel)")
+    o = sub.add_parser("onnx", help="an .onnx file of vgg16_bn or resnet18 (zoo or torchvision export)")
+    o.add_argument("--net", required=True, choices=ONNX_NETS)
+    o.add_argument("--onnx", required=True, type=Path)
+    for s in (c, o):
+        s.add_argument("--out", type=Path, help="output .weights.h5 (default: the weight store)")
+        s.add_argument("--verify", action="store_true",
+                       help="run the original in its own runtime (OpenCV / onnxruntime) and compare every layer")
+        s.add_argument("--image", default="chelsea", help="image for --verify (sample name or path)")
+        s.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)   # slim test nets
+        s.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def _structure_prototxt(caffemodel: Path, size: int) -> Path:
+    """A deploy prototxt rebuilt from the layer parameters stored in a caffemodel (for OpenCV when none is given)."""
+    from google.protobuf import text_format
+    from .caffe import layers_of, read_caffemodel
+    from .caffe_proto import NetParameter
+    layers, _, _ = read_caffemodel(caffemodel, progress=False)
+    net = NetParameter(name="from_caffemodel", input=["data"], input_dim=[1, 3, size, size])
+    for l in layers:
+        if l.type in ("Data", "Input", "SoftmaxWithLoss", "Accuracy"):
+            continue
+        m = net.layer.add(name=l.name, type=l.type, bottom=[b if b != "label" else "data" for b in l.bottom][:1],
+                          top=l.top)
+        p = l.params
+        if l.type == "Convolution":
+            cp = m.convolution_param
+            cp.num_output, cp.group, cp.bias_term = p["num_output"], p["group"], p["bias"]
+            cp.kernel_size.append(p["kernel"]), cp.stride.append(p["stride"]), cp.pad.append(p["pad"])
+        elif l.type == "InnerProduct":
+            m.inner_product_param.num_output = p["num_output"]
+        elif l.type == "Pooling":
+            pp = m.pooling_param
+            pp.pool, pp.kernel_size, pp.stride, pp.pad = p["pool"], p["kernel"], p["stride"], p["pad"]
+        elif l.type == "LRN":
+            lp = m.lrn_param
+            lp.local_size, lp.alpha, lp.beta, lp.k = p["local_size"], p["alpha"], p["beta"], p["k"]
+    fd, path = tempfile.mkstemp(suffix=".prototxt")
+    os.close(fd)
+    Path(path).write_text(text_format.MessageToString(net))
+    return Path(path)
+
+
+def _status(key: str) -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _memory_reset() -> float:
+    """Reset the peak-RSS counter (Linux) and return the current RSS in MiB."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return _status("VmRSS")
+
+
+def _memory_peak() -> float:
+    return _status("VmHWM")
+
+
+def main(argv=None) -> int:
+    a = _args(argv)
+    from tfrestore import nets, weights
+    from . import verify
+
+    kwargs = {"width": a.width} if a.width != 1.0 else {}
+    try:
+        model = nets.build(a.net, weights=None, quiet=True, **kwargs)
+        baseline = _memory_reset()
+        t0 = time.perf_counter()
+        if a.format == "caffe":
+            from . import caffe
+            arrays, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet)
+            source = str(a.caffemodel)
+        else:
+            from . import onnx_convert
+            arrays, info = onnx_convert.convert(model, a.onnx)
+            source = str(a.onnx)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = a.out or weights.weight_path(a.net)
+    weights.save_arrays(arrays, out, a.net, source)
+    seconds = time.perf_counter() - t0
+    growth = _memory_peak() - baseline
+    size = Path(source).stat().st_size / 2 ** 20
+    print(f"converted {source} ({size:.1f} MiB, {info.get('format', 'ONNX')}) → {out} in {seconds:.1f}s; "
+          f"peak memory {growth:.0f} MiB above the pre-conversion baseline ({growth / size:.2f}× the file)",
+          flush=True)
+    if not a.verify:
+        return 0
+    weights.load_weights(model, out)
+    try:
+        if a.format == "caffe":
+            import cv2  # noqa: F401
+            proto = a.prototxt or _structure_prototxt(a.caffemodel, int(model.input.shape[1]))
+            rows = verify.compare_caffe(model, a.net, proto, a.caffemodel, a.image)
+            runtime = "OpenCV Caffe"
+        else:
+            import onnxruntime  # noqa: F401
+            rows = verify.compare_onnx(model, a.net, a.onnx, info["tensor_of_layer"], a.image)
+            runtime = "onnxruntime"
+    except ImportError as e:
+        print(f"--verify skipped: the reference runtime is not installed ({e}); pip install '.[test]'")
+        return 0
+    return 0 if verify.print_table(rows, runtime) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
