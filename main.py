@@ -25,6 +25,8 @@ flags.DEFINE_integer("steps", None, "override the number of optimisation steps (
 flags.DEFINE_integer("seed", 0, "random seed (initialisation, jitter, random weights)")
 flags.DEFINE_string("optimizer", None, "override the paper's optimiser (e.g. momentum, adagrad_momentum, adam, lbfgs)")
 flags.DEFINE_string("experiment", None, "experiment / figure within a paper; see --list")
+flags.DEFINE_string("data", None, "deconv experiments: a folder of images (or HR/LR, sharp/blur pairs) instead of "
+                    "the embedded samples")
 flags.DEFINE_bool("resume", False, "continue an interrupted run from its last checkpoint in --out")
 flags.DEFINE_bool("list", False, "print papers, experiments, nets and their layer names, then exit")
 
@@ -67,6 +69,7 @@ def main(argv) -> int:
             raise ValueError(f"unknown net '{FLAGS.net}'; valid nets: {', '.join(nets.net_names())}")
         config = {k: getattr(FLAGS, k) for k in ("net", "layers", "image", "weights", "out", "logdir", "steps",
                                                  "seed", "optimizer", "experiment", "resume")}
+        config["data_dir"] = FLAGS.data
         config = {k: v for k, v in config.items() if v is not None}
         module.run(**config)
     except (ValueError, FileNotFoundError, KeyError) as e:
