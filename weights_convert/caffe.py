@@ -11,7 +11,6 @@ the original, so conv1 is not flipped.
 from __future__ import annotations
 
 import dataclasses
-import mmap
 from pathlib import Path
 
 import numpy as np
@@ -122,48 +121,61 @@ def layers_of(net, path: str, with_blobs: bool = True) -> tuple[list[CaffeLayer]
     return out, fmt
 
 
-def _varint(buf, pos: int) -> tuple[int, int]:
-    result = shift = 0
+def _read_varint(f) -> tuple[int, bytes]:
+    """One varint from a file: (value, its raw bytes). Raises ConversionError at a premature end."""
+    raw, result, shift = b"", 0, 0
     while True:
-        if pos >= len(buf):
-            raise ConversionError("truncated")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
+        b = f.read(1)
+        if not b:
+            raise ConversionError("truncated" if raw else "eof")
+        raw += b
+        result |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return result, raw
         shift += 7
         if shift > 63:
             raise ConversionError("bad varint")
 
 
-def _top_level_fields(mm):
-    """Yield (field number, start, end) of NetParameter's top-level fields: only the framing (tag and length
-    varints) is read here; every message is parsed by protobuf."""
-    pos, n = 0, len(mm)
-    while pos < n:
-        start = pos
-        tag, pos = _varint(mm, pos)
+def _top_level_fields(f, size: int):
+    """Yield (field number, raw bytes of that field) of NetParameter's top-level fields, read sequentially.
+
+    Only the framing (tag and length varints) is read here; every message is parsed by protobuf.
+    """
+    while True:
+        try:
+            tag, raw = _read_varint(f)
+        except ConversionError as e:
+            if str(e) == "eof":
+                return
+            raise
         field, wire = tag >> 3, tag & 7
+        if field == 0:
+            raise ConversionError("field number 0")
         if wire == 2:
-            length, pos = _varint(mm, pos)
-            pos += length
+            length, lraw = _read_varint(f)
+            if length > size:
+                raise ConversionError(f"a field claims {length} bytes in a {size}-byte file")
+            payload = f.read(length)
+            if len(payload) != length:
+                raise ConversionError("truncated")
+            yield field, raw + lraw + payload
         elif wire == 0:
-            _, pos = _varint(mm, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
+            _, vraw = _read_varint(f)
+            yield field, raw + vraw
+        elif wire in (1, 5):
+            n = 8 if wire == 1 else 4
+            payload = f.read(n)
+            if len(payload) != n:
+                raise ConversionError("truncated")
+            yield field, raw + payload
         else:
             raise ConversionError(f"unexpected wire type {wire}")
-        if pos > n or field == 0:
-            raise ConversionError("truncated")
-        yield field, start, pos
 
 
 def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[CaffeLayer], str, dict]:
-    """Read a binary caffemodel layer by layer from a memory map, converting each layer's blobs to numpy as it
-    goes, so the peak heap stays near the size of the largest layer plus the weights read so far.
+    """Read a binary caffemodel layer by layer, converting each layer's blobs to numpy as it goes, so the peak
+    memory stays near twice the largest layer plus the weights read so far (not twice the file).
 
     Returns (layers, format "V2" / "V1" / "V0", header fields).
     """
@@ -175,11 +187,11 @@ def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[Caffe
     if size == 0:
         raise ConversionError(f"{path}: the caffemodel is empty")
     header, layers, fmt = NetParameter(), [], None
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm, \
+    with open(path, "rb") as f, \
             tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=not progress) as bar:
         try:
-            for field, start, end in _top_level_fields(mm):
-                chunk = bytes(mm[start:end])      # one layer: tag + length + message
+            for field, chunk in _top_level_fields(f, size):   # one layer: tag + length + message
+                n_bytes = len(chunk)
                 part = NetParameter()
                 part.ParseFromString(chunk)
                 del chunk
@@ -190,7 +202,7 @@ def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[Caffe
                 else:
                     header.MergeFrom(part)
                 del part
-                bar.update(end - start)
+                bar.update(n_bytes)
         except (DecodeError, RuntimeError, ValueError) as e:
             raise ConversionError(f"{path}: not a readable caffemodel (truncated or corrupt protobuf: {e})") from None
         except ConversionError as e:
@@ -240,15 +252,17 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
         if blobs and l.name not in keras_names:
             raise ConversionError(f"{caffemodel}: layer '{l.name}' ({l.type}) carries weights but {model.name} has no "
                                   f"such layer — wrong --net? ({model.name} layers: {sorted(keras_names)})")
-    for kl in keras_weighted:
+    for kl in keras_weighted:   # check everything before converting anything
         if kl.name not in by_name or not by_name[kl.name].blobs:
             raise ConversionError(f"{caffemodel}: no weights for layer '{kl.name}' of {model.name} "
                                   f"(the file has weighted layers {[l.name for l in layers if l.blobs]})")
+    info = {"format": fmt, "layers": [l.name for l in layers if l.blobs],
+            "blob_shapes": {l.name: [list(b.shape) for b in l.blobs] for l in layers if l.blobs}}
+    for kl in keras_weighted:
         cl = by_name[kl.name]
         sl = next((s for s in structure if s.name == kl.name), cl)
         arrays[kl.name] = _map_layer(kl, cl, sl.params or cl.params, caffemodel)
-    info = {"format": fmt, "layers": [l.name for l in layers if l.blobs],
-            "blob_shapes": {l.name: [list(b.shape) for b in l.blobs] for l in layers if l.blobs}}
+        cl.blobs = []      # free the stored layout at once: peak memory stays near one layer above the weights
     return arrays, info
 
 
