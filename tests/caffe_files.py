@@ -117,9 +117,25 @@ def prototxt(layers, size, style="V2", name="net"):
     return "\n".join(lines) + "\n"
 
 
+_V0 = {"Convolution": "conv", "ReLU": "relu", "LRN": "lrn", "Pooling": "pool", "InnerProduct": "innerproduct",
+       "Dropout": "dropout", "Softmax": "softmax"}
+_V0_FIELDS = {"kernel_size": "kernelsize"}
+
+
 def caffemodel(layers, blobs, style="V2", legacy_dims=False) -> bytes:
     net = NetParameter(name="net")
     for lname, kind, bottom, top, p in layers:
+        if style == "V0":   # V0: everything inside V1's `layer` field, flat parameters, legacy 4-D blobs
+            w = net.layers.add(bottom=[bottom], top=[top])
+            l = w.layer
+            l.name, l.type = lname, _V0[kind]
+            for k, v in p.items():
+                setattr(l, _V0_FIELDS.get(k, k), {"MAX": 0, "AVE": 1}.get(v, v) if k == "pool" else v)
+            for arr in blobs.get(lname, []):
+                b = l.blobs.add()
+                b.num, b.channels, b.height, b.width = (1,) * (4 - arr.ndim) + arr.shape
+                b.data.extend(arr.ravel().tolist())
+            continue
         if style == "V2":
             l = net.layer.add(name=lname, type=kind, bottom=[bottom], top=[top])
         else:
@@ -141,6 +157,6 @@ def write(tmp_path, layers, size, style="V2", legacy_dims=False, seed=0, name="n
     blobs = random_blobs(layers, size, seed)
     proto = tmp_path / f"{name}_deploy.prototxt"
     model = tmp_path / f"{name}.caffemodel"
-    proto.write_text(prototxt(layers, size, style, name))
+    proto.write_text(prototxt(layers, size, "V2" if style == "V0" else style, name))
     model.write_bytes(caffemodel(layers, blobs, style, legacy_dims))
     return proto, model, blobs

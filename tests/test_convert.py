@@ -68,6 +68,22 @@ def test_slim_vgg16(tmp_path, style, legacy):
     _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, model_file), 37)
 
 
+def test_v0_caffemodel_converts_like_v2(tmp_path):
+    """The oldest format (V0 parameters inside V1's `layer` field) gives the same weights, checked through OpenCV."""
+    layers = cf.vgg16_layers(1 / 16)
+    _, v0, _ = cf.write(tmp_path, layers, 224, "V0", True, seed=14, name="v0")
+    proto, v2, _ = cf.write(tmp_path, layers, 224, "V2", False, seed=14, name="v2")
+    m = nets.build("vgg16", weights=None, width=1 / 16)
+    a0, info = caffe.convert(m, v0, prototxt=None, progress=False)
+    a2, _ = caffe.convert(m, v2, prototxt=proto, progress=False)
+    assert info["format"] == "V0"
+    for layer in a2:
+        for w in a2[layer]:
+            np.testing.assert_array_equal(a0[layer][w], a2[layer][w])
+    _load(m, a0)
+    _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, v2), 37)
+
+
 @pytest.mark.slow
 def test_full_vgg16_v1(tmp_path):
     proto, model_file, _ = cf.write(tmp_path, cf.vgg16_layers(1.0), 224, "V1", True, seed=4, name="VGG_ILSVRC_16_layers")

@@ -7,6 +7,7 @@ a mismatch can be reported by layer and shape.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -66,6 +67,34 @@ def save_arrays(arrays: dict[str, dict[str, np.ndarray]], path: str | Path, net:
                 for wname, arr in ws.items():
                     g.create_dataset(wname, data=np.asarray(arr, dtype=np.float32))
     return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def array_writer(path: str | Path, net: str, source: str):
+    """Write a store file layer by layer: ``with array_writer(p, net, src) as write: write(layer, {w: arr})``.
+
+    The file appears at ``path`` only when the block ends without an exception (temporary file, then rename).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    f = h5py.File(tmp, "w")
+    try:
+        f.attrs["net"], f.attrs["source"], f.attrs["format"] = net, source, "tfrestore-weights-1"
+
+        def write(layer: str, ws: dict[str, np.ndarray]):
+            g = f.create_group(layer)
+            for wname, arr in ws.items():
+                g.create_dataset(wname, data=np.asarray(arr, dtype=np.float32))
+        yield write
+        f.close()
+        os.replace(tmp, path)
+    except BaseException:
+        f.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def save_weights(model: keras.Model, path: str | Path, source: str = "tfrestore") -> Path:

@@ -100,19 +100,20 @@ def main(argv=None) -> int:
         model = nets.build(a.net, weights=None, quiet=True, **kwargs)
         baseline = _memory_reset()
         t0 = time.perf_counter()
-        if a.format == "caffe":
-            from . import caffe
-            arrays, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet)
-            source = str(a.caffemodel)
-        else:
-            from . import onnx_convert
-            arrays, info = onnx_convert.convert(model, a.onnx)
-            source = str(a.onnx)
+        out = a.out or weights.weight_path(a.net)
+        source = str(a.caffemodel if a.format == "caffe" else a.onnx)
+        with weights.array_writer(out, a.net, source) as write:   # atomic: no file unless it all succeeds
+            if a.format == "caffe":
+                from . import caffe
+                _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write)
+            else:
+                from . import onnx_convert
+                arrays, info = onnx_convert.convert(model, a.onnx)
+                for layer, ws in arrays.items():
+                    write(layer, ws)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out = a.out or weights.weight_path(a.net)
-    weights.save_arrays(arrays, out, a.net, source)
     seconds = time.perf_counter() - t0
     growth = _memory_peak() - baseline
     size = Path(source).stat().st_size / 2 ** 20

@@ -138,7 +138,10 @@ def _read_varint(f) -> tuple[int, bytes]:
 
 
 def _top_level_fields(f, size: int):
-    """Yield (field number, raw bytes of that field) of NetParameter's top-level fields, read sequentially.
+    """Yield (field number, framing bytes, [payload bytes]) of NetParameter's top-level fields, read sequentially.
+
+    The payload comes in a one-element list that the consumer empties, so this generator's frame holds no
+    reference to it while a large layer is parsed.
 
     Only the framing (tag and length varints) is read here; every message is parsed by protobuf.
     """
@@ -159,25 +162,27 @@ def _top_level_fields(f, size: int):
             payload = f.read(length)
             if len(payload) != length:
                 raise ConversionError("truncated")
-            yield field, raw + lraw + payload
+            box = [payload]
+            del payload
+            yield field, raw + lraw, box
         elif wire == 0:
             _, vraw = _read_varint(f)
-            yield field, raw + vraw
+            yield field, raw, [vraw]
         elif wire in (1, 5):
             n = 8 if wire == 1 else 4
             payload = f.read(n)
             if len(payload) != n:
                 raise ConversionError("truncated")
-            yield field, raw + payload
+            yield field, raw, [payload]
         else:
             raise ConversionError(f"unexpected wire type {wire}")
 
 
-def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[CaffeLayer], str, dict]:
-    """Read a binary caffemodel layer by layer, converting each layer's blobs to numpy as it goes, so the peak
-    memory stays near twice the largest layer plus the weights read so far (not twice the file).
+def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None = None):
+    """Yield the layers of a binary caffemodel one at a time (blobs as numpy arrays, stored layout).
 
-    Returns (layers, format "V2" / "V1" / "V0", header fields).
+    The file is read sequentially, one top-level field at a time; a layer's protobuf message is dropped as soon as
+    its blobs are numpy arrays. ``info`` (if given) receives "format" (V2 / V1 / V0) and "name".
     """
     from tqdm import tqdm
     path = Path(path)
@@ -186,32 +191,46 @@ def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[Caffe
     size = path.stat().st_size
     if size == 0:
         raise ConversionError(f"{path}: the caffemodel is empty")
-    header, layers, fmt = NetParameter(), [], None
+    info = {} if info is None else info
+    header, count = NetParameter(), 0
     with open(path, "rb") as f, \
             tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=not progress) as bar:
         try:
-            for field, chunk in _top_level_fields(f, size):   # one layer: tag + length + message
-                n_bytes = len(chunk)
+            for field, prefix, box in _top_level_fields(f, size):
+                payload = box.pop()
+                n_bytes = len(prefix) + len(payload)
                 part = NetParameter()
-                part.ParseFromString(chunk)
-                del chunk
+                if field in (2, 100):    # parse the layer message in place: no second copy of its bytes
+                    (part.layer if field == 100 else part.layers).add().ParseFromString(payload)
+                else:
+                    part.MergeFromString(prefix + payload)
+                del payload
                 if field in (2, 100):
-                    ls, f_ = layers_of(part, str(path))
-                    fmt = fmt or f_
-                    layers.extend(ls)
+                    ls, fmt = layers_of(part, str(path))
+                    info.setdefault("format", fmt)
+                    del part
+                    bar.update(n_bytes)
+                    count += len(ls)
+                    yield from ls
                 else:
                     header.MergeFrom(part)
-                del part
-                bar.update(n_bytes)
+                    bar.update(n_bytes)
         except (DecodeError, RuntimeError, ValueError) as e:
             raise ConversionError(f"{path}: not a readable caffemodel (truncated or corrupt protobuf: {e})") from None
         except ConversionError as e:
             if str(e).startswith(str(path)):
                 raise
             raise ConversionError(f"{path}: not a readable caffemodel (truncated or corrupt: {e})") from None
-    if not layers:
+    info["name"] = header.name
+    if not count:
         raise ConversionError(f"{path}: parsed, but holds no layers — not a caffemodel (or an empty net)")
-    return layers, fmt, {"name": header.name}
+
+
+def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[CaffeLayer], str, dict]:
+    """All layers of a caffemodel at once: (layers, format, header)."""
+    info: dict = {}
+    layers = list(iter_caffemodel(path, progress, info))
+    return layers, info["format"], {"name": info["name"]}
 
 
 def read_prototxt(path: str | Path):
@@ -226,44 +245,59 @@ def read_prototxt(path: str | Path):
     return net
 
 
-def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, progress: bool = True):
+def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, progress: bool = True,
+            sink=None):
     """Map a caffemodel's blobs onto ``model`` (a tfrestore Caffe net). Returns ({layer: {weight: array}}, info).
 
-    Raises :class:`ConversionError` on anything that does not fit, before any weight is assigned.
+    Single pass: each layer is read, checked, transposed and handed on before the next is read. With ``sink``
+    (a callable ``sink(layer_name, {weight: array})``, e.g. a :func:`tfrestore.weights.array_writer`) nothing is
+    kept, so memory stays near three times the largest layer rather than twice the file. Checks that need the whole
+    net (missing layers, LRN/pool order) run at the end; the caller writes to a temporary file that is removed on
+    :class:`ConversionError`.
     """
-    import keras
     caffemodel = Path(caffemodel)
-    layers, fmt, _ = read_caffemodel(caffemodel, progress)
-    by_name = {l.name: l for l in layers}
-    structure, sfile = layers, caffemodel
+    structure, sfile = None, caffemodel
     if prototxt is not None:
         structure, _ = layers_of(read_prototxt(prototxt), str(prototxt), with_blobs=False)
         sfile = Path(prototxt)
-    for l in structure:
-        if l.type not in SUPPORTED | IGNORED:
-            raise ConversionError(f"{sfile}: layer '{l.name}' has unsupported type '{l.type}' "
-                                  f"(supported: {', '.join(sorted(SUPPORTED))})")
-    _check_order(model, structure, sfile)
-    arrays = {}
-    keras_weighted = [l for l in model.layers if l.weights]
-    keras_names = {l.name for l in keras_weighted}
-    for l in structure:
-        blobs = by_name[l.name].blobs if l.name in by_name else []
-        if blobs and l.name not in keras_names:
-            raise ConversionError(f"{caffemodel}: layer '{l.name}' ({l.type}) carries weights but {model.name} has no "
-                                  f"such layer — wrong --net? ({model.name} layers: {sorted(keras_names)})")
-    for kl in keras_weighted:   # check everything before converting anything
-        if kl.name not in by_name or not by_name[kl.name].blobs:
-            raise ConversionError(f"{caffemodel}: no weights for layer '{kl.name}' of {model.name} "
-                                  f"(the file has weighted layers {[l.name for l in layers if l.blobs]})")
-    info = {"format": fmt, "layers": [l.name for l in layers if l.blobs],
-            "blob_shapes": {l.name: [list(b.shape) for b in l.blobs] for l in layers if l.blobs}}
-    for kl in keras_weighted:
-        cl = by_name[kl.name]
-        sl = next((s for s in structure if s.name == kl.name), cl)
-        arrays[kl.name] = _map_layer(kl, cl, sl.params or cl.params, caffemodel)
-        cl.blobs = []      # free the stored layout at once: peak memory stays near one layer above the weights
+        for l in structure:
+            _check_type(l, sfile)
+        _check_order(model, structure, sfile)
+    params = {l.name: l.params for l in structure or []}
+    keras_weighted = {l.name: l for l in model.layers if l.weights}
+    arrays, seen, info = {}, [], {}
+    for cl in iter_caffemodel(caffemodel, progress, info):
+        if structure is None:
+            _check_type(cl, caffemodel)
+        seen.append(dataclasses.replace(cl, blobs=[]))
+        if not cl.blobs:
+            continue
+        info.setdefault("blob_shapes", {})[cl.name] = [list(b.shape) for b in cl.blobs]
+        if cl.name not in keras_weighted:
+            raise ConversionError(f"{caffemodel}: layer '{cl.name}' ({cl.type}) carries weights but {model.name} has "
+                                  f"no such layer — wrong --net? ({model.name} layers: {sorted(keras_weighted)})")
+        mapped = _map_layer(keras_weighted[cl.name], cl, params.get(cl.name) or cl.params, caffemodel)
+        cl.blobs = []
+        if sink is not None:
+            sink(cl.name, mapped)
+            arrays[cl.name] = None
+        else:
+            arrays[cl.name] = mapped
+        del mapped
+    if structure is None:
+        _check_order(model, seen, caffemodel)
+    missing = [n for n in keras_weighted if n not in arrays]
+    if missing:
+        raise ConversionError(f"{caffemodel}: no weights for layer '{missing[0]}' of {model.name} "
+                              f"(the file has weighted layers {list(info.get('blob_shapes', {}))})")
+    info["layers"] = list(info.get("blob_shapes", {}))
     return arrays, info
+
+
+def _check_type(layer, where):
+    if layer.type not in SUPPORTED | IGNORED:
+        raise ConversionError(f"{where}: layer '{layer.name}' has unsupported type '{layer.type}' "
+                              f"(supported: {', '.join(sorted(SUPPORTED))})")
 
 
 def _check_order(model, structure, sfile):
