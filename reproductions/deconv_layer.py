@@ -136,15 +136,31 @@ def gaussian(epochs, folder, logdir, seed):
     return results, ex
 
 
+def _pairs(folder, a, b, size):
+    """Images in folder/a and folder/b matched by sorted position; b resized to a's size (same-size restoration)."""
+    fa, fb = data.image_folder(Path(folder) / a), data.image_folder(Path(folder) / b)
+    if len(fa) != len(fb):
+        raise ValueError(f"{folder}: {len(fa)} files in {a}/ but {len(fb)} in {b}/; they are matched by sorted name")
+    load = lambda f: data.load_image(f, size, crop="center").astype(np.float32).mean(-1)[..., None] / 255.0
+    xa, xb = np.stack([load(f) for f in fa]), np.stack([load(f) for f in fb])
+    k = max(1, len(xa) // 5)
+    return (xb[:-k], xa[:-k]), (xb[-k:], xa[-k:])
+
+
 def superres(epochs, folder, logdir, seed):
-    tr, te = _split(128, folder)
-    down_up = lambda z: tf.image.resize(tf.image.resize(z, (64, 64), "bicubic", antialias=True), (128, 128),
-                                        "bilinear").numpy()
+    """With ``--data`` holding HR/ and LR/ (DIV2K-style): LR brought to the HR size (bilinear), as notebook 08."""
+    if folder and (Path(folder) / "HR").is_dir():
+        (lr_tr, tr), (lr_te, te) = _pairs(folder, "HR", "LR", 128)
+    else:
+        tr, te = _split(128, folder)
+        down_up = lambda z: tf.image.resize(tf.image.resize(z, (64, 64), "bicubic", antialias=True), (128, 128),
+                                            "bilinear").numpy()
+        lr_tr, lr_te = down_up(tr), down_up(te)
     results, ex = {}, None
     for loss, k in (("l2", (6, 6)), ("l1", (6, 6)), ("ssim", (2, 4))):
-        r, e = _restoration(f"superres_{loss}", (_pad(down_up(tr), 16), _pad(tr, 16)),
-                            (_pad(down_up(te), 16), _pad(te, 16)), dict(kernel_size=k), (3, 3), 1e-3, 1e-3,
-                            epochs or 200, loss=loss, border=16, logdir=logdir, seed=seed)
+        r, e = _restoration(f"superres_{loss}", (_pad(lr_tr, 16), _pad(tr, 16)), (_pad(lr_te, 16), _pad(te, 16)),
+                            dict(kernel_size=k), (3, 3), 1e-3, 1e-3, epochs or 200, loss=loss, border=16,
+                            logdir=logdir, seed=seed)
         results[f"super-resolution ×2, {loss} loss"] = r
         ex = ex or e
     return results, ex
@@ -152,9 +168,7 @@ def superres(epochs, folder, logdir, seed):
 
 def gopro(epochs, folder, logdir, seed):
     if folder:
-        sharp = _split(128, Path(folder) / "sharp")
-        blurred = _split(128, Path(folder) / "blur")
-        trp, tep = (blurred[0], sharp[0]), (blurred[1], sharp[1])
+        trp, tep = _pairs(folder, "sharp", "blur", 128)
     else:
         tr, te = _split(128, None)
         motion = np.full((1, 9), 1 / 9)
@@ -174,12 +188,16 @@ def _cifar(seed, n_train=2000, n_test=500):
         rng = np.random.default_rng(seed)
         source = "synthetic stand-in (CIFAR-100 not reachable)"
 
-        def make(n):
-            y = rng.integers(0, 10, n)
-            u = np.linspace(0, 2 * np.pi, 32)
-            base = np.sin((y[:, None, None] + 1) * u[None, :, None] + rng.uniform(0, 6, (n, 1, 1)))
-            img = (base[..., None] * (0.3 + 0.07 * np.stack([y, 9 - y, y % 3], -1)[:, None, None, :]) + 0.5
-                   + rng.normal(0, 0.25, (n, 32, 32, 3)))
+        def make(n):   # 20 classes of noisy oriented gratings; colour and frequency overlap between classes
+            y = rng.integers(0, 20, n)
+            yy, xx = np.mgrid[0:32, 0:32] / 32.0
+            angle = (y % 5) * np.pi / 5 + rng.normal(0, 0.15, n)
+            freq = 3 + (y // 5) * 1.5 + rng.normal(0, 0.6, n)
+            phase = rng.uniform(0, 2 * np.pi, n)
+            g = np.sin(2 * np.pi * freq[:, None, None] * (np.cos(angle)[:, None, None] * xx +
+                                                           np.sin(angle)[:, None, None] * yy) + phase[:, None, None])
+            colour = rng.uniform(0.2, 0.8, (n, 1, 1, 3))
+            img = 0.5 + 0.25 * g[..., None] * colour + rng.normal(0, 0.35, (n, 32, 32, 3))
             return (np.clip(img, 0, 1) * 255).astype(np.uint8), y[:, None]
         (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
     norm = lambda x: (x.astype(np.float32) / 255.0 - 0.5) / 0.5

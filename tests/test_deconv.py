@@ -154,3 +154,20 @@ def test_classification_experiment_runs_and_reports_test_accuracy(tmp_path):
     (setting, arms), = res.items()
     assert set(arms) == {"deconv 4×4 in front", "conv 3×3 in front"}
     assert all(0.0 <= a["test_accuracy"] <= 1.0 for a in arms.values())
+
+
+def test_superres_reads_hr_lr_folder_pairs(tmp_path):
+    import skimage.io
+    from reproductions import deconv_layer
+    from tfrestore import data
+    for i, name in enumerate(["astronaut", "chelsea", "coffee", "rocket", "grace_hopper"]):
+        hr = data.load_image(name, 128, crop="center")
+        (tmp_path / "HR").mkdir(exist_ok=True)
+        (tmp_path / "LR").mkdir(exist_ok=True)
+        skimage.io.imsave(tmp_path / "HR" / f"{i:04d}.png", hr, check_contrast=False)
+        skimage.io.imsave(tmp_path / "LR" / f"{i:04d}x2.png", hr[::2, ::2], check_contrast=False)
+    (tr_in, tr_out), (te_in, te_out) = deconv_layer._pairs(tmp_path, "HR", "LR", 128)
+    assert tr_in.shape == (4, 128, 128, 1) and te_out.shape == (1, 128, 128, 1)
+    assert 20 < float(tf.image.psnr(te_in, te_out, 1.0)[0]) < 45      # LR upsampled, close to but not the HR
+    res = deconv_layer.run("superres", steps=1, out=tmp_path / "out", data_dir=str(tmp_path))
+    assert res["data"] == str(tmp_path) and len(res["results"]) == 3
