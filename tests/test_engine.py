@@ -84,6 +84,7 @@ def test_feature_loss_mask_and_inner_product():
     v = value(O.feature_loss(m, "r", t[1:], problems=[1]), x)
     assert v[0] == 0 and v[1] == pytest.approx(((phi[1] - t[1]) ** 2).sum() / (t[1] ** 2).sum(), rel=1e-5)
     fd_check(O.feature_loss(m, "r", t, mask=mask), x.astype(np.float64), eps=1e-2, rtol=5e-2)
+    fd_check(O.inner_product(m, "r", t), x.astype(np.float64), eps=1e-2, rtol=5e-2)
 
 
 def test_objective_algebra_weights_and_reporting():
