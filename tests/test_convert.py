@@ -84,8 +84,8 @@ def test_v0_caffemodel_converts_like_v2(tmp_path):
     _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, v2), 37)
 
 
-@pytest.mark.slow
 def test_full_vgg16_v1(tmp_path):
+    """Full-size VGG16 (a 553 MB caffemodel, V1 `layers`, legacy dims): about 30 s here, so it runs in CI."""
     proto, model_file, _ = cf.write(tmp_path, cf.vgg16_layers(1.0), 224, "V1", True, seed=4, name="VGG_ILSVRC_16_layers")
     m = nets.build("vgg16", weights=None)
     _load(m, caffe.convert(m, model_file, proto, progress=False)[0])
