@@ -12,7 +12,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 
 from reproductions import mv2015  # noqa: E402
 from tfrestore import data, nets, optim  # noqa: E402

@@ -176,7 +176,6 @@ def test_failed_conversion_leaves_no_output(tmp_path, slim_vgg_files, capsys):
 
 
 def test_onnx_errors(tmp_path):
-    import onnx
     path = of.save(of.resnet18_zoo(seed=11), tmp_path / "r.onnx")
     _fails({"net": "vgg16_bn", "onnx": path}, None, r"r.onnx: the graph has 21 parameter units .* vgg16_bn has 16: unexpected extra")
     raw = path.read_bytes()

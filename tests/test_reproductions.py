@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reproductions import mv2015, mv2016, representation_study
+from reproductions import mv2015, mv2016
 from tfrestore import nets
 from tfrestore.inversion import Extractors
 

@@ -39,7 +39,7 @@ def _args(argv):
 def _structure_prototxt(caffemodel: Path, size: int) -> Path:
     """A deploy prototxt rebuilt from the layer parameters stored in a caffemodel (for OpenCV when none is given)."""
     from google.protobuf import text_format
-    from .caffe import layers_of, read_caffemodel
+    from .caffe import read_caffemodel
     from .caffe_proto import NetParameter
     layers, _, _ = read_caffemodel(caffemodel, progress=False)
     net = NetParameter(name="from_caffemodel", input=["data"], input_dim=[1, 3, size, size])

@@ -19,7 +19,7 @@ import dataclasses
 import warnings
 import weakref
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
