@@ -35,18 +35,20 @@ EXPERIMENTS = {
 }
 
 
-def _grey(names, size) -> np.ndarray:
-    imgs = [data.load_image(n, size, crop="center").astype(np.float32).mean(-1) / 255.0 for n in names]
+def _grey(sources, size) -> np.ndarray:
+    """Sample names or image paths → grey float images in [0, 1], centre-cropped to size², shape [N, H, W, 1]."""
+    imgs = [data.load_image(src, size, crop="center").astype(np.float32).mean(-1) / 255.0 for src in sources]
     return np.stack(imgs)[..., None]
+
+
+def _holdout(imgs):
+    k = max(1, len(imgs) // 5)
+    return imgs[:-k], imgs[-k:]
 
 
 def _split(size, folder=None):
     if folder:
-        files = data.image_folder(folder)
-        imgs = np.stack([data.load_image(f, size, crop="center").astype(np.float32).mean(-1) / 255.0
-                         for f in files])[..., None]
-        k = max(1, len(imgs) // 5)
-        return imgs[:-k], imgs[-k:]
+        return _holdout(_grey(data.image_folder(folder), size))
     names = data.sample_image_names()
     return _grey([n for n in names if n not in TEST_IMAGES], size), _grey(TEST_IMAGES, size)
 
@@ -141,10 +143,8 @@ def _pairs(folder, a, b, size):
     fa, fb = data.image_folder(Path(folder) / a), data.image_folder(Path(folder) / b)
     if len(fa) != len(fb):
         raise ValueError(f"{folder}: {len(fa)} files in {a}/ but {len(fb)} in {b}/; they are matched by sorted name")
-    load = lambda f: data.load_image(f, size, crop="center").astype(np.float32).mean(-1)[..., None] / 255.0
-    xa, xb = np.stack([load(f) for f in fa]), np.stack([load(f) for f in fb])
-    k = max(1, len(xa) // 5)
-    return (xb[:-k], xa[:-k]), (xb[-k:], xa[-k:])
+    (xa_tr, xa_te), (xb_tr, xb_te) = _holdout(_grey(fa, size)), _holdout(_grey(fb, size))
+    return (xb_tr, xa_tr), (xb_te, xa_te)
 
 
 def superres(epochs, folder, logdir, seed):

@@ -97,8 +97,9 @@ class Optimization:
         self._evaluate = tf.function(self._eval)
 
     # ---- compiled pieces -------------------------------------------------------------------------------------
-    def _loss(self, t, jitter_on):
-        full = self.canvas.image()
+    def _loss(self, t, jitter_on, full=None):
+        """Objective at step t; ``full`` is the canvas in image space (default: the current variable)."""
+        full = self.canvas.image() if full is None else full
         window = self.canvas.window(full, self.canvas.offsets(jitter_on, tf.stack([self.seed, t])))
         ctx = Context(window, full, self.canvas.mask(jitter_on), self.to_input)
         return self.objective(ctx)
@@ -207,10 +208,7 @@ class Optimization:
         def value_and_grad(flat):
             with tf.GradientTape() as tape:
                 tape.watch(flat)
-                x = tf.reshape(flat, shape)
-                full = x * self.canvas.scale
-                window = self.canvas.window(full, self.canvas.offsets(False, [0, 0]))
-                loss, _ = self.objective(Context(window, full, self.canvas.mask(False), self.to_input))
+                loss, _ = self._loss(tf.constant(0), tf.constant(False), tf.reshape(flat, shape) * self.canvas.scale)
             return loss, tape.gradient(loss, flat)
 
         total, done = self.schedule.total, int(self.step.numpy())

@@ -41,32 +41,26 @@ def model_weights(model: keras.Model) -> dict[str, dict[str, np.ndarray]]:
             for layer in model.layers if layer.weights}
 
 
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: a crash never leaves a half-written file behind."""
+@contextlib.contextmanager
+def _replacing(path: str | Path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
-        write(tmp)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
-    return path
 
 
-def save_arrays(arrays: dict[str, dict[str, np.ndarray]], path: str | Path, net: str, source: str) -> Path:
-    """Write ``{layer: {weight: array}}`` to ``path`` atomically."""
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            f.attrs["net"], f.attrs["source"], f.attrs["format"] = net, source, "tfrestore-weights-1"
-            for layer, ws in arrays.items():
-                g = f.create_group(layer)
-                for wname, arr in ws.items():
-                    g.create_dataset(wname, data=np.asarray(arr, dtype=np.float32))
-    return atomic_write(path, write)
+def atomic_write(path: str | Path, write) -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``: a crash never leaves a half-written file behind."""
+    with _replacing(path) as tmp:
+        write(tmp)
+    return Path(path)
 
 
 @contextlib.contextmanager
@@ -75,12 +69,7 @@ def array_writer(path: str | Path, net: str, source: str):
 
     The file appears at ``path`` only when the block ends without an exception (temporary file, then rename).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    f = h5py.File(tmp, "w")
-    try:
+    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["net"], f.attrs["source"], f.attrs["format"] = net, source, "tfrestore-weights-1"
 
         def write(layer: str, ws: dict[str, np.ndarray]):
@@ -88,13 +77,14 @@ def array_writer(path: str | Path, net: str, source: str):
             for wname, arr in ws.items():
                 g.create_dataset(wname, data=np.asarray(arr, dtype=np.float32))
         yield write
-        f.close()
-        os.replace(tmp, path)
-    except BaseException:
-        f.close()
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+
+def save_arrays(arrays: dict[str, dict[str, np.ndarray]], path: str | Path, net: str, source: str) -> Path:
+    """Write ``{layer: {weight: array}}`` to ``path`` atomically."""
+    with array_writer(path, net, source) as write:
+        for layer, ws in arrays.items():
+            write(layer, ws)
+    return Path(path)
 
 
 def save_weights(model: keras.Model, path: str | Path, source: str = "tfrestore") -> Path:
