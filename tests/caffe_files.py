@@ -159,4 +159,20 @@ def write(tmp_path, layers, size, style="V2", legacy_dims=False, seed=0, name="n
     model = tmp_path / f"{name}.caffemodel"
     proto.write_text(prototxt(layers, size, "V2" if style == "V0" else style, name))
     model.write_bytes(caffemodel(layers, blobs, style, legacy_dims))
+    _check_written(proto, model, layers, blobs, style)
     return proto, model, blobs
+
+
+def _check_written(proto, model, layers, blobs, style):
+    """Parse both files back (the prototxt strictly) and check layer order and every blob's size."""
+    from google.protobuf import text_format
+    deploy = text_format.Parse(proto.read_text(), NetParameter())
+    names = [l.name for l in (deploy.layer if style != "V1" else deploy.layers)]
+    assert names == (["data"] if style != "V1" else []) + [l[0] for l in layers], names
+    net = NetParameter()
+    net.ParseFromString(model.read_bytes())
+    stored = ([(l.name, l.blobs) for l in net.layer] if style == "V2" else
+              [(l.layer.name, l.layer.blobs) if style == "V0" else (l.name, l.blobs) for l in net.layers])
+    assert [n for n, _ in stored] == [l[0] for l in layers]
+    for n, bs in stored:
+        assert [len(b.data) for b in bs] == [a.size for a in blobs.get(n, [])], n

@@ -46,9 +46,11 @@ class _Builder:
                        alpha=1.0, beta=1.0, transA=0, transB=1)
 
     def model(self, out, size, opset, name):
-        graph = helper.make_graph(self.nodes, name, [helper.make_tensor_value_info("data", TensorProto.FLOAT,
-                                                                                   [1, 3, size, size])],
-                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)], self.inits)
+        inputs = [helper.make_tensor_value_info("data", TensorProto.FLOAT, [1, 3, size, size])]
+        if opset <= 7:   # IR version 3 (the zoo's files) lists every initializer among the graph inputs too
+            inputs += [helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in self.inits]
+        graph = helper.make_graph(self.nodes, name, inputs,
+                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 1000])], self.inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tests")
         m.ir_version = 3 if opset <= 7 else 7
         return m
@@ -141,5 +143,11 @@ def resnet18_torchvision(seed=0, size=224):
 
 
 def save(model, path):
+    """Check the graph with ONNX's own checker and shape inference (catches a broken generator), then save."""
+    onnx.checker.check_model(model, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    logits = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.output)}[model.graph.output[0].name]
+    assert logits == [1, 1000], f"the generated graph does not end in 1000 class scores: {logits}"
     onnx.save(model, str(path))
     return path
