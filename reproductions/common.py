@@ -52,14 +52,25 @@ def pick_optimizer(name: str | None, default: optimizers.Optimizer) -> optimizer
     return optimizers.get(name)
 
 
-def finish(s: Setup, run: Optimization, result, labels, layers, x0, originals_rgb, config: dict, title: str,
-           masks=None, ncols=None) -> dict:
-    """Evaluate, print the per-problem table and write every output."""
-    rows = evaluate(s.extractors, s.net, layers, x0, result.images, masks)
-    table = print_table(rows, labels)
+def optimise(s: Setup, p: dict, image_rgb: np.ndarray, config: dict, title: str, log_every: int,
+             resume: bool = False, jit_compile: bool = False, progress: bool = True) -> dict:
+    """Run a reproduction's problems (``p`` from its ``build()``) as one optimisation, then report and write.
+
+    ``p`` holds objective, canvas, optimizer, schedule, labels, layers, x0 and optionally project and masks.
+    """
+    run = Optimization(p["objective"], p["canvas"], p["optimizer"], p["schedule"],
+                       to_input=lambda x: nets.to_input(s.net, x), project=p.get("project"),
+                       mean_rgb=nets.mean_rgb(s.net), labels=p["labels"], seed=s.seed, log_every=log_every,
+                       jit_compile=jit_compile, config=config)
+    print(f"{title}: {len(p['labels'])} problems in one graph, objective {p['objective']!r}", flush=True)
+    result = run.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
+    rows = evaluate(s.extractors, s.net, p["layers"], p["x0"], result.images, p.get("masks"))
+    table = print_table(rows, p["labels"])
     config = {**config, "weights": s.weights, "net": s.net, "seed": s.seed}
-    write_outputs(s.out, result, labels, originals_rgb, nets.mean_rgb(s.net), rows, config, title, ncols, table)
-    print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(labels)} problems "
+    originals = np.repeat(image_rgb[None], len(p["labels"]), 0)
+    title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
+    write_outputs(s.out, result, p["labels"], originals, nets.mean_rgb(s.net), rows, config, title, None, table)
+    print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(p['labels'])} problems "
           f"batched); outputs in {s.out} (figure.png, metrics.json); TensorBoard: tensorboard --logdir {s.logdir}",
           flush=True)
     return json.loads((s.out / "metrics.json").read_text())

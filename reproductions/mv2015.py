@@ -20,7 +20,6 @@ from tfrestore import nets
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param
-from tfrestore.engine import Optimization
 from tfrestore.inversion import feature_objective, image_space
 
 from . import common
@@ -162,12 +161,6 @@ def run(net: str = "caffenet", layers=None, image: str = "chelsea", weights: str
     p = build(net, img, experiment, layers, s.extractors, seed, steps, optimizer)
     config = {"paper": "mv2015", "experiment": experiment, "image": image, "sigma": SIGMA, "lambda_l2": LAMBDA_L2,
               "alpha": ALPHA, "lambda_tv": p["lambdas"], "layers": p["layers"], "steps": p["schedule"].total}
-    opt = Optimization(p["objective"], p["canvas"], p["optimizer"], p["schedule"],
-                       to_input=lambda x: nets.to_input(net, x), mean_rgb=nets.mean_rgb(net), labels=p["labels"],
-                       seed=seed, log_every=LOG_EVERY, jit_compile=jit_compile, config=config)
-    print(f"M&V 2015 {experiment} on {net}: {len(p['labels'])} problems in one graph, {p['schedule']}, "
-          f"objective {p['objective']!r}", flush=True)
-    result = opt.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
-    return common.finish(s, opt, result, p["labels"], p["layers"], p["x0"], np.repeat(img[None], len(p["labels"]), 0),
-                         config, f"M&V 2015 {experiment} — {net} ({'random weights' if s.weights == 'random' else 'converted weights'})",
-                         masks=p["masks"])
+    print(f"schedule {p['schedule']}", flush=True)
+    return common.optimise(s, p, img, config, f"M&V 2015 {experiment} — {net}", LOG_EVERY, resume, jit_compile,
+                           progress)

@@ -20,7 +20,6 @@ from tfrestore import nets
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param
-from tfrestore.engine import Optimization
 from tfrestore.inversion import feature_objective, image_space, group_by_layer
 
 from . import common
@@ -185,12 +184,5 @@ def run(net: str = "alexnet", layers=None, image: str = "chelsea", weights: str 
     config = {"paper": "mv2016", "experiment": experiment, "image": image, "B": B, "B_plus": B_PLUS, "V": V,
               "alpha": ALPHA, "beta": BETA, "C": p["c"], "jitter_T": p["jitter"], "layers": p["layers"],
               "steps": p["schedule"].total}
-    opt = Optimization(p["objective"], p["canvas"], p["optimizer"], p["schedule"],
-                       to_input=lambda x: nets.to_input(net, x), project=p["project"], mean_rgb=nets.mean_rgb(net),
-                       labels=p["labels"], seed=seed, log_every=20, jit_compile=jit_compile, config=config)
-    print(f"M&V 2016 {experiment} on {net}: {len(p['labels'])} problems, T={p['jitter']}, {p['schedule']}",
-          flush=True)
-    result = opt.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
-    return common.finish(s, opt, result, p["labels"], p["layers"], p["x0"],
-                         np.repeat(img[None], len(p["labels"]), 0), config,
-                         f"M&V 2016 {experiment} — {net} ({'random weights' if s.weights == 'random' else 'converted'})")
+    print(f"jitter T={p['jitter']}, {p['schedule']}", flush=True)
+    return common.optimise(s, p, img, config, f"M&V 2016 {experiment} — {net}", 20, resume, jit_compile, progress)

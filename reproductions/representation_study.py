@@ -21,7 +21,6 @@ from tfrestore import nets
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param
-from tfrestore.engine import Optimization
 from tfrestore.inversion import image_space
 
 from . import common
@@ -91,11 +90,5 @@ def run(net: str | None = None, layers=None, image: str = "chelsea", weights: st
     p = build(net, img, experiment, layers, s.extractors, seed, steps, optimizer)
     config = {"paper": "representation_study", "experiment": experiment, "image": image, "labels": p["labels"],
               "steps": p["schedule"][0].total}
-    opt = Optimization(p["objective"], p["canvas"], p["optimizer"], p["schedule"],
-                       to_input=lambda x: nets.to_input(net, x), mean_rgb=nets.mean_rgb(net), labels=p["labels"],
-                       seed=seed, log_every=10, jit_compile=jit_compile, config=config)
-    print(f"representation study {experiment} on {net}: {len(p['labels'])} problems", flush=True)
-    result = opt.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
-    return common.finish(s, opt, result, p["labels"], p["layers"], p["x0"],
-                         np.repeat(img[None], len(p["labels"]), 0), config,
-                         f"Representation study {experiment} — {net}")
+    return common.optimise(s, p, img, config, f"Representation study {experiment} — {net}", 10, resume,
+                           jit_compile, progress)

@@ -164,7 +164,7 @@ class Optimization:
         total, start_step = self.schedule.total, int(self.step.numpy())
         history: list[dict] = []
         bar = _progress(total, start_step, progress)
-        t0, last_ckpt = time.perf_counter(), start_step
+        t0, last_ckpt, last = time.perf_counter(), start_step, None
         for point in self._log_points():
             if point <= start_step:
                 continue
@@ -172,7 +172,7 @@ class Optimization:
             if (point - 1) % self.log_every == 0:
                 self.saved.assign(self.canvas.window(self.canvas.image(), self.canvas.offsets(False, [0, 0])))
                 self.saved_step.assign(point)
-            loss, values = self._evaluate()
+            loss, values = last = self._evaluate()
             rec = {"step": point, "loss": float(np.mean(loss)), "lr": float(np.mean(self._lr[point - 1]))}
             history.append(rec)
             if writer is not None:
@@ -188,10 +188,11 @@ class Optimization:
                 break
         seconds = time.perf_counter() - t0
         bar(None, None, seconds)
-        return self._result(history, seconds, int(self.step.numpy()) - start_step)
+        return self._result(history, seconds, int(self.step.numpy()) - start_step, last)
 
-    def _result(self, history, seconds, steps_run) -> Result:
-        loss, values = self._evaluate()
+    def _result(self, history, seconds, steps_run, last=None) -> Result:
+        """``last``: the (loss, values) already evaluated at the current iterate, if any."""
+        loss, values = last if last is not None else self._evaluate()
         return Result(images=self.canvas.result(), saved_iterate=self.saved.numpy(),
                       saved_step=int(self.saved_step.numpy()),
                       values={k: np.asarray(v) for k, v in values.items()}, loss=np.asarray(loss),
@@ -212,7 +213,7 @@ class Optimization:
             return loss, tape.gradient(loss, flat)
 
         total, done = self.schedule.total, int(self.step.numpy())
-        history, bar, t0 = [], _progress(total, done, progress), time.perf_counter()
+        history, bar, t0, last = [], _progress(total, done, progress), time.perf_counter(), None
         while done < total:
             k = min(opt.restart_every, total - done)
             res = tfp.optimizer.lbfgs_minimize(
@@ -225,7 +226,7 @@ class Optimization:
             self.canvas.var.assign(x)
             done += k
             self.step.assign(done)
-            loss, values = self._evaluate()
+            loss, values = last = self._evaluate()
             rec = {"step": done, "loss": float(np.mean(loss)), "lr": 0.0}
             history.append(rec)
             if writer is not None:
@@ -237,7 +238,7 @@ class Optimization:
         self.saved_step.assign(done)
         seconds = time.perf_counter() - t0
         bar(None, None, seconds)
-        return self._result(history, seconds, total)
+        return self._result(history, seconds, total, last)
 
     # ---- TensorBoard ------------------------------------------------------------------------------------------
     def _log_config(self, writer):
