@@ -1,4 +1,4 @@
-"""What every inversion reproduction does around the engine: resolve flags, load net and image, run, report."""
+"""What every inversion reproduction does around the engine: load net and image, run a Problem, report, write."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,22 +10,23 @@ import numpy as np
 
 from tfrestore import data, nets
 from tfrestore import optim as optimizers
-from tfrestore.engine import Optimization
-from tfrestore.inversion import Extractors, evaluate, print_table, write_outputs
+from tfrestore.engine import Optimization, Problem
+from tfrestore.inversion import Extractors, evaluate, table, write_outputs
 
 
 @dataclasses.dataclass
 class Setup:
+    """The run-level facts a reproduction's problem is optimised under."""
     net: str
     model: object
     extractors: Extractors
-    weights: str
+    weights: str          # "random" or the weight file's path
     out: Path
     logdir: Path
     seed: int
 
 
-def setup(paper: str, net: str, experiment: str, weights: str = "auto", out: str | None = None,
+def setup(*, paper: str, net: str, experiment: str, weights: str = "auto", out: str | None = None,
           logdir: str | None = None, seed: int = 0) -> Setup:
     model = nets.build(net, weights=weights, seed=seed)
     source = nets.weights_source(model)
@@ -52,25 +53,23 @@ def pick_optimizer(name: str | None, default: optimizers.Optimizer) -> optimizer
     return optimizers.get(name)
 
 
-def optimise(s: Setup, p: dict, image_rgb: np.ndarray, config: dict, title: str, log_every: int,
+def optimise(problem: Problem, s: Setup, *, image_rgb: np.ndarray, config: dict, title: str, log_every: int,
              resume: bool = False, jit_compile: bool = False, progress: bool = True) -> dict:
-    """Run a reproduction's problems (``p`` from its ``build()``) as one optimisation, then report and write.
-
-    ``p`` holds objective, canvas, optimizer, schedule, labels, layers, x0 and optionally project and masks.
-    """
-    run = Optimization(p["objective"], p["canvas"], p["optimizer"], p["schedule"],
-                       to_input=lambda x: nets.to_input(s.net, x), project=p.get("project"),
-                       mean_rgb=nets.mean_rgb(s.net), labels=p["labels"], seed=s.seed, log_every=log_every,
-                       jit_compile=jit_compile, config=config)
-    print(f"{title}: {len(p['labels'])} problems in one graph, objective {p['objective']!r}", flush=True)
+    """Optimise a reproduction's problem as one batched run, then print its table and write its outputs."""
+    config = {**config, **problem.settings, "layers": problem.layers, "steps": problem.total_steps,
+              "weights": s.weights, "net": s.net, "seed": s.seed}
+    run = Optimization.from_problem(problem, to_input=lambda x: nets.to_input(s.net, x),
+                                    display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=log_every,
+                                    jit_compile=jit_compile, config=config)
+    print(f"{title}: {len(problem.labels)} problems in one graph, objective {problem.objective!r}", flush=True)
     result = run.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
-    rows = evaluate(s.extractors, s.net, p["layers"], p["x0"], result.images, p.get("masks"))
-    table = print_table(rows, p["labels"])
-    config = {**config, "weights": s.weights, "net": s.net, "seed": s.seed}
-    originals = np.repeat(image_rgb[None], len(p["labels"]), 0)
+    rows = evaluate(s.extractors, s.net, problem.layers, problem.x0, result.images, problem.masks)
+    text = table(rows, problem.labels)
+    print(text, flush=True)
+    originals = np.repeat(image_rgb[None], len(problem.labels), 0)
     title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
-    write_outputs(s.out, result, p["labels"], originals, nets.mean_rgb(s.net), rows, config, title, None, table)
-    print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(p['labels'])} problems "
+    write_outputs(s.out, result, problem.labels, originals, nets.mean_rgb(s.net), rows, config, title, text)
+    print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(problem.labels)} problems "
           f"batched); outputs in {s.out} (figure.png, metrics.json); TensorBoard: tensorboard --logdir {s.logdir}",
           flush=True)
     return json.loads((s.out / "metrics.json").read_text())

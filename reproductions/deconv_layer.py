@@ -4,25 +4,28 @@ Every experiment trains the deconvolution layer and, side by side, a plain convo
 reports **held-out** metrics (PSNR and SSIM on images not trained on; test accuracy for classification) — not the
 summed training losses the notebooks printed. Settings follow the notebooks (kernel sizes, learning rates, padding,
 blur models) on embedded data: grey versions of the sample photos (notebooks: Lena, DIV2K, GOPRO, Kaggle SIR),
-with a fixed sorted train/test split; ``--data`` points at a folder instead (``HR/`` + ``LR/`` or ``sharp/`` +
+with a fixed sorted train/test split; ``--steps`` counts gradient updates (optimiser steps), not epochs;
+``--data`` points at a folder instead (``HR/`` + ``LR/`` or ``sharp/`` +
 ``blur/`` pairs matched by sorted name). Classification uses CIFAR-100 through ``keras.datasets`` when it can
 be downloaded, else a synthetic 32×32 stand-in (recorded in the metrics).
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import data
-from tfrestore.deconv import DeconvDFT2D, blur, box_kernel, four_factor_blur, gaussian_kernel
-from tfrestore.weights import atomic_write
+from tfrestore import data, degrade, metrics, report
+from tfrestore.deconv import DeconvDFT2D
 
 DESCRIPTION = "learnable DFT deconvolution layer: deblurring, super-resolution, classification"
 TEST_IMAGES = ("astronaut", "coffee")
+FOUR_FACTOR_H = np.array([[1.0, 0.2, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0]])   # notebook 01's monic kernel
+MOTION = np.full((1, 9), 1 / 9)                                          # the synthetic GOPRO-style blur
 
 EXPERIMENTS = {
     "four_factor": "nb01: learn the inverse of a periodic four-factor blur (h = [[1,.2,0,0],[.2,0,0,0]])",
@@ -57,12 +60,12 @@ def _pad(x, p):
     return np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
 
 
-def _metrics(pred, target, border):
+def _scores(pred, target, border):
     if border:
         pred, target = pred[:, border:-border, border:-border], target[:, border:-border, border:-border]
-    p = tf.image.psnr(tf.constant(np.clip(pred, 0, 1)), tf.constant(target), 1.0).numpy()
-    s = tf.image.ssim(tf.constant(np.clip(pred, 0, 1), tf.float32), tf.constant(target, tf.float32), 1.0).numpy()
-    return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s))}
+    pred = np.clip(pred, 0, 1)
+    return {"psnr": float(np.mean(metrics.psnr(target, pred, 1.0))),
+            "ssim": float(np.mean(metrics.ssim(target[..., 0], pred[..., 0], 1.0)))}
 
 
 def _ssim_loss(y, p):
@@ -72,70 +75,80 @@ def _ssim_loss(y, p):
 LOSSES = {"l2": "mse", "l1": "mae", "ssim": _ssim_loss}
 
 
-def _fit(layer, x, y, lr, epochs, loss, batch, logdir, name, seed):
+def _progress(name: str, steps: int) -> keras.callbacks.Callback:
+    """A line every tenth of the run: step, loss."""
+    every = max(steps // 10, 1)
+
+    def line(epoch, logs):
+        if (epoch + 1) % every == 0 or epoch + 1 == steps:
+            print(f"  {name}: step {epoch + 1}/{steps}  loss {logs['loss']:.5g}", flush=True)
+    return keras.callbacks.LambdaCallback(on_epoch_end=line)
+
+
+def _fit(layer, x, y, *, lr, steps, loss, batch, logdir, name, seed):
+    """Train ``layer`` alone for ``steps`` gradient updates (one batch each; a batch never spans two passes)."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input(x.shape[1:])
     model = keras.Model(inp, layer(inp), name=name)
     model.compile(keras.optimizers.Adam(lr), LOSSES[loss])
-    cbs = [keras.callbacks.TensorBoard(str(Path(logdir) / name))] if logdir else []
-    hist = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, shuffle=False, callbacks=cbs)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch or len(x)).repeat()
+    cbs = [_progress(name, steps)] + ([keras.callbacks.TensorBoard(str(Path(logdir) / name))] if logdir else [])
+    hist = model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=cbs, shuffle=False)
     return model, float(hist.history["loss"][-1])
 
 
-def _restoration(name, train_pairs, test_pairs, deconv_kwargs, conv_size, lr_deconv, lr_conv, epochs, loss="l2",
-                 batch=8, border=0, logdir=None, seed=0):
-    (xtr, ytr), (xte, yte) = train_pairs, test_pairs
-    out = {"blurred input": _metrics(xte, yte, border)}
-    dl = DeconvDFT2D(**deconv_kwargs)
-    dm, dloss = _fit(dl, xtr, ytr, lr_deconv, epochs, loss, batch, logdir, f"{name}_deconv", seed)
-    out["deconv"] = {**_metrics(dm.predict(xte, verbose=0), yte, border), "train_loss": dloss,
-                     "kernel": np.round(dl.kernel().numpy(), 4).tolist()}
-    if dl.learnable_scale:
-        out["deconv"]["scale"] = float(dl.scale.numpy())
-    cl = keras.layers.Conv2D(1, conv_size, padding="same")
-    cm, closs = _fit(cl, xtr, ytr, lr_conv, epochs, loss, batch, logdir, f"{name}_conv", seed)
-    out["conv"] = {**_metrics(cm.predict(xte, verbose=0), yte, border), "train_loss": closs}
-    return out, (xte[:1], dm.predict(xte[:1], verbose=0), cm.predict(xte[:1], verbose=0), yte[:1])
+@dataclasses.dataclass(frozen=True)
+class Restoration:
+    """One restoration arm: deconv layer vs a same-size conv, trained on degraded → clean grey images.
+
+    ``pad`` zero-pads each image (before the degradation when ``degrade_padded``, else after); ``border`` pixels
+    are left out of the scores; ``batch=None`` trains on the whole set at once; ``folder_pairs`` are the
+    sub-folders (clean, degraded) read from ``--data`` when it has them."""
+    label: str
+    size: int
+    degrade: Callable[[np.ndarray], np.ndarray]
+    deconv: dict
+    conv_size: tuple[int, int]
+    lr: float
+    steps: int
+    pad: int = 0
+    degrade_padded: bool = True
+    loss: str = "l2"
+    batch: int | None = 8
+    border: int = 0
+    folder_pairs: tuple[str, str] | None = None
+    pad_folder_pairs: bool = True       # real pairs from --data padded like the synthetic ones
+    extra: dict = dataclasses.field(default_factory=dict)    # recorded with the arm's results
 
 
-def four_factor(epochs, folder, logdir, seed):
-    h = np.array([[1.0, 0.2, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0]])
-    tr, te = _split(48, folder)
-    tr, te = _pad(tr, 24), _pad(te, 24)
-    res, ex = _restoration("four_factor", (four_factor_blur(tr, h).astype(np.float32), tr),
-                           (four_factor_blur(te, h).astype(np.float32), te),
-                           dict(kernel_size=(2, 4)), (2, 4), 1e-2, 1e-2, epochs or 2000, batch=len(tr),
-                           logdir=logdir, seed=seed)
-    res["true_kernel"] = h.tolist()
-    return {"four_factor": res}, ex
+def _down_up(x):
+    """×2 bicubic down-sampling (antialiased), bilinear back up: notebook 08's low-resolution input."""
+    h, w = x.shape[1:3]
+    return tf.image.resize(tf.image.resize(x, (h // 2, w // 2), "bicubic", antialias=True), (h, w),
+                           "bilinear").numpy()
 
 
-def box(epochs, folder, logdir, seed):
-    tr, te = _split(128, folder)
-    results, ex = {}, None
-    for pad in (0, 32):
-        a, b = _pad(tr, pad), _pad(te, pad)
-        bx = lambda z: blur(z, box_kernel(3), "zero").astype(np.float32)
-        r, e = _restoration(f"box_pad{pad}", (bx(a), a), (bx(b), b),
-                            dict(kernel_size=(4, 4), learnable_scale=True), (4, 4), 1e-3, 1e-3, epochs or 500,
-                            border=pad, logdir=logdir, seed=seed)
-        results[f"box, padding {pad}"] = r
-        ex = ex or e
-    return results, ex
+def _blur(kernel, boundary, centred=True):
+    return lambda x: degrade.blur(x, kernel, boundary, centred).astype(np.float32)
 
 
-def gaussian(epochs, folder, logdir, seed):
-    tr, te = _split(128, folder)
-    tr, te = _pad(tr, 32), _pad(te, 32)
-    results, ex = {}, None
-    for centred in (True, False):
-        g = lambda z: blur(z, gaussian_kernel(5, 1.0), "circular", centred=centred).astype(np.float32)
-        r, e = _restoration(f"gaussian_{'centred' if centred else 'offcentre'}", (g(tr), tr), (g(te), te),
-                            dict(kernel_size=(4, 4)), (4, 4), 5e-3, 5e-3, epochs or 300, border=32, logdir=logdir,
-                            seed=seed)
-        results[f"gaussian, {'centred' if centred else 'off-centre (nb06: shifts by 2 px)'}"] = r
-        ex = ex or e
-    return results, ex
+RESTORATIONS = {
+    "four_factor": [Restoration("four_factor", 48, lambda x: degrade.four_factor_blur(x, FOUR_FACTOR_H).astype(
+        np.float32), dict(kernel_size=(2, 4)), (2, 4), lr=1e-2, steps=2000, pad=24, batch=None,
+        extra={"true_kernel": FOUR_FACTOR_H.tolist()})],
+    "box": [Restoration(f"box, padding {p}", 128, _blur(degrade.box_kernel(3), "zero"),
+                        dict(kernel_size=(4, 4), learnable_scale=True), (4, 4), lr=1e-3, steps=500, pad=p, border=p)
+            for p in (0, 32)],
+    "gaussian": [Restoration(f"gaussian, {label}", 128, _blur(degrade.gaussian_kernel(5, 1.0), "circular", centred),
+                             dict(kernel_size=(4, 4)), (4, 4), lr=5e-3, steps=300, pad=32, border=32)
+                 for centred, label in ((True, "centred"), (False, "off-centre (nb06: shifts by 2 px)"))],
+    "superres": [Restoration(f"super-resolution ×2, {loss} loss", 128, _down_up, dict(kernel_size=k), (3, 3), lr=1e-3,
+                             steps=200, pad=16, degrade_padded=False, loss=loss, border=16, folder_pairs=("HR", "LR"))
+                 for loss, k in (("l2", (6, 6)), ("l1", (6, 6)), ("ssim", (2, 4)))],
+    "gopro": [Restoration("GOPRO-style deblurring", 128, _blur(MOTION, "zero"), dict(kernel_size=(10, 10)), (10, 10),
+                          lr=1e-3, steps=100, pad=64, degrade_padded=False, batch=16, border=64,
+                          folder_pairs=("sharp", "blur"), pad_folder_pairs=False)],
+}
 
 
 def _pairs(folder, a, b, size):
@@ -147,36 +160,47 @@ def _pairs(folder, a, b, size):
     return (xb_tr, xa_tr), (xb_te, xa_te)
 
 
-def superres(epochs, folder, logdir, seed):
-    """With ``--data`` holding HR/ and LR/ (DIV2K-style): LR brought to the HR size (bilinear), as notebook 08."""
-    if folder and (Path(folder) / "HR").is_dir():
-        (lr_tr, tr), (lr_te, te) = _pairs(folder, "HR", "LR", 128)
-    else:
-        tr, te = _split(128, folder)
-        down_up = lambda z: tf.image.resize(tf.image.resize(z, (64, 64), "bicubic", antialias=True), (128, 128),
-                                            "bilinear").numpy()
-        lr_tr, lr_te = down_up(tr), down_up(te)
-    results, ex = {}, None
-    for loss, k in (("l2", (6, 6)), ("l1", (6, 6)), ("ssim", (2, 4))):
-        r, e = _restoration(f"superres_{loss}", (_pad(lr_tr, 16), _pad(tr, 16)), (_pad(lr_te, 16), _pad(te, 16)),
-                            dict(kernel_size=k), (3, 3), 1e-3, 1e-3, epochs or 200, loss=loss, border=16,
-                            logdir=logdir, seed=seed)
-        results[f"super-resolution ×2, {loss} loss"] = r
-        ex = ex or e
-    return results, ex
+def _arm_data(arm: Restoration, folder):
+    """((degraded, clean) train, (degraded, clean) test, border) for one arm."""
+    if folder and arm.folder_pairs and (Path(folder) / arm.folder_pairs[0]).is_dir():
+        (xtr, ytr), (xte, yte) = _pairs(folder, *arm.folder_pairs, arm.size)
+        pad = arm.pad if arm.pad_folder_pairs else 0
+        return (_pad(xtr, pad), _pad(ytr, pad)), (_pad(xte, pad), _pad(yte, pad)), (arm.border if pad else 0)
+    tr, te = _split(arm.size, folder)
+    if arm.degrade_padded:
+        tr, te = _pad(tr, arm.pad), _pad(te, arm.pad)
+        return (arm.degrade(tr), tr), (arm.degrade(te), te), arm.border
+    return (_pad(arm.degrade(tr), arm.pad), _pad(tr, arm.pad)), (_pad(arm.degrade(te), arm.pad), _pad(te, arm.pad)), \
+        arm.border
 
 
-def gopro(epochs, folder, logdir, seed):
-    if folder:
-        trp, tep = _pairs(folder, "sharp", "blur", 128)
-    else:
-        tr, te = _split(128, None)
-        motion = np.full((1, 9), 1 / 9)
-        mb = lambda z: blur(z, motion, "zero").astype(np.float32)
-        trp, tep = (_pad(mb(tr), 64), _pad(tr, 64)), (_pad(mb(te), 64), _pad(te, 64))
-    r, e = _restoration("gopro", trp, tep, dict(kernel_size=(10, 10)), (10, 10), 1e-3, 1e-3, epochs or 100,
-                        batch=16, border=0 if folder else 64, logdir=logdir, seed=seed)
-    return {"GOPRO-style deblurring" + ("" if folder else " (synthetic motion blur)"): r}, e
+def _restoration(arm: Restoration, *, steps, folder, logdir, seed):
+    (xtr, ytr), (xte, yte), border = _arm_data(arm, folder)
+    steps = steps or arm.steps
+    name = report.safe_name(arm.label)
+    out = {"blurred input": _scores(xte, yte, border)}
+    dl = DeconvDFT2D(**arm.deconv)
+    fit = dict(lr=arm.lr, steps=steps, loss=arm.loss, batch=arm.batch, logdir=logdir, seed=seed)
+    dm, dloss = _fit(dl, xtr, ytr, name=f"{name}_deconv", **fit)
+    out["deconv"] = {**_scores(dm.predict(xte, verbose=0), yte, border), "train_loss": dloss,
+                     "kernel": np.round(dl.kernel().numpy(), 4).tolist()}
+    if dl.learnable_scale:
+        out["deconv"]["scale"] = float(dl.scale.numpy())
+    cm, closs = _fit(keras.layers.Conv2D(1, arm.conv_size, padding="same"), xtr, ytr, name=f"{name}_conv", **fit)
+    out["conv"] = {**_scores(cm.predict(xte, verbose=0), yte, border), "train_loss": closs}
+    return out, (xte[:1], dm.predict(xte[:1], verbose=0), cm.predict(xte[:1], verbose=0), yte[:1])
+
+
+def _restorations(experiment):
+    def runner(*, steps, folder, logdir, seed):
+        results, example = {}, None
+        for arm in RESTORATIONS[experiment]:
+            label = arm.label + (" (synthetic motion blur)" if arm.label.startswith("GOPRO") and not folder else "")
+            results[label], ex = _restoration(arm, steps=steps, folder=folder, logdir=logdir, seed=seed)
+            results[label].update(arm.extra)
+            example = example or ex
+        return results, example
+    return runner
 
 
 def _cifar(seed, n_train=2000, n_test=500):
@@ -220,7 +244,10 @@ def _convnet_tiny2(front, classes):
     return keras.Model(inp, keras.layers.Dense(classes)(x))
 
 
-def _classify(arms, epochs, logdir, seed):
+CLASSIFICATION_BATCH = 32
+
+
+def _classify(arms, *, steps, logdir, seed):
     xtr, ytr, xte, yte, source = _cifar(seed)
     classes = int(max(ytr.max(), yte.max())) + 1
     results = {}
@@ -229,20 +256,28 @@ def _classify(arms, epochs, logdir, seed):
         model = build(classes)
         model.compile(keras.optimizers.Adam(1e-4 if "resnet" in name else 1e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-        cbs = [keras.callbacks.TensorBoard(str(Path(logdir) / name))] if logdir else []
-        h = model.fit(xtr, ytr, batch_size=32, epochs=epochs, verbose=0, callbacks=cbs)
+        batches = tf.data.Dataset.from_tensor_slices((xtr, ytr)).shuffle(len(xtr), seed=seed).batch(
+            CLASSIFICATION_BATCH).repeat()
+        cbs = [_progress(name, steps)] + ([keras.callbacks.TensorBoard(str(Path(logdir) / report.safe_name(name)))]
+                                          if logdir else [])
+        h = model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=cbs, shuffle=False)
         _, acc = model.evaluate(xte, yte, verbose=0)
         results[name] = {"test_accuracy": float(acc), "train_accuracy": float(h.history["accuracy"][-1])}
     return {f"classification on {source}": results}, None
 
 
-def classification(epochs, folder, logdir, seed):
+def _passes(epochs: int, n: int = 2000) -> int:
+    """The notebooks' epochs over the 2,000 training images, in steps of batch 32."""
+    return epochs * -(-n // CLASSIFICATION_BATCH)
+
+
+def classification(*, steps, folder, logdir, seed):
     return _classify({"deconv 4×4 in front": lambda c: _convnet_tiny2(DeconvDFT2D((4, 4)), c),
                       "conv 3×3 in front": lambda c: _convnet_tiny2(keras.layers.Conv2D(3, 3, padding="same"), c)},
-                     epochs or 5, logdir, seed)
+                     steps=steps or _passes(5), logdir=logdir, seed=seed)
 
 
-def classification_resnet(epochs, folder, logdir, seed):
+def classification_resnet(*, steps, folder, logdir, seed):
     from tfrestore import nets
 
     def resnet(front):
@@ -255,11 +290,12 @@ def classification_resnet(epochs, folder, logdir, seed):
         return build
     return _classify({"resnet18 + deconv 4×4": resnet(DeconvDFT2D((4, 4))),
                       "resnet18 + conv 3×3": resnet(keras.layers.Conv2D(3, 3, padding="same")),
-                      "resnet18 alone": resnet(None)}, epochs or 3, logdir, seed)
+                      "resnet18 alone": resnet(None)}, steps=steps or _passes(3), logdir=logdir, seed=seed)
 
 
-RUNNERS = {"four_factor": four_factor, "box": box, "gaussian": gaussian, "superres": superres, "gopro": gopro,
-           "classification": classification, "classification_resnet": classification_resnet}
+RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS}, "classification": classification,
+           "classification_resnet": classification_resnet}
+DEFAULT_EXPERIMENT = "four_factor"
 
 
 def _table(results) -> str:
@@ -276,37 +312,25 @@ def _table(results) -> str:
     return text
 
 
-def _figure(path, example, title):
+def _figure_panels(example):
     if example is None:
-        return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
-    for ax, img, cap in zip(axes, example, ("input", "deconv layer", "conv baseline", "target")):
-        ax.imshow(np.clip(img[0, ..., 0], 0, 1), cmap="gray", vmin=0, vmax=1)
-        ax.set_title(cap, fontsize=8)
-        ax.axis("off")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=100, format="png"))
-    plt.close(fig)
+        return []
+    return [(img[0, ..., 0], cap) for img, cap in zip(example, ("input", "deconv layer", "conv baseline", "target"))]
 
 
-def run(experiment: str = "four_factor", steps: int | None = None, out=None, logdir=None, seed: int = 0,
-        data_dir: str | None = None, **_unused) -> dict:
+def run(*, experiment: str = DEFAULT_EXPERIMENT, steps: int | None = None, out: str | None = None,
+        logdir: str | None = None, seed: int = 0, data: str | None = None) -> dict:
     if experiment not in RUNNERS:
         raise ValueError(f"unknown experiment '{experiment}' for deconv; valid: {', '.join(RUNNERS)}")
     out = Path(out or f"runs/deconv_{experiment}")
     out.mkdir(parents=True, exist_ok=True)
     logdir = logdir or out / "tb"
     print(f"deconv layer: {EXPERIMENTS[experiment]}", flush=True)
-    results, example = RUNNERS[experiment](steps, data_dir, logdir, seed)
-    table = _table(results)
-    _figure(out / "figure.png", example, EXPERIMENTS[experiment])
-    payload = {"experiment": experiment, "description": EXPERIMENTS[experiment], "epochs_override": steps,
-               "data": data_dir or "embedded sample photos", "results": results}
-    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(payload, indent=1)))
-    atomic_write(out / "table.txt", lambda p: Path(p).write_text(table + "\n"))
+    results, example = RUNNERS[experiment](steps=steps, folder=data, logdir=logdir, seed=seed)
+    text = _table(results)
+    payload = {"experiment": experiment, "description": EXPERIMENTS[experiment], "steps_override": steps,
+               "data": data or "embedded sample photos", "results": results}
+    report.write(out, title=EXPERIMENTS[experiment], metrics=payload, table=text,
+                 figure_panels=_figure_panels(example))
     print(f"outputs in {out}", flush=True)
     return payload

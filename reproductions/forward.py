@@ -1,19 +1,17 @@
 """``--paper=forward``: run an image through a network and print each requested tap's shape and statistics."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from tfrestore import data, nets
-from tfrestore.weights import atomic_write
+from tfrestore import data, files, nets
 
 DESCRIPTION = "forward pass: shape and statistics of each requested layer"
 
 
-def run(net: str = "caffenet", layers: list[str] | None = None, image: str = "astronaut", weights: str = "auto",
-        out: str | None = None, seed: int = 0, **_unused) -> dict:
+def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = "astronaut", weights: str = "auto",
+        out: str | None = None, seed: int = 0) -> dict:
     model = nets.build(net, weights=weights, seed=seed)
     layers = layers or nets.layer_names(net)
     extractor = nets.feature_extractor(model, layers)
@@ -31,5 +29,5 @@ def run(net: str = "caffenet", layers: list[str] | None = None, image: str = "as
               f"{r['max']:>12.4g}")
     result = {"net": net, "image": image, "weights": nets.weights_source(model), "layers": rows}
     if out:
-        atomic_write(Path(out) / "forward.json", lambda p: Path(p).write_text(json.dumps(result, indent=1)))
+        files.write_json(Path(out) / "forward.json", result)
     return result

@@ -14,17 +14,21 @@ its per-channel mean colour (the mean image is not shipped). Images are the embe
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from tfrestore import nets
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param
-from tfrestore.inversion import feature_objective, image_space
+from tfrestore.engine import Problem
+from tfrestore.inversion import Extractors, feature_objective, image_space
 
 from . import common
 
 DESCRIPTION = "M&V 2015 inversion (CaffeNet by default; alexnet, vgg16 too): all 20 layers, σ, λ tables, 400 steps"
+NETS = ("caffenet", "alexnet", "vgg16")
 
 SIGMA = 27098.11571533        # experiments/x0_sigma.mat
 LAMBDA_L2 = 8e-10             # code constant; paper λ_α = (λL2/2)·σ⁴ ≈ 2.16e8
@@ -36,131 +40,127 @@ NEIGHBOURHOOD_SCHEDULE = optimizers.Schedule([optimizers.Stage(200, 0.0004), opt
                                               optimizers.Stage(200, 0.000004)])
 LOG_EVERY = 25                # iterates saved at t = 1, 26, …, 376 (the released PNGs show t = 376)
 
-# λTV by MatConvNet layer index (1-based, l1 … l20), experiment_cnn.m over experiment_init.m.
-LAMBDA_TV_BY_INDEX = {**{i: 1.0 for i in range(1, 7)}, **{i: 10.0 for i in range(7, 13)},
-                      **{i: 100.0 for i in range(13, 21)}}
+# λTV by M&V's layer group (experiment_cnn.m over experiment_init.m): l1–l6, l7–l12, l13–l20 on the AlexNets;
+# the registry holds each net's groups (nets.NetSpec.layer_group). Layers outside the table get the last group's.
+LAMBDA_TV_BY_GROUP = (1.0, 10.0, 100.0)
 
-# Figures of experiment_cnn.m as data: layers (M&V indices), repeats, λTV (None: the per-layer table), TV β,
-# data-term mask ("neigh5", "group1", "group2") and schedule.
-EXPERIMENTS = {
-    "layers": "Fig. 6: all 20 layers, one reconstruction each, λTV table (default)",
-    "teaser": "Fig. 1: fc8 (l20), 6 reconstructions, λTV 100",
-    "beta": "Fig. 2: norm/pool layer l4, λTV 100, TV β = 1 versus β = 2",
-    "lambda": "Fig. 8: fc8, λTV ∈ {1, 10, 100}",
-    "diversity": "Fig. 7/11: pool5 (l15), 6 restarts, λTV 100",
-    "neighbourhood": "Fig. 9: data term on a 5×5 window of code positions, l1–l15, λTV 100, 600 steps",
-    "filter_groups": "Fig. 10: first vs second half of the channels, l1, l4, l8, λTV 1",
-}
+
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One figure of experiment_cnn.m: its layers (M&V 1-based indices; other nets use their figure layers),
+    restarts, λTV (None: the per-layer table; several: one problem each), TV β values, the data-term mask kinds
+    and the schedule."""
+    description: str
+    layers: tuple[int, ...]
+    repeats: int = 1
+    lambda_tv: tuple[float, ...] | None = None
+    beta: tuple[float, ...] = (2,)
+    mask: tuple[str | None, ...] = (None,)
+    schedule: optimizers.Schedule = SCHEDULE
+
+
 FIGURES = {
-    "layers": dict(layers=list(range(1, 21)), repeats=1, lambda_tv=None, beta=(2,), mask=None),
-    "teaser": dict(layers=[20], repeats=6, lambda_tv=100.0, beta=(2,), mask=None),
-    "beta": dict(layers=[4], repeats=1, lambda_tv=100.0, beta=(1, 2), mask=None),
-    "lambda": dict(layers=[20], repeats=1, lambda_tv=(1.0, 10.0, 100.0), beta=(2,), mask=None),
-    "diversity": dict(layers=[15], repeats=6, lambda_tv=100.0, beta=(2,), mask=None),
-    "neighbourhood": dict(layers=list(range(1, 16)), repeats=1, lambda_tv=100.0, beta=(2,), mask="neigh5",
-                          schedule=NEIGHBOURHOOD_SCHEDULE),
-    "filter_groups": dict(layers=[1, 4, 8], repeats=1, lambda_tv=1.0, beta=(2,), mask=("group1", "group2")),
+    "layers": Figure("Fig. 6: all 20 layers, one reconstruction each, λTV table", tuple(range(1, 21))),
+    "teaser": Figure("Fig. 1: fc8 (l20), 6 reconstructions, λTV 100", (20,), repeats=6, lambda_tv=(100.0,)),
+    "beta": Figure("Fig. 2: norm/pool layer l4, λTV 100, TV β = 1 versus β = 2", (4,), lambda_tv=(100.0,),
+                   beta=(1, 2)),
+    "lambda": Figure("Fig. 8: fc8, λTV ∈ {1, 10, 100}", (20,), lambda_tv=(1.0, 10.0, 100.0)),
+    "diversity": Figure("Fig. 7/11: pool5 (l15), 6 restarts, λTV 100", (15,), repeats=6, lambda_tv=(100.0,)),
+    "neighbourhood": Figure("Fig. 9: data term on a 5×5 window of code positions, l1–l15, λTV 100, 600 steps",
+                            tuple(range(1, 16)), lambda_tv=(100.0,), mask=("neigh5",),
+                            schedule=NEIGHBOURHOOD_SCHEDULE),
+    "filter_groups": Figure("Fig. 10: first vs second half of the channels, l1, l4, l8, λTV 1", (1, 4, 8),
+                            lambda_tv=(1.0,), mask=("group1", "group2")),
 }
-
-
-def layer_for_index(net: str, index: int) -> str:
-    """M&V layer index → tap; for VGG16 the thesis split l1–l18 conv/relu/pool, then fc6, relu6 … fc8."""
-    if net in ("alexnet", "caffenet"):
-        return nets.resolve_layer(net, f"l{index}")
-    raise ValueError("use layer names for vgg16")
+EXPERIMENTS = {name: fig.description for name, fig in FIGURES.items()}
+DEFAULT_EXPERIMENT = "layers"
 
 
 def lambda_tv_for(net: str, layer: str) -> float:
-    """λTV of the per-layer table; for VGG16 the thesis's analogous split (conv1–2: 1, conv3–4: 10, conv5/fc: 100)."""
-    if net in ("alexnet", "caffenet"):
-        order = nets.REGISTRY[net].matconvnet_order
-        return LAMBDA_TV_BY_INDEX[order.index(layer) + 1] if layer in order else 100.0
-    block = layer[len("conv"):].split("_")[0] if layer.startswith(("conv", "relu", "pool")) else "fc"
-    block = "".join(c for c in block if c.isdigit()) or "9"
-    return 1.0 if int(block) <= 2 else 10.0 if int(block) <= 4 else 100.0
+    """λTV of the per-layer table."""
+    return LAMBDA_TV_BY_GROUP[nets.spec(net).layer_group.get(layer, len(LAMBDA_TV_BY_GROUP) - 1)]
 
 
-def _mask(kind: str | None, shape) -> np.ndarray | None:
-    if kind is None:
+def _neigh5(shape) -> np.ndarray | None:
+    """The 5×5 window of code positions around the centre (none for an fc code: the whole code counts)."""
+    if len(shape) == 1:
         return None
     m = np.zeros(shape, np.float32)
-    if kind == "neigh5":
-        if len(shape) == 1:
-            return None
-        h, w = shape[0], shape[1]
-        cy, cx = h // 2, w // 2
-        m[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3] = 1
-    elif kind in ("group1", "group2"):
-        c = shape[-1]
-        m[..., :c // 2] = 1 if kind == "group1" else 0
-        m[..., c // 2:] = 0 if kind == "group1" else 1
+    cy, cx = shape[0] // 2, shape[1] // 2
+    m[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3] = 1
     return m
 
 
-def problems(net: str, experiment: str, layers: list[str] | None):
-    """The batch of problems of a figure: per problem (label, layer, λTV, β, mask kind)."""
-    fig = FIGURES[experiment]
+def _channel_half(first: bool):
+    def mask(shape):
+        m = np.zeros(shape, np.float32)
+        c = shape[-1]
+        m[..., :c // 2] = 1 if first else 0
+        m[..., c // 2:] = 0 if first else 1
+        return m
+    return mask
+
+
+MASKS = {None: lambda shape: None, "neigh5": _neigh5, "group1": _channel_half(True), "group2": _channel_half(False)}
+
+
+def _figure_layers(net: str, fig: Figure, layers) -> list[str]:
     if layers:
-        names = common.resolve_layers(net, layers)
-    elif net in ("alexnet", "caffenet"):
-        names = [layer_for_index(net, i) for i in fig["layers"]]
-    else:
-        names = [l for l in nets.layer_names(net) if l.startswith(("conv", "relu", "pool", "fc"))
-                 and l != "pool5_flat"]
-    out = []
-    for layer in names:
-        lams = fig["lambda_tv"]
-        lams = (lambda_tv_for(net, layer),) if lams is None else (lams if isinstance(lams, tuple) else (lams,))
-        masks = fig["mask"] if isinstance(fig["mask"], tuple) else (fig["mask"],)
+        return common.resolve_layers(net, layers)
+    order = nets.spec(net).matconvnet_order
+    if nets.spec(net).figure_layers:        # the AlexNets: the figure's own M&V indices
+        return [order[i - 1] for i in fig.layers]
+    return nets.figure_layers(net)
+
+
+def problem(fig: Figure, *, net: str, image_rgb: np.ndarray, extractors: Extractors, layers=None, seed: int = 0,
+            steps: int | None = None, optimizer: str | None = None) -> Problem:
+    """The batch of one figure: a problem per (layer, λTV, β, mask, restart)."""
+    rows = []
+    for layer in _figure_layers(net, fig, layers):
+        lams = fig.lambda_tv or (lambda_tv_for(net, layer),)
         for lam in lams:
-            for beta in fig["beta"]:
-                for mask in masks:
-                    for r in range(fig["repeats"]):
+            for beta in fig.beta:
+                for mask in fig.mask:
+                    for r in range(fig.repeats):
                         label = layer + (f" λ{lam:g}" if len(lams) > 1 else "") + \
-                            (f" β{beta}" if len(fig["beta"]) > 1 else "") + (f" {mask}" if mask else "") + \
-                            (f" #{r}" if fig["repeats"] > 1 else "")
-                        out.append((label, layer, lam, beta, mask))
-    return out
-
-
-def build(net: str, image_rgb: np.ndarray, experiment: str, layers, extractors, seed: int, steps: int | None,
-          optimizer: str | None):
-    """Objective, canvas, optimiser and schedule of one figure (no I/O) — what tests and benchmarks call."""
-    probs = problems(net, experiment, layers)
-    n, size = len(probs), image_rgb.shape[0]
-    labels = [p[0] for p in probs]
-    layer_of = [p[1] for p in probs]
+                            (f" β{beta}" if len(fig.beta) > 1 else "") + (f" {mask}" if mask else "") + \
+                            (f" #{r}" if fig.repeats > 1 else "")
+                        rows.append((label, layer, lam, beta, mask))
+    n, size = len(rows), image_rgb.shape[0]
+    layer_of = [r[1] for r in rows]
     x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
     shapes = {l: extractors(l).output[l].shape[1:] for l in set(layer_of)}
-    masks = [_mask(p[4], shapes[p[1]]) for p in probs]
+    masks = [MASKS[r[4]](shapes[r[1]]) for r in rows]
     data_term, _ = feature_objective(extractors, net, layer_of, x0, masks=masks)
-    lam = np.array([p[2] for p in probs], np.float32)
+    lam = np.array([r[2] for r in rows], np.float32)
     reg = 0
-    for beta in sorted({p[3] for p in probs}):
-        on = np.array([p[3] == beta for p in probs], np.float32)
+    for beta in sorted({r[3] for r in rows}):
+        on = np.array([r[3] == beta for r in rows], np.float32)
         reg = reg + (on * lam / 2 / SIGMA ** 2) * O.tv(beta=beta)
     objective = data_term + reg + (LAMBDA_L2 / 2 / SIGMA ** 2) * O.alpha_norm(ALPHA)
-    schedule = FIGURES[experiment].get("schedule", SCHEDULE)
-    if steps:
-        schedule = schedule.scaled(steps)
-    canvas = param.Canvas(param.init_mv2015(n, size, SIGMA, seed), size, jitter=1, scale=SIGMA)
-    opt = common.pick_optimizer(optimizer, optimizers.Momentum(MOMENTUM, reset_on_change=True))
-    return dict(objective=objective, canvas=canvas, optimizer=opt, schedule=schedule, labels=labels,
-                layers=layer_of, x0=x0, masks=masks, lambdas=lam.tolist())
+    schedule = fig.schedule.scaled(steps) if steps else fig.schedule
+    return Problem(objective=objective, param=param.Pixels(param.init_mv2015(n, size, SIGMA, seed), scale=SIGMA),
+                   optimizer=common.pick_optimizer(optimizer, optimizers.Momentum(MOMENTUM, reset_on_change=True)),
+                   schedule=schedule, labels=[r[0] for r in rows], layers=layer_of, x0=x0, masks=masks,
+                   settings={"lambda_tv": lam.tolist()})
 
 
-def run(net: str = "caffenet", layers=None, image: str = "chelsea", weights: str = "auto", out=None, logdir=None,
-        steps=None, seed: int = 0, optimizer=None, experiment: str = "layers", resume: bool = False,
-        jit_compile: bool = False, progress: bool = True, **_unused) -> dict:
+def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
+        out: str | None = None, logdir: str | None = None, steps: int | None = None, seed: int = 0,
+        optimizer: str | None = None, experiment: str = DEFAULT_EXPERIMENT, resume: bool = False,
+        jit_compile: bool = False, progress: bool = True) -> dict:
     if experiment not in FIGURES:
         raise ValueError(f"unknown experiment '{experiment}' for mv2015; valid: {', '.join(FIGURES)}")
-    if net not in ("caffenet", "alexnet", "vgg16"):
+    if net not in NETS:
         raise ValueError(f"mv2015 runs on caffenet (the paper's), alexnet or vgg16, not '{net}'")
-    s = common.setup("mv2015", net, experiment, weights, out, logdir, seed)
+    s = common.setup(paper="mv2015", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
+                     seed=seed)
     img = common.load(net, image)
-    p = build(net, img, experiment, layers, s.extractors, seed, steps, optimizer)
+    p = problem(FIGURES[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=layers, seed=seed,
+                steps=steps, optimizer=optimizer)
     config = {"paper": "mv2015", "experiment": experiment, "image": image, "sigma": SIGMA, "lambda_l2": LAMBDA_L2,
-              "alpha": ALPHA, "lambda_tv": p["lambdas"], "layers": p["layers"], "steps": p["schedule"].total}
-    print(f"schedule {p['schedule']}", flush=True)
-    return common.optimise(s, p, img, config, f"M&V 2015 {experiment} — {net}", LOG_EVERY, resume, jit_compile,
-                           progress)
+              "alpha": ALPHA}
+    print(f"schedule {p.schedule}", flush=True)
+    return common.optimise(p, s, image_rgb=img, config=config, title=f"M&V 2015 {experiment} — {net}",
+                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)

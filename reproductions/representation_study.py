@@ -15,80 +15,108 @@ The study does not name its baseline layer; tfrestore uses ``relu3_3``.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
 import numpy as np
 
 from tfrestore import nets
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param
-from tfrestore.inversion import image_space
+from tfrestore.engine import Problem
+from tfrestore.inversion import Extractors, image_space
 
 from . import common
 
 DESCRIPTION = "representation-inversion study: VGG16-BN / ResNet-18 L2 inversion (lr, TV, layers, resnet)"
 STEPS = 300
 BASELINE_LAYER = "relu3_3"
+ADAM_EPSILON = 1e-7          # Keras' default, as the study's code used
+INIT_STD = 0.1               # initial noise, in network input units
 
 
-def _const(lr):
+def constant(lr: float) -> Callable[[int], optimizers.Schedule]:
     return lambda n: optimizers.Schedule([optimizers.Stage(n, lr)])
 
 
-def _decay(n):
-    a, b = n // 3, n // 3
-    return optimizers.Schedule([optimizers.Stage(a, 1e-1), optimizers.Stage(b, 1e-2), optimizers.Stage(n - a - b, 1e-3)])
+def step_decay(n: int) -> optimizers.Schedule:
+    """1e-1 → 1e-2 → 1e-3 in thirds of the run."""
+    a = b = n // 3
+    return optimizers.Schedule([optimizers.Stage(a, 1e-1), optimizers.Stage(b, 1e-2),
+                                optimizers.Stage(n - a - b, 1e-3)])
 
 
-# experiment -> (net, [(label, layers, schedule factory, tv weight)])
-EXPERIMENTS_TABLE = {
-    "lr_schedules": ("vgg16_bn", [("const 1e-3 (baseline)", [BASELINE_LAYER], _const(1e-3), 0.0),
-                                  ("const 1e-2", [BASELINE_LAYER], _const(1e-2), 0.0),
-                                  ("step 1e-1/1e-2/1e-3", [BASELINE_LAYER], _decay, 0.0)]),
-    "tv_sweep": ("vgg16_bn", [(f"tv {w:g}", [BASELINE_LAYER], _decay, w) for w in (0.0, 1e-3, 1e-2, 1e-1)]),
-    "layers": ("vgg16_bn", [("conv1_1", ["conv1_1"], _decay, 1e-2), ("pool5", ["pool5"], _decay, 1e-2),
-                            ("conv3_1+fc6", ["conv3_1", "fc6"], _decay, 1e-2)]),
-    "resnet": ("resnet18", [("res2 (layer2)", ["res2"], _decay, 1e-2), ("middle2 (layer2.0.conv1)", ["middle2"], _decay, 1e-2)]),
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One problem of a study question: its label, the layers its loss sums over, its schedule (a function of the
+    run length) and its TV weight."""
+    label: str
+    layers: tuple[str, ...]
+    schedule: Callable[[int], optimizers.Schedule] = step_decay
+    tv: float = 1e-2
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    net: str
+    variants: tuple[Variant, ...]
+
+    @property
+    def description(self) -> str:
+        return ", ".join(v.label for v in self.variants) + f" on {self.net}"
+
+
+STUDIES = {
+    "lr_schedules": Study("vgg16_bn", (Variant("const 1e-3 (baseline)", (BASELINE_LAYER,), constant(1e-3), 0.0),
+                                       Variant("const 1e-2", (BASELINE_LAYER,), constant(1e-2), 0.0),
+                                       Variant("step 1e-1/1e-2/1e-3", (BASELINE_LAYER,), step_decay, 0.0))),
+    "tv_sweep": Study("vgg16_bn", tuple(Variant(f"tv {w:g}", (BASELINE_LAYER,), step_decay, w)
+                                        for w in (0.0, 1e-3, 1e-2, 1e-1))),
+    "layers": Study("vgg16_bn", (Variant("conv1_1", ("conv1_1",)), Variant("pool5", ("pool5",)),
+                                 Variant("conv3_1+fc6", ("conv3_1", "fc6")))),
+    "resnet": Study("resnet18", (Variant("res2 (layer2)", ("res2",)), Variant("middle2 (layer2.0.conv1)", ("middle2",)))),
 }
-EXPERIMENTS = {k: ", ".join(p[0] for p in v[1]) + f" on {v[0]}" for k, v in EXPERIMENTS_TABLE.items()}
+EXPERIMENTS = {name: s.description for name, s in STUDIES.items()}
+DEFAULT_EXPERIMENT = "layers"
 
 
-def build(net: str, image_rgb: np.ndarray, experiment: str, layers, extractors, seed: int, steps: int | None,
-          optimizer: str | None):
-    _, table = EXPERIMENTS_TABLE[experiment]
-    if layers:   # --layers replaces the layer sets: one problem per given layer, step-decay schedule
-        table = [(l, [l], _decay, 1e-2) for l in layers]
-    n, size, total = len(table), image_rgb.shape[0], steps or STEPS
+def problem(study: Study, *, net: str, image_rgb: np.ndarray, extractors: Extractors, layers=None, seed: int = 0,
+            steps: int | None = None, optimizer: str | None = None) -> Problem:
+    """``layers`` replaces the study's variants: one step-decay problem per given layer."""
+    variants = [Variant(l, (l,)) for l in layers] if layers else list(study.variants)
+    n, size, total = len(variants), image_rgb.shape[0], steps or STEPS
     scale = nets.input_scale(net)
     x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
     parts, first_layer = [], []
-    for i, (_, lays, _, _) in enumerate(table):
-        lays = common.resolve_layers(net, lays)
+    for i, v in enumerate(variants):
+        lays = common.resolve_layers(net, v.layers)
         first_layer.append(lays[0])
         for l in lays:
             tgt = extractors.features(net, l, x0[i:i + 1])
             parts.append(O.feature_loss(extractors(l), l, tgt, problems=[i] if n > 1 else None))
-    tv_w = np.array([row[3] for row in table], np.float32) * scale ** 2
+    tv_w = np.array([v.tv for v in variants], np.float32) * scale ** 2
     objective = sum(parts, 0) + tv_w * O.tv(2.0, mean=True)
     schedules = [optimizers.Schedule([optimizers.Stage(st.steps, st.lr / scale, st.jitter)
-                                      for st in row[2](total).stages]) for row in table]
-    rng = np.random.default_rng(seed)
-    init = rng.normal(0, 1.0 / scale * 0.1, (n, size, size, 3)).astype(np.float32)
-    opt = common.pick_optimizer(optimizer, optimizers.Adam(epsilon=1e-7, epsilon_form="tf1"))
-    return dict(objective=objective, canvas=param.Canvas(init, size), optimizer=opt, schedule=schedules,
-                labels=[row[0] for row in table], layers=first_layer, x0=x0)
+                                      for st in v.schedule(total).stages]) for v in variants]
+    init = np.random.default_rng(seed).normal(0, 1.0 / scale * INIT_STD, (n, size, size, 3)).astype(np.float32)
+    opt = common.pick_optimizer(optimizer, optimizers.Adam(epsilon=ADAM_EPSILON, epsilon_form="tf1"))
+    return Problem(objective=objective, param=param.Pixels(init), optimizer=opt, schedule=schedules,
+                   labels=[v.label for v in variants], layers=first_layer, x0=x0)
 
 
-def run(net: str | None = None, layers=None, image: str = "chelsea", weights: str = "auto", out=None, logdir=None,
-        steps=None, seed: int = 0, optimizer=None, experiment: str = "layers", resume: bool = False,
-        jit_compile: bool = False, progress: bool = True, **_unused) -> dict:
-    if experiment not in EXPERIMENTS_TABLE:
-        raise ValueError(f"unknown experiment '{experiment}' for representation_study; valid: "
-                         f"{', '.join(EXPERIMENTS_TABLE)}")
-    net = net or EXPERIMENTS_TABLE[experiment][0]
-    s = common.setup("representation_study", net, experiment, weights, out, logdir, seed)
+def run(*, net: str | None = None, layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
+        out: str | None = None, logdir: str | None = None, steps: int | None = None, seed: int = 0,
+        optimizer: str | None = None, experiment: str = DEFAULT_EXPERIMENT, resume: bool = False,
+        jit_compile: bool = False, progress: bool = True) -> dict:
+    if experiment not in STUDIES:
+        raise ValueError(f"unknown experiment '{experiment}' for representation_study; valid: {', '.join(STUDIES)}")
+    net = net or STUDIES[experiment].net
+    s = common.setup(paper="representation_study", net=net, experiment=experiment, weights=weights, out=out,
+                     logdir=logdir, seed=seed)
     img = common.load(net, image)
-    p = build(net, img, experiment, layers, s.extractors, seed, steps, optimizer)
-    config = {"paper": "representation_study", "experiment": experiment, "image": image, "labels": p["labels"],
-              "steps": p["schedule"][0].total}
-    return common.optimise(s, p, img, config, f"Representation study {experiment} — {net}", 10, resume,
-                           jit_compile, progress)
+    p = problem(STUDIES[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=layers, seed=seed,
+                steps=steps, optimizer=optimizer)
+    config = {"paper": "representation_study", "experiment": experiment, "image": image, "labels": p.labels}
+    return common.optimise(p, s, image_rgb=img, config=config, title=f"Representation study {experiment} — {net}",
+                           log_every=10, resume=resume, jit_compile=jit_compile, progress=progress)

@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfrestore.deconv import DeconvDFT2D, blur, four_factor_blur, four_factor_kernel, gaussian_kernel
+from tfrestore.deconv import DeconvDFT2D
+from tfrestore.degrade import blur, four_factor_blur, four_factor_kernel, gaussian_kernel
 
 RNG = np.random.default_rng(0)
 
@@ -137,7 +138,7 @@ def test_zero_init_is_identity_and_gaussian_is_centred():
 
 def test_four_factor_experiment_learns_the_inverse(tmp_path):
     from reproductions import deconv_layer
-    res = deconv_layer.run("four_factor", steps=400, out=tmp_path, logdir=None)["results"]["four_factor"]
+    res = deconv_layer.run(experiment="four_factor", steps=400, out=tmp_path, logdir=None)["results"]["four_factor"]
     k, truth = np.array(res["deconv"]["kernel"]), np.array(res["true_kernel"])
     identity = np.zeros_like(truth)
     identity[0, 0] = 1
@@ -150,7 +151,7 @@ def test_four_factor_experiment_learns_the_inverse(tmp_path):
 
 def test_classification_experiment_runs_and_reports_test_accuracy(tmp_path):
     from reproductions import deconv_layer
-    res = deconv_layer.run("classification", steps=1, out=tmp_path, logdir=None)["results"]
+    res = deconv_layer.run(experiment="classification", steps=1, out=tmp_path, logdir=None)["results"]
     (setting, arms), = res.items()
     assert set(arms) == {"deconv 4×4 in front", "conv 3×3 in front"}
     assert all(0.0 <= a["test_accuracy"] <= 1.0 for a in arms.values())
@@ -169,5 +170,5 @@ def test_superres_reads_hr_lr_folder_pairs(tmp_path):
     (tr_in, tr_out), (te_in, te_out) = deconv_layer._pairs(tmp_path, "HR", "LR", 128)
     assert tr_in.shape == (4, 128, 128, 1) and te_out.shape == (1, 128, 128, 1)
     assert 20 < float(tf.image.psnr(te_in, te_out, 1.0)[0]) < 45      # LR upsampled, close to but not the HR
-    res = deconv_layer.run("superres", steps=1, out=tmp_path / "out", data_dir=str(tmp_path))
+    res = deconv_layer.run(experiment="superres", steps=1, out=tmp_path / "out", data=str(tmp_path))
     assert res["data"] == str(tmp_path) and len(res["results"]) == 3

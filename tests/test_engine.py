@@ -6,8 +6,9 @@ import tensorflow as tf
 import keras
 
 from tfrestore import objectives as O
-from tfrestore import optim, param
-from tfrestore.engine import Optimization, stretch
+from tfrestore import optim, param, transforms
+from tfrestore.engine import Optimization
+from tfrestore.report import stretch
 from tfrestore.objectives import Context
 
 RNG = np.random.default_rng(0)
@@ -102,7 +103,7 @@ def test_colour_norm_projection():
     x = np.zeros((1, 1, 3, 3), np.float32)
     x[0, 0, 0] = [300, 400, 0]        # norm 500 -> 160
     x[0, 0, 1] = [10, 0, 0]           # inside, untouched
-    y = param.project_colour_norm(tf.constant(x), 160.0).numpy()
+    y = transforms.project_colour_norm(tf.constant(x), 160.0).numpy()
     np.testing.assert_allclose(y[0, 0, 0], [96, 128, 0], rtol=1e-6)
     np.testing.assert_array_equal(y[0, 0, 1:], x[0, 0, 1:])
 
@@ -110,9 +111,9 @@ def test_colour_norm_projection():
 def test_jitter_windows_offsets_and_masks():
     n, size, t = 2, 4, [3, 1]
     init = np.arange(n * 6 * 6 * 3, dtype=np.float32).reshape(n, 6, 6, 3)
-    c = param.Canvas(init, size, jitter=t)
+    c = transforms.Jitter(size, t, n)
     off = tf.constant([[2, 1], [0, 0]])
-    win = c.window(c.image(), off).numpy()
+    win = c.window(tf.constant(init), off).numpy()
     np.testing.assert_array_equal(win[0], init[0, 2:6, 1:5])
     np.testing.assert_array_equal(win[1], init[1, 0:4, 0:4])
     seen = set()
@@ -199,14 +200,14 @@ class Quadratic(O.Term):
 def test_lbfgs_finds_quadratic_minimum_batched():
     a = RNG.uniform(0.5, 50, (2, 4, 4, 3)).astype(np.float32)   # badly conditioned
     c = RNG.normal(0, 5, (2, 4, 4, 3)).astype(np.float32)
-    canvas = param.Canvas(np.zeros((2, 4, 4, 3), np.float32), 4)
+    canvas = param.Pixels(np.zeros((2, 4, 4, 3), np.float32))
     run = Optimization(Quadratic(a, c), canvas, optim.LBFGS(restart_every=100), optim.Schedule([optim.Stage(100, 1.0)]))
     res = run.run(progress=False)
     np.testing.assert_allclose(res.images, c, atol=1e-3)
     # projected variant: the constraint is respected
-    canvas = param.Canvas(np.zeros((2, 4, 4, 3), np.float32), 4)
+    canvas = param.Pixels(np.zeros((2, 4, 4, 3), np.float32))
     run = Optimization(Quadratic(a, c), canvas, optim.LBFGS(restart_every=20), optim.Schedule([optim.Stage(60, 1.0)]),
-                       project=lambda x: param.project_colour_norm(x, 2.0))
+                       project=lambda x: transforms.project_colour_norm(x, 2.0))
     res = run.run(progress=False)
     assert np.sqrt((res.images ** 2).sum(-1)).max() <= 2.0 + 1e-4
 
@@ -218,12 +219,12 @@ def _inversion(n_images=2, steps=30, seed=0, out=None, stop_after=None, resume=F
     tgt = m(x0)["r"].numpy()
     obj = O.feature_loss(m, "r", tgt) + 1e-6 * O.tv(2)
     init = param.init_mv2015(n_images, 8 + jitter - 1, 10.0, seed)
-    canvas = param.Canvas(init, 8, jitter=jitter)
     sched = optim.Schedule([optim.Stage(steps // 2, 2.0), optim.Stage(steps - steps // 2, 0.5)])
-    run = Optimization(obj, canvas, optim.Adam(), sched, seed=seed, log_every=5, checkpoint_every=5)
+    run = Optimization(obj, param.Pixels(init), optim.Adam(), sched, jitter=transforms.Jitter(8, jitter, n_images),
+                       seed=seed, log_every=5)
     if initial is not None:
         initial.update(run.evaluate()[1])
-    return run, run.run(out=out, progress=False, stop_after=stop_after, resume=resume)
+    return run, run.run(out=out, progress=False, stop_after=stop_after, resume=resume, checkpoint_every=5)
 
 
 def test_small_inversion_converges():
@@ -242,7 +243,7 @@ def test_batched_equals_separate():
 
     def solve(idx):
         obj = O.feature_loss(m, "r", tgt[idx]) + np.array([1e-4, 1e-5, 1e-6])[idx] * O.tv(2)
-        run = Optimization(obj, param.Canvas(init[idx], 8), optim.Momentum(0.9), sched)
+        run = Optimization(obj, param.Pixels(init[idx]), optim.Momentum(0.9), sched)
         return run.run(progress=False).images
 
     together = solve([0, 1, 2])

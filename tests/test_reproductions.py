@@ -21,30 +21,33 @@ def caffenet_extractors():
 
 def test_mv2015_tables(caffenet_extractors):
     img = np.random.default_rng(0).integers(0, 256, (227, 227, 3)).astype(np.uint8)
-    p = mv2015.build("caffenet", img, "layers", None, caffenet_extractors, 0, None, None)
-    assert p["layers"] == ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3", "relu3",
+    p = mv2015.problem(mv2015.FIGURES["layers"], net="caffenet", image_rgb=img, extractors=caffenet_extractors)
+    assert p.layers == ["conv1", "relu1", "pool1", "norm1", "conv2", "relu2", "pool2", "norm2", "conv3", "relu3",
                            "conv4", "relu4", "conv5", "relu5", "pool5", "fc6", "relu6", "fc7", "relu7", "fc8"]
-    assert p["lambdas"] == [1.0] * 6 + [10.0] * 6 + [100.0] * 8
-    assert p["schedule"].total == 400 and [s.lr for s in p["schedule"].stages] == [0.004, 0.0004, 0.00004]
+    assert p.settings["lambda_tv"] == [1.0] * 6 + [10.0] * 6 + [100.0] * 8
+    assert p.schedule.total == 400 and [s.lr for s in p.schedule.stages] == [0.004, 0.0004, 0.00004]
     # initial image has total norm σ per problem and the variable is x/σ
-    x = p["canvas"].image().numpy()
+    x = p.param.image().numpy()
     np.testing.assert_allclose(np.sqrt((x.astype(np.float64) ** 2).sum(axis=(1, 2, 3))), mv2015.SIGMA, rtol=1e-5)
-    assert p["canvas"].scale == mv2015.SIGMA
-    weights = {t.name: w for w, t in p["objective"].parts}
+    assert p.param.scale == mv2015.SIGMA
+    weights = {t.name: w for w, t in p.objective.parts}
     assert weights["alpha_norm6"] == pytest.approx(4e-10 / mv2015.SIGMA ** 2)
     # paper-normalised λ_α = (λL2/2)·σ⁴ ≈ 2.16e8
     assert mv2015.LAMBDA_L2 / 2 * mv2015.SIGMA ** 4 == pytest.approx(2.157e8, rel=1e-3)
-    np.testing.assert_allclose(weights["tv2"], np.array(p["lambdas"]) / 2 / mv2015.SIGMA ** 2, rtol=1e-6)
+    np.testing.assert_allclose(weights["tv2"], np.array(p.settings["lambda_tv"]) / 2 / mv2015.SIGMA ** 2, rtol=1e-6)
 
 
 def test_mv2015_figure_settings(caffenet_extractors):
     img = np.zeros((227, 227, 3), np.uint8) + 100
-    beta = mv2015.build("caffenet", img, "beta", None, caffenet_extractors, 0, None, None)
-    assert beta["layers"] == ["norm1", "norm1"] and {t.name for t in beta["objective"].terms} >= {"tv1", "tv2"}
-    neigh = mv2015.build("caffenet", img, "neighbourhood", ["conv3"], caffenet_extractors, 0, None, None)
-    assert neigh["masks"][0].sum() == 5 * 5 * 384 and neigh["schedule"].total == 600
-    groups = mv2015.build("caffenet", img, "filter_groups", ["conv1"], caffenet_extractors, 0, None, None)
-    assert groups["masks"][0][..., :48].all() and not groups["masks"][0][..., 48:].any()
+    def build(fig, layers=None):
+        return mv2015.problem(mv2015.FIGURES[fig], net="caffenet", image_rgb=img, extractors=caffenet_extractors,
+                              layers=layers)
+    beta = build("beta")
+    assert beta.layers == ["norm1", "norm1"] and {t.name for t in beta.objective.terms} >= {"tv1", "tv2"}
+    neigh = build("neighbourhood", ["conv3"])
+    assert neigh.masks[0].sum() == 5 * 5 * 384 and neigh.schedule.total == 600
+    groups = build("filter_groups", ["conv1"])
+    assert groups.masks[0][..., :48].all() and not groups.masks[0][..., 48:].any()
 
 
 def test_mv2016_jitter_tables_and_step_size():
@@ -57,11 +60,12 @@ def test_mv2016_jitter_tables_and_step_size():
     assert {l: nets.jitter_t(mv, l) for l in vgg} == vgg
     ext = Extractors(m)
     img = np.zeros((227, 227, 3), np.uint8) + 120
-    p = mv2016.build("alexnet", img, "inversion", ["conv1", "pool5"], ext, 0, None, None)
-    st = p["schedule"].stages
+    p = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net="alexnet", image_rgb=img, extractors=ext,
+                       layers=["conv1", "pool5"])
+    st = p.schedule.stages
     assert [s.steps for s in st] == [300, 50] and [s.jitter for s in st] == [True, False]
     assert st[0].lr == pytest.approx(227 * 227 * 0.05 * 80 ** 2 / 6) and st[1].lr == pytest.approx(st[0].lr / 10)
-    assert p["jitter"] == [1, 8] and p["canvas"].shape == (2, 234, 234, 3)
+    assert p.settings["jitter_T"] == [1, 8] and p.param.shape == (2, 234, 234, 3)
     assert mv2016.V == pytest.approx(12.3077, rel=1e-4)
 
 

@@ -1,4 +1,5 @@
-"""A learnable DFT deconvolution layer and blur synthesis (``ml_masters_uct``; ``shared/spec/deconv_layer.md``).
+"""A learnable DFT deconvolution layer (``ml_masters_uct``; ``shared/spec/deconv_layer.md``); blur synthesis is in
+:mod:`tfrestore.degrade`.
 
 What the layer can undo: it applies, in the DFT domain of the (optionally padded) input, the exact *circular*
 inverse of a blur by a small monic kernel h (h[0,0] = 1). In the default four-factor form the response is
@@ -130,70 +131,3 @@ class DeconvDFT2D(keras.layers.Layer):
                 "four_factor": self.four_factor, "first_tap_trainable": self.first_tap_trainable,
                 "use_bias": self.use_bias, "learnable_scale": self.learnable_scale, "scale_init": self.scale_init,
                 "pad_fraction": self.pad_fraction, "kernel_init": self.kernel_init, "seed": self.seed}
-
-
-# ---- blur synthesis --------------------------------------------------------------------------------------------
-
-def four_factor_kernel(h: np.ndarray) -> np.ndarray:
-    """b = h ⊛ h(−n1, n2) ⊛ h(n1, −n2) ⊛ h(−n1, −n2), shape (4kh−3, 4kw−3), centred on its middle tap."""
-    from scipy.signal import convolve2d
-    h = np.asarray(h, np.float64)
-    b = convolve2d(convolve2d(h, h[::-1, :]), convolve2d(h[:, ::-1], h[::-1, ::-1]))
-    return b
-
-
-def box_kernel(size: int = 3) -> np.ndarray:
-    return np.full((size, size), 1.0 / size ** 2)
-
-
-def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> np.ndarray:
-    """Normalised Gaussian, centred on the middle tap (odd size)."""
-    if size % 2 != 1:
-        raise ValueError("gaussian_kernel needs an odd size so it can be centred")
-    r = np.arange(size) - size // 2
-    g = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma ** 2))
-    return g / g.sum()
-
-
-def blur(images: np.ndarray, kernel: np.ndarray, mode: str = "circular", centred: bool = True) -> np.ndarray:
-    """Convolve NHWC float images with a 2-D kernel, per channel.
-
-    ``mode="circular"``: periodic, through the FFT. ``mode="zero"``: linear with a zero border (``conv2d 'same'``).
-    ``centred=True`` anchors the kernel at its middle tap (no shift). ``centred=False`` anchors it at the top-left
-    tap, as notebook 06 stored its Gaussian — which also translates the image by (size−1)/2 pixels.
-    """
-    x = np.asarray(images, np.float64)
-    k = np.asarray(kernel, np.float64)
-    kh, kw = k.shape
-    n, h, w, c = x.shape
-    if mode == "circular":
-        full = np.zeros((h, w))
-        full[:kh, :kw] = k
-        if centred:
-            full = np.roll(full, (-(kh // 2), -(kw // 2)), axis=(0, 1))
-        K = np.fft.fft2(full)
-        X = np.fft.fft2(np.moveaxis(x, -1, 1))
-        return np.moveaxis(np.real(np.fft.ifft2(X * K)), 1, -1)
-    if mode == "zero":
-        from scipy.signal import convolve2d
-        if not centred:
-            raise ValueError("mode='zero' supports centred kernels only")
-        out = np.empty_like(x)
-        for i in range(n):
-            for j in range(c):
-                out[i, :, :, j] = convolve2d(x[i, :, :, j], k, mode="same", boundary="fill")
-        return out
-    raise ValueError(f"mode must be 'circular' or 'zero', got {mode!r}")
-
-
-def four_factor_blur(images: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """The periodic four-factor blur of notebook 01: multiply the spectrum by H(k)·H(−k1,k2)·H(k1,−k2)·H(−k)."""
-    x = np.asarray(images, np.float64)
-    hh, ww = x.shape[1:3]
-    full = np.zeros((hh, ww))
-    full[:h.shape[0], :h.shape[1]] = h
-    H = np.fft.fft2(full)
-    neg = lambda A, ax: np.roll(np.flip(A, ax), 1, ax)
-    F = H * neg(H, 0) * neg(H, 1) * neg(neg(H, 0), 1)
-    X = np.fft.fft2(np.moveaxis(x, -1, 1))
-    return np.moveaxis(np.real(np.fft.ifft2(X * F)), 1, -1)

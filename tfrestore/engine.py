@@ -1,20 +1,23 @@
-"""The optimisation engine every paper uses.
+"""The optimisation engine every paper uses: it only loops.
 
-    run = Optimization(objective, canvas, optimizers.Momentum(0.9), schedule, to_input=...)
-    result = run.run(out="runs/x", logdir="runs/x/tb")
+    run = Optimization(objective, Pixels(init), optim.Momentum(0.9), schedule, to_input=...)
+    result = run.run(out="runs/x", logdir="runs/x/tb")        # or run.run(callbacks=[...]); or run.step(10)
 
 Blocks of steps run as one compiled ``tf.function`` (a ``tf.while_loop``; ``jit_compile=True`` for XLA), so Python
 only wakes up at log points: steps t with (t − 1) % log_every == 0 and the last step (M&V 2015's "saved iterate"
-convention: t = 1, 26, 51, …). At each log point the engine evaluates the objective on the centre window, writes
-TensorBoard scalars (every term per problem, the total, the learning rate) and image snapshots, updates the
-progress bar and, every ``checkpoint_every`` steps, a checkpoint that ``run(resume=True)`` continues from. Jitter
-offsets come from a stateless RNG keyed by (seed, step), so a resumed run ends exactly where the uninterrupted one
-would.
+convention: t = 1, 26, 51, …). At each log point the engine evaluates the objective (centre window, no jitter) and
+hands a :class:`~tfrestore.callbacks.LogPoint` to its callbacks (progress, TensorBoard, saved iterate,
+checkpoints: :mod:`tfrestore.callbacks`). L-BFGS runs through the same loop: a block is one L-BFGS call between
+restarts.
+
+What is optimised is a parameterisation's ``variables`` (:mod:`tfrestore.param`: pixels, or a generator network's
+weights); the optimiser keeps its slots per variable. Jitter and projections are transforms
+(:mod:`tfrestore.transforms`). Per-step randomness (jitter offsets, generator input noise) comes from a stateless
+RNG keyed by (seed, step), so a resumed run ends exactly where the uninterrupted one would.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -22,277 +25,303 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from . import callbacks as callbacks_lib
 from . import optim as optimizers
 from .objectives import Context, Objective
-from .param import Canvas
+from .param import Parameterization
+from .transforms import Jitter
+
+_NOISE_STREAM = 7919     # offsets the generator-noise seed from the jitter seed
+
+
+@dataclasses.dataclass
+class Problem:
+    """Everything one optimisation needs, as data: a reproduction builds one of these and calls ``optimise``.
+
+    ``layers``, ``x0`` and ``masks`` are what the report compares the result against (the target layer of each
+    problem, its original in image space, an optional feature mask); ``settings`` are the paper's per-problem
+    constants, recorded with the outputs.
+    """
+    objective: Objective
+    param: Parameterization
+    optimizer: optimizers.Optimizer
+    schedule: optimizers.Schedule | Sequence[optimizers.Schedule]
+    labels: list[str]
+    jitter: Jitter | None = None
+    project: Callable[[tf.Tensor], tf.Tensor] | None = None
+    layers: list[str] = dataclasses.field(default_factory=list)
+    x0: np.ndarray | None = None
+    masks: list | None = None
+    settings: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def total_steps(self) -> int:
+        s = self.schedule
+        return (s[0] if isinstance(s, (list, tuple)) else s).total
 
 
 @dataclasses.dataclass
 class Result:
-    images: np.ndarray                 # [N, H, W, 3] final reconstructions, image space
-    saved_iterate: np.ndarray          # [N, H, W, 3] the last iterate at a log point with (t-1) % log_every == 0
-    saved_step: int
+    images: np.ndarray                 # [N, H, W, C] final reconstructions, image space
     values: dict[str, np.ndarray]      # term name -> [N] at the end (centre window)
     loss: np.ndarray                   # [N]
     history: list[dict]                # per log point: step, loss (mean), lr
-    steps: int
+    steps: int                         # steps done in total
     seconds: float                     # optimisation wall time of this invocation
     steps_run: int                     # steps run in this invocation (fewer after a resume)
+    saved_iterate: np.ndarray | None = None   # set by callbacks.SavedIterate
+    saved_step: int = 0
 
     @property
     def seconds_per_step(self) -> float:
         return self.seconds / max(self.steps_run, 1)
 
 
-def stretch(images: np.ndarray) -> np.ndarray:
-    """M&V display (VLFeat ``vl_imsc``): joint min–max over all pixels and channels of each image, to [0, 1]."""
-    x = np.asarray(images, np.float64)
-    axes = tuple(range(1, x.ndim)) if x.ndim == 4 else None
-    lo = x.min(axis=axes, keepdims=True)
-    hi = (x - lo).max(axis=axes, keepdims=True)
-    return (x - lo) / np.maximum(hi, 1e-12)
-
-
 class Optimization:
-    """N independent image optimisations in one graph.
+    """N independent optimisations in one graph.
 
     Args:
-        objective: loss terms (see :mod:`tfrestore.objectives`).
-        canvas: the parameterisation (image variable, σ scale, per-problem jitter).
+        objective: loss terms (:mod:`tfrestore.objectives`), a loss per problem.
+        param: the parameterisation (:class:`~tfrestore.param.Pixels`, :class:`~tfrestore.param.Generator`).
         optimizer: an :mod:`tfrestore.optim` optimiser.
-        schedule: stages of (steps, lr, jitter).
+        schedule: stages of (steps, lr, jitter); one for all problems or one per problem (pixels only).
+        jitter: per-problem jitter windows (:class:`~tfrestore.transforms.Jitter`), or None.
+        project: image-space constraint applied after each update, e.g.
+            ``lambda x: transforms.project_colour_norm(x, 160)`` (pixels only).
         to_input: image space → network input (``lambda x: nets.to_input(net, x)``).
-        project: constraint applied in image space after each update, e.g. ``lambda x: project_colour_norm(x, 160)``.
-        mean_rgb: added back for display (image space is mean-subtracted).
+        display_offset: added to images for display (image space is mean-subtracted: the mean colour).
         labels: one name per problem for the logs (e.g. the layer).
+        seed: keys the stateless per-step randomness.
+        log_every: log points at t = 1, 1 + log_every, …, and the last step.
+        jit_compile: compile the step block with XLA.
+        config: recorded in TensorBoard (text and hparams).
     """
 
-    def __init__(self, objective: Objective, canvas: Canvas, optimizer: optimizers.Optimizer,
-                 schedule: optimizers.Schedule, to_input: Callable = lambda x: x,
-                 project: Callable | None = None, mean_rgb=(0.0, 0.0, 0.0), labels: Sequence[str] | None = None,
-                 seed: int = 0, log_every: int = 25, checkpoint_every: int = 100, jit_compile: bool = False,
+    def __init__(self, objective: Objective, param: Parameterization, optimizer: optimizers.Optimizer,
+                 schedule: optimizers.Schedule | Sequence[optimizers.Schedule], *, jitter: Jitter | None = None,
+                 project: Callable | None = None, to_input: Callable = lambda x: x, display_offset=0.0,
+                 labels: Sequence[str] | None = None, seed: int = 0, log_every: int = 25, jit_compile: bool = False,
                  config: dict | None = None):
-        self.objective, self.canvas, self.optimizer, self.schedule = objective, canvas, optimizer, schedule
-        self.to_input, self.project = to_input, project
-        self.mean_rgb = np.asarray(mean_rgb, np.float32)
-        self.labels = list(labels) if labels else [f"p{i}" for i in range(canvas.n)]
-        self.seed, self.log_every, self.checkpoint_every = int(seed), int(log_every), int(checkpoint_every)
-        self.jit_compile, self.config = jit_compile, dict(config or {})
-        # schedule: one for all problems, or one per problem (same length and jitter pattern) -> lr, reset [T, N]
-        schedules = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * canvas.n
-        if len(schedules) != canvas.n or len({s.total for s in schedules}) != 1:
+        self.objective, self.param, self.optimizer = objective, param, optimizer
+        self.jitter, self.project, self.to_input = jitter, project, to_input
+        self.display_offset = np.asarray(display_offset, np.float32)
+        n = param.n
+        self.labels = list(labels) if labels else [f"p{i}" for i in range(n)]
+        self.seed, self.log_every, self.jit_compile = int(seed), int(log_every), jit_compile
+        self.config = dict(config or {})
+        if jitter is not None:
+            jitter.check(param.image().shape)
+        if project is not None and not hasattr(param, "project_update"):
+            raise ValueError(f"a projection acts on pixels; {type(param).__name__} cannot be projected "
+                             "(use a penalty term instead)")
+        schedules = list(schedule) if isinstance(schedule, (list, tuple)) else [schedule] * n
+        if len(schedules) != n or len({s.total for s in schedules}) != 1:
             raise ValueError("per-problem schedules need one schedule per problem, all of the same length")
-        self.schedule = schedules[0]
         arrays = [s.arrays() for s in schedules]
-        self._lr = tf.constant(np.stack([a[0] for a in arrays], axis=1))
+        lr = np.stack([a[0] for a in arrays], axis=1)
+        if not param.per_problem and not (lr == lr[:, :1]).all():
+            raise ValueError(f"{type(param).__name__} shares its variables between problems, so every problem "
+                             "must have the same schedule")
+        self.schedule, self._schedules = schedules[0], schedules
+        self._lr = tf.constant(lr)
         self._reset = tf.constant(np.stack([a[1] for a in arrays], axis=1))
         self._jit = tf.constant(arrays[0][2])
-        self._schedules = schedules
-        self.step = tf.Variable(0, dtype=tf.int32, name="step")
-        self.slots = {k: tf.Variable(v, name=k) for k, v in optimizer.slots(canvas.shape).items()}
-        h, w = canvas.h, canvas.w
-        self.saved = tf.Variable(np.zeros((canvas.n, h, w, 3), np.float32), name="saved_iterate")
-        self.saved_step = tf.Variable(0, dtype=tf.int32, name="saved_step")
-        self._block = tf.function(self._steps, jit_compile=jit_compile)
+        self.iteration = tf.Variable(0, dtype=tf.int32, name="step")
+        self.slots = [{k: tf.Variable(s, name=f"{k}{i}") for k, s in optimizer.slots(tuple(v.shape)).items()}
+                      for i, v in enumerate(param.variables)]
+        if isinstance(optimizer, optimizers.LBFGS):
+            self._value_and_grad = tf.function(self._lbfgs_value_and_grad)
+        else:
+            self._block = tf.function(self._steps, jit_compile=jit_compile)
         self._evaluate = tf.function(self._eval)
 
+    # ---- state ----------------------------------------------------------------------------------------------
+    @property
+    def steps_done(self) -> int:
+        return int(self.iteration.numpy())
+
+    @property
+    def total_steps(self) -> int:
+        return self.schedule.total
+
+    def state(self) -> dict:
+        """Everything a checkpoint holds: variables, optimiser slots, step counter, the callbacks' state."""
+        out = {"step": self.iteration, **self.param.trackables()}
+        for i, slots in enumerate(self.slots):
+            out.update({f"slot{i}_{k}": v for k, v in slots.items()})
+        for j, cb in enumerate(getattr(self, "_callbacks", [])):
+            out.update({f"cb{j}_{k}": v for k, v in cb.state().items()})
+        return out
+
+    def describe(self) -> dict:
+        """The run's configuration as flat text-friendly values (for TensorBoard and outputs)."""
+        return {**self.config, "optimizer": str(self.optimizer.config()),
+                "schedule": "; ".join(sorted({repr(s) for s in self._schedules})), "objective": repr(self.objective),
+                "parameterization": type(self.param).__name__}
+
     # ---- compiled pieces -------------------------------------------------------------------------------------
-    def _loss(self, t, jitter_on, full=None):
-        """Objective at step t; ``full`` is the canvas in image space (default: the current variable)."""
-        full = self.canvas.image() if full is None else full
-        window = self.canvas.window(full, self.canvas.offsets(jitter_on, tf.stack([self.seed, t])))
-        ctx = Context(window, full, self.canvas.mask(jitter_on), self.to_input)
+    def _loss(self, t, jitter_on, with_noise: bool):
+        canvas = self.param.image(tf.stack([self.seed + _NOISE_STREAM, t]) if with_noise else None)
+        if self.jitter is None:
+            ctx = Context(canvas, canvas, None, self.to_input)
+        else:
+            window = self.jitter.window(canvas, self.jitter.offsets(jitter_on, tf.stack([self.seed, t])))
+            ctx = Context(window, canvas, self.jitter.mask(jitter_on), self.to_input)
         return self.objective(ctx)
 
+    def _per_variable(self, value, variable):
+        """A per-problem [N] schedule value shaped to broadcast over a variable (or the shared scalar)."""
+        if not self.param.per_problem:
+            return value[0]
+        return tf.reshape(value, [-1] + [1] * (variable.shape.rank - 1))
+
     def _steps(self, start, stop):
+        variables = self.param.variables
         for t in tf.range(start, stop):
-            with tf.GradientTape() as tape:
-                loss, _ = self._loss(t, self._jit[t])
+            # Only the optimised variables are watched: no gradients for the network's weights.
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(variables)
+                loss, _ = self._loss(t, self._jit[t], with_noise=True)
                 total = tf.reduce_sum(loss)
-            g = tape.gradient(total, self.canvas.var)
-            slots = {k: v.read_value() for k, v in self.slots.items()}
-            lr, reset = self._lr[t][:, None, None, None], self._reset[t][:, None, None, None]
-            x, new = self.optimizer.update(self.canvas.var.read_value(), g, slots, lr, reset, t)
-            if self.project is not None:
-                x = self.project(x * self.canvas.scale) / self.canvas.scale
-            self.canvas.var.assign(x)
-            for k, v in new.items():
-                self.slots[k].assign(v)
-            self.step.assign(t + 1)
+            grads = tape.gradient(total, variables)
+            for v, g, slots in zip(variables, grads, self.slots):
+                g = tf.zeros_like(v) if g is None else g
+                lr, reset = self._per_variable(self._lr[t], v), self._per_variable(self._reset[t], v)
+                x, new = self.optimizer.update(v.read_value(), g, {k: s.read_value() for k, s in slots.items()},
+                                               lr, reset, t)
+                if self.project is not None:
+                    x = self.param.project_update(x, self.project)
+                v.assign(x)
+                for k, s in new.items():
+                    slots[k].assign(s)
+            self.iteration.assign(t + 1)
 
     def _eval(self):
-        loss, values = self._loss(tf.constant(0), tf.constant(False))
-        return loss, values
+        return self._loss(tf.constant(0), tf.constant(False), with_noise=False)
+
+    # ---- L-BFGS: the same loop, a block is one call between restarts -------------------------------------------
+    def _flat(self, tensors) -> tf.Tensor:
+        rows = self.param.n if self.param.per_problem else 1
+        return tf.concat([tf.reshape(x, [rows, -1]) for x in tensors], axis=1)
+
+    def _assign_flat(self, flat):
+        rows = self.param.n if self.param.per_problem else 1
+        at = 0
+        for v in self.param.variables:
+            size = int(np.prod(v.shape)) // rows
+            v.assign(tf.reshape(flat[:, at:at + size], v.shape))
+            at += size
+
+    def _lbfgs_value_and_grad(self, flat):
+        self._assign_flat(flat)
+        variables = self.param.variables
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(variables)
+            loss, _ = self._loss(tf.constant(0), tf.constant(False), with_noise=False)
+            if not self.param.per_problem:
+                loss = tf.reduce_sum(loss)[None]
+        return loss, self._flat(tape.gradient(loss, variables))
+
+    def _lbfgs_block(self, iterations: int):
+        import tensorflow_probability as tfp
+        opt: optimizers.LBFGS = self.optimizer
+        res = tfp.optimizer.lbfgs_minimize(
+            self._value_and_grad, self._flat(self.param.variables), max_iterations=iterations,
+            num_correction_pairs=opt.num_correction_pairs, tolerance=opt.tolerance, x_tolerance=0.0,
+            f_relative_tolerance=0.0)
+        self._assign_flat(res.position)       # the line search leaves the variables at its last trial point
+        if self.project is not None:
+            self.param.constrain(self.project)
+
+    # ---- public ------------------------------------------------------------------------------------------------
+    def step(self, n: int = 1) -> int:
+        """Run ``n`` more steps (at most to the end of the schedule) in compiled blocks; returns the step reached."""
+        start = self.steps_done
+        stop = min(start + int(n), self.total_steps)
+        if isinstance(self.optimizer, optimizers.LBFGS):
+            while start < stop:
+                k = min(self.optimizer.restart_every, stop - start)
+                self._lbfgs_block(k)
+                start += k
+                self.iteration.assign(start)
+        elif stop > start:
+            # tensors, not Python ints: one trace serves every block
+            self._block(tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
+        return stop
 
     def evaluate(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(loss [N], {term: value [N]}) at the current iterate, centre window."""
         loss, values = self._evaluate()
         return np.asarray(loss), {k: np.asarray(v) for k, v in values.items()}
 
-    # ---- driver -----------------------------------------------------------------------------------------------
-    def _log_points(self) -> list[int]:
-        total = self.schedule.total
-        pts = list(range(1, total + 1, self.log_every))
-        return pts if pts[-1] == total else pts + [total]
-
-    def _checkpoint(self):
-        return tf.train.Checkpoint(canvas=self.canvas.var, step=self.step, saved=self.saved,
-                                   saved_step=self.saved_step, **self.slots)
+    def images(self) -> np.ndarray:
+        """[N, H, W, C] the current reconstructions in image space (each problem's centre window)."""
+        canvas = self.param.image()
+        return np.asarray(canvas if self.jitter is None else self.jitter.centre(canvas))
 
     def display(self, images: np.ndarray) -> np.ndarray:
-        """Image space → RGB 0–255 (mean added back, not clipped)."""
-        return np.asarray(images) + self.mean_rgb
+        """Image space → display values (the mean added back, not clipped)."""
+        return np.asarray(images) + self.display_offset
 
-    def run(self, out: str | Path | None = None, logdir: str | Path | None = None, resume: bool = False,
-            progress: bool = True, stop_after: int | None = None) -> Result:
-        """Optimise; with ``out`` checkpoint there (``out/ckpt``); with ``resume`` continue from it.
+    def log_points(self) -> list[int]:
+        total = self.total_steps
+        if isinstance(self.optimizer, optimizers.LBFGS):      # log where L-BFGS restarts
+            every = self.optimizer.restart_every
+            pts = list(range(every, total + 1, every))
+        else:
+            pts = list(range(1, total + 1, self.log_every))
+        return pts if pts and pts[-1] == total else pts + [total]
 
-        ``stop_after`` ends the run (with a checkpoint) at the first log point at or after that step, as a
-        time-limited job or an interruption would; ``resume=True`` later finishes it.
+    def run(self, callbacks: Sequence[callbacks_lib.Callback] | None = None, *, out: str | Path | None = None,
+            logdir: str | Path | None = None, resume: bool = False, progress: bool = True,
+            checkpoint_every: int = 100, stop_after: int | None = None) -> Result:
+        """Optimise to the end of the schedule, calling the callbacks at every log point.
+
+        Without ``callbacks`` the standard set is used (:func:`tfrestore.callbacks.standard`): checkpoints in
+        ``out/ckpt`` every ``checkpoint_every`` steps (``resume`` continues from the latest), TensorBoard in
+        ``logdir``, the saved iterate, progress lines. ``stop_after`` ends the run (with a checkpoint) at the first
+        log point at or after that step, as a time-limited job would; ``resume=True`` later finishes it.
         """
-        manager = None
-        if out is not None:
-            manager = tf.train.CheckpointManager(self._checkpoint(), str(Path(out) / "ckpt"), max_to_keep=1)
-            if resume and manager.latest_checkpoint:
-                self._checkpoint().restore(manager.latest_checkpoint).assert_existing_objects_matched()
-                print(f"resumed from {manager.latest_checkpoint} at step {int(self.step.numpy())}")
-        writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
-        if writer is not None and int(self.step.numpy()) == 0:
-            self._log_config(writer)
-        if isinstance(self.optimizer, optimizers.LBFGS):
-            return self._run_lbfgs(writer, manager, progress)
-        total, start_step = self.schedule.total, int(self.step.numpy())
-        history: list[dict] = []
-        bar = _progress(total, start_step, progress)
-        t0, last_ckpt, last = time.perf_counter(), start_step, None
-        for point in self._log_points():
-            if point <= start_step:
+        if callbacks is None:
+            callbacks = callbacks_lib.standard(out, logdir, resume, progress, checkpoint_every,
+                                               saved_every=self.log_every)
+        self._callbacks = list(callbacks)
+        ordered = sorted(self._callbacks, key=lambda c: not c.restores)
+        for cb in ordered:
+            cb.setup(self)
+        for cb in ordered:
+            cb.on_run_begin(self)
+        start, total = self.steps_done, self.total_steps
+        uses_lr = not isinstance(self.optimizer, optimizers.LBFGS)
+        history, loss, values = [], None, None
+        t0 = time.perf_counter()
+        for point in self.log_points():
+            if point <= start:
                 continue
-            self._block(tf.constant(int(self.step.numpy())), tf.constant(point))
-            if (point - 1) % self.log_every == 0:
-                self.saved.assign(self.canvas.window(self.canvas.image(), self.canvas.offsets(False, [0, 0])))
-                self.saved_step.assign(point)
-            loss, values = last = self._evaluate()
-            rec = {"step": point, "loss": float(np.mean(loss)), "lr": float(np.mean(self._lr[point - 1]))}
-            history.append(rec)
-            if writer is not None:
-                self._log_scalars(writer, point, loss, values, rec["lr"])
-                if point == total or (point - 1) % (4 * self.log_every) == 0:
-                    self._log_images(writer, point)
-            bar(point, rec["loss"], time.perf_counter() - t0)
+            self.step(point - self.steps_done)
+            loss, values = self.evaluate()
             stopping = stop_after is not None and point >= stop_after
-            if manager is not None and (point - last_ckpt >= self.checkpoint_every or point == total or stopping):
-                manager.save(checkpoint_number=point)
-                last_ckpt = point
+            lr = float(np.mean(self._lr[point - 1])) if uses_lr else 0.0
+            lp = callbacks_lib.LogPoint(step=point, total=total, loss=loss, values=values, lr=lr,
+                                        seconds=time.perf_counter() - t0, start_step=start,
+                                        last=point == total or stopping)
+            history.append({"step": point, "loss": lp.mean_loss, "lr": lr})
+            for cb in ordered:
+                cb.on_log_point(self, lp)
             if stopping:
                 break
         seconds = time.perf_counter() - t0
-        bar(None, None, seconds)
-        return self._result(history, seconds, int(self.step.numpy()) - start_step, last)
+        if loss is None:
+            loss, values = self.evaluate()
+        result = Result(images=self.images(), values=values, loss=loss, history=history, steps=self.steps_done,
+                        seconds=seconds, steps_run=self.steps_done - start)
+        for cb in ordered:
+            cb.on_run_end(self, result)
+        return result
 
-    def _result(self, history, seconds, steps_run, last=None) -> Result:
-        """``last``: the (loss, values) already evaluated at the current iterate, if any."""
-        loss, values = last if last is not None else self._evaluate()
-        return Result(images=self.canvas.result(), saved_iterate=self.saved.numpy(),
-                      saved_step=int(self.saved_step.numpy()),
-                      values={k: np.asarray(v) for k, v in values.items()}, loss=np.asarray(loss),
-                      history=history, steps=int(self.step.numpy()), seconds=seconds, steps_run=steps_run)
+    @classmethod
+    def from_problem(cls, problem: Problem, **kwargs) -> "Optimization":
+        """An optimisation of a :class:`Problem`; ``kwargs`` are the run-level settings (to_input, seed, …)."""
+        return cls(problem.objective, problem.param, problem.optimizer, problem.schedule, jitter=problem.jitter,
+                   project=problem.project, labels=problem.labels, **kwargs)
 
-    # ---- L-BFGS -----------------------------------------------------------------------------------------------
-    def _run_lbfgs(self, writer, manager, progress) -> Result:
-        import tensorflow_probability as tfp
-
-        opt: optimizers.LBFGS = self.optimizer
-        n, shape = self.canvas.n, self.canvas.shape
-
-        @tf.function
-        def value_and_grad(flat):
-            with tf.GradientTape() as tape:
-                tape.watch(flat)
-                loss, _ = self._loss(tf.constant(0), tf.constant(False), tf.reshape(flat, shape) * self.canvas.scale)
-            return loss, tape.gradient(loss, flat)
-
-        total, done = self.schedule.total, int(self.step.numpy())
-        history, bar, t0, last = [], _progress(total, done, progress), time.perf_counter(), None
-        while done < total:
-            k = min(opt.restart_every, total - done)
-            res = tfp.optimizer.lbfgs_minimize(
-                value_and_grad, tf.reshape(self.canvas.var, [n, -1]), max_iterations=k,
-                num_correction_pairs=opt.num_correction_pairs, tolerance=opt.tolerance,
-                x_tolerance=0.0, f_relative_tolerance=0.0)
-            x = tf.reshape(res.position, shape)
-            if self.project is not None:
-                x = self.project(x * self.canvas.scale) / self.canvas.scale
-            self.canvas.var.assign(x)
-            done += k
-            self.step.assign(done)
-            loss, values = last = self._evaluate()
-            rec = {"step": done, "loss": float(np.mean(loss)), "lr": 0.0}
-            history.append(rec)
-            if writer is not None:
-                self._log_scalars(writer, done, loss, values, 0.0)
-            bar(done, rec["loss"], time.perf_counter() - t0)
-            if manager is not None:
-                manager.save(checkpoint_number=done)
-        self.saved.assign(self.canvas.result())
-        self.saved_step.assign(done)
-        seconds = time.perf_counter() - t0
-        bar(None, None, seconds)
-        return self._result(history, seconds, total, last)
-
-    # ---- TensorBoard ------------------------------------------------------------------------------------------
-    def _log_config(self, writer):
-        from tensorboard.plugins.hparams import api as hp
-        flat = {k: (v if isinstance(v, (int, float, str, bool)) else json.dumps(v, default=str))
-                for k, v in {**self.config, "optimizer": json.dumps(self.optimizer.config()),
-                             "schedule": "; ".join(sorted({repr(s) for s in self._schedules})), "objective": repr(self.objective)}.items()}
-        with writer.as_default():
-            hp.hparams(flat)
-            tf.summary.text("config", "```\n" + json.dumps(flat, indent=1, default=str) + "\n```", step=0)
-        writer.flush()
-
-    def _log_scalars(self, writer, step, loss, values, lr):
-        with writer.as_default():
-            tf.summary.scalar("loss/mean", float(np.mean(loss)), step=step)
-            tf.summary.scalar("lr", lr, step=step)
-            for i, label in enumerate(self.labels):
-                tf.summary.scalar(f"{label}/loss", float(loss[i]), step=step)
-                for name, v in values.items():
-                    tf.summary.scalar(f"{label}/{name}", float(v[i]), step=step)
-        writer.flush()
-
-    def _log_images(self, writer, step):
-        imgs = stretch(self.display(self.canvas.result())).astype(np.float32)
-        with writer.as_default():
-            tf.summary.image("reconstructions", imgs, step=step, max_outputs=len(imgs))
-        writer.flush()
-
-
-def _progress(total: int, start: int, enabled: bool):
-    """A progress line per log point: step, loss, rate; the tqdm bar when on a terminal."""
-    import sys
-    use_tqdm = enabled and sys.stderr.isatty()
-    bar = None
-    if use_tqdm:
-        from tqdm import tqdm
-        bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)
-    state = {"last": start}
-
-    def update(step, loss, seconds):
-        if not enabled:
-            return
-        if step is None:
-            if bar is not None:
-                bar.close()
-            done = state["last"] - start
-            print(f"done: {done} steps in {seconds:.1f}s ({done / max(seconds, 1e-9):.2f} steps/s)", flush=True)
-            return
-        if bar is not None:
-            bar.update(step - state["last"])
-            bar.set_postfix(loss=f"{loss:.4g}")
-        else:
-            rate = (step - start) / max(seconds, 1e-9)
-            print(f"step {step:>6}/{total}  loss {loss:.5g}  {rate:.2f} steps/s", flush=True)
-        state["last"] = step
-
-    return update

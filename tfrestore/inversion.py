@@ -1,7 +1,6 @@
 """Feature inversion on top of the engine: targets, per-layer batched objectives, metrics and run outputs."""
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Sequence
@@ -10,10 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import nets
-from .engine import Result, stretch
+from . import metrics, nets, report
+from .engine import Result
 from .objectives import FeatureLoss, Objective
-from .weights import atomic_write
 
 
 def image_space(net: str, images: np.ndarray) -> np.ndarray:
@@ -70,25 +68,26 @@ def feature_objective(extractors: Extractors, net: str, layers: Sequence[str], x
 def evaluate(extractors: Extractors, net: str, layers: Sequence[str], x0: np.ndarray, recon: np.ndarray,
              masks=None) -> list[dict]:
     """Per problem: M&V 2015 relative squared feature error, its square root (M&V 2016), image-space errors and
-    whether the classifier's top-1 label is kept."""
+    whether the classifier's top-1 label is kept (:mod:`tfrestore.metrics`)."""
     rows = []
     model = extractors.model
-    probs0 = _predict(model, net, x0)
-    probs1 = _predict(model, net, recon)
+    probs0, probs1 = _predict(model, net, x0), _predict(model, net, recon)
+    kept, top0, top_r = metrics.top1_agreement(probs0, probs1), metrics.top1(probs0), metrics.top1(probs1)
     for layer, idx in group_by_layer(layers).items():
         f0 = extractors.features(net, layer, x0[idx])
         f1 = extractors.features(net, layer, recon[idx])
+        m = None
+        if masks is not None and any(masks[i] is not None for i in idx):
+            m = np.stack([np.ones(f0.shape[1:], np.float32) if masks[i] is None else masks[i] for i in idx])
+        rel = metrics.rel_sq_error(f0, f1, m)
+        img_rel = metrics.rel_sq_error(x0[idx], recon[idx])
+        rmse = np.sqrt(metrics.mse(x0[idx], recon[idx]))
         for j, i in enumerate(idx):
-            m = 1.0 if masks is None or masks[i] is None else masks[i]
-            rel = float(np.sum((m * (f1[j] - f0[j])) ** 2) / max(np.sum((m * f0[j]) ** 2), 1e-30))
-            d = recon[i].astype(np.float64) - x0[i]
-            rows.append({"problem": i, "layer": layer, "rel_sq_feature_error": rel,
-                         "sqrt_rel_feature_error": float(np.sqrt(rel)),
-                         "image_rel_sq_error": float(np.sum(d ** 2) / max(np.sum(x0[i].astype(np.float64) ** 2),
-                                                                         1e-30)),
-                         "image_rmse_255": float(np.sqrt(np.mean(d ** 2))),
-                         "top1_original": int(np.argmax(probs0[i])), "top1_reconstruction": int(np.argmax(probs1[i])),
-                         "top1_kept": bool(np.argmax(probs0[i]) == np.argmax(probs1[i]))})
+            rows.append({"problem": i, "layer": layer, "rel_sq_feature_error": float(rel[j]),
+                         "sqrt_rel_feature_error": float(np.sqrt(rel[j])),
+                         "image_rel_sq_error": float(img_rel[j]), "image_rmse_255": float(rmse[j]),
+                         "top1_original": int(top0[i]), "top1_reconstruction": int(top_r[i]),
+                         "top1_kept": bool(kept[i])})
     return sorted(rows, key=lambda r: r["problem"])
 
 
@@ -99,68 +98,45 @@ def _predict(model, net, x, batch=8):
                            for i in range(0, len(x), batch)])
 
 
-def print_table(rows: list[dict], labels: Sequence[str]) -> str:
-    head = f"{'#':>3} {'problem':<26}{'rel.sq.feat (2015)':>20}{'sqrt rel (2016)':>17}{'img RMSE/255':>14}{'top-1 kept':>12}"
-    lines = [head, "-" * len(head)]
-    for r, lab in zip(rows, labels):
-        lines.append(f"{r['problem']:>3} {lab:<26}{r['rel_sq_feature_error']:>20.4g}{r['sqrt_rel_feature_error']:>17.4g}"
-                     f"{r['image_rmse_255']:>14.2f}{str(r['top1_kept']):>12}")
-    text = "\n".join(lines)
-    print(text, flush=True)
-    return text
+TABLE_COLUMNS = [("#", "problem", "d"), ("problem", "label", ""), ("rel.sq.feat (2015)", "rel_sq_feature_error", ".4g"),
+                 ("sqrt rel (2016)", "sqrt_rel_feature_error", ".4g"), ("img RMSE/255", "image_rmse_255", ".2f"),
+                 ("top-1 kept", "top1_kept", "")]
 
 
-def _png(path: Path, rgb01: np.ndarray):
-    import skimage.io
-    img = (np.clip(rgb01, 0, 1) * 255 + 0.5).astype(np.uint8)
-    atomic_write(path, lambda p: skimage.io.imsave(p, img, check_contrast=False))
+def table(rows: list[dict], labels: Sequence[str]) -> str:
+    """The per-problem table every inversion prints."""
+    return report.table([{**r, "label": lab} for r, lab in zip(rows, labels)], TABLE_COLUMNS)
 
 
 def write_outputs(out: str | Path, result: Result, labels: Sequence[str], originals_rgb: np.ndarray,
-                  mean_rgb: np.ndarray, rows: list[dict], config: dict, title: str, ncols: int | None = None,
-                  table: str = "") -> Path:
+                  mean_rgb: np.ndarray, rows: list[dict], config: dict, title: str, table_text: str = "") -> Path:
     """Reconstructions (stretched and clipped PNG, raw .npy), the saved iterate, a figure grid, metrics.json."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     rgb = result.images + mean_rgb                   # RGB 0–255, unclipped
+    pngs = {}
     for i, lab in enumerate(labels):
-        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in lab)
-        _png(out / f"rec_{i:02d}_{safe}.png", stretch(rgb[i]))
-        _png(out / f"rec_{i:02d}_{safe}_clipped.png", rgb[i] / 255.0)
-    atomic_write(out / "reconstructions.npy", lambda p: np.save(p, rgb.astype(np.float32)))
-    atomic_write(out / "saved_iterate.npy", lambda p: np.save(p, (result.saved_iterate + mean_rgb).astype(np.float32)))
-    figure(out / "figure.png", rgb, labels, originals_rgb, rows, title, ncols)
-    metrics = {"title": title, "config": config, "steps": result.steps, "seconds": result.seconds,
-               "seconds_per_step": result.seconds_per_step, "saved_iterate_step": result.saved_step,
-               "final_loss": result.loss.tolist(),
-               "terms": {k: v.tolist() for k, v in result.values.items()},
-               "problems": [{"label": lab, **r} for lab, r in zip(labels, rows)]}
-    atomic_write(out / "metrics.json", lambda p: Path(p).write_text(json.dumps(metrics, indent=1, default=str)))
-    if table:
-        atomic_write(out / "table.txt", lambda p: Path(p).write_text(table + "\n"))
-    return out
-
-
-def figure(path: Path, rgb: np.ndarray, labels, originals_rgb, rows, title, ncols=None):
-    """A grid like the papers': the original(s) first, then every reconstruction (each min–max stretched)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+        pngs[f"rec_{i:02d}_{report.safe_name(lab)}"] = report.stretch(rgb[i])
+        pngs[f"rec_{i:02d}_{report.safe_name(lab)}_clipped"] = rgb[i] / 255.0
+    arrays = {"reconstructions": rgb.astype(np.float32)}
+    if result.saved_iterate is not None:
+        arrays["saved_iterate"] = (result.saved_iterate + mean_rgb).astype(np.float32)
     originals = np.unique(np.asarray(originals_rgb).reshape(len(originals_rgb), -1), axis=0)
-    n = len(rgb) + len(originals)
-    ncols = ncols or min(n, 7)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.0 * ncols, 2.25 * nrows + 0.4), squeeze=False)
     panels = [(o.reshape(rgb.shape[1:]) / 255.0, "original") for o in originals]
-    panels += [(stretch(rgb[i]), f"{labels[i]}\nerr {rows[i]['rel_sq_feature_error']:.3g}")
+    panels += [(report.stretch(rgb[i]), f"{labels[i]}\nerr {rows[i]['rel_sq_feature_error']:.3g}")
                for i in range(len(rgb))]
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (img, cap) in zip(axes.flat, panels):
-        ax.imshow(np.clip(img, 0, 1))
-        ax.set_title(cap, fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    payload = {"config": config, "steps": result.steps, "seconds": result.seconds,
+               "seconds_per_step": result.seconds_per_step, "saved_iterate_step": result.saved_step,
+               "final_loss": result.loss.tolist(), "terms": {k: v.tolist() for k, v in result.values.items()},
+               "problems": [{"label": lab, **r} for lab, r in zip(labels, rows)]}
+    return report.write(out, title=title, metrics=payload, table=table_text, figure_panels=panels, pngs=pngs,
+                        arrays=arrays)
+
+
+def gram_features(model: keras.Model, net: str, layers: Sequence[str]):
+    """``images (RGB 0–255) -> {layer: features}`` for :func:`tfrestore.metrics.gram_score` (the thesis used
+    VGG19's relu1_1 … relu5_1; with ``net="vgg16"`` and those taps this is the VGG16 version)."""
+    extractor = nets.feature_extractor(model, list(layers))
+
+    def features(images_rgb):
+        x = nets.preprocess(net, np.asarray(images_rgb, np.float32))
+        return {k: np.asarray(v) for k, v in extractor(x).items()}
+    return features

@@ -1,99 +1,120 @@
-"""Image parameterisations, transforms and constraints — separate, composable pieces.
+"""Parameterisations: what the engine optimises, and how it becomes an image.
 
-A :class:`Canvas` holds the optimised variable for N problems. ``scale`` is the 2015 σ trick (the variable is
-x̃ and the image is σ·x̃, which makes a step of lr on x̃ equal to M&V's step of lr·σ² in image units).
-``jitter`` gives each problem its own T: the variable is an (H+Tmax−1)² canvas, problem i uses its top-left
-(H+T_i−1)² part, and every step the network sees an H×W window at a random offset in {0…T_i−1}² (M&V 2016).
-With jitter switched off (a schedule stage with ``jitter=False``) the window sits at the centre offset
-(T_i−1)//2 and only that window belongs to the problem.
+A parameterisation owns its ``variables`` (any list of ``tf.Variable``; the optimiser keeps slots per variable)
+and maps them to a batch of N images with ``image(seed)``:
+
+- :class:`Pixels` — the image itself, optionally scaled (M&V 2015's σ trick: the variable is x̃ and the image σ·x̃,
+  so a step of lr on x̃ is M&V's step of lr·σ² in image units). One slice per problem (``per_problem``).
+- :class:`Generator` — a network's weights are the variables and its output for a fixed code z is the image (the
+  deep image prior; an inverter's code). Shared by all N outputs.
+
+Images are [N, H, W, C] in tfrestore's image space (RGB 0–255 mean-subtracted for the inversions; any C).
+The papers' initialisations live here too.
 """
 from __future__ import annotations
 
+from typing import Callable
+
+import keras
 import numpy as np
 import tensorflow as tf
 
 
-def _per_problem(v, n, dtype=np.int32):
-    v = np.asarray(v, dtype)
-    return np.full(n, v, dtype) if v.ndim == 0 else v
+class Parameterization:
+    """Base: ``variables``, ``image(seed=None)``, ``n``; ``per_problem`` says whether the first axis of every
+    variable is the problem axis (then each problem gets its own learning rate and its own L-BFGS)."""
 
-
-class Canvas:
-    """The optimised image(s). ``init`` is [N, Hc, Wc, 3] in image space (0–255, mean-subtracted)."""
-
-    def __init__(self, init: np.ndarray, size: int | tuple[int, int], jitter=1, scale: float = 1.0):
-        init = np.asarray(init, np.float32)
-        self.n = init.shape[0]
-        self.h, self.w = (size, size) if isinstance(size, int) else size
-        self.t = _per_problem(jitter, self.n)
-        if (self.t < 1).any():
-            raise ValueError(f"jitter T must be ≥ 1 (1 = no jitter), got {self.t}")
-        tmax = int(self.t.max())
-        want = (self.n, self.h + tmax - 1, self.w + tmax - 1, 3)
-        if init.shape != want:
-            raise ValueError(f"Canvas init must have shape {want} for size {self.h}×{self.w} and T={tmax}, "
-                             f"got {init.shape}")
-        self.scale = float(scale)
-        self.var = tf.Variable(init / self.scale, name="canvas")
-        self._t = tf.constant(self.t)
-        self._centre = tf.constant((self.t - 1) // 2)
+    per_problem = True
+    variables: list[tf.Variable]
 
     @property
-    def shape(self):
+    def n(self) -> int:
+        raise NotImplementedError
+
+    def image(self, seed=None) -> tf.Tensor:
+        """[N, H, W, C] image space. ``seed`` ([2] int) keys any per-step randomness; None at evaluation."""
+        raise NotImplementedError
+
+    def constrain(self, project: Callable[[tf.Tensor], tf.Tensor]) -> None:
+        """Apply an image-space projection to the variables (only meaningful for pixels)."""
+        raise ValueError(f"{type(self).__name__} cannot be projected onto an image-space constraint; "
+                         "use a penalty term instead, or Pixels")
+
+    def trackables(self) -> dict:
+        """What a checkpoint must hold to restore this parameterisation."""
+        return {f"var{i}": v for i, v in enumerate(self.variables)}
+
+
+class Pixels(Parameterization):
+    """The image as the variable. ``init`` is [N, H, W, C] image space; the variable holds init/scale."""
+
+    def __init__(self, init: np.ndarray, scale: float = 1.0):
+        init = np.asarray(init, np.float32)
+        if init.ndim != 4:
+            raise ValueError(f"Pixels needs init of shape [N, H, W, C], got {init.shape}")
+        self.scale = float(scale)
+        self.var = tf.Variable(init / self.scale, name="pixels")
+        self.variables = [self.var]
+
+    @property
+    def n(self) -> int:
+        return int(self.var.shape[0])
+
+    @property
+    def shape(self) -> tuple:
         return tuple(self.var.shape)
 
-    def image(self) -> tf.Tensor:
-        """The whole canvas in image space."""
+    def image(self, seed=None) -> tf.Tensor:
         return self.var * self.scale
 
-    def offsets(self, jitter_on, seed) -> tf.Tensor:
-        """[N, 2] window offsets: uniform in {0…T_i−1} (stateless in ``seed``) or the centre when off."""
-        u = tf.random.stateless_uniform([self.n, 2], seed=seed)
-        rand = tf.minimum(tf.cast(tf.floor(u * tf.cast(self._t[:, None], tf.float32)), tf.int32),
-                          self._t[:, None] - 1)
-        centre = tf.tile(self._centre[:, None], [1, 2])
-        return tf.where(tf.cast(jitter_on, tf.bool), rand, centre)
+    def constrain(self, project):
+        self.var.assign(project(self.var * self.scale) / self.scale)
 
-    def window(self, canvas: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
-        """Crop each problem's H×W window at its own offset (differentiable gather)."""
-        rows = offsets[:, :1] + tf.range(self.h)[None]
-        cols = offsets[:, 1:] + tf.range(self.w)[None]
-        x = tf.gather(canvas, rows, axis=1, batch_dims=1)
-        return tf.gather(x, cols, axis=2, batch_dims=1)
-
-    def mask(self, jitter_on) -> tf.Tensor | None:
-        """[N, Hc, Wc, 1] which canvas pixels belong to each problem (None when all do)."""
-        if (self.t == self.t.max()).all() and self.t.max() == 1:
-            return None
-        hc, wc = self.shape[1], self.shape[2]
-        ys, xs = tf.range(hc)[None, :], tf.range(wc)[None, :]
-        t = self._t[:, None]
-        c = self._centre[:, None]
-        on = tf.cast(jitter_on, tf.bool)
-        lo_y = tf.where(on, 0, c)
-        hi_y = tf.where(on, self.h + t - 1, c + self.h)
-        hi_x = tf.where(on, self.w + t - 1, c + self.w)
-        my = tf.cast((ys >= lo_y) & (ys < hi_y), tf.float32)
-        mx = tf.cast((xs >= lo_y) & (xs < hi_x), tf.float32)
-        return (my[:, :, None] * mx[:, None, :])[..., None]
-
-    def result(self) -> np.ndarray:
-        """[N, H, W, 3] the reconstructions in image space: the centre window of each problem's canvas."""
-        return self.window(self.image(), self.offsets(False, [0, 0])).numpy()
+    def project_update(self, x: tf.Tensor, project) -> tf.Tensor:
+        """An updated variable value → its projection (variable units)."""
+        return project(x * self.scale) / self.scale
 
 
-def project_colour_norm(x: tf.Tensor, bound: float, centre=None) -> tf.Tensor:
-    """Rescale every pixel whose colour vector (minus ``centre``) is longer than ``bound`` back onto the ball
-    (M&V 2016's B+ = 160 constraint)."""
-    c = 0.0 if centre is None else tf.constant(centre, tf.float32)
-    d = x - c
-    norm = tf.sqrt(tf.reduce_sum(tf.square(d), axis=-1, keepdims=True))
-    return c + d * tf.minimum(1.0, bound / tf.maximum(norm, 1e-12))
+class Generator(Parameterization):
+    """A network's output as the image: ``image = model(z + noise_std·ε, training=training)``.
 
+    Args:
+        model: any Keras model mapping ``z`` to [N, H, W, C]; its trainable weights are the optimised variables.
+        z: the fixed input code, [N, ...].
+        noise_std: the deep image prior's input-noise regularisation σ_p (ε ~ N(0, 1) drawn afresh every step from
+            the engine's stateless step seed; none at evaluation).
+        training: passed to the model at every call (batch norm on batch statistics, as the deep image prior
+            runs it, also when the result is read).
+        output_scale, output_offset: image = output·scale + offset (e.g. a sigmoid output to 0–255 image space).
+    """
 
-def clip_box(x: tf.Tensor, low, high) -> tf.Tensor:
-    """Clip to a box, e.g. to keep x + mean inside [0, 255]."""
-    return tf.clip_by_value(x, low, high)
+    per_problem = False
+
+    def __init__(self, model: keras.Model, z: np.ndarray, noise_std: float = 0.0, training: bool = True,
+                 output_scale: float = 1.0, output_offset: float | np.ndarray = 0.0):
+        self.model = model
+        self.z = tf.constant(np.asarray(z, np.float32))
+        self.noise_std, self.training = float(noise_std), bool(training)
+        self.output_scale = float(output_scale)
+        self.output_offset = tf.constant(output_offset, tf.float32)
+        # Keras 3 variables wrap a tf.Variable; the engine's tape and updates work on that one
+        self.variables = [v.value if not isinstance(v, tf.Variable) else v for v in model.trainable_variables]
+        if not self.variables or not all(isinstance(v, tf.Variable) for v in self.variables):
+            raise ValueError("Generator needs a Keras model (TensorFlow backend) with trainable weights")
+
+    @property
+    def n(self) -> int:
+        return int(self.z.shape[0])
+
+    def image(self, seed=None) -> tf.Tensor:
+        z = self.z
+        if seed is not None and self.noise_std > 0:
+            z = z + self.noise_std * tf.random.stateless_normal(tf.shape(z), seed=seed)
+        out = self.model(z, training=self.training)
+        return out * self.output_scale + self.output_offset
+
+    def trackables(self) -> dict:
+        return {"generator": self.model}
 
 
 def init_mv2015(n: int, size: int, sigma: float, seed: int) -> np.ndarray:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
+
+from .files import replacing
 
 
 class WeightsMismatchError(ValueError):
@@ -42,34 +43,12 @@ def model_weights(model: keras.Model) -> dict[str, dict[str, np.ndarray]]:
 
 
 @contextlib.contextmanager
-def _replacing(path: str | Path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write(path: str | Path, write) -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``: a crash never leaves a half-written file behind."""
-    with _replacing(path) as tmp:
-        write(tmp)
-    return Path(path)
-
-
-@contextlib.contextmanager
 def array_writer(path: str | Path, net: str, source: str):
     """Write a store file layer by layer: ``with array_writer(p, net, src) as write: write(layer, {w: arr})``.
 
     The file appears at ``path`` only when the block ends without an exception (temporary file, then rename).
     """
-    with _replacing(path) as tmp, h5py.File(tmp, "w") as f:
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["net"], f.attrs["source"], f.attrs["format"] = net, source, "tfrestore-weights-1"
 
         def write(layer: str, ws: dict[str, np.ndarray]):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-import weakref
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,7 +38,12 @@ class NetSpec:
     std: tuple[float, float, float] | None   # None: no division (Caffe); else RGB std on 0–1 scale
     original: str                 # the original weight file
     description: str
+    family: str                   # "alexnet", "vgg" or "resnet": keys per-family tables of the papers
     matconvnet_order: tuple[str, ...] = ()   # M&V's 1-based layer indices (l1 … l20)
+    figure_layers: tuple[str, ...] = ()      # the per-layer figures' layers (default: every conv/relu/pool/fc tap)
+    hidden_taps: tuple[str, ...] = ()        # taps that are plumbing, not layers of the paper (never a default)
+    stage_aliases: dict = dataclasses.field(default_factory=dict)   # extra alias -> tap (ResNet stages)
+    layer_group: dict = dataclasses.field(default_factory=dict)     # M&V's three layer groups: tap -> 0, 1, 2
 
     @property
     def scale01(self) -> bool:
@@ -58,22 +62,43 @@ _ALEX_MEAN = (122.67891434, 116.66876762, 104.00698793)
 _VGG_MEAN = (123.68, 116.779, 103.939)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
+
+
+def _alex_groups(order: tuple[str, ...]) -> dict[str, int]:
+    """M&V 2015's layer groups by MatConvNet index: l1–l6 → 0, l7–l12 → 1, l13–l20 → 2."""
+    return {layer: 0 if i <= 6 else 1 if i <= 12 else 2 for i, layer in enumerate(order[:20], start=1)}
+
+
+def _vgg_groups() -> dict[str, int]:
+    """The thesis' analogous VGG split: blocks 1–2 → 0, blocks 3–4 → 1, block 5 and the fc layers → 2."""
+    return {n: 0 if b <= 2 else 1 if b <= 4 else 2 for b, k, _ in builders.VGG_BLOCKS
+            for n in [x for i in range(1, k + 1) for x in (f"conv{b}_{i}", f"relu{b}_{i}")] + [f"pool{b}"]}
+
+
+_RESNET_STAGES = {f"{kind}{s}": (f"layer{s}.0.conv1" if kind == "middle" else f"layer{s}.1")
+                  for s in range(1, 5) for kind in ("layer", "res", "middle")}
+
 REGISTRY: dict[str, NetSpec] = {
     "alexnet": NetSpec(builders.alexnet, 227, "BGR", _ALEX_MEAN, None, "bvlc_alexnet.caffemodel",
-                       "BVLC AlexNet, conv→ReLU→LRN→pool (Krizhevsky order; M&V 2016)", _ALEX_MCN),
+                       "BVLC AlexNet, conv→ReLU→LRN→pool (Krizhevsky order; M&V 2016)", "alexnet", _ALEX_MCN,
+                       figure_layers=_ALEX_MCN[:20], hidden_taps=("pool5_flat",),
+                       layer_group=_alex_groups(_ALEX_MCN)),
     "caffenet": NetSpec(builders.caffenet, 227, "BGR", _ALEX_MEAN, None, "bvlc_reference_caffenet.caffemodel",
-                        "BVLC reference CaffeNet, conv→ReLU→pool→LRN (M&V 2015)", _CAFFENET_MCN),
+                        "BVLC reference CaffeNet, conv→ReLU→pool→LRN (M&V 2015)", "alexnet", _CAFFENET_MCN,
+                        figure_layers=_CAFFENET_MCN[:20], hidden_taps=("pool5_flat",),
+                        layer_group=_alex_groups(_CAFFENET_MCN)),
     "vgg16": NetSpec(builders.vgg16, 224, "BGR", _VGG_MEAN, None, "VGG_ILSVRC_16_layers.caffemodel",
-                     "Caffe VGG16 (configuration D)", _VGG_MCN),
+                     "Caffe VGG16 (configuration D)", "vgg", _VGG_MCN, hidden_taps=("pool5_flat",),
+                     layer_group=_vgg_groups()),
     "vgg16_bn": NetSpec(builders.vgg16_bn, 224, "RGB", _IMAGENET_MEAN, _IMAGENET_STD, "vgg16-bn-7.onnx",
-                        "ONNX-zoo VGG16-BN (MXNet Gluon export)"),
+                        "ONNX-zoo VGG16-BN (MXNet Gluon export)", "vgg", hidden_taps=("pool5_flat",),
+                        layer_group=_vgg_groups()),
     "resnet18": NetSpec(builders.resnet18, 224, "RGB", _IMAGENET_MEAN, _IMAGENET_STD,
-                        "resnet18-v1-7.onnx (or a torchvision export)", "ResNet-18 v1, torchvision layout"),
+                        "resnet18-v1-7.onnx (or a torchvision export)", "ResNet-18 v1, torchvision layout", "resnet",
+                        stage_aliases=_RESNET_STAGES),
 }
 
 _SKIP_TAPS = ("_pad",)
-_WEIGHTS_SOURCE: "weakref.WeakKeyDictionary[keras.Model, str]" = weakref.WeakKeyDictionary()
-_NET_OF: "weakref.WeakKeyDictionary[keras.Model, str]" = weakref.WeakKeyDictionary()
 
 
 def _spec(name: str) -> NetSpec:
@@ -124,19 +149,23 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
     elif weights not in (None, "random"):
         _weights.load_weights(model, weights)
         source = str(weights)
-    _WEIGHTS_SOURCE[model] = source
-    _NET_OF[model] = name
+    _tag(model, name, source)
     return model
 
 
+def _tag(model: keras.Model, net: str, source: str) -> None:
+    """Record on the model itself which net it is and where its weights came from (no side tables)."""
+    model.tfrestore_net, model.tfrestore_weights = net, source
+
+
 def weights_source(model: keras.Model) -> str:
-    """``"random"`` or the path the model's weights were loaded from."""
-    return _WEIGHTS_SOURCE.get(model, "unknown")
+    """``"random"`` or the path the model's weights were loaded from (``"unknown"`` for foreign models)."""
+    return getattr(model, "tfrestore_weights", "unknown")
 
 
 def net_of(model: keras.Model) -> str:
     """Registry name of a model built by :func:`build` (falls back to ``model.name``)."""
-    return _NET_OF.get(model, model.name)
+    return getattr(model, "tfrestore_net", model.name)
 
 
 def _taps(model: keras.Model) -> list[str]:
@@ -177,12 +206,18 @@ def aliases(name: str) -> dict[str, str]:
         out["softmax"] = "prob"
     for i, t in enumerate(spec.matconvnet_order, start=1):
         out[f"l{i}"] = t
-    if name == "resnet18":
-        for s in range(1, 5):
-            out[f"layer{s}"] = f"layer{s}.1"
-            out[f"res{s}"] = f"layer{s}.1"
-            out[f"middle{s}"] = f"layer{s}.0.conv1"
+    out.update(spec.stage_aliases)
     return out
+
+
+def figure_layers(name: str) -> list[str]:
+    """The layers a per-layer figure inverts by default: M&V's 20 for the AlexNets, else every conv / ReLU /
+    pool / fc / stage tap that is a layer of the paper."""
+    spec = _spec(name)
+    if spec.figure_layers:
+        return list(spec.figure_layers)
+    return [t for t in layer_names(name) if t.startswith(("conv", "relu", "pool", "fc", "layer"))
+            and t not in spec.hidden_taps and not t.endswith(".add")]
 
 
 def resolve_layer(name_or_model: str | keras.Model, layer: str) -> str:
@@ -208,8 +243,7 @@ def feature_extractor(name_or_model: str | keras.Model, layers: Sequence[str] | 
         layers = [layers]
     outputs = {l: model.get_layer(resolve_layer(model, l)).output for l in layers}
     extractor = keras.Model(model.input, outputs, name=f"{model.name}_features")
-    _NET_OF[extractor] = net_of(model)
-    _WEIGHTS_SOURCE[extractor] = weights_source(model)
+    _tag(extractor, net_of(model), weights_source(model))
     return extractor
 
 
@@ -311,4 +345,9 @@ def jitter_t(name_or_model, layer: str) -> int:
     return max(int(np.floor(stride / 4 + 0.5)), 1)
 
 
-__all__ += ["receptive_field", "jitter_t"]
+__all__ += ["receptive_field", "jitter_t", "figure_layers", "spec"]
+
+
+def spec(name: str) -> NetSpec:
+    """The registry entry of a net (raises with the list of valid nets)."""
+    return _spec(name)

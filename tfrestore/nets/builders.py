@@ -15,27 +15,30 @@ from keras import layers
 
 from .layers import CaffeLRN, ChannelMajorFlatten, MaxPool
 
-_seed_counter = [0]
+class _Initializers:
+    """He-normal kernels with per-layer seeds seed·1000 + 1, + 2, … in build order, so random-weight builds are
+    reproducible (one instance per build; ``seed=None`` gives unseeded He-normal)."""
+
+    def __init__(self, seed: int | None):
+        self.seed, self.count = seed, 0
+
+    def __call__(self):
+        if self.seed is None:
+            return "he_normal"
+        self.count += 1
+        return keras.initializers.HeNormal(seed=self.seed * 1000 + self.count)
 
 
-def _init(seed: int | None):
-    """He-normal kernels with a per-layer seed, so random-weight builds are reproducible."""
-    if seed is None:
-        return "he_normal"
-    _seed_counter[0] += 1
-    return keras.initializers.HeNormal(seed=seed * 1000 + _seed_counter[0])
-
-
-def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, seed=None):
+def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, init=None):
     if pad:
         x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
     return layers.Conv2D(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=bias,
-                         kernel_initializer=_init(seed), name=name)(x)
+                         kernel_initializer=init(), name=name)(x)
 
 
 def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> keras.Model:
     """BVLC AlexNet (``order='norm_pool'``, Krizhevsky) or CaffeNet (``order='pool_norm'``)."""
-    _seed_counter[0] = 0
+    init = _Initializers(seed)
     inp = keras.Input((image_size, image_size, 3), name="data")
 
     def block(x, i):
@@ -45,22 +48,22 @@ def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> 
         x = MaxPool(3, 2, name=f"pool{i}")(x)
         return CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x)
 
-    x = _conv(inp, "conv1", 96, 11, stride=4, seed=seed)
+    x = _conv(inp, "conv1", 96, 11, stride=4, init=init)
     x = block(layers.ReLU(name="relu1")(x), 1)
-    x = _conv(x, "conv2", 256, 5, pad=2, groups=2, seed=seed)
+    x = _conv(x, "conv2", 256, 5, pad=2, groups=2, init=init)
     x = block(layers.ReLU(name="relu2")(x), 2)
-    x = layers.ReLU(name="relu3")(_conv(x, "conv3", 384, 3, pad=1, seed=seed))
-    x = layers.ReLU(name="relu4")(_conv(x, "conv4", 384, 3, pad=1, groups=2, seed=seed))
-    x = layers.ReLU(name="relu5")(_conv(x, "conv5", 256, 3, pad=1, groups=2, seed=seed))
+    x = layers.ReLU(name="relu3")(_conv(x, "conv3", 384, 3, pad=1, init=init))
+    x = layers.ReLU(name="relu4")(_conv(x, "conv4", 384, 3, pad=1, groups=2, init=init))
+    x = layers.ReLU(name="relu5")(_conv(x, "conv5", 256, 3, pad=1, groups=2, init=init))
     x = MaxPool(3, 2, name="pool5")(x)
-    return keras.Model(inp, _caffe_head(x, seed), name=name)
+    return keras.Model(inp, _caffe_head(x, init), name=name)
 
 
-def _caffe_head(x, seed, fc=4096):
+def _caffe_head(x, init, fc=4096):
     x = ChannelMajorFlatten(name="pool5_flat")(x)
-    x = layers.ReLU(name="relu6")(layers.Dense(fc, kernel_initializer=_init(seed), name="fc6")(x))
-    x = layers.ReLU(name="relu7")(layers.Dense(fc, kernel_initializer=_init(seed), name="fc7")(x))
-    x = layers.Dense(1000, kernel_initializer=_init(seed), name="fc8")(x)
+    x = layers.ReLU(name="relu6")(layers.Dense(fc, kernel_initializer=init(), name="fc6")(x))
+    x = layers.ReLU(name="relu7")(layers.Dense(fc, kernel_initializer=init(), name="fc7")(x))
+    x = layers.Dense(1000, kernel_initializer=init(), name="fc8")(x)
     return layers.Softmax(name="prob")(x)
 
 
@@ -82,13 +85,13 @@ def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0) ->
 
     ``width`` < 1 scales every channel count and fc size (same topology; used to test converters quickly).
     """
-    _seed_counter[0] = 0
+    init = _Initializers(seed)
     inp = x = keras.Input((image_size, image_size, 3), name="data")
     for b, n, ch in VGG_BLOCKS:
         for i in range(1, n + 1):
-            x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, seed=seed))
+            x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, init=init))
         x = MaxPool(2, 2, name=f"pool{b}")(x)
-    return keras.Model(inp, _caffe_head(x, seed, _w(4096, width)), name="vgg16")
+    return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name="vgg16")
 
 
 def _w(channels: int, width: float) -> int:
@@ -97,30 +100,30 @@ def _w(channels: int, width: float) -> int:
 
 def vgg16_bn(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
     """ONNX-zoo VGG16-BN (MXNet Gluon ``vgg16_bn``): conv(bias) → BN(eps 1e-5) → ReLU. Input RGB standardised."""
-    _seed_counter[0] = 0
+    init = _Initializers(seed)
     inp = x = keras.Input((image_size, image_size, 3), name="data")
     for b, n, ch in VGG_BLOCKS:
         for i in range(1, n + 1):
-            x = _conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, seed=seed)
+            x = _conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, init=init)
             x = layers.BatchNormalization(epsilon=1e-5, name=f"bn{b}_{i}")(x)
             x = layers.ReLU(name=f"relu{b}_{i}")(x)
         x = MaxPool(2, 2, ceil_mode=False, name=f"pool{b}")(x)
     x = ChannelMajorFlatten(name="pool5_flat")(x)
-    x = layers.ReLU(name="relu6")(layers.Dense(_w(4096, width), kernel_initializer=_init(seed), name="fc6")(x))
-    x = layers.ReLU(name="relu7")(layers.Dense(_w(4096, width), kernel_initializer=_init(seed), name="fc7")(x))
-    x = layers.Dense(1000, kernel_initializer=_init(seed), name="fc8")(x)
+    x = layers.ReLU(name="relu6")(layers.Dense(_w(4096, width), kernel_initializer=init(), name="fc6")(x))
+    x = layers.ReLU(name="relu7")(layers.Dense(_w(4096, width), kernel_initializer=init(), name="fc7")(x))
+    x = layers.Dense(1000, kernel_initializer=init(), name="fc8")(x)
     return keras.Model(inp, x, name="vgg16_bn")
 
 
-def _basic_block(x, name, filters, stride, seed):
+def _basic_block(x, name, filters, stride, init):
     shortcut = x
-    y = _conv(x, f"{name}.conv1", filters, 3, stride=stride, pad=1, bias=False, seed=seed)
+    y = _conv(x, f"{name}.conv1", filters, 3, stride=stride, pad=1, bias=False, init=init)
     y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.bn1")(y)
     y = layers.ReLU(name=f"{name}.relu1")(y)
-    y = _conv(y, f"{name}.conv2", filters, 3, pad=1, bias=False, seed=seed)
+    y = _conv(y, f"{name}.conv2", filters, 3, pad=1, bias=False, init=init)
     y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.bn2")(y)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = _conv(x, f"{name}.downsample.0", filters, 1, stride=stride, bias=False, seed=seed)
+        shortcut = _conv(x, f"{name}.downsample.0", filters, 1, stride=stride, bias=False, init=init)
         shortcut = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.downsample.1")(shortcut)
     y = layers.Add(name=f"{name}.add")([y, shortcut])
     return layers.ReLU(name=name)(y)
@@ -132,16 +135,16 @@ def resnet18(image_size: int = 224, seed: int | None = None, num_classes: int = 
     Block outputs are named like torchvision modules (``layer2.0``), their insides ``layer2.0.conv1`` … and the
     stage outputs ``layer1`` … ``layer4`` are the last block of each stage (aliases in the registry).
     """
-    _seed_counter[0] = 0
+    init = _Initializers(seed)
     inp = keras.Input((image_size, image_size, 3), name="data")
-    x = _conv(inp, "conv1", 64, 7, stride=2, pad=3, bias=False, seed=seed)
+    x = _conv(inp, "conv1", 64, 7, stride=2, pad=3, bias=False, init=init)
     x = layers.BatchNormalization(epsilon=1e-5, name="bn1")(x)
     x = layers.ReLU(name="relu")(x)
     x = MaxPool(3, 2, pad=1, ceil_mode=False, name="maxpool")(x)
     for stage, filters in enumerate((64, 128, 256, 512), start=1):
         for block in range(2):
             stride = 2 if (stage > 1 and block == 0) else 1
-            x = _basic_block(x, f"layer{stage}.{block}", filters, stride, seed)
+            x = _basic_block(x, f"layer{stage}.{block}", filters, stride, init)
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
-    x = layers.Dense(num_classes, kernel_initializer=_init(seed), name="fc")(x)
+    x = layers.Dense(num_classes, kernel_initializer=init(), name="fc")(x)
     return keras.Model(inp, x, name="resnet18")

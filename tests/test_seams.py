@@ -1,0 +1,212 @@
+"""The engine's seams: a generator network as the parameterisation, callbacks at every log point, the engine
+against hand-written loops, degradation operators and their adjoints, the shared metrics, file modes, and the
+command line refusing flags a paper does not take."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore import callbacks, degrade, files, metrics, nets, optim, param
+from tfrestore import objectives as O
+from tfrestore.engine import Optimization
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _generator(seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="tanh", name="g1")(inp)
+    return keras.Model(inp, keras.layers.Conv2D(3, 3, padding="same", name="g2")(x))
+
+
+def test_generator_parameterisation_matches_a_hand_written_loop():
+    """Deep-image-prior style: the weights of a small conv net are optimised so its output matches a target.
+    The engine with optim.Adam (tf1 ε placement) must follow keras.optimizers.Adam in a plain GradientTape loop."""
+    z = np.random.default_rng(0).uniform(0, 1, (2, 8, 8, 4)).astype(np.float32)
+    target = _generator(seed=5)(z).numpy()                 # reachable by the same architecture
+    steps, lr = 60, 0.02
+
+    ref_model = _generator()
+    opt = keras.optimizers.Adam(lr, epsilon=1e-8)
+    losses = []
+    for _ in range(steps):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(ref_model(z) - target))
+        grads = tape.gradient(loss, ref_model.trainable_variables)
+        opt.apply_gradients(zip(grads, ref_model.trainable_variables))
+        losses.append(float(loss))
+    ref_final = float(tf.reduce_sum(tf.square(ref_model(z) - target)))
+
+    gen = param.Generator(_generator(), z, training=False)
+    objective = O.image_l2(target)          # per problem Σ(x − target)²; the engine sums over problems
+    run = Optimization(objective, gen, optim.Adam(epsilon=1e-8), optim.Schedule([optim.Stage(steps, lr)]),
+                       log_every=10)
+    result = run.run(progress=False)
+    assert ref_final < losses[0] / 3                       # the reference really optimised
+    assert float(result.loss.sum()) == pytest.approx(ref_final, rel=1e-4)
+    np.testing.assert_allclose(result.images, ref_model(z).numpy(), rtol=1e-3, atol=1e-4)
+
+
+def test_generator_refuses_projection_and_per_problem_schedules():
+    gen = param.Generator(_generator(), np.zeros((2, 8, 8, 4), np.float32))
+    sched = optim.Schedule([optim.Stage(3, 0.1)])
+    with pytest.raises(ValueError, match="cannot be projected"):
+        Optimization(O.tv(2), gen, optim.Adam(), sched, project=lambda x: x)
+    with pytest.raises(ValueError, match="same schedule"):
+        Optimization(O.tv(2), gen, optim.Adam(), [sched, optim.Schedule([optim.Stage(3, 0.2)])])
+
+
+class Recorder(callbacks.Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_run_begin(self, run):
+        self.events.append(("begin", run.steps_done))
+
+    def on_log_point(self, run, point):
+        self.events.append(("point", point.step, point.last, sorted(point.values)))
+
+    def on_run_end(self, run, result):
+        self.events.append(("end", result.steps))
+
+
+def test_callbacks_see_every_log_point_and_step_is_public():
+    x0 = np.random.default_rng(0).normal(0, 1, (2, 5, 5, 3)).astype(np.float32)
+    run = Optimization(O.image_l2(x0) + 0.1 * O.tv(2), param.Pixels(np.zeros_like(x0)), optim.SGD(),
+                       optim.Schedule([optim.Stage(12, 0.05)]), log_every=5)
+    rec = Recorder()
+    run.run([rec])
+    points = [e for e in rec.events if e[0] == "point"]
+    assert [p[1] for p in points] == [1, 6, 11, 12] == run.log_points()
+    assert [p[2] for p in points] == [False, False, False, True]
+    assert all(p[3] == ["image_l2", "tv2"] for p in points)
+    assert rec.events[0] == ("begin", 0) and rec.events[-1] == ("end", 12)
+    # step(n) runs exactly n more steps and stops at the end of the schedule
+    run2 = Optimization(O.image_l2(x0), param.Pixels(np.zeros_like(x0)), optim.SGD(),
+                        optim.Schedule([optim.Stage(12, 0.05)]))
+    assert run2.step(4) == 4 and run2.step(100) == 12 and run2.steps_done == 12
+    np.testing.assert_allclose(run2.images(), x0 * (1 - (1 - 2 * 0.05) ** 12), rtol=1e-5)   # closed form of SGD
+
+
+def test_mv2015_engine_equals_a_hand_written_momentum_loop():
+    """M&V 2015 on CaffeNet conv3 for seed 0, 8 steps: the engine (schedule, σ scaling, momentum reset, batched
+    objective) against the formula written out with a GradientTape."""
+    from reproductions import mv2015
+    from tfrestore.inversion import Extractors
+    model = nets.build("caffenet", weights=None)
+    ext = Extractors(model)
+    img = np.random.default_rng(0).integers(0, 256, (227, 227, 3)).astype(np.uint8)
+    p = mv2015.problem(mv2015.FIGURES["layers"], net="caffenet", image_rgb=img, extractors=ext, layers=["conv3"],
+                       steps=8)
+    init = p.param.image().numpy()
+    assert p.settings["lambda_tv"] == [10.0]
+    run = Optimization.from_problem(p, to_input=lambda x: nets.to_input("caffenet", x))
+    engine = run.run(progress=False).images
+
+    s = mv2015.SIGMA
+    target = ext.features("caffenet", "conv3", p.x0)
+    f = ext("conv3")
+    xt, m = tf.Variable(init / s), tf.zeros_like(init)
+    lr, reset, _ = p.schedule.arrays()
+    for t in range(8):
+        with tf.GradientTape() as tape:
+            x = xt * s
+            phi = f(nets.to_input("caffenet", x))["conv3"]
+            data = tf.reduce_sum((phi - target) ** 2) / np.sum(target.astype(np.float64) ** 2)
+            dw = tf.pad(x[:, :, 1:] - x[:, :, :-1], [[0, 0], [0, 0], [0, 1], [0, 0]])
+            dh = tf.pad(x[:, 1:] - x[:, :-1], [[0, 0], [0, 1], [0, 0], [0, 0]])
+            tv = tf.reduce_sum(dw ** 2 + dh ** 2)
+            e = data + (10.0 / 2 * tv + mv2015.LAMBDA_L2 / 2 * tf.reduce_sum(x ** 6)) / s ** 2   # λTV(conv3) = 10
+        g = tape.gradient(e, xt)
+        m = (0 if reset[t] else 0.9 * m) - lr[t] * g
+        xt.assign_add(m)
+    np.testing.assert_allclose(engine, (xt * s).numpy(), rtol=1e-4, atol=1e-2)
+    assert np.abs(engine - init).max() > 1.0                 # it moved
+
+
+@pytest.mark.parametrize("op", [
+    degrade.Blur(degrade.gaussian_kernel(5, 1.0), "circular"),
+    degrade.Blur(degrade.gaussian_kernel(5, 1.0), "circular", centred=False),
+    degrade.Blur(np.arange(12.0).reshape(3, 4), "zero"),
+    degrade.FourFactorBlur(np.array([[1.0, 0.2], [0.3, 0.0]])),
+    degrade.Downsample(2, "box"), degrade.Downsample(4, "lanczos"),
+    degrade.Mask(degrade.random_mask((16, 12), 0.5)), degrade.GaussianNoise(0.1)])
+def test_degradations_have_their_adjoints(op):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 16, 12, 3))
+    ax = op(x).numpy()
+    y = rng.normal(size=ax.shape)
+    aty = op.adjoint(y).numpy()
+    assert aty.shape == x.shape and ax.dtype == np.float64
+    assert np.sum(ax * y) == pytest.approx(np.sum(x * aty), rel=1e-5)     # resize kernels run in float32
+
+
+def test_blur_matches_scipy_and_box_downsampling_is_block_mean():
+    from scipy.signal import convolve2d
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 9, 11, 1))
+    k = rng.normal(size=(3, 5))
+    np.testing.assert_allclose(degrade.blur(x, k, "zero")[0, ..., 0], convolve2d(x[0, ..., 0], k, "same"), atol=1e-12)
+    d = degrade.Downsample(2)(np.arange(16.0).reshape(1, 4, 4, 1)).numpy()[0, ..., 0]
+    np.testing.assert_allclose(d, [[2.5, 4.5], [10.5, 12.5]])
+    m = degrade.stroke_mask((32, 32), strokes=5, seed=0)
+    assert 0 < (m == 0).mean() < 0.5
+
+
+def test_metrics_against_closed_forms():
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (3, 16, 16, 3))
+    b = a + rng.normal(0, 5, a.shape)
+    mse = ((a - b) ** 2).reshape(3, -1).mean(1)
+    np.testing.assert_allclose(metrics.psnr(a, b), 10 * np.log10(255 ** 2 / mse))
+    np.testing.assert_allclose(metrics.nmse_dot(a, b), ((a - b) ** 2).reshape(3, -1).sum(1) / (a * b).reshape(3, -1).sum(1))
+    assert metrics.ssim(a, a).tolist() == [1.0, 1.0, 1.0] and (metrics.ssim(a, b) < 1).all()
+    mean, half = metrics.mean_ci95([1.0, 2.0, 3.0, 4.0])
+    assert mean == 2.5 and half == pytest.approx(1.96 * np.std([1, 2, 3, 4]) / 2)
+    # Gram score: one layer = identity features; G of F − its global mean
+    feats = lambda imgs: {"id": np.asarray(imgs, np.float64)}
+    f = a[:1].reshape(-1, 3) - a[:1].mean()
+    g = b[:1].reshape(-1, 3) - b[:1].mean()
+    want = np.sum((f.T @ f - g.T @ g) ** 2) / np.sum((f.T @ f) ** 2)
+    assert metrics.gram_score(feats, a[:1], b[:1], crop=None)[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_result_files_get_the_normal_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "a.txt", "x")
+        files.save_png(tmp_path / "a.png", np.zeros((4, 4, 3)))
+    finally:
+        os.umask(old)
+    for f in ("a.txt", "a.png"):
+        assert (tmp_path / f).stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.txt"]    # no temporary file left
+
+
+def test_importing_tfrestore_changes_no_environment():
+    # (LD_LIBRARY_PATH is extended by a dependency's own import hook, not by tfrestore)
+    code = ("import os, logging; keep = lambda: {k: v for k, v in os.environ.items() if k != 'LD_LIBRARY_PATH'}; "
+            "before = keep(); lvl = logging.getLogger('tensorflow').level; "
+            "import tfrestore, tfrestore.engine, tfrestore.nets, tfrestore.inversion; "
+            "assert keep() == before, set(keep().items()) ^ set(before.items()); "
+            "assert logging.getLogger('tensorflow').level == lvl")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args,bad", [(["--paper=deconv", "--optimizer=adam"], "--optimizer"),
+                                      (["--paper=mv2015", "--data=/tmp"], "--data"),
+                                      (["--paper=forward", "--steps=3"], "--steps")])
+def test_main_refuses_flags_the_paper_does_not_take(args, bad):
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=ROOT,
+                       timeout=300)
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
+    assert len(lines) == 1 and f"does not take {bad}" in lines[0] and "it takes --" in lines[0]

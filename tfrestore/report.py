@@ -1,0 +1,92 @@
+"""Outputs every paper shares: the display stretch, figure grids, text tables and one atomic output writer.
+
+    report.write(out, title=..., metrics={...}, table=text, figure=[(image01, caption), ...],
+                 pngs={"rec_00_conv1": image01}, arrays={"reconstructions": array})
+
+Every file is written atomically (:mod:`tfrestore.files`): a crash leaves the previous version or nothing.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import files
+
+
+def stretch(images: np.ndarray) -> np.ndarray:
+    """M&V display (VLFeat ``vl_imsc``): joint min–max over all pixels and channels of each image, to [0, 1].
+    A batch [N, H, W, C] is stretched per image."""
+    x = np.asarray(images, np.float64)
+    axes = tuple(range(1, x.ndim)) if x.ndim == 4 else None
+    lo = x.min(axis=axes, keepdims=True)
+    hi = (x - lo).max(axis=axes, keepdims=True)
+    return (x - lo) / np.maximum(hi, 1e-12)
+
+
+def safe_name(label: str) -> str:
+    """A label as a file-name fragment (letters, digits, '.', '_', '-')."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in label)
+
+
+def table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
+    """A fixed-width text table. ``columns``: (header, row key, format spec such as ``">12.4g"``)."""
+    widths = [max(len(h), 8) + 2 for h, _, _ in columns]
+    head = "".join(f"{h:>{w}}" if i else f"{h:<{w}}" for i, ((h, _, _), w) in enumerate(zip(columns, widths)))
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = []
+        for i, ((_, key, fmt), w) in enumerate(zip(columns, widths)):
+            v = r.get(key, "")
+            text = format(v, fmt) if isinstance(v, (int, float, np.floating, np.integer)) and \
+                not isinstance(v, bool) else str(v)
+            cells.append(f"{text:>{w}}" if i else f"{text:<{w}}")
+        lines.append("".join(cells))
+    return "\n".join(lines)
+
+
+def figure(path: str | Path, panels: Sequence[tuple[np.ndarray, str]], title: str, ncols: int | None = None,
+           panel_size: float = 2.0) -> Path:
+    """A grid of images in [0, 1] ([H, W], [H, W, 1] or [H, W, 3]) with captions, written atomically as PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(panels)
+    ncols = ncols or min(n, 7)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, (panel_size + 0.25) * nrows + 0.4),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (img, cap) in zip(axes.flat, panels):
+        img = np.clip(np.asarray(img), 0, 1)
+        if img.ndim == 3 and img.shape[-1] == 1:
+            img = img[..., 0]
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        ax.set_title(cap, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+    return Path(path)
+
+
+def write(out: str | Path, *, title: str, metrics: dict, table: str = "",
+          figure_panels: Sequence[tuple[np.ndarray, str]] = (), figure_columns: int | None = None,
+          pngs: dict[str, np.ndarray] | None = None, arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Write a run's outputs to ``out``: ``<name>.png`` for each image in [0, 1], ``<name>.npy`` for each array,
+    ``figure.png``, ``metrics.json`` (with ``title``) and ``table.txt``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, img in (pngs or {}).items():
+        files.save_png(out / f"{name}.png", img)
+    for name, arr in (arrays or {}).items():
+        files.save_npy(out / f"{name}.npy", arr)
+    if figure_panels:
+        figure(out / "figure.png", figure_panels, title, figure_columns)
+    files.write_json(out / "metrics.json", {"title": title, **metrics})
+    if table:
+        files.write_text(out / "table.txt", table + "\n")
+    return out
