@@ -14,8 +14,10 @@ import logging
 import os
 import sys
 
-# Quiet TensorFlow's C++ start-up notices before it is imported (the library itself changes no environment).
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Quiet TensorFlow's C++ start-up notices (cuInit on CPU-only machines, CPU feature lines) before it is imported;
+# --verbose keeps them. The library itself changes no environment.
+if "--verbose" not in sys.argv[1:]:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
 from absl import app, flags  # noqa: E402
 
@@ -34,6 +36,7 @@ flags.DEFINE_string("experiment", None, "experiment / figure within a paper; see
 flags.DEFINE_string("data", None, "a folder of images (or HR/LR, sharp/blur pairs) instead of the embedded samples")
 flags.DEFINE_bool("resume", None, "continue an interrupted run from its last checkpoint in --out")
 flags.DEFINE_bool("list", False, "print papers, experiments, nets and their layer names, then exit")
+flags.DEFINE_bool("verbose", False, "show TensorFlow's and absl's informational log lines")
 
 
 def _print_list() -> None:
@@ -75,10 +78,40 @@ def _given_flags() -> list[str]:
     return [name for name in _CONFIG_FLAGS if FLAGS[name].present]
 
 
+_NATIVE_NOISE = ("cudart_stub.cc", "absl::InitializeLog", "cuInit", "cuda_platform.cc", "cpu_feature_guard.cc",
+                 "rebuild TensorFlow with the appropriate compiler flags", "Could not find cuda drivers")
+
+
+def _start_tensorflow_quietly() -> None:
+    """Import TensorFlow and initialise its devices with the C++ start-up notices filtered out of stderr (they
+    bypass TF_CPP_MIN_LOG_LEVEL on CPU-only machines: "Could not find cuda drivers", "failed call to cuInit");
+    any other line written meanwhile is passed on."""
+    import tempfile
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as buf:
+        os.dup2(buf.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            buf.seek(0)
+            for line in buf.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(n in line for n in _NATIVE_NOISE):
+                    sys.stderr.write(line)
+
+
 def main(argv) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if not FLAGS.verbose:
+        _start_tensorflow_quietly()
+    if not FLAGS.verbose:
+        from absl import logging as absl_logging
+        absl_logging.set_verbosity(absl_logging.WARNING)      # e.g. the checkpoint saver's "Sharding callback"
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     if FLAGS.list:
         _print_list()
         return 0
@@ -96,6 +129,9 @@ def main(argv) -> int:
                              f"it takes {', '.join('--' + f for f in accepted)}")
         if FLAGS.steps is not None and FLAGS.steps <= 0:
             raise ValueError(f"--steps must be a positive number of steps, got {FLAGS.steps}")
+        if FLAGS.image is not None:           # checked before any network is built: one line, exit 2
+            from tfrestore import data
+            data.load_image(FLAGS.image)
         if FLAGS.net is not None and FLAGS.net not in nets.REGISTRY:
             raise ValueError(f"unknown net '{FLAGS.net}'; valid nets: {', '.join(nets.net_names())}")
         config = {k: getattr(FLAGS, k) for k in _given_flags()}
@@ -103,8 +139,15 @@ def main(argv) -> int:
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:          # SIGINT / SIGTERM: the engine saved a checkpoint first
+        print(f"interrupted: {e or 'stopped'}", file=sys.stderr)
+        return 130
     return 0
 
 
 if __name__ == "__main__":
+    if any(a in ("-h", "--help", "--helpshort", "-?") for a in sys.argv[1:]):
+        FLAGS(sys.argv[:1])
+        print(__doc__ + "\n" + FLAGS.main_module_help())
+        sys.exit(0)
     app.run(main)

@@ -39,8 +39,13 @@ def setup(*, paper: str, net: str, experiment: str, weights: str = "auto", out: 
 
 
 def load(net: str, image: str, size: int | None = None) -> np.ndarray:
-    """RGB uint8 at the net's input size, M&V's anisotropic resize."""
-    return data.load_image(image, size or nets.input_size(net))
+    """RGB uint8 at the net's input size, M&V's anisotropic resize (with a warning when that enlarges it)."""
+    size = size or nets.input_size(net)
+    img = data.load_image(image)
+    if min(img.shape[:2]) < size:
+        print(f"warning: '{image}' is {img.shape[1]}×{img.shape[0]} pixels, smaller than {net}'s {size}×{size} "
+              "input; it is enlarged, so fine detail in the reconstruction is interpolation", flush=True)
+    return data.resize(img, size)
 
 
 def resolve_layers(net: str, layers: Sequence[str]) -> list[str]:
@@ -62,9 +67,12 @@ def optimise(problem: Problem, s: Setup, *, image_rgb: np.ndarray, config: dict,
                                     display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=log_every,
                                     jit_compile=jit_compile, config=config)
     print(f"{title}: {len(problem.labels)} problems in one graph, objective {problem.objective!r}", flush=True)
-    result = run.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
+    try:
+        result = run.run(out=s.out, logdir=s.logdir, resume=resume, progress=progress)
+    except KeyboardInterrupt as e:
+        raise KeyboardInterrupt(f"{e}; continue with --resume --out={s.out}") from None
     rows = evaluate(s.extractors, s.net, problem.layers, problem.x0, result.images, problem.masks)
-    text = table(rows, problem.labels)
+    text = table(rows, problem.labels, s.net, s.weights)
     print(text, flush=True)
     originals = np.repeat(image_rgb[None], len(problem.labels), 0)
     title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"

@@ -210,3 +210,59 @@ def test_main_refuses_flags_the_paper_does_not_take(args, bad):
     assert r.returncode == 2
     lines = [l for l in r.stderr.splitlines() if l.startswith("error:")]
     assert len(lines) == 1 and f"does not take {bad}" in lines[0] and "it takes --" in lines[0]
+
+
+def _main(*args, **kw):
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600, **kw)
+
+
+def test_new_user_inputs_fail_with_one_line(tmp_path):
+    fake = tmp_path / "photo.png"
+    fake.write_text("not an image")
+    for args, words in ((["--steps=0"], "positive"), (["--steps=-5"], "positive"),
+                        ([f"--image={fake}"], "cannot read"), ([f"--image={tmp_path}"], "is a folder")):
+        r = _main("--paper=mv2015", "--layers=conv1", f"--out={tmp_path / 'o'}", *args)
+        errors = [l for l in r.stderr.splitlines() if l.strip()]
+        assert r.returncode == 2 and len(errors) == 1 and words in errors[0], (args, r.stderr[-500:])
+    r = _main("--help")
+    assert r.returncode == 0 and "--paper" in r.stdout
+
+
+def test_default_run_is_quiet_honest_and_sigterm_resumes_exactly(tmp_path):
+    import signal
+    import time
+    common = ["--paper=mv2015", "--layers=conv1", "--steps=200", "--image=coffee"]
+    full = _main(*common, f"--out={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr[-2000:]
+    out = full.stdout + full.stderr
+    assert "cuInit" not in out and "Sharding callback" not in out
+    table = (tmp_path / "full" / "table.txt").read_text()
+    assert "RANDOM" in table and "n/a" in table and "True" not in table
+    from PIL import Image
+    png = Image.open(tmp_path / "full" / "rec_00_conv1.png")
+    assert png.text["weights"] == "random" and png.text["net"] == "caffenet"
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *common, f"--out={tmp_path / 'cut'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    seen = []
+    for line in proc.stdout:                        # wait until the optimisation is under way
+        seen.append(line)
+        if line.startswith("step ") and not line.startswith("step      1/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "interrupted" in rest and "--resume" in rest
+    resumed = _main(*common, f"--out={tmp_path / 'cut'}", "--resume")
+    assert resumed.returncode == 0 and "resumed from" in resumed.stdout, resumed.stderr[-2000:]
+    a = np.load(tmp_path / "full" / "reconstructions.npy")
+    b = np.load(tmp_path / "cut" / "reconstructions.npy")
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-3)
+    import json
+    m = json.loads((tmp_path / "cut" / "metrics.json").read_text())
+    assert m["seconds_total"] >= m["seconds"] > 0
+    for f in tmp_path.joinpath("full").iterdir():
+        if f.is_file():
+            assert f.stat().st_mode & 0o077 != 0, f"{f.name} is private"     # group/other may read (umask)

@@ -111,10 +111,12 @@ class TensorBoard(Callback):
         with self._writer.as_default():
             tf.summary.scalar("loss/mean", point.mean_loss, step=point.step)
             tf.summary.scalar("lr", point.lr, step=point.step)
+            applies = run.objective.applicability(len(run.labels))
             for i, label in enumerate(run.labels):
                 tf.summary.scalar(f"{label}/loss", float(point.loss[i]), step=point.step)
                 for name, v in point.values.items():
-                    tf.summary.scalar(f"{label}/{name}", float(v[i]), step=point.step)
+                    if applies.get(name, np.ones(len(run.labels), bool))[i]:   # skip terms set to 0 for it
+                        tf.summary.scalar(f"{label}/{name}", float(v[i]), step=point.step)
             if point.step == point.total or self._count % self.images_every == 0:
                 imgs = report.stretch(run.display(run.images())).astype(np.float32)
                 if imgs.shape[-1] in (1, 3, 4):
@@ -158,28 +160,34 @@ class SavedIterate(Callback):
 
 
 class Checkpoint(Callback):
-    """Checkpoints in ``directory`` every ``every`` steps (at log points) and at the end; with ``resume`` the latest
-    one is restored before the run begins. Holds the engine's variables, optimiser slots, step counter and every
-    callback's state."""
+    """Checkpoints in ``directory`` at the first log point after every ``every`` steps or ``every_seconds`` of wall
+    time, and at the end (also when the run is stopped by a signal); with ``resume`` the latest one is restored
+    before the run begins, and the run says what it found. Holds the engine's variables, optimiser slots, step
+    counter, elapsed time and every callback's state."""
 
     restores = True
 
-    def __init__(self, directory: str | Path, every: int = 100, resume: bool = False):
+    def __init__(self, directory: str | Path, every: int = 100, resume: bool = False, every_seconds: float = 180.0):
         self.directory, self.every, self.resume = Path(directory), int(every), resume
-        self._manager, self._last = None, 0
+        self.every_seconds = float(every_seconds)
+        self._manager, self._last, self._last_time = None, 0, 0.0
 
     def on_run_begin(self, run):
         ckpt = tf.train.Checkpoint(**run.state())
         self._manager = tf.train.CheckpointManager(ckpt, str(self.directory), max_to_keep=1)
         if self.resume and self._manager.latest_checkpoint:
             ckpt.restore(self._manager.latest_checkpoint).assert_existing_objects_matched()
-            print(f"resumed from {self._manager.latest_checkpoint} at step {run.steps_done}", flush=True)
-        self._last = run.steps_done
+            print(f"resumed from {self._manager.latest_checkpoint} at step {run.steps_done} of {run.total_steps}",
+                  flush=True)
+        elif self.resume:
+            print(f"resume: no checkpoint in {self.directory}; starting from step 0", flush=True)
+        self._last, self._last_time = run.steps_done, time.perf_counter()
 
     def on_log_point(self, run, point):
-        if point.step - self._last >= self.every or point.last:
+        due = point.step - self._last >= self.every or time.perf_counter() - self._last_time >= self.every_seconds
+        if due or point.last:
             self._manager.save(checkpoint_number=point.step)
-            self._last = point.step
+            self._last, self._last_time = point.step, time.perf_counter()
 
 
 def standard(out: str | Path | None = None, logdir: str | Path | None = None, resume: bool = False,

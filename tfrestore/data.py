@@ -97,12 +97,18 @@ def load_image(name_or_path: str | os.PathLike, size: int | tuple[int, int] | No
         if not path.exists():
             raise FileNotFoundError(f"'{key}' is neither an embedded sample image ({', '.join(sample_image_names())})"
                                     f" nor an existing file") from None
-    if path.suffix == ".npy":
-        img = np.load(path)
-    else:
-        img = skimage.io.imread(path)
-        if img.ndim == 4:   # animated / multipage: first frame
-            img = img[0]
+    if path.is_dir():
+        raise ValueError(f"'{key}' is a folder, not an image file (give one image; folders go to --data)")
+    try:
+        if path.suffix == ".npy":
+            img = np.load(path)
+        else:
+            img = skimage.io.imread(path)
+            if img.ndim == 4:   # animated / multipage: first frame
+                img = img[0]
+    except Exception as e:   # imageio's messages point at video plugins; say what is wrong with the file
+        raise ValueError(f"cannot read '{key}' as an image: not a readable {path.suffix or 'image'} file "
+                         f"({type(e).__name__}); use PNG, JPEG, BMP, TIFF, GIF or WebP") from None
     img = to_rgb_uint8(img)
     return resize(img, size, crop) if size is not None else img
 

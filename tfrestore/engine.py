@@ -18,6 +18,8 @@ RNG keyed by (seed, step), so a resumed run ends exactly where the uninterrupted
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -71,6 +73,8 @@ class Result:
     steps_run: int                     # steps run in this invocation (fewer after a resume)
     saved_iterate: np.ndarray | None = None   # set by callbacks.SavedIterate
     saved_step: int = 0
+    seconds_total: float = 0.0         # optimisation wall time over every invocation (resumes included)
+    interrupted: bool = False          # stopped by SIGINT / SIGTERM (a checkpoint was written first)
 
     @property
     def seconds_per_step(self) -> float:
@@ -127,6 +131,7 @@ class Optimization:
         self._reset = tf.constant(np.stack([a[1] for a in arrays], axis=1))
         self._jit = tf.constant(arrays[0][2])
         self.iteration = tf.Variable(0, dtype=tf.int32, name="step")
+        self.seconds_before = tf.Variable(0.0, dtype=tf.float64, name="seconds")   # earlier invocations' time
         self.slots = [{k: tf.Variable(s, name=f"{k}{i}") for k, s in optimizer.slots(tuple(v.shape)).items()}
                       for i, v in enumerate(param.variables)]
         if isinstance(optimizer, optimizers.LBFGS):
@@ -146,7 +151,7 @@ class Optimization:
 
     def state(self) -> dict:
         """Everything a checkpoint holds: variables, optimiser slots, step counter, the callbacks' state."""
-        out = {"step": self.iteration, **self.param.trackables()}
+        out = {"step": self.iteration, "seconds": self.seconds_before, **self.param.trackables()}
         for i, slots in enumerate(self.slots):
             out.update({f"slot{i}_{k}": v for k, v in slots.items()})
         for j, cb in enumerate(getattr(self, "_callbacks", [])):
@@ -294,29 +299,35 @@ class Optimization:
         start, total = self.steps_done, self.total_steps
         uses_lr = not isinstance(self.optimizer, optimizers.LBFGS)
         history, loss, values = [], None, None
-        t0 = time.perf_counter()
-        for point in self.log_points():
-            if point <= start:
-                continue
-            self.step(point - self.steps_done)
-            loss, values = self.evaluate()
-            stopping = stop_after is not None and point >= stop_after
-            lr = float(np.mean(self._lr[point - 1])) if uses_lr else 0.0
-            lp = callbacks_lib.LogPoint(step=point, total=total, loss=loss, values=values, lr=lr,
-                                        seconds=time.perf_counter() - t0, start_step=start,
-                                        last=point == total or stopping)
-            history.append({"step": point, "loss": lp.mean_loss, "lr": lr})
-            for cb in ordered:
-                cb.on_log_point(self, lp)
-            if stopping:
-                break
+        t0, base_seconds = time.perf_counter(), float(self.seconds_before.numpy())
+        with _SignalFlag() as signalled:
+            for point in self.log_points():
+                if point <= start:
+                    continue
+                self.step(point - self.steps_done)
+                loss, values = self.evaluate()
+                stopping = (stop_after is not None and point >= stop_after) or signalled.raised
+                lp = callbacks_lib.LogPoint(step=point, total=total, loss=loss, values=values,
+                                            lr=float(np.mean(self._lr[point - 1])) if uses_lr else 0.0,
+                                            seconds=time.perf_counter() - t0, start_step=start,
+                                            last=point == total or stopping)
+                history.append({"step": point, "loss": lp.mean_loss, "lr": lp.lr})
+                self.seconds_before.assign(base_seconds + lp.seconds)    # goes into this point's checkpoint
+                for cb in ordered:
+                    cb.on_log_point(self, lp)
+                if stopping:
+                    break
         seconds = time.perf_counter() - t0
         if loss is None:
             loss, values = self.evaluate()
         result = Result(images=self.images(), values=values, loss=loss, history=history, steps=self.steps_done,
-                        seconds=seconds, steps_run=self.steps_done - start)
+                        seconds=seconds, steps_run=self.steps_done - start,
+                        seconds_total=float(self.seconds_before.numpy()), interrupted=signalled.raised)
         for cb in ordered:
             cb.on_run_end(self, result)
+        if signalled.raised:
+            raise KeyboardInterrupt(f"{signalled.name} at step {result.steps} of {total}; the state is "
+                                    "checkpointed (resume to continue)")
         return result
 
     @classmethod
@@ -325,3 +336,27 @@ class Optimization:
         return cls(problem.objective, problem.param, problem.optimizer, problem.schedule, jitter=problem.jitter,
                    project=problem.project, labels=problem.labels, **kwargs)
 
+
+class _SignalFlag:
+    """While active (main thread only), SIGINT and SIGTERM set ``raised`` instead of killing the process, so the
+    run stops at its next log point with a checkpoint; a second signal interrupts at once."""
+
+    def __init__(self):
+        self.raised, self.name, self._old = False, "", {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.raised:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.raised, self.name = True, signal.Signals(signum).name
+        print(f"{self.name}: stopping at the next log point with a checkpoint", flush=True)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False

@@ -58,10 +58,14 @@ def save_npy(path: str | Path, array: np.ndarray) -> Path:
     return atomic_write(path, lambda p: np.save(p, np.asarray(array)))
 
 
-def save_png(path: str | Path, rgb01: np.ndarray) -> Path:
-    """An image in [0, 1] (H, W) or (H, W, C), clipped and rounded to 8 bits."""
-    import skimage.io
+def save_png(path: str | Path, rgb01: np.ndarray, text: dict[str, str] | None = None) -> Path:
+    """An image in [0, 1] (H, W) or (H, W, C), clipped and rounded to 8 bits; ``text`` goes into PNG tEXt chunks
+    (e.g. the net and whether its weights were random)."""
+    from PIL import Image, PngImagePlugin
     img = (np.clip(np.asarray(rgb01), 0, 1) * 255 + 0.5).astype(np.uint8)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
-    return atomic_write(path, lambda p: skimage.io.imsave(p, img, check_contrast=False))
+    info = PngImagePlugin.PngInfo()
+    for k, v in (text or {}).items():
+        info.add_text(str(k), str(v))
+    return atomic_write(path, lambda p: Image.fromarray(img).save(p, format="PNG", pnginfo=info))

@@ -103,9 +103,15 @@ TABLE_COLUMNS = [("#", "problem", "d"), ("problem", "label", ""), ("rel.sq.feat 
                  ("top-1 kept", "top1_kept", "")]
 
 
-def table(rows: list[dict], labels: Sequence[str]) -> str:
-    """The per-problem table every inversion prints."""
-    return report.table([{**r, "label": lab} for r, lab in zip(rows, labels)], TABLE_COLUMNS)
+def table(rows: list[dict], labels: Sequence[str], net: str = "", weights: str = "") -> str:
+    """The per-problem table every inversion prints, headed by the net and where its weights came from. With
+    random weights the classifier's label means nothing (a random AlexNet gives every input the same class), so
+    the top-1 column says n/a instead of a trivially true value."""
+    random = weights == "random"
+    shown = [{**r, "label": lab, "top1_kept": "n/a" if random else r["top1_kept"]} for r, lab in zip(rows, labels)]
+    head = f"net: {net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network; top-1 n/a"
+                                         if random else weights)
+    return head + "\n" + report.table(shown, TABLE_COLUMNS)
 
 
 def write_outputs(out: str | Path, result: Result, labels: Sequence[str], originals_rgb: np.ndarray,
@@ -124,11 +130,13 @@ def write_outputs(out: str | Path, result: Result, labels: Sequence[str], origin
     panels += [(report.stretch(rgb[i]), f"{labels[i]}\nerr {rows[i]['rel_sq_feature_error']:.3g}")
                for i in range(len(rgb))]
     payload = {"config": config, "steps": result.steps, "seconds": result.seconds,
+               "seconds_total": result.seconds_total, "interrupted": result.interrupted,
                "seconds_per_step": result.seconds_per_step, "saved_iterate_step": result.saved_step,
                "final_loss": result.loss.tolist(), "terms": {k: v.tolist() for k, v in result.values.items()},
                "problems": [{"label": lab, **r} for lab, r in zip(labels, rows)]}
+    png_text = {"Title": title, "net": str(config.get("net", "")), "weights": str(config.get("weights", ""))}
     return report.write(out, title=title, metrics=payload, table=table_text, figure_panels=panels, pngs=pngs,
-                        arrays=arrays)
+                        arrays=arrays, png_text=png_text)
 
 
 def gram_features(model: keras.Model, net: str, layers: Sequence[str]):

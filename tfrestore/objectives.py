@@ -97,6 +97,23 @@ class Objective:
             total = total + tf.cast(w, tf.float32) * v
         return total, values
 
+    def applicability(self, n: int) -> dict[str, np.ndarray]:
+        """{term name (as in the values): [n] bool} — False where a problem's weight is 0 or the term is restricted
+        to other problems (its value there is a constant 0; logs leave it out)."""
+        out: dict[str, np.ndarray] = {}
+        for w, term in self.parts:
+            name = term.name
+            while name in out:
+                name += "_"
+            on = np.broadcast_to(np.asarray(w, np.float32) != 0, (n,)).copy()
+            problems = getattr(term, "problems", None)
+            if problems is not None:
+                mask = np.zeros(n, bool)
+                mask[np.asarray(problems)] = True
+                on &= mask
+            out[name] = on
+        return out
+
     def __repr__(self):
         return " + ".join(f"{_fmt(w)}·{t.name}" for w, t in self.parts)
 

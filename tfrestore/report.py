@@ -75,13 +75,14 @@ def figure(path: str | Path, panels: Sequence[tuple[np.ndarray, str]], title: st
 
 def write(out: str | Path, *, title: str, metrics: dict, table: str = "",
           figure_panels: Sequence[tuple[np.ndarray, str]] = (), figure_columns: int | None = None,
-          pngs: dict[str, np.ndarray] | None = None, arrays: dict[str, np.ndarray] | None = None) -> Path:
+          pngs: dict[str, np.ndarray] | None = None, arrays: dict[str, np.ndarray] | None = None,
+          png_text: dict[str, str] | None = None) -> Path:
     """Write a run's outputs to ``out``: ``<name>.png`` for each image in [0, 1], ``<name>.npy`` for each array,
-    ``figure.png``, ``metrics.json`` (with ``title``) and ``table.txt``."""
+    ``figure.png``, ``metrics.json`` (with ``title``) and ``table.txt``; ``png_text`` is written into every PNG."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for name, img in (pngs or {}).items():
-        files.save_png(out / f"{name}.png", img)
+        files.save_png(out / f"{name}.png", img, png_text)
     for name, arr in (arrays or {}).items():
         files.save_npy(out / f"{name}.npy", arr)
     if figure_panels:
