@@ -1,4 +1,5 @@
-"""One module per paper or experiment; each exposes ``DESCRIPTION`` and ``run(config) -> dict``.
+"""One module per paper or experiment; each exposes ``DESCRIPTION``, ``EXPERIMENTS`` (where it has several) and a
+keyword-only ``run(...) -> dict`` whose arguments are the command-line flags it takes.
 
 ``PAPERS`` maps the ``--paper`` flag of ``main.py`` to the module that runs it.
 """

@@ -266,3 +266,34 @@ def test_default_run_is_quiet_honest_and_sigterm_resumes_exactly(tmp_path):
     for f in tmp_path.joinpath("full").iterdir():
         if f.is_file():
             assert f.stat().st_mode & 0o077 != 0, f"{f.name} is private"     # group/other may read (umask)
+
+
+def _tags(logdir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return set(acc.Tags()["scalars"]) | set(acc.Tags()["tensors"]), acc
+
+
+def test_tensorboard_logs_only_terms_that_apply_and_never_interleaves_runs(tmp_path):
+    m = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(2, 3, name="c")])
+    x0 = np.random.default_rng(0).normal(0, 1, (2, 6, 6, 3)).astype(np.float32)
+    tgt = m(x0).numpy()
+    # problem 0 only has a feature term, problem 1 only TV (weight 0 for problem 0)
+    obj = O.feature_loss(m, "c", tgt[:1], problems=[0]) + np.array([0.0, 1.0]) * O.tv(2)
+
+    def run(logdir, steps):
+        opt = Optimization(obj, param.Pixels(np.zeros_like(x0)), optim.SGD(), optim.Schedule([optim.Stage(steps, 0.01)]),
+                           labels=["a", "b"], log_every=2)
+        opt.run(logdir=logdir, progress=False)
+
+    run(tmp_path / "tb", 4)
+    tags, acc = _tags(tmp_path / "tb")
+    per_problem = {t for t in tags if t.startswith(("a/", "b/"))}
+    assert per_problem == {"a/loss", "a/feature/c", "b/loss", "b/tv2"}
+    run(tmp_path / "tb", 3)                      # started afresh in the same folder
+    _, acc = _tags(tmp_path / "tb")
+    steps = [e.step for e in acc.Tensors("a/loss")] if "a/loss" in acc.Tags()["tensors"] else \
+        [e.step for e in acc.Scalars("a/loss")]
+    assert steps == [1, 3]                       # only the new run's points, in order
+    assert list((tmp_path / "tb" / "previous-1").glob("events.out.tfevents.*"))   # the earlier run is kept

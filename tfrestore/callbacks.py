@@ -91,12 +91,31 @@ class TensorBoard(Callback):
 
     def __init__(self, logdir: str | Path, images_every: int = 4):
         self.logdir, self.images_every = Path(logdir), images_every
-        self._writer, self._count = None, 0
+        self._writer, self._count, self._applies = None, 0, {}
 
     def on_run_begin(self, run):
+        if run.steps_done == 0:
+            self._set_aside_earlier_events()
         self._writer = tf.summary.create_file_writer(str(self.logdir))
+        self._applies = run.objective.applicability(len(run.labels))     # fixed for the run
         if run.steps_done == 0:
             self._log_config(run)
+
+    def _set_aside_earlier_events(self):
+        """A run starting from step 0 in a folder that holds an earlier run's events (one stopped before its first
+        checkpoint, or started afresh) would interleave two curves; the earlier events move to ``previous-<k>/``,
+        which TensorBoard shows as a run of its own."""
+        earlier = sorted(self.logdir.glob("events.out.tfevents.*"))
+        if not earlier:
+            return
+        k = 1
+        while (self.logdir / f"previous-{k}").exists():
+            k += 1
+        keep = self.logdir / f"previous-{k}"
+        keep.mkdir()
+        for f in earlier:
+            f.rename(keep / f.name)
+        print(f"TensorBoard: earlier events in {self.logdir} moved to {keep}", flush=True)
 
     def _log_config(self, run):
         from tensorboard.plugins.hparams import api as hp
@@ -111,11 +130,10 @@ class TensorBoard(Callback):
         with self._writer.as_default():
             tf.summary.scalar("loss/mean", point.mean_loss, step=point.step)
             tf.summary.scalar("lr", point.lr, step=point.step)
-            applies = run.objective.applicability(len(run.labels))
             for i, label in enumerate(run.labels):
                 tf.summary.scalar(f"{label}/loss", float(point.loss[i]), step=point.step)
                 for name, v in point.values.items():
-                    if applies.get(name, np.ones(len(run.labels), bool))[i]:   # skip terms set to 0 for it
+                    if self._applies[name][i]:              # skip terms that are a constant 0 for this problem
                         tf.summary.scalar(f"{label}/{name}", float(v[i]), step=point.step)
             if point.step == point.total or self._count % self.images_every == 0:
                 imgs = report.stretch(run.display(run.images())).astype(np.float32)

@@ -88,23 +88,27 @@ class Objective:
     def __call__(self, ctx: Context) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """Returns (loss [N], {term name: unweighted value [N]})."""
         total, values = 0.0, {}
-        for w, term in self.parts:
+        for name, (w, term) in zip(self.names(), self.parts):
             v = term.value(ctx)
-            name = term.name
-            while name in values:
-                name += "_"
             values[name] = v
             total = total + tf.cast(w, tf.float32) * v
         return total, values
+
+    def names(self) -> list[str]:
+        """The terms' names as the values report them (a repeated name gets a trailing "_")."""
+        out: list[str] = []
+        for _, term in self.parts:
+            name = term.name
+            while name in out:
+                name += "_"
+            out.append(name)
+        return out
 
     def applicability(self, n: int) -> dict[str, np.ndarray]:
         """{term name (as in the values): [n] bool} — False where a problem's weight is 0 or the term is restricted
         to other problems (its value there is a constant 0; logs leave it out)."""
         out: dict[str, np.ndarray] = {}
-        for w, term in self.parts:
-            name = term.name
-            while name in out:
-                name += "_"
+        for name, (w, term) in zip(self.names(), self.parts):
             on = np.broadcast_to(np.asarray(w, np.float32) != 0, (n,)).copy()
             problems = getattr(term, "problems", None)
             if problems is not None:

@@ -68,7 +68,7 @@ class Pixels(Parameterization):
         return self.var * self.scale
 
     def constrain(self, project):
-        self.var.assign(project(self.var * self.scale) / self.scale)
+        self.var.assign(self.project_update(self.var, project))
 
     def project_update(self, x: tf.Tensor, project) -> tf.Tensor:
         """An updated variable value → its projection (variable units)."""
