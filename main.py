@@ -33,6 +33,9 @@ flags.DEFINE_integer("steps", None, "number of optimisation (or training) steps;
 flags.DEFINE_integer("seed", None, "random seed (initialisation, jitter, random weights)")
 flags.DEFINE_string("optimizer", None, "override the paper's optimiser (e.g. momentum, adagrad_momentum, adam, lbfgs)")
 flags.DEFINE_string("experiment", None, "experiment / figure within a paper; see --list")
+flags.DEFINE_string("prior", None, "a catalogue prior (foe_priors; see --list): full512, fullc1l6000, …")
+flags.DEFINE_integer("prior_steps", None, "training steps for a prior that has to be trained first (default: the "
+                     "thesis schedule)")
 flags.DEFINE_string("data", None, "a folder of images (or HR/LR, sharp/blur pairs) instead of the embedded samples")
 flags.DEFINE_bool("resume", None, "continue an interrupted run from its last checkpoint in --out")
 flags.DEFINE_bool("list", False, "print papers, experiments, nets and their layer names, then exit")
@@ -70,7 +73,7 @@ def accepted_flags(module) -> list[str]:
 
 
 _CONFIG_FLAGS = ("net", "layers", "image", "weights", "out", "logdir", "steps", "seed", "optimizer", "experiment",
-                 "data", "resume")
+                 "data", "resume", "prior", "prior_steps")
 
 
 def _given_flags() -> list[str]:
@@ -127,8 +130,9 @@ def main(argv) -> int:
         if wrong:
             raise ValueError(f"--paper={FLAGS.paper} does not take {', '.join('--' + f for f in wrong)}; "
                              f"it takes {', '.join('--' + f for f in accepted)}")
-        if FLAGS.steps is not None and FLAGS.steps <= 0:
-            raise ValueError(f"--steps must be a positive number of steps, got {FLAGS.steps}")
+        for name in ("steps", "prior_steps"):
+            if FLAGS[name].value is not None and FLAGS[name].value <= 0:
+                raise ValueError(f"--{name} must be a positive number of steps, got {FLAGS[name].value}")
         if FLAGS.image is not None:           # checked before any network is built: one line, exit 2
             from tfrestore import data
             data.load_image(FLAGS.image)

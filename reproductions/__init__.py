@@ -11,6 +11,7 @@ PAPERS = {
     "mv2016": "reproductions.mv2016",
     "representation_study": "reproductions.representation_study",
     "deconv": "reproductions.deconv_layer",
+    "foe_priors": "reproductions.foe_priors",
 }
 
 

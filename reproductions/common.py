@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tfrestore import data, nets
+from tfrestore import data, files, nets
 from tfrestore import optim as optimizers
 from tfrestore.engine import Optimization, Problem
 from tfrestore.inversion import Extractors, evaluate, table, write_outputs
@@ -77,6 +77,7 @@ def optimise(problem: Problem, s: Setup, *, image_rgb: np.ndarray, config: dict,
     originals = np.repeat(image_rgb[None], len(problem.labels), 0)
     title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
     write_outputs(s.out, result, problem.labels, originals, nets.mean_rgb(s.net), rows, config, title, text)
+    files.save_npy(s.out / "canvas.npy", run.param.image().numpy())   # the whole variable: a later phase starts here
     print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(problem.labels)} problems "
           f"batched); outputs in {s.out} (figure.png, metrics.json); TensorBoard: tensorboard --logdir {s.logdir}",
           flush=True)

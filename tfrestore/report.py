@@ -31,19 +31,19 @@ def safe_name(label: str) -> str:
 
 
 def table(rows: Sequence[dict], columns: Sequence[tuple[str, str, str]]) -> str:
-    """A fixed-width text table. ``columns``: (header, row key, format spec such as ``">12.4g"``)."""
-    widths = [max(len(h), 8) + 2 for h, _, _ in columns]
-    head = "".join(f"{h:>{w}}" if i else f"{h:<{w}}" for i, ((h, _, _), w) in enumerate(zip(columns, widths)))
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        cells = []
-        for i, ((_, key, fmt), w) in enumerate(zip(columns, widths)):
-            v = r.get(key, "")
-            text = format(v, fmt) if isinstance(v, (int, float, np.floating, np.integer)) and \
-                not isinstance(v, bool) else str(v)
-            cells.append(f"{text:>{w}}" if i else f"{text:<{w}}")
-        lines.append("".join(cells))
-    return "\n".join(lines)
+    """A fixed-width text table, each column as wide as its widest cell. ``columns``: (header, row key, format
+    spec such as ``".4g"``); the first column is left-aligned, the others right-aligned."""
+    def cell(v, fmt):
+        if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+            return format(v, fmt)
+        return str(v)
+    cells = [[cell(r.get(key, ""), fmt) for _, key, fmt in columns] for r in rows]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) + 2 for i, (h, _, _) in enumerate(columns)]
+
+    def line(values):
+        return "".join(f"{v:<{w}}" if i == 0 else f"{v:>{w}}" for i, (v, w) in enumerate(zip(values, widths)))
+    head = line([h for h, _, _ in columns])
+    return "\n".join([head, "-" * len(head)] + [line(c) for c in cells])
 
 
 def figure(path: str | Path, panels: Sequence[tuple[np.ndarray, str]], title: str, ncols: int | None = None,

@@ -351,3 +351,29 @@ __all__ += ["receptive_field", "jitter_t", "figure_layers", "spec"]
 def spec(name: str) -> NetSpec:
     """The registry entry of a net (raises with the list of valid nets)."""
     return _spec(name)
+
+
+def tail(model: keras.Model, start: str, end: str) -> keras.Model:
+    """The part of a chain network after tap ``start`` up to and including tap ``end``, as a model taking
+    ``start``'s output (the weights are shared). Used when a feature map, not the image, is optimised."""
+    start, end = resolve_layer(model, start), resolve_layer(model, end)
+    names = [l.name for l in model.layers]
+    i, j = names.index(start), names.index(end)
+    if j <= i:
+        raise ValueError(f"'{end}' does not come after '{start}' in {net_of(model)}")
+    chain = model.layers[i + 1:j + 1]
+    for prev, layer in zip(model.layers[i:j], chain):
+        inbound = [t._keras_history[0].name for t in keras.tree.flatten(layer.input)]
+        if inbound != [prev.name]:
+            raise ValueError(f"{net_of(model)} is not a chain between '{start}' and '{end}' (layer '{layer.name}' "
+                             f"reads {inbound}); a tail needs a sequential part of the network")
+    inp = keras.Input(model.get_layer(start).output.shape[1:], name=f"{start}_map")
+    x = inp
+    for layer in chain:
+        x = layer(x)
+    out = keras.Model(inp, {end: x}, name=f"{model.name}_{start}_to_{end}")
+    _tag(out, net_of(model), weights_source(model))
+    return out
+
+
+__all__ += ["tail"]

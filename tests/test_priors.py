@@ -1,0 +1,320 @@
+"""Patch priors: whitening, energies, score matching, training (recovery, resume, two devices), use in inversion."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfrestore import objectives as O
+from tfrestore import optim, param
+from tfrestore.engine import Optimization
+from tfrestore.priors import PriorTerm, unrolled_descent
+from tfrestore.priors import catalogue, whitening as W
+from tfrestore.priors.model import PatchPrior, PriorConfig
+from tfrestore.priors.patches import Prepared, extract, prepare
+from tfrestore.priors.train import PriorTrainer, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+RNG = np.random.default_rng(0)
+
+
+def _data(t=3000, c=2, p=9, seed=0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(c * p, c * p))
+    return rng.laplace(size=(t, c * p)) @ mix.T + rng.normal(3, 1, c * p)
+
+
+@pytest.mark.parametrize("mean", ["gc", "gf", "lc", "lf", "none"])
+@pytest.mark.parametrize("sdev", ["gc", "gf", "lf", 2.0, "none"])
+@pytest.mark.parametrize("mode", ["pca", "zca"])
+def test_whitening_gives_identity_second_moment(mean, sdev, mode):
+    x = _data()
+    chunks = lambda: np.array_split(x, 7)
+    norm = W.fit_normalisation(chunks, 2, 9, mean, sdev)
+    z = norm.apply(x)
+    n_white = {"lc": 16, "lf": 17}.get(mean, 17) if mode == "pca" else None   # local centring lowers the rank
+    if mean in ("lc", "lf") and mode == "zca":     # ... which ZCA cannot drop (it floors those directions)
+        pytest.skip("rank-deficient data: use PCA with n_white < D")
+    wh = W.fit_whitening(W.second_moment(chunks_z := np.array_split(z, 5)), mode, n_white)
+    zw = z @ wh.whiten.T
+    np.testing.assert_allclose(zw.T @ zw / (len(zw) - 1), np.eye(wh.n_white), atol=1e-6)
+    assert chunks_z                                  # (streamed in chunks)
+
+
+def test_normalisation_statistics_against_numpy():
+    x = _data()
+    norm = W.fit_normalisation(lambda: np.array_split(x, 3), 2, 9, "gc", "gc")
+    r = x.reshape(-1, 2, 9)
+    mean_c = r.mean(axis=(0, 2))
+    np.testing.assert_allclose(norm.mean, np.repeat(mean_c, 9))
+    std_c = (r - mean_c[None, :, None]).std(axis=0).mean(axis=1)    # the thesis: mean of per-position stds
+    np.testing.assert_allclose(norm.sdev, np.repeat(std_c, 9))
+    np.testing.assert_allclose(norm.apply(x), (x - norm.mean) / norm.sdev)
+    np.testing.assert_allclose(norm.apply(x, legacy_uncentred=True), x / norm.sdev)   # the thesis' bug, on request
+    lf = W.fit_normalisation(lambda: [x], 2, 9, "lf", "lf").apply(x)
+    np.testing.assert_allclose(lf.mean(axis=1), 0, atol=1e-9)
+    np.testing.assert_allclose(lf.std(axis=1), 1, atol=1e-6)
+
+
+def _prior(expert="student", mean="gc", sdev="gc", kind="full", seed=1, patch=3, channels=2, k=5, n_white=17):
+    x = _data(c=channels, p=patch * patch)
+    norm = W.fit_normalisation(lambda: [x], channels, patch * patch, mean, sdev)
+    wh = W.fit_whitening(W.second_moment([norm.apply(x)]), "pca", n_white)
+    cfg = PriorConfig(patch=patch, channels=channels, components=k, n_white=n_white, expert=expert, mean_mode=mean,
+                      sdev_mode=sdev, kind=kind)
+    prior = PatchPrior(cfg, norm, wh, seed=seed)
+    prior.w.assign(np.random.default_rng(seed).normal(size=prior.w.shape).astype(np.float32))
+    return prior, norm, wh
+
+
+def _rho(y, expert):
+    return np.log1p(0.5 * y ** 2) if expert == "student" else np.log(np.cosh(y))
+
+
+def _numpy_energy(prior, norm, wh, img, pad):
+    """Mean patch energy by an explicit loop over patches (float64)."""
+    p, c = prior.config.patch, prior.config.channels
+    if pad:
+        img = np.pad(img, (((p - 1) // 2, p // 2), ((p - 1) // 2, p // 2), (0, 0)), mode="reflect")
+    w = prior.w.numpy().astype(np.float64)
+    w = w / np.linalg.norm(w, axis=0)
+    alpha = np.log1p(np.exp(prior.a.numpy().astype(np.float64)))
+    es = []
+    for y in range(img.shape[0] - p + 1):
+        for x in range(img.shape[1] - p + 1):
+            patch = img[y:y + p, x:x + p].transpose(2, 0, 1).reshape(1, -1)
+            yk = (norm.apply(patch) @ wh.whiten.T) @ w
+            es.append((alpha * _rho(yk, prior.config.expert)).sum())
+    return float(np.mean(es))
+
+
+@pytest.mark.parametrize("expert", ["student", "logistic"])
+@pytest.mark.parametrize("modes", [("gc", "gc"), ("gf", "gf"), ("lf", "none"), ("lc", "lf")])
+def test_energy_against_numpy_and_finite_differences(expert, modes):
+    prior, norm, wh = _prior(expert, *modes, n_white=16 if modes[0] == "lc" else 17)   # lc: rank D − C
+    img = RNG.normal(3, 2, (1, 6, 7, 2))
+    pad = modes != ("gc", "gc") and modes != ("gf", "gf")        # global modes: VALID conv; others reflect-padded
+    e_tf = float(prior.energy(img.astype(np.float32))[0])
+    assert e_tf == pytest.approx(_numpy_energy(prior, norm, wh, img[0], pad), rel=1e-4)
+    xt = tf.Variable(img.astype(np.float32))
+    with tf.GradientTape() as tape:
+        e = tf.reduce_sum(prior.energy(xt))
+    g = tape.gradient(e, xt).numpy()
+    for idx in [(0, 2, 3, 1), (0, 0, 0, 0), (0, 5, 6, 1)]:
+        d = np.zeros_like(img)
+        d[idx] = 1e-4
+        num = (_numpy_energy(prior, norm, wh, (img + d)[0], pad) - _numpy_energy(prior, norm, wh, (img - d)[0], pad)) / 2e-4
+        assert num == pytest.approx(g[idx], rel=2e-2, abs=1e-4)
+
+
+def test_valid_convolution_equals_the_patch_path_on_interior_patches():
+    prior, _, _ = _prior("student", "gc", "gc", patch=4)
+    img = tf.constant(RNG.normal(3, 2, (2, 9, 8, 2)), tf.float32)
+    conv = prior.energy(img, path="conv").numpy()
+    pt = prior._normalise(prior._patches(img))                     # every pixel's patch, reflect-padded
+    y = tf.einsum("nhwd,dk->nhwk", pt, prior.mixing())
+    e = prior.patch_energy(y).numpy()
+    lo = (4 - 1) // 2                                              # pixel i's patch starts at i − lo
+    interior = e[:, lo:lo + 9 - 3, lo:lo + 8 - 3]
+    np.testing.assert_allclose(conv, interior.mean(axis=(1, 2)), rtol=1e-5)
+    assert not np.allclose(conv, prior.energy(img, path="patches").numpy(), rtol=1e-3)   # the border does count there
+
+
+def test_channelwise_and_dropout_energies():
+    x = _data(c=2, p=4)
+    norm = W.fit_normalisation(lambda: [x], 2, 4, "none", "none")
+    z = norm.apply(x).reshape(-1, 2, 4)
+    whs = [W.fit_whitening(W.second_moment([z[:, c]]), "zca") for c in range(2)]
+    cfg = PriorConfig(patch=2, channels=2, components=3, n_white=4, expert="logistic", mean_mode="none",
+                      sdev_mode="none", whiten_mode="zca", kind="channelwise")
+    prior = PatchPrior(cfg, norm, whs, seed=0)
+    img = RNG.normal(size=(1, 5, 5, 2))
+    padded = np.pad(img[0], ((0, 1), (0, 1), (0, 0)), mode="reflect")
+    w = prior.filters().numpy()
+    alpha = np.log1p(np.exp(prior.a.numpy()))
+    total = 0.0
+    for yy in range(5):
+        for xx in range(5):
+            for c in range(2):
+                v = padded[yy:yy + 2, xx:xx + 2, c].reshape(-1) @ whs[c].whiten.T @ w[c]
+                total += (alpha[c] * np.log(np.cosh(v))).sum()
+    assert float(prior.energy(img)[0]) == pytest.approx(total / (2 * 3), rel=1e-4)   # Σ patches / (C·K)
+    drop, _, _ = _prior(kind="dropout")
+    masks = np.array([[1, 1, 1, 1, 1], [2, 0, 2, 0, 2], [0, 0, 0, 0, 0]], np.float32)
+    img = RNG.normal(3, 2, (3, 6, 6, 2)).astype(np.float32)
+    ens = drop.energy(img, mask=masks).numpy()                     # an ensemble of masks: [E, N]
+    assert ens.shape == (3, 3)
+    np.testing.assert_allclose(ens[0], drop.energy(img).numpy(), rtol=1e-5)          # all kept, none scaled
+    np.testing.assert_allclose(ens[1], drop.energy(img, mask=masks[1]).numpy(), rtol=1e-5)
+    assert np.all(ens[2] == 0) and np.all(ens[1] > 0)
+
+
+def _sm_numpy(xw, w, alpha, expert, legacy=False):
+    w = w / np.linalg.norm(w, axis=0)
+    y = xw @ w
+    if expert == "student":
+        gy, gp = -2 * y / (y ** 2 + 2), 2 * (y ** 2 - 2) / (y ** 2 + 2) ** 2
+    else:
+        gy, gp = -np.tanh(y), -4 / (np.exp(y) + np.exp(-y)) ** 2
+    first = alpha.sum() * gp.mean(0).sum() if legacy else (alpha * gp.mean(0)).sum()
+    second = 0.5 * sum(alpha[j] * alpha[k] * (w[:, j] @ w[:, k]) * np.mean(gy[:, j] * gy[:, k])
+                       for j in range(w.shape[1]) for k in range(w.shape[1]))
+    return first + second
+
+
+@pytest.mark.parametrize("expert", ["student", "logistic"])
+def test_score_matching_against_numpy_and_the_broadcast_flag(expert):
+    prior, _, _ = _prior(expert)
+    xw = RNG.normal(size=(40, 17))
+    w, alpha = prior.w.numpy().astype(np.float64), np.log1p(np.exp(prior.a.numpy().astype(np.float64)))
+    assert float(prior.score_matching_loss(xw)) == pytest.approx(_sm_numpy(xw, w, alpha, expert), rel=1e-4)
+    assert float(prior.score_matching_loss(xw, legacy_broadcast=True)) == pytest.approx(
+        _sm_numpy(xw, w, alpha, expert, legacy=True), rel=1e-4)
+    # a hand-computed case: W = I (K = 2), α = (1, 3), one sample y = (0, 0): g′(0) = −1 (Student-t and log-cosh)
+    # correct first term 1·(−1) + 3·(−1) = −4; the broadcast's (1 + 3)·(−1 − 1) = −8; second term 0 (g(0) = 0)
+    cfg = PriorConfig(patch=1, channels=2, components=2, n_white=2, expert=expert, mean_mode="none",
+                      sdev_mode="none", whiten_mode="none")
+    p = PatchPrior(cfg)
+    p.w.assign(np.eye(2, dtype=np.float32))
+    p.a.assign(np.log(np.expm1(np.array([1.0, 3.0]))).astype(np.float32))
+    assert float(p.score_matching_loss(np.zeros((1, 2)))) == pytest.approx(-4.0, rel=1e-5)
+    assert float(p.score_matching_loss(np.zeros((1, 2)), legacy_broadcast=True)) == pytest.approx(-8.0, rel=1e-5)
+
+
+def _ica_setup(d=6, t=12000, seed=0):
+    rng = np.random.default_rng(seed)
+    s = rng.laplace(size=(t, d))
+    a = rng.normal(size=(d, d))
+    x = s @ a.T
+    cfg = PriorConfig(patch=1, channels=d, components=d, n_white=d, expert="logistic", mean_mode="none",
+                      sdev_mode="none", whiten_mode="pca")
+    norm = W.fit_normalisation(lambda: [x], d, 1, "none", "none")
+    wh = W.fit_whitening(W.second_moment([x]), "pca", d)
+    xw = (x @ wh.whiten.T).astype(np.float32)
+    return cfg, Prepared(norm, wh, xw[:10000], xw[10000:]), x, s
+
+
+def test_training_recovers_a_known_ica_model():
+    from scipy.optimize import linear_sum_assignment
+    cfg, prepared, x, s = _ica_setup()
+    trainer = PriorTrainer(cfg, prepared, TrainConfig(steps=800, batch=500, breakpoints=((0, 0.02),),
+                                                      grad_clip=None, val_every=200))
+    summary = trainer.run(progress=False)
+    y = x @ trainer.prior.mixing().numpy()
+    corr = np.abs(np.corrcoef(y.T, s.T)[:6, 6:])
+    rows, cols = linear_sum_assignment(-corr)                        # match sign and permutation
+    assert corr[rows, cols].min() > 0.9, corr[rows, cols]
+    assert summary["final"]["val_loss"] < trainer.history[0]["val_loss"]
+
+
+def test_training_resumes_exactly(tmp_path):
+    cfg, prepared, _, _ = _ica_setup(t=11000)
+    tc = TrainConfig(steps=60, batch=64, breakpoints=((0, 0.05), (30, 0.01)), grad_clip=0.5, val_every=10,
+                     checkpoint_every=10)
+    full = PriorTrainer(cfg, prepared, tc)
+    full.run(tmp_path / "a", progress=False)
+    cut = PriorTrainer(cfg, prepared, tc)
+    cut.run(tmp_path / "b", progress=False, stop_after=30)
+    again = PriorTrainer(cfg, prepared, tc)
+    again.run(tmp_path / "b", progress=False, resume=True)
+    assert int(again.step.numpy()) == 60
+    for a, b in zip(full.prior.weights, again.prior.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_distributed_step_on_two_logical_cpus_equals_one_device():
+    code = r"""
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import sys; sys.path.insert(0, "tests")
+from test_priors import _ica_setup
+from tfrestore.priors.train import PriorTrainer, TrainConfig
+cfg, prepared, _, _ = _ica_setup(t=11000)
+tc = TrainConfig(steps=5, batch=64, breakpoints=((0, 0.05),), grad_clip=0.01, val_every=5)
+one = PriorTrainer(cfg, prepared, tc); one.run(progress=False)
+two = PriorTrainer(cfg, prepared, tc, strategy=tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+assert two.strategy.num_replicas_in_sync == 2
+two.run(progress=False)
+for a, b in zip(one.prior.trainable_variables, two.prior.trainable_variables):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+print("SAME")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0 and "SAME" in r.stdout, r.stderr[-3000:]
+
+
+def test_two_phase_inversion_lowers_the_prior_energy_and_unrolled_adam_matches_the_engine():
+    prior, _, _ = _prior(patch=3, channels=3, n_white=20, k=8)
+    target = RNG.normal(3, 2, (2, 8, 8, 3)).astype(np.float32)
+    data = O.image_l2(target)
+    sched = optim.Schedule([optim.Stage(150, 0.3), optim.Stage(50, 0.03)])
+    phase1 = Optimization(data, param.Pixels(np.zeros_like(target)), optim.Adam(), sched)
+    phase1.run(progress=False)
+    x1 = phase1.images()
+    phase2 = Optimization(data + 500.0 * PriorTerm(prior), param.Pixels(x1), optim.Adam(), sched)   # fresh state
+    phase2.run(progress=False)
+    e1, e2 = prior.energy(x1).numpy(), prior.energy(phase2.images()).numpy()
+    assert (e2 < 0.8 * e1).all(), (e1, e2)
+    # n unrolled Adam steps on the weighted energy = n engine steps of Adam on the same energy
+    steps, lr = 7, 0.05
+    unrolled = unrolled_descent(prior, x1, steps=steps, lr=lr, weight=3.0).numpy()
+    engine = Optimization(3.0 * PriorTerm(prior), param.Pixels(x1), optim.Adam(epsilon=1e-8),
+                          optim.Schedule([optim.Stage(steps, lr)]))
+    engine.run(progress=False)
+    np.testing.assert_allclose(unrolled, engine.images(), rtol=1e-4, atol=1e-5)
+    x0 = tf.Variable(x1)
+    with tf.GradientTape() as tape:                                  # differentiable end to end
+        out = unrolled_descent(prior, x0, steps=3, lr=lr, optimizer="sgd")
+        loss = tf.reduce_sum(out ** 2)
+    assert np.isfinite(tape.gradient(loss, x0).numpy()).all()
+
+
+def test_patch_file_pipeline_save_load_and_catalogue(tmp_path):
+    imgs = [str(tmp_path / f"{i}.npy") for i in range(5)]
+    for i, f in enumerate(imgs):
+        np.save(f, (np.random.default_rng(i).random((40, 40, 3)) * 255).astype(np.uint8))
+    path = extract(tmp_path / "p.h5", image_sources=imgs, patch=4, count=300, val_count=40, image_size=40, seed=1)
+    import h5py
+    with h5py.File(path) as f:
+        assert f["train"].shape == (300, 48) and f["val"].shape == (40, 48)
+        assert f.attrs["train_images"] == 4 and f.attrs["val_images"] == 1       # disjoint images
+    cfg = PriorConfig(patch=4, channels=3, components=10, n_white=30)
+    a = prepare(path, cfg)
+    b = prepare(path, cfg)                                                        # read back from the cache
+    np.testing.assert_array_equal(a.train, b.train)
+    np.testing.assert_allclose(a.train.T @ a.train / (len(a.train) - 1), np.eye(30), atol=1e-4)
+    prior = PatchPrior(cfg, a.normalisation, a.whitening, seed=3)
+    prior.save(tmp_path / "prior")
+    back = PatchPrior.load(tmp_path / "prior")
+    img = np.random.default_rng(0).random((1, 12, 12, 3)).astype(np.float32) * 255
+    np.testing.assert_allclose(back.energy(img).numpy(), prior.energy(img).numpy(), rtol=1e-6)
+    assert back.filter_images()[0].shape == (10, 4, 4, 3)
+    for name, e in catalogue.CATALOGUE.items():                                   # every defined mode is accepted
+        assert catalogue.entry(name) is e and e.weight > 0
+    with pytest.raises(ValueError, match="valid priors: full512"):
+        catalogue.entry("tv_prior")
+
+
+def test_main_trains_a_prior_then_inverts_with_it(tmp_path):
+    import json
+    import os
+    env = {**os.environ, "TFRESTORE_HOME": str(tmp_path / "home")}
+    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "main.py"), "--paper=foe_priors", *a],
+                                    capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    r = run("--experiment=train", "--prior=full512", "--steps=40", f"--out={tmp_path / 't'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    stored = tmp_path / "home" / "priors" / "alexnet" / "full512"
+    for f in ("prior.json", "prior.h5", "patches.h5", "filters.png", "training.json"):
+        assert (stored / f).exists(), f
+    assert "patches/s" in r.stdout and "demonstration set" in r.stdout
+    r = run("--layers=conv1,fc8", "--steps=6", f"--out={tmp_path / 'rec'}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "rec" / "metrics.json").read_text())
+    methods = {row["method"] for row in m["scores"]}
+    assert {"pure_mse", "full512", "mv2016", "full512 (thesis, recorded)"} <= methods
+    assert "RANDOM" in (tmp_path / "rec" / "table.txt").read_text()
+    r = run("--optimizer=adam")
+    assert r.returncode == 2 and "does not take --optimizer" in r.stderr

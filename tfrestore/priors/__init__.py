@@ -1,0 +1,74 @@
+"""Learned patch priors (Harder's thesis: Fields of Experts / ICA for network inversion).
+
+- :mod:`.whitening` — normalisation modes and PCA / ZCA whitening;
+- :mod:`.patches` — patch extraction from images or taps into HDF5, normalisation and whitening cached there;
+- :mod:`.model` — :class:`PatchPrior` (full, dropout, channel-wise, separable; Student-t or log-cosh experts) with
+  ``energy(x)`` and the score-matching objective;
+- :mod:`.train` — :class:`PriorTrainer`, score matching under a ``tf.distribute`` strategy;
+- :mod:`.catalogue` — the thesis' default priors as data, trained on demand and stored under
+  ``$TFRESTORE_HOME/priors/<net>/<name>/``.
+
+Here: :class:`PriorTerm`, a prior's energy as an objective term, and :func:`unrolled_descent`, n differentiable
+steps of SGD or Adam on a weighted prior energy (the adversarial defence).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from ..objectives import Context, Term
+from .model import PatchPrior, PriorConfig
+
+
+class PriorTerm(Term):
+    """The prior energy [N] of the optimised canvas (``extractor=None``; image priors see RGB 0–255, so
+    ``offset`` — the net's mean colour — is added to image space) or of a tap's features of the network input."""
+
+    def __init__(self, prior: PatchPrior, name: str = "prior", extractor: keras.Model | None = None,
+                 tap: str | None = None, offset=0.0):
+        self.prior, self.extractor, self.tap = prior, extractor, tap
+        self.offset = tf.constant(offset, tf.float32)
+        self.name = name
+        super().__init__()
+
+    def value(self, ctx: Context) -> tf.Tensor:
+        if self.extractor is None:
+            return self.prior.energy(ctx.canvas + self.offset)
+        feats = ctx.features(self.extractor, None)
+        return self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats)
+
+
+def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: float = 1.0, optimizer: str = "adam",
+                     beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, mask=None) -> tf.Tensor:
+    """``steps`` of descent on weight·energy(x) from x0 [N, H, W, C], each problem with its own Adam state, as one
+    differentiable ``tf.while_loop`` (gradients flow back to x0 and to the prior's weights).
+
+    Adam is TF's rule x ← x − lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) (spec §4.5); ``optimizer="sgd"``: x ← x − lr·g.
+    ``mask``: a fixed component mask for dropout priors ([K]; the defence runs with dropout off by default).
+    """
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    x0 = tf.convert_to_tensor(x0, tf.float32)
+
+    def grad(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            e = weight * tf.reduce_sum(prior.energy(x, mask=mask, path="auto"))
+        return tape.gradient(e, x)
+
+    def body(t, x, m, v):
+        g = grad(x)
+        if optimizer == "sgd":
+            return t + 1, x - lr * g, m, v
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * tf.square(g)
+        tt = tf.cast(t + 1, tf.float32)
+        step = lr * tf.sqrt(1 - beta2 ** tt) / (1 - beta1 ** tt)
+        return t + 1, x - step * m / (tf.sqrt(v) + epsilon), m, v
+
+    zeros = tf.zeros_like(x0)
+    _, x, _, _ = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), x0, zeros, zeros))
+    return x
+
+
+__all__ = ["PatchPrior", "PriorConfig", "PriorTerm", "unrolled_descent"]

@@ -1,0 +1,330 @@
+"""Patch priors: Field-of-Experts (Student-t) and ICA (log-cosh) energies over whitened patches (spec §2–§4).
+
+For a normalised patch x (flattened (c, h, w)), y_k = w_kᵀ·(whiten·x) with unit-norm columns w_k and expert weights
+α_k = softplus(a_k); the patch energy is Σ_k α_k·ρ(y_k) with ρ(y) = log(1 + y²/2) (``student``) or log cosh y
+(``logistic``). A whole image or feature map gets the **mean over its patches** (an MRF with patch cliques):
+
+- global normalisation (mean and sdev both ``gc`` / ``gf``): one VALID convolution with the mixing filters
+  M = whitenᵀ·W, the normalisation folded into kernel and bias — only patches entirely inside the map;
+- any other modes: every pixel owns a patch of the map reflect-padded by (p−1)//2 before and p//2 after, gathered,
+  normalised per patch and multiplied by M.
+
+Kinds: ``full``; ``dropout`` (component columns dropped with keep 0.5 and the survivors ×2, in training and/or at
+inference, or with explicit masks for ensembles); ``channelwise`` (an independent prior per channel, energy summed
+over patches and divided by C·K, as the thesis); ``separable`` (W[c, p, k] = Σ_m D[p, c, m]·P[c·M + m, k], depthwise
+then pointwise, unwhitened data).
+
+Score matching (Hyvärinen 2005) on whitened samples, per sample t:
+    j_t = Σ_k α_k g′(y_kt) + ½ (α ⊙ g_t)ᵀ (WᵀW) (α ⊙ g_t),   J = mean_t j_t
+with g = −ρ′. ``legacy_broadcast=True`` gives the thesis code's first term (Σ_k α_k)·(Σ_l g′(y_lt)).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import files
+from .whitening import Normalisation, Whitening, check_modes
+
+EXPERTS = ("student", "logistic")
+KINDS = ("full", "dropout", "channelwise", "separable")
+
+
+@dataclasses.dataclass(frozen=True)
+class PriorConfig:
+    """What a prior is: patch side, channels, components K, whitened dimension, expert, normalisation and
+    whitening modes, kind and its options."""
+    patch: int = 8
+    channels: int = 3
+    components: int = 512
+    n_white: int = 191                 # per channel for the channel-wise kind
+    expert: str = "student"
+    mean_mode: str = "gc"
+    sdev_mode: str | float = "gc"
+    whiten_mode: str = "pca"
+    kind: str = "full"
+    dropout_train: bool = False        # dropout kind: drop component columns during score matching
+    dropout_test: bool = False         # ... and when the energy is evaluated
+    dim_multiplier: int = 1            # separable kind: M depthwise filters per channel
+    shared_depthwise: bool = False     # separable kind: one depthwise filter bank for all channels
+
+    def __post_init__(self):
+        if self.expert not in EXPERTS:
+            raise ValueError(f"expert '{self.expert}' is not one of {', '.join(EXPERTS)}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind '{self.kind}' is not one of {', '.join(KINDS)}")
+        check_modes(self.mean_mode, self.sdev_mode, self.whiten_mode)
+        if self.kind == "separable" and self.whiten_mode != "none":
+            raise ValueError("the separable prior works on normalised, unwhitened patches: whiten_mode='none'")
+
+    @property
+    def positions(self) -> int:
+        return self.patch * self.patch
+
+    @property
+    def features(self) -> int:
+        return self.channels * self.positions
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def rho(y, expert: str):
+    """Expert energy ρ(y)."""
+    if expert == "student":
+        return tf.math.log1p(0.5 * tf.square(y))
+    a = tf.abs(y)                       # log cosh y, stably
+    return a + tf.math.log1p(tf.exp(-2.0 * a)) - np.log(2.0).astype(np.float32)
+
+
+def g(y, expert: str):
+    """g = −ρ′."""
+    return -2.0 * y / (tf.square(y) + 2.0) if expert == "student" else -tf.tanh(y)
+
+
+def g_prime(y, expert: str):
+    if expert == "student":
+        y2 = tf.square(y)
+        return 2.0 * (y2 - 2.0) / tf.square(y2 + 2.0)
+    return -1.0 / tf.square(tf.cosh(tf.clip_by_value(y, -40.0, 40.0)))
+
+
+class PatchPrior(keras.Model):
+    """A learned patch prior. ``energy(x)`` of maps [N, H, W, C] → [N]; ``score_matching_loss(x_white)``."""
+
+    def __init__(self, config: PriorConfig, normalisation: Normalisation | None = None,
+                 whitening: Whitening | list[Whitening] | None = None, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.config = cfg = config
+        rng = np.random.default_rng(seed)
+        d, k = cfg.features, cfg.components
+        norm = normalisation or Normalisation(cfg.channels, cfg.positions, cfg.mean_mode, cfg.sdev_mode,
+                                              np.zeros(d), np.ones(d))
+        self.mean = self.add_weight(shape=(d,), initializer="zeros", trainable=False, name="mean")
+        self.sdev = self.add_weight(shape=(d,), initializer="ones", trainable=False, name="sdev")
+        self.mean.assign(norm.mean.astype(np.float32))
+        self.sdev.assign(norm.sdev.astype(np.float32))
+        if cfg.kind == "channelwise":
+            c, p, nw = cfg.channels, cfg.positions, cfg.n_white
+            wh = np.stack([w.whiten for w in whitening]) if whitening else np.tile(np.eye(nw, p), (c, 1, 1))
+            self.whiten = self._const("whiten", wh)
+            self.a = self._var("a", rng.normal(0, 1, (c, k)))
+            self.w = self._var("w", rng.normal(0, 1e-3, (c, nw, k)))
+        elif cfg.kind == "separable":
+            cd = 1 if cfg.shared_depthwise else cfg.channels
+            self.whiten = self._const("whiten", np.eye(d))
+            self.depthwise = self._var("depthwise", rng.normal(0, 0.1, (cfg.patch, cfg.patch, cd, cfg.dim_multiplier)))
+            self.pointwise = self._var("pointwise", rng.normal(0, 0.1, (cfg.channels * cfg.dim_multiplier, k)))
+            self.a = self._var("a", rng.normal(0, 1, (k,)))
+        else:
+            wh = whitening.whiten if whitening is not None else np.eye(cfg.n_white, d)
+            if wh.shape != (cfg.n_white, d):
+                raise ValueError(f"whitening has shape {wh.shape}, the prior needs ({cfg.n_white}, {d})")
+            self.whiten = self._const("whiten", wh)
+            self.a = self._var("a", rng.normal(0, 1, (k,)))
+            self.w = self._var("w", rng.normal(0, 1e-3, (cfg.n_white, k)))
+        self.unwhiten = None
+        if whitening is not None and not isinstance(whitening, list):
+            self.unwhiten = self._const("unwhiten", whitening.unwhiten)
+
+    def _const(self, name, value):
+        v = self.add_weight(shape=np.shape(value), initializer="zeros", trainable=False, name=name)
+        v.assign(np.asarray(value, np.float32))
+        return v
+
+    def _var(self, name, value):
+        v = self.add_weight(shape=np.shape(value), initializer="zeros", trainable=True, name=name)
+        v.assign(np.asarray(value, np.float32))
+        return v
+
+    # ---- parameters ------------------------------------------------------------------------------------------
+    def alpha(self) -> tf.Tensor:
+        return tf.nn.softplus(self.a)
+
+    def filters(self) -> tf.Tensor:
+        """Unit-norm columns W in whitened space: [n_white, K] ([C, n_fpc, K] channel-wise; [D, K] separable)."""
+        if self.config.kind == "separable":
+            cfg = self.config
+            dw = tf.reshape(self.depthwise, [cfg.positions, -1, cfg.dim_multiplier])        # [P, Cd, M]
+            dw = tf.broadcast_to(dw, [cfg.positions, cfg.channels, cfg.dim_multiplier])
+            pw = tf.reshape(self.pointwise, [cfg.channels, cfg.dim_multiplier, -1])         # [C, M, K]
+            w = tf.reshape(tf.einsum("pcm,cmk->cpk", dw, pw), [cfg.features, -1])
+        else:
+            w = self.w
+        return w / tf.norm(w, axis=-2, keepdims=True)
+
+    def dropout_mask(self, seed) -> tf.Tensor:
+        """[K] keep-0.5 column mask with survivors ×2 (stateless in ``seed``)."""
+        keep = tf.random.stateless_uniform([self.config.components], seed=seed) < 0.5
+        return tf.cast(keep, tf.float32) * 2.0
+
+    def mixing(self, mask=None) -> tf.Tensor:
+        """M = whitenᵀ·W: filters on normalised patches, [D, K] (times a column mask [K] or [E, K] → [E, D, K])."""
+        m = tf.matmul(self.whiten, self.filters(), transpose_a=True)
+        if mask is None:
+            return m
+        mask = tf.convert_to_tensor(mask, tf.float32)
+        return m * (mask[:, None, :] if mask.shape.rank == 2 else mask[None, :])
+
+    # ---- energies -----------------------------------------------------------------------------------------------
+    def patch_energy(self, y) -> tf.Tensor:
+        """Σ_k α_k ρ(y_k) over the last axis."""
+        return tf.reduce_sum(self.alpha() * rho(y, self.config.expert), axis=-1)
+
+    def _patches(self, x):
+        """Every pixel's patch of the reflect-padded map: [N, H, W, C·P] in (c, h, w) order."""
+        p = self.config.patch
+        x = tf.pad(x, [[0, 0], [(p - 1) // 2, p // 2], [(p - 1) // 2, p // 2], [0, 0]], mode="REFLECT")
+        pt = tf.image.extract_patches(x, [1, p, p, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID")   # (h, w, c) order
+        shape = tf.shape(pt)
+        pt = tf.reshape(pt, [shape[0], shape[1], shape[2], p, p, self.config.channels])
+        pt = tf.transpose(pt, [0, 1, 2, 5, 3, 4])
+        return tf.reshape(pt, [shape[0], shape[1], shape[2], self.config.features])
+
+    def _normalise(self, pt):
+        """Per-patch normalisation of [..., C·P] patches, as fitted."""
+        cfg = self.config
+        if cfg.mean_mode in ("gc", "gf"):
+            pt = pt - self.mean
+        elif cfg.mean_mode == "lc":
+            r = tf.reshape(pt, tf.concat([tf.shape(pt)[:-1], [cfg.channels, cfg.positions]], 0))
+            pt = tf.reshape(r - tf.reduce_mean(r, -1, keepdims=True), tf.shape(pt))
+        elif cfg.mean_mode == "lf":
+            pt = pt - tf.reduce_mean(pt, -1, keepdims=True)
+        if cfg.sdev_mode == "lf":
+            return pt / tf.maximum(tf.math.reduce_std(pt, -1, keepdims=True), 1e-8)
+        return pt / self.sdev
+
+    def _global(self) -> bool:
+        cfg = self.config
+        return cfg.kind != "channelwise" and cfg.mean_mode in ("gc", "gf") and cfg.sdev_mode in ("gc", "gf")
+
+    def energy(self, x, mask=None, path: str = "auto") -> tf.Tensor:
+        """[N] prior energy of maps x [N, H, W, C] (the mean patch energy; channel-wise: see the module doc).
+
+        ``mask``: a component mask [K] or an ensemble of masks [E, K] (dropout kind; then [E, N]). ``path``:
+        ``"auto"`` (VALID convolution for global normalisation, reflect-padded patches otherwise), ``"conv"`` or
+        ``"patches"``.
+        """
+        cfg = self.config
+        x = tf.convert_to_tensor(x, tf.float32)
+        if cfg.kind == "channelwise":
+            return self._channelwise_energy(x)
+        if mask is None and cfg.kind == "dropout" and cfg.dropout_test:
+            mask = self.dropout_mask(tf.random.uniform([2], 0, 2 ** 30, tf.int32))
+        m = self.mixing(mask)                                 # [D, K] or [E, D, K]
+        use_conv = self._global() if path == "auto" else path == "conv"
+        if use_conv:
+            if not self._global():
+                raise ValueError("the convolution path needs global normalisation (mean and sdev gc / gf)")
+            return self._conv_energy(x, m)
+        pt = self._normalise(self._patches(x))               # [N, H, W, D]
+        y = tf.einsum("nhwd,...dk->...nhwk", pt, m)
+        return tf.reduce_mean(self.patch_energy(y), axis=[-2, -1])
+
+    def _conv_energy(self, x, m):
+        cfg = self.config
+        folded = m / self.sdev[:, None]                      # normalisation folded into kernel and bias
+        bias = -tf.einsum("d,...dk->...k", self.mean / self.sdev, m)
+
+        def one(mix, b):
+            kernel = tf.transpose(tf.reshape(mix, [cfg.channels, cfg.patch, cfg.patch, -1]), [1, 2, 0, 3])
+            y = tf.nn.conv2d(x, kernel, 1, "VALID") + b
+            return tf.reduce_mean(self.patch_energy(y), axis=[1, 2])
+        if folded.shape.rank == 3:
+            return tf.stack([one(folded[e], bias[e]) for e in range(folded.shape[0])])
+        return one(folded, bias)
+
+    def _channelwise_energy(self, x):
+        cfg = self.config
+        pt = self._normalise(self._patches(x))               # [N, H, W, C·P]
+        s = tf.shape(pt)
+        pt = tf.reshape(pt, [s[0], s[1], s[2], cfg.channels, cfg.positions])
+        y = tf.einsum("nhwcp,cfp,cfk->nhwck", pt, self.whiten, self.filters())
+        e = self.alpha() * rho(y, cfg.expert)               # [N, H, W, C, K]
+        return tf.reduce_sum(e, axis=[1, 2, 3, 4]) / float(cfg.channels * cfg.components)
+
+    # ---- score matching -----------------------------------------------------------------------------------------
+    def score_matching_terms(self, xw, legacy_broadcast: bool = False, dropout_seed=None) -> tf.Tensor:
+        """Per-sample score-matching objective j_t ([T]) on whitened samples [T, n_white] (channel-wise:
+        [T, C, n_fpc], summed over channels)."""
+        cfg = self.config
+        xw = tf.convert_to_tensor(xw, tf.float32)
+        w, alpha = self.filters(), self.alpha()
+        if cfg.kind == "channelwise":
+            y = tf.einsum("tcf,cfk->tck", xw, w)
+            gram = tf.einsum("cfj,cfk->cjk", w, w)
+            ag = alpha * g(y, cfg.expert)                                         # [T, C, K]
+            first = tf.reduce_sum(alpha * g_prime(y, cfg.expert), axis=-1)
+            second = 0.5 * tf.einsum("tcj,cjk,tck->tc", ag, gram, ag)
+            return tf.reduce_sum(first + second, axis=-1)
+        if dropout_seed is not None:
+            w = w * self.dropout_mask(dropout_seed)
+        y = tf.matmul(xw, w)                                                      # [T, K]
+        gp = g_prime(y, cfg.expert)
+        first = (tf.reduce_sum(alpha) * tf.reduce_sum(gp, axis=-1) if legacy_broadcast
+                 else tf.reduce_sum(alpha * gp, axis=-1))
+        ag = alpha * g(y, cfg.expert)
+        second = 0.5 * tf.reduce_sum(tf.matmul(ag, tf.matmul(w, w, transpose_a=True)) * ag, axis=-1)
+        return first + second
+
+    def score_matching_loss(self, xw, legacy_broadcast: bool = False) -> tf.Tensor:
+        return tf.reduce_mean(self.score_matching_terms(xw, legacy_broadcast))
+
+    def whiten_patches(self, normalised: np.ndarray) -> np.ndarray:
+        """Normalised [T, C·P] patches → the training space ([T, n_white]; channel-wise [T, C, n_fpc])."""
+        cfg = self.config
+        wh = self.whiten.numpy().astype(np.float64)
+        if cfg.kind == "channelwise":
+            return np.einsum("tcp,cfp->tcf", normalised.reshape(len(normalised), cfg.channels, cfg.positions), wh)
+        return normalised @ wh.T
+
+    # ---- visualisation and storage -------------------------------------------------------------------------------
+    def filter_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """The learned components mapped back to (normalised) patch space through the unwhitening — [K, p, p, C] —
+        sorted by expert weight, and the sorted weights."""
+        cfg = self.config
+        if cfg.kind == "channelwise":
+            raise ValueError("filter_images is for full, dropout and separable priors")
+        w = self.filters().numpy()
+        back = (self.unwhiten.numpy().T @ w) if self.unwhiten is not None else self.mixing().numpy()
+        order = np.argsort(-self.alpha().numpy())
+        imgs = back.T[order].reshape(-1, cfg.channels, cfg.patch, cfg.patch).transpose(0, 2, 3, 1)
+        return imgs, self.alpha().numpy()[order]
+
+    def save(self, folder: str | Path) -> Path:
+        """``prior.json`` (the config) and ``prior.h5`` (every weight), each written atomically."""
+        folder = Path(folder)
+        weights = {v.path.split("/")[-1]: np.asarray(v.numpy()) for v in self.weights}
+
+        def write(p):
+            with h5py.File(p, "w") as f:
+                for k, v in weights.items():
+                    f.create_dataset(k, data=v)
+        files.atomic_write(folder / "prior.h5", write)
+        files.write_json(folder / "prior.json", self.config.to_json())
+        return folder
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "PatchPrior":
+        folder = Path(folder)
+        if not (folder / "prior.json").exists():
+            raise FileNotFoundError(f"no prior in {folder} (prior.json missing); train one first")
+        cfg = PriorConfig(**json.loads((folder / "prior.json").read_text()))
+        with h5py.File(folder / "prior.h5", "r") as f:
+            arrays = {k: np.asarray(f[k]) for k in f}
+        prior = cls(cfg)
+        if "unwhiten" in arrays:
+            prior.unwhiten = prior._const("unwhiten", arrays["unwhiten"])
+        for v in prior.weights:
+            name = v.path.split("/")[-1]
+            if name not in arrays or tuple(arrays[name].shape) != tuple(v.shape):
+                raise ValueError(f"{folder}/prior.h5: weight '{name}' missing or of the wrong shape")
+            v.assign(arrays[name])
+        return prior

@@ -1,0 +1,215 @@
+"""Training a patch prior by score matching: a custom training step under a ``tf.distribute`` strategy.
+
+The same code runs on one CPU (the default strategy), several GPUs (``MirroredStrategy``) or several workers: each
+replica takes its share of the global batch, the per-sample objective is summed and divided by the global batch,
+the gradients are all-reduced, then clipped by value (as on one device) and applied with Adam (TF1's ε = 1e-8).
+
+Batches are sequential slices of the whitened training set with wrap-around (the thesis' memmap walk), chosen by
+the step number alone; with Adam's state and the step in the checkpoint a resumed training ends where the
+uninterrupted one would. Learning-rate breakpoints apply **before** the step they name (the thesis' prior
+training; the inversion engine applies them after). Blocks of ``val_every`` steps run compiled; after each block
+the validation loss is computed, logged (TensorBoard, progress line) and, with ``stop_on_overfit``, checked.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from .. import files
+from .model import PatchPrior, PriorConfig
+from .patches import Prepared
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 25000
+    batch: int = 250
+    breakpoints: tuple[tuple[int, float], ...] = ((0, 1.0),)
+    grad_clip: float | None = 1e-3
+    val_every: int = 100
+    checkpoint_every: int = 1000
+    stop_on_overfit: bool = False
+    overfit_patience: int = 10          # successive validation increases that end training
+    legacy_broadcast: bool = False      # the thesis' score-matching broadcast bug (spec §9 item 2)
+    legacy_channelwise_student_norm: bool = False   # divide the channel-wise Student-t loss by C, not T (item 3)
+
+    def scaled(self, steps: int) -> "TrainConfig":
+        """The same schedule stretched or squeezed to ``steps``."""
+        f = steps / self.steps
+        bps = tuple((int(round(s * f)), lr) for s, lr in self.breakpoints)
+        return dataclasses.replace(self, steps=steps, breakpoints=bps,
+                                   val_every=max(1, min(self.val_every, steps // 10 or 1)),
+                                   checkpoint_every=max(1, int(round(self.checkpoint_every * f))))
+
+
+def learning_rates(breakpoints: Sequence[tuple[int, float]], steps: int) -> np.ndarray:
+    """Per-step learning rate: the breakpoint with the largest step ≤ t (breakpoints sorted by step)."""
+    lr = np.zeros(steps, np.float32)
+    bps = sorted(breakpoints)
+    if not bps or bps[0][0] > 0:
+        raise ValueError("the breakpoints must start at step 0")
+    for s, v in bps:
+        lr[s:] = v
+    return lr
+
+
+class PriorTrainer:
+    """Trains a :class:`PatchPrior` built inside ``strategy``'s scope (default: the default strategy)."""
+
+    def __init__(self, config: PriorConfig, prepared: Prepared, train: TrainConfig, *, strategy=None, seed: int = 0):
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.cfg, self.train_cfg, self.seed = config, train, seed
+        with self.strategy.scope():
+            self.prior = PatchPrior(config, prepared.normalisation, prepared.whitening, seed=seed)
+            self.optimizer = keras.optimizers.Adam(learning_rate=1.0, epsilon=1e-8)
+            self.optimizer.build(self.prior.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, name="step")
+        self.train_data = tf.constant(prepared.train)
+        self.val_data = tf.constant(prepared.val)
+        self._lr = tf.constant(learning_rates(train.breakpoints, train.steps))
+        self._loss_sum = tf.Variable(0.0, dtype=tf.float32)
+        self._block = tf.function(self._steps)
+        self.history: list[dict] = []
+
+    # ---- the distributed step ------------------------------------------------------------------------------
+    def _terms(self, batch, t):
+        seed = tf.stack([tf.constant(self.seed, tf.int64), t]) if (
+            self.cfg.kind == "dropout" and self.cfg.dropout_train) else None
+        terms = self.prior.score_matching_terms(batch, self.train_cfg.legacy_broadcast,
+                                                dropout_seed=None if seed is None else tf.cast(seed, tf.int32))
+        if self.train_cfg.legacy_channelwise_student_norm and self.cfg.kind == "channelwise" \
+                and self.cfg.expert == "student":
+            terms = terms * float(self.train_cfg.batch) / self.cfg.channels
+        return terms
+
+    def _replica_step(self, t):
+        ctx = tf.distribute.get_replica_context()
+        b, r = self.train_cfg.batch, ctx.num_replicas_in_sync
+        share = tf.range(ctx.replica_id_in_sync_group, b, r, dtype=tf.int64)     # this replica's rows
+        n = tf.cast(tf.shape(self.train_data, out_type=tf.int64)[0], tf.int64)
+        idx = (t * b + share) % n
+        batch = tf.gather(self.train_data, idx)
+        variables = self.prior.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(self._terms(batch, t)) / float(b)     # this replica's share of the batch mean
+        grads = tape.gradient(loss, variables)
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)       # the global gradient, on every replica
+        if self.train_cfg.grad_clip:
+            c = self.train_cfg.grad_clip
+            grads = [tf.clip_by_value(g, -c, c) for g in grads]
+        # the optimiser sums over replicas once more: hand it 1/R of the (identical) global gradient each
+        self.optimizer.apply_gradients(zip([g / float(r) for g in grads], variables))
+        return loss
+
+    def _steps(self, start, stop):
+        for t in tf.range(start, stop):
+            self.optimizer.learning_rate.assign(self._lr[t])           # breakpoints act before their step
+            per_replica = self.strategy.run(self._replica_step, args=(t,))
+            self._loss_sum.assign_add(self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, None))
+            self.step.assign(t + 1)
+
+    def validation_loss(self) -> float:
+        terms = self.prior.score_matching_terms(self.val_data, self.train_cfg.legacy_broadcast)
+        return float(tf.reduce_mean(terms))
+
+    # ---- the driver -----------------------------------------------------------------------------------------
+    def run(self, out: str | Path | None = None, *, logdir: str | Path | None = None, resume: bool = False,
+            progress: bool = True, stop_after: int | None = None) -> dict:
+        """Train to the end (or to ``stop_after`` steps, with a checkpoint); returns the summary."""
+        tc = self.train_cfg
+        manager = None
+        if out is not None:
+            ckpt = tf.train.Checkpoint(prior=self.prior, optimizer=self.optimizer, step=self.step)
+            manager = tf.train.CheckpointManager(ckpt, str(Path(out) / "ckpt"), max_to_keep=1)
+            if resume and manager.latest_checkpoint:
+                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+                hist = Path(out) / "history.json"
+                self.history = json.loads(hist.read_text()) if hist.exists() else []
+                print(f"resumed prior training from {manager.latest_checkpoint} at step {int(self.step.numpy())}",
+                      flush=True)
+            elif resume:
+                print(f"resume: no checkpoint in {Path(out) / 'ckpt'}; starting from step 0", flush=True)
+        writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
+        start = int(self.step.numpy())
+        points = sorted(set(range(tc.val_every, tc.steps + 1, tc.val_every)) | {tc.steps})
+        t0, last_ckpt, increases, stopped = time.perf_counter(), start, 0, "schedule done"
+        for point in points:
+            if point <= start:
+                continue
+            done = int(self.step.numpy())
+            self._loss_sum.assign(0.0)
+            self._block(tf.constant(done, tf.int64), tf.constant(point, tf.int64))
+            train_loss = float(self._loss_sum.numpy()) / (point - done)
+            val = self.validation_loss()
+            rate = (point - start) * tc.batch / max(time.perf_counter() - t0, 1e-9)
+            rec = {"step": point, "train_loss": train_loss, "val_loss": val, "lr": float(self._lr[point - 1]),
+                   "patches_per_s": rate}
+            if self.history and val > self.history[-1]["val_loss"]:
+                increases += 1
+            else:
+                increases = 0
+            self.history.append(rec)
+            if progress:
+                print(f"prior step {point:>6}/{tc.steps}  train {train_loss:.5g}  val {val:.5g}  "
+                      f"lr {rec['lr']:.3g}  {rate:,.0f} patches/s", flush=True)
+            if writer is not None:
+                with writer.as_default():
+                    for k in ("train_loss", "val_loss", "lr"):
+                        tf.summary.scalar(f"prior/{k}", rec[k], step=point)
+                    if point - last_ckpt >= tc.checkpoint_every or point == tc.steps:
+                        self._log_filters(point)
+                writer.flush()
+            overfit = tc.stop_on_overfit and increases >= tc.overfit_patience
+            stopping = overfit or (stop_after is not None and point >= stop_after)
+            if manager is not None and (point - last_ckpt >= tc.checkpoint_every or point == tc.steps or stopping
+                                        or (tc.stop_on_overfit and increases == 1)):
+                manager.save(checkpoint_number=point)
+                files.write_json(Path(out) / "history.json", self.history)
+                last_ckpt = point
+            if stopping:
+                stopped = "validation loss rose" if overfit else "stopped"
+                break
+        seconds = time.perf_counter() - t0
+        summary = {"steps": int(self.step.numpy()), "seconds": seconds, "stopped": stopped,
+                   "final": self.history[-1] if self.history else {},
+                   "patches_per_s": (int(self.step.numpy()) - start) * tc.batch / max(seconds, 1e-9)}
+        if writer is not None:
+            writer.close()
+        return summary
+
+    def _log_filters(self, step):
+        if self.cfg.kind == "channelwise":
+            return
+        grid = filter_grid(self.prior)
+        tf.summary.image("prior/filters", grid[None].astype(np.float32), step=step)
+
+
+def filter_grid(prior: PatchPrior, count: int = 64, columns: int = 8) -> np.ndarray:
+    """The ``count`` components with the largest expert weights, unwhitened to patch space, each stretched
+    symmetrically around grey, tiled with a one-pixel border: [H, W, C] in [0, 1]."""
+    imgs, _ = prior.filter_images()
+    imgs = imgs[:count]
+    p, c = imgs.shape[1], imgs.shape[3]
+    rows = -(-len(imgs) // columns)
+    grid = np.ones((rows * (p + 1) + 1, columns * (p + 1) + 1, c if c in (1, 3) else 1))
+    for i, f in enumerate(imgs):
+        f = f if c in (1, 3) else f[..., :1]
+        f = 0.5 + 0.5 * f / max(np.abs(f).max(), 1e-12)
+        y, x = divmod(i, columns)
+        grid[1 + y * (p + 1):1 + y * (p + 1) + p, 1 + x * (p + 1):1 + x * (p + 1) + p] = f
+    return grid
+
+
+def save_filter_grid(prior: PatchPrior, path: str | Path, title: str = "", zoom: int = 6) -> Path:
+    """The filter grid as a PNG, each pixel shown as zoom × zoom."""
+    grid = np.repeat(np.repeat(filter_grid(prior), zoom, axis=0), zoom, axis=1)
+    return files.save_png(path, grid, {"Title": title} if title else None)
+
+
