@@ -318,3 +318,34 @@ def test_main_trains_a_prior_then_inverts_with_it(tmp_path):
     assert "RANDOM" in (tmp_path / "rec" / "table.txt").read_text()
     r = run("--optimizer=adam")
     assert r.returncode == 2 and "does not take --optimizer" in r.stderr
+
+
+def test_separable_prior_is_a_depthwise_then_pointwise_convolution():
+    cfg = PriorConfig(patch=3, channels=2, components=4, n_white=18, mean_mode="gc", sdev_mode="gc",
+                      whiten_mode="none", kind="separable", dim_multiplier=2)
+    x = _data(c=2, p=9)
+    norm = W.fit_normalisation(lambda: [x], 2, 9, "gc", "gc")
+    prior = PatchPrior(cfg, norm, seed=4)
+    img = tf.constant(RNG.normal(3, 2, (2, 7, 6, 2)), tf.float32)
+    z = (img - norm.mean[::9].astype(np.float32)) / norm.sdev[::9].astype(np.float32)   # gc: per-channel stats
+    pw = prior.pointwise.numpy()
+    w = prior.filters().numpy()                                   # the combined, unit-norm columns
+    raw = np.einsum("pcm,cmk->cpk", prior.depthwise.numpy().reshape(9, 2, 2), pw.reshape(2, 2, 4)).reshape(18, 4)
+    norms = np.linalg.norm(raw, axis=0)
+    np.testing.assert_allclose(w, raw / norms, rtol=1e-5)
+    y = tf.nn.separable_conv2d(z, prior.depthwise, (pw / norms)[None, None], [1, 1, 1, 1], "VALID")
+    ref = tf.reduce_mean(prior.patch_energy(y), axis=[1, 2])
+    np.testing.assert_allclose(prior.energy(img).numpy(), ref.numpy(), rtol=1e-4)
+    assert float(prior.score_matching_loss(RNG.normal(size=(30, 18)))) != 0.0     # trainable like the others
+
+
+def test_prior_term_on_a_tap():
+    import keras
+    inp = keras.Input((8, 8, 3))
+    net = keras.Model(inp, keras.layers.Conv2D(2, 3, name="c")(inp))
+    extractor = keras.Model(inp, {"c": net.output})
+    prior, _, _ = _prior(patch=3, channels=2)
+    from tfrestore.objectives import Context
+    x = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    v = PriorTerm(prior, extractor=extractor, tap="c").value(Context(tf.constant(x)))
+    np.testing.assert_allclose(v.numpy(), prior.energy(net(x)).numpy(), rtol=1e-6)
