@@ -181,7 +181,8 @@ def image_rec(s: common.Setup, *, image: str, layers, steps, prior_name, prior_s
     vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16",
                         ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
     rows = _scores(net, img, recs, layers, vgg)
-    text = _header(s) + "\n" + report.table(rows, SCORE_COLUMNS)
+    text = (_header(s) + "   (VGG score: tfrestore's VGG16, random unless converted)\n"
+            + report.table(rows, SCORE_COLUMNS))
     text += "\n\nprior energy of the clipped reconstructions (" + prior_name + "):\n" + "\n".join(
         f"  {m:<12} " + "  ".join(f"{l} {e:.4g}" for l, e in zip(layers, es)) for m, es in energies.items())
     print(text, flush=True)
@@ -199,9 +200,8 @@ def _weights_word(s) -> str:
 
 
 def _header(s) -> str:
-    return (f"net: {s.net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network" if s.weights ==
-                                             "random" else s.weights)
-            + "   (VGG score: tfrestore's VGG16, random unless converted)")
+    return f"net: {s.net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network" if s.weights ==
+                                            "random" else s.weights)
 
 
 # ---- feature-map inversions ----------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def _map_problem(s: common.Setup, *, image_rgb, match: str, target: str, normali
     return true_map, data, init
 
 
-def _run_phases(s, objective_phases, init, labels, lr, log_every, progress, title):
+def _run_phases(s, objective_phases, init, labels, lr, log_every, progress, title, name):
     """Optimise the map through successive phases, each with a fresh Adam state; returns the final map."""
     from tfrestore.engine import Optimization
     x = init
@@ -226,7 +226,7 @@ def _run_phases(s, objective_phases, init, labels, lr, log_every, progress, titl
         run = Optimization(objective, param.Pixels(x), _adam(), optimizers.Schedule([optimizers.Stage(n_steps, lr)]),
                            labels=labels, seed=s.seed, log_every=log_every, config={"title": title, "phase": k})
         print(f"{title}: phase {k + 1} of {len(objective_phases)}, {n_steps} steps", flush=True)
-        run.run(logdir=s.logdir / f"phase{k + 1}", progress=progress)
+        run.run(logdir=s.logdir / name / f"phase{k + 1}", progress=progress)
         x = run.images()
     return x
 
@@ -243,9 +243,9 @@ def featmap_inv(s: common.Setup, *, image: str, layers, steps, prior_name, prior
                                              seed=s.seed)
     n1, n2 = (10000, 10000) if not steps else (max(1, steps // 2), max(1, steps - steps // 2))
     mse_only = _run_phases(s, [(data_term, n1)], init, ["mse"], 1.0, max(1, n1 // 4), progress,
-                           "feature-map inversion")
+                           "feature-map inversion", "mse_only")
     with_prior = _run_phases(s, [(data_term + e.weight * PriorTerm(prior), n2)], mse_only, [prior_name], 1.0,
-                             max(1, n2 // 4), progress, "feature-map inversion")
+                             max(1, n2 // 4), progress, "feature-map inversion", prior_name)
     rows = []
     for label, m in (("MSE only", mse_only), (f"MSE + {prior_name}", with_prior)):
         rows.append({"method": label, f"{target}_mse": float(metrics.mse(true_map, m)[0]),
@@ -282,13 +282,15 @@ def legacy_c2_to_c1(s: common.Setup, *, image: str, layers, steps, prior_name, p
         # a variant's weight for this regulariser (None: the catalogue's), 0 where the variant does not use it
         w = np.array([(dict(regs)[name] if dict(regs)[name] is not None else catalogue.entry(name).weight)
                       if name in dict(regs) else 0.0 for _, regs in LEGACY_VARIANTS], np.float32)
-        term = O.tv(2.0) if name == "tv" else PriorTerm(
-            catalogue.get(name, s.net, data=data, steps=prior_steps, seed=s.seed), name=name)
+        term = O.tv(2.0) if name == "tv" else PriorTerm(    # evaluated only where a variant uses it
+            catalogue.get(name, s.net, data=data, steps=prior_steps, seed=s.seed), name=name,
+            problems=np.flatnonzero(w).tolist())
         objective = objective + w * term
-    first, rest = (500, 19500) if not steps else (max(1, steps // 40), max(1, steps - steps // 40))
+    first = 500 if not steps else max(1, steps // 40)          # the thesis: 500, then a restart for 19,500
+    rest = 19500 if not steps else max(1, steps - first)
     labels = [v[0] for v in LEGACY_VARIANTS]
     rec = _run_phases(s, [(objective, first), (objective, rest)], init, labels, 0.3, max(1, rest // 4),
-                      progress, "conv2/lin → conv1/lin")
+                      progress, "conv2/lin → conv1/lin", "variants")
     rows = [{"variant": lab, "conv1_mse": float(m), "conv1_rel": float(r)}
             for lab, m, r in zip(labels, metrics.mse(np.repeat(true_map, n, 0), rec),
                                  metrics.rel_sq_error(np.repeat(true_map, n, 0), rec))]

@@ -349,3 +349,14 @@ def test_prior_term_on_a_tap():
     x = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
     v = PriorTerm(prior, extractor=extractor, tap="c").value(Context(tf.constant(x)))
     np.testing.assert_allclose(v.numpy(), prior.energy(net(x)).numpy(), rtol=1e-6)
+
+
+def test_prior_term_restricted_to_some_problems():
+    from tfrestore.objectives import Context
+    prior, _, _ = _prior(patch=3, channels=2)
+    x = RNG.normal(3, 2, (3, 7, 7, 2)).astype(np.float32)
+    v = PriorTerm(prior, problems=[0, 2]).value(Context(tf.constant(x))).numpy()
+    full = prior.energy(x).numpy()
+    assert v[1] == 0 and v[0] == pytest.approx(full[0], rel=1e-6) and v[2] == pytest.approx(full[2], rel=1e-6)
+    assert PriorTerm(prior, problems=[0, 2]).problems is not None       # logs leave problem 1 out
+    assert (10.0 * PriorTerm(prior, problems=[0, 2])).applicability(3)["prior"].tolist() == [True, False, True]

@@ -22,20 +22,25 @@ from .model import PatchPrior, PriorConfig
 
 class PriorTerm(Term):
     """The prior energy [N] of the optimised canvas (``extractor=None``; image priors see RGB 0–255, so
-    ``offset`` — the net's mean colour — is added to image space) or of a tap's features of the network input."""
+    ``offset`` — the net's mean colour — is added to image space) or of a tap's features of the network input.
+    ``problems`` restricts it to some of the N problems (the others get 0 and cost nothing)."""
 
     def __init__(self, prior: PatchPrior, name: str = "prior", extractor: keras.Model | None = None,
-                 tap: str | None = None, offset=0.0):
+                 tap: str | None = None, offset=0.0, problems=None):
         self.prior, self.extractor, self.tap = prior, extractor, tap
         self.offset = tf.constant(offset, tf.float32)
+        self.problems = None if problems is None else tf.constant(problems, tf.int32)
         self.name = name
         super().__init__()
 
     def value(self, ctx: Context) -> tf.Tensor:
         if self.extractor is None:
-            return self.prior.energy(ctx.canvas + self.offset)
-        feats = ctx.features(self.extractor, None)
-        return self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats)
+            x = ctx.canvas if self.problems is None else tf.gather(ctx.canvas, self.problems)
+            e = self.prior.energy(x + self.offset)
+        else:
+            feats = ctx.features(self.extractor, self.problems)
+            e = self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats)
+        return e if self.problems is None else tf.scatter_nd(self.problems[:, None], e, [ctx.n])
 
 
 def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: float = 1.0, optimizer: str = "adam",

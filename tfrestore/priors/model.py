@@ -15,7 +15,7 @@ over patches and divided by C·K, as the thesis); ``separable`` (W[c, p, k] = Σ
 then pointwise, unwhitened data).
 
 Score matching (Hyvärinen 2005) on whitened samples, per sample t:
-    j_t = Σ_k α_k g′(y_kt) + ½ (α ⊙ g_t)ᵀ (WᵀW) (α ⊙ g_t),   J = mean_t j_t
+    j_t = Σ_k α_k g′(y_kt) + ½ (α ⊙ g_t)ᵀ (WᵀW) (α ⊙ g_t) = Σ_k α_k g′(y_kt) + ½ ‖W (α ⊙ g_t)‖²,   J = mean_t j_t
 with g = −ρ′. ``legacy_broadcast=True`` gives the thesis code's first term (Σ_k α_k)·(Σ_l g′(y_lt)).
 """
 from __future__ import annotations
@@ -259,20 +259,19 @@ class PatchPrior(keras.Model):
         w, alpha = self.filters(), self.alpha()
         if cfg.kind == "channelwise":
             y = tf.einsum("tcf,cfk->tck", xw, w)
-            gram = tf.einsum("cfj,cfk->cjk", w, w)
             ag = alpha * g(y, cfg.expert)                                         # [T, C, K]
             first = tf.reduce_sum(alpha * g_prime(y, cfg.expert), axis=-1)
-            second = 0.5 * tf.einsum("tcj,cjk,tck->tc", ag, gram, ag)
-            return tf.reduce_sum(first + second, axis=-1)
+            score = tf.einsum("cfk,tck->tcf", w, ag)                              # ψ = W(α ⊙ g): [T, C, n_fpc]
+            return tf.reduce_sum(first + 0.5 * tf.reduce_sum(tf.square(score), axis=-1), axis=-1)
         if dropout_seed is not None:
             w = w * self.dropout_mask(dropout_seed)
         y = tf.matmul(xw, w)                                                      # [T, K]
         gp = g_prime(y, cfg.expert)
         first = (tf.reduce_sum(alpha) * tf.reduce_sum(gp, axis=-1) if legacy_broadcast
                  else tf.reduce_sum(alpha * gp, axis=-1))
-        ag = alpha * g(y, cfg.expert)
-        second = 0.5 * tf.reduce_sum(tf.matmul(ag, tf.matmul(w, w, transpose_a=True)) * ag, axis=-1)
-        return first + second
+        # ½ (α⊙g)ᵀ WᵀW (α⊙g) = ½ ‖W (α⊙g)‖²: the score ψ(x) = W(α⊙g) costs T·n_white·K, not n_white·K²
+        score = tf.matmul(alpha * g(y, cfg.expert), w, transpose_b=True)          # [T, n_white]
+        return first + 0.5 * tf.reduce_sum(tf.square(score), axis=-1)
 
     def score_matching_loss(self, xw, legacy_broadcast: bool = False) -> tf.Tensor:
         return tf.reduce_mean(self.score_matching_terms(xw, legacy_broadcast))
