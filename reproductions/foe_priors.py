@@ -186,10 +186,10 @@ def image_rec(s: common.Setup, *, image: str, layers, steps, prior_name, prior_s
     text += "\n\nprior energy of the clipped reconstructions (" + prior_name + "):\n" + "\n".join(
         f"  {m:<12} " + "  ".join(f"{l} {e:.4g}" for l, e in zip(layers, es)) for m, es in energies.items())
     print(text, flush=True)
-    panels = [(img / 255.0, "original")] + [(np.clip(recs[m][i], 0, 255) / 255.0, f"{m}\n{l}")
-                                            for m in recs for i, l in enumerate(layers)]
+    panels = [p for m in recs for p in [(img / 255.0, f"original / {m}")] +
+              [(np.clip(recs[m][i], 0, 255) / 255.0, f"{m}\n{l}") for i, l in enumerate(layers)]]   # a row each
     report.write(s.out, title=f"FoE prior inversion — {net} ({_weights_word(s)})", table=text,
-                 figure_panels=panels, figure_columns=len(layers),
+                 figure_panels=panels, figure_columns=len(layers) + 1,
                  metrics={"net": net, "weights": s.weights, "prior": prior_name, "layers": layers,
                           "steps": list(phases), "scores": rows, "prior_energy": energies})
     return {"scores": rows, "prior_energy": energies}
