@@ -36,6 +36,12 @@ flags.DEFINE_string("experiment", None, "experiment / figure within a paper; see
 flags.DEFINE_string("prior", None, "a catalogue prior (foe_priors; see --list): full512, fullc1l6000, …")
 flags.DEFINE_integer("prior_steps", None, "training steps for a prior that has to be trained first (default: the "
                      "thesis schedule)")
+flags.DEFINE_string("task", None, "the task within dip / ae_prior (see --list): denoise, inpaint, superres, ...")
+flags.DEFINE_float("sigma", None, "noise level of a synthesised corruption (dip: 0-255 units; ae_prior: [-1, 1] units)")
+flags.DEFINE_string("mask", None, "inpainting mask: random, block, strokes, or a mask image file (white = kept)")
+flags.DEFINE_string("corrupted", None, "an observed (corrupted) image file to restore instead of a synthesised one")
+flags.DEFINE_integer("size", None, "working image size in pixels (dip: cropped to a multiple of 32)")
+flags.DEFINE_integer("latent", None, "autoencoder latent size (ae_prior: 10 or 100)")
 flags.DEFINE_string("data", None, "a folder of images (or HR/LR, sharp/blur pairs) instead of the embedded samples")
 flags.DEFINE_bool("resume", None, "continue an interrupted run from its last checkpoint in --out")
 flags.DEFINE_bool("list", False, "print papers, experiments, nets and their layer names, then exit")
@@ -51,9 +57,10 @@ def _print_list() -> None:
         mod = reproductions.get(name)
         print(f"  {name:<22}{mod.DESCRIPTION}")
         default = getattr(mod, "DEFAULT_EXPERIMENT", None)
+        flag = getattr(mod, "EXPERIMENT_FLAG", "experiment")
         for exp, text in getattr(mod, "EXPERIMENTS", {}).items():
             mark = " (default)" if exp == default else ""
-            print(f"      --experiment={exp:<22} {text}{mark}")
+            print(f"      --{flag}={exp:<{32 - len(flag)}} {text}{mark}")
         print(f"      flags: {', '.join('--' + f for f in accepted_flags(mod))}")
     print("\nNets (--net) and their layers (--layers):")
     for name in nets.net_names():
@@ -73,7 +80,7 @@ def accepted_flags(module) -> list[str]:
 
 
 _CONFIG_FLAGS = ("net", "layers", "image", "weights", "out", "logdir", "steps", "seed", "optimizer", "experiment",
-                 "data", "resume", "prior", "prior_steps")
+                 "data", "resume", "prior", "prior_steps", "task", "sigma", "mask", "corrupted", "size", "latent")
 
 
 def _given_flags() -> list[str]:
@@ -130,9 +137,9 @@ def main(argv) -> int:
         if wrong:
             raise ValueError(f"--paper={FLAGS.paper} does not take {', '.join('--' + f for f in wrong)}; "
                              f"it takes {', '.join('--' + f for f in accepted)}")
-        for name in ("steps", "prior_steps"):
+        for name in ("steps", "prior_steps", "size", "sigma"):
             if FLAGS[name].value is not None and FLAGS[name].value <= 0:
-                raise ValueError(f"--{name} must be a positive number of steps, got {FLAGS[name].value}")
+                raise ValueError(f"--{name} must be positive, got {FLAGS[name].value}")
         if FLAGS.image is not None:           # checked before any network is built: one line, exit 2
             from tfrestore import data
             data.load_image(FLAGS.image)

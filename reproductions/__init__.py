@@ -1,7 +1,8 @@
 """One module per paper or experiment; each exposes ``DESCRIPTION``, ``EXPERIMENTS`` (where it has several) and a
 keyword-only ``run(...) -> dict`` whose arguments are the command-line flags it takes.
 
-``PAPERS`` maps the ``--paper`` flag of ``main.py`` to the module that runs it.
+``PAPERS`` maps the ``--paper`` flag of ``main.py`` to the module that runs it (``module:NAME`` where one module
+holds several papers as namespaces with the same attributes).
 """
 import importlib
 
@@ -12,10 +13,14 @@ PAPERS = {
     "representation_study": "reproductions.representation_study",
     "deconv": "reproductions.deconv_layer",
     "foe_priors": "reproductions.foe_priors",
+    "dip": "reproductions.network_priors:DIP",
+    "ae_prior": "reproductions.network_priors:AE_PRIOR",
 }
 
 
 def get(paper: str):
     if paper not in PAPERS:
         raise ValueError(f"unknown paper '{paper}'; valid: {', '.join(PAPERS)}")
-    return importlib.import_module(PAPERS[paper])
+    module, _, attribute = PAPERS[paper].partition(":")
+    loaded = importlib.import_module(module)
+    return getattr(loaded, attribute) if attribute else loaded

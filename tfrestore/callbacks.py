@@ -208,6 +208,63 @@ class Checkpoint(Callback):
             self._last, self._last_time = point.step, time.perf_counter()
 
 
+class Quality(Callback):
+    """PSNR and SSIM against a clean reference at every log point: of the current images and of any ``extra``
+    images (e.g. the deep image prior's moving average), so the early-stopping curve is visible. Logged to
+    TensorBoard (``quality/psnr``, …), kept in ``curve`` and written to ``path`` (JSON; a resumed run reads the
+    points before its start back from there).
+
+    Args:
+        reference: [N, H, W, C] the clean images, in the units of ``to_unit(run.images())``.
+        to_unit: image space → the units PSNR is measured in (default identity), ``data_range`` their range.
+        extra: ``{name: fn(run) -> [N, H, W, C] image space}``.
+        ssim_every: SSIM (slower) at every k-th log point and the last.
+    """
+
+    def __init__(self, reference: np.ndarray, *, to_unit=lambda x: x, data_range: float = 1.0,
+                 extra: dict | None = None, logdir: str | Path | None = None, path: str | Path | None = None,
+                 ssim_every: int = 1):
+        from . import metrics
+        self._metrics = metrics
+        self.reference, self.to_unit, self.data_range = np.asarray(reference, np.float64), to_unit, data_range
+        self.extra, self.ssim_every = dict(extra or {}), max(1, int(ssim_every))
+        self.logdir, self.path = logdir, None if path is None else Path(path)
+        self.curve: list[dict] = []
+        self._writer, self._count = None, 0
+
+    def on_run_begin(self, run):
+        if self.path is not None and self.path.exists() and run.steps_done > 0:
+            self.curve = [p for p in json.loads(self.path.read_text()) if p["step"] <= run.steps_done]
+        if self.logdir is not None:
+            self._writer = tf.summary.create_file_writer(str(self.logdir))
+
+    def on_log_point(self, run, point):
+        rec = {"step": point.step}
+        sources = {"output": lambda r: r.images(), **self.extra}
+        with_ssim = point.last or self._count % self.ssim_every == 0
+        for name, fn in sources.items():
+            est = np.clip(self.to_unit(np.asarray(fn(run), np.float64)), 0, self.data_range)
+            rec[f"psnr_{name}"] = float(np.mean(self._metrics.psnr(self.reference, est, self.data_range)))
+            if with_ssim:
+                rec[f"ssim_{name}"] = float(np.mean(self._metrics.ssim(self.reference, est, self.data_range)))
+        self.curve.append(rec)
+        self._count += 1
+        if self._writer is not None:
+            with self._writer.as_default():
+                for k, v in rec.items():
+                    if k != "step":
+                        tf.summary.scalar(f"quality/{k}", v, step=point.step)
+            self._writer.flush()
+        if self.path is not None:
+            from . import files
+            files.write_json(self.path, self.curve)
+
+    def on_run_end(self, run, result):
+        if self._writer is not None:
+            self._writer.close()
+        result.quality = self.curve
+
+
 def standard(out: str | Path | None = None, logdir: str | Path | None = None, resume: bool = False,
              progress: bool = True, checkpoint_every: int = 100, saved_every: int | None = None) -> list[Callback]:
     """The usual set: progress, TensorBoard in ``logdir``, the saved iterate, checkpoints in ``out/ckpt``."""

@@ -122,3 +122,57 @@ def image_folder(path: str | os.PathLike) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {p}")
     return files
+
+
+# ---- digits: scikit-learn's bundled 8×8 set (embedded) or MNIST from a local copy ------------------------------
+def digits(size: int = 28, source: str | os.PathLike | None = None, split: str = "train",
+           val_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarray, str]:
+    """Grey-level digits as ``(images [N, size, size, 1] float32 in [0, 1], labels [N] int64, description)``.
+
+    ``source=None``: scikit-learn's bundled 1,797 8×8 digits (values 0–16), bilinearly up-sampled to ``size`` —
+    a demonstration set, not MNIST. ``split`` "train" / "val" takes a fixed, seeded 80 / 20 division of it.
+    ``source`` = a folder with MNIST's four IDX files (optionally ``.gz``) or an ``.npz`` with ``x_train``,
+    ``y_train``, ``x_test``, ``y_test`` (Keras' ``mnist.npz``); "train" / "val" are MNIST's train / test sets.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if source is None:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        order = np.random.default_rng(0).permutation(len(d.target))
+        cut = int(round(len(order) * (1 - val_fraction)))
+        rows = order[:cut] if split == "train" else order[cut:]
+        small = d.images[rows].astype(np.float64) / 16.0
+        big = np.stack([skimage.transform.resize(im, (size, size), order=1, anti_aliasing=False) for im in small])
+        return (np.clip(big, 0, 1)[..., None].astype(np.float32), d.target[rows].astype(np.int64),
+                f"scikit-learn bundled 8x8 digits up-sampled to {size}x{size} (demonstration set, not MNIST)")
+    x, y = _mnist(Path(source).expanduser(), split)
+    if x.shape[1] != size:
+        x = np.stack([skimage.transform.resize(im, (size, size), order=1) for im in x])
+    return x[..., None].astype(np.float32), y, f"MNIST {split} from {source}"
+
+
+def _mnist(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if path.suffix == ".npz":
+        with np.load(path) as z:
+            key = "train" if split == "train" else "test"
+            if f"x_{key}" not in z:
+                raise ValueError(f"{path} has no x_{key} / y_{key} arrays (found {', '.join(z.files)})")
+            return z[f"x_{key}"].astype(np.float32) / 255.0, z[f"y_{key}"].astype(np.int64)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: give a folder with MNIST's IDX files or an .npz")
+    prefix = "train" if split == "train" else "t10k"
+
+    def read(stem):
+        import gzip
+        for name in (stem, stem + ".gz"):
+            f = path / name
+            if f.exists():
+                raw = (gzip.open if name.endswith(".gz") else open)(f, "rb").read()
+                dims = raw[3]
+                shape = np.frombuffer(raw, ">u4", count=dims, offset=4)
+                return np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+        raise FileNotFoundError(f"{path} has no {stem}[.gz] (MNIST's IDX files)")
+
+    return read(f"{prefix}-images-idx3-ubyte").astype(np.float32) / 255.0, \
+        read(f"{prefix}-labels-idx1-ubyte").astype(np.int64)

@@ -75,6 +75,7 @@ class Result:
     saved_step: int = 0
     seconds_total: float = 0.0         # optimisation wall time over every invocation (resumes included)
     interrupted: bool = False          # stopped by SIGINT / SIGTERM (a checkpoint was written first)
+    quality: list = dataclasses.field(default_factory=list)   # set by callbacks.Quality: PSNR / SSIM per log point
 
     @property
     def seconds_per_step(self) -> float:

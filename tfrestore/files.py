@@ -69,3 +69,22 @@ def save_png(path: str | Path, rgb01: np.ndarray, text: dict[str, str] | None = 
     for k, v in (text or {}).items():
         info.add_text(str(k), str(v))
     return atomic_write(path, lambda p: Image.fromarray(img).save(p, format="PNG", pnginfo=info))
+
+
+def save_keras_weights(path: str | Path, model) -> Path:
+    """``model.save_weights`` atomically (Keras insists on a name ending ``.weights.h5``, so the temporary file
+    is named so too)."""
+    path = Path(path)
+    if not path.name.endswith(".weights.h5"):
+        raise ValueError(f"Keras weight files must end with .weights.h5, got {path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".weights.h5", dir=path.parent)
+    os.close(fd)
+    try:
+        model.save_weights(tmp, overwrite=True)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path

@@ -285,6 +285,29 @@ class ImageL2(Term):
         return _reduce(tf.square(ctx.image - self.ref))
 
 
+class DataTerm(Term):
+    """‖m ⊙ (A(x) − y)‖² / (2σ²) per problem: the restoration data term for an observation y of the image
+    through a degradation A (any callable on [N, H, W, C], e.g. :mod:`tfrestore.degrade`'s operators) under
+    Gaussian noise of standard deviation σ (image units). ``mask`` (broadcastable to y) marks the observed
+    entries (inpainting); A's output and y must have the same shape."""
+
+    def __init__(self, observation, operator: Callable | None = None, sigma: float = 1.0, mask=None,
+                 name: str = "data"):
+        if sigma <= 0:
+            raise ValueError(f"the noise level sigma must be positive, got {sigma}")
+        self.y = tf.constant(observation, tf.float32)
+        self.operator = operator if operator is not None else (lambda x: x)
+        self.mask = None if mask is None else tf.constant(mask, tf.float32)
+        self.sigma, self.name = float(sigma), name
+        super().__init__()
+
+    def value(self, ctx):
+        r = self.operator(ctx.canvas) - self.y
+        if self.mask is not None:
+            r = r * self.mask
+        return _reduce(tf.square(r)) / (2.0 * self.sigma ** 2)
+
+
 # lower-case constructors, Lucid style
 feature_loss = FeatureLoss
 inner_product = InnerProduct
@@ -292,4 +315,5 @@ alpha_norm = AlphaNorm
 bounded_range = BoundedRange
 tv = TotalVariation
 image_l2 = ImageL2
+data_term = DataTerm
 custom = CustomTerm

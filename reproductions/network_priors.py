@@ -1,0 +1,523 @@
+"""Restoration with network priors: the deep image prior (Ulyanov et al., CVPR 2018) and the autoencoder prior of
+the seeds' exercise (``../shared/seeds/003_*``). Two papers share this module:
+
+- ``--paper=dip --task=denoise|inpaint|superres|deblur|invert``: the skip generator's weights optimised (Adam,
+  lr 0.01, PyTorch's ε placement) so its output, degraded, matches the observation; PSNR / SSIM of the output and
+  of its moving average at every log point (TensorBoard, ``curve.png``), beside the corrupted input and a
+  classical restoration from scikit-image. ``invert``: the DIP paper's feature inversion through a tap of a
+  tfrestore net, beside M&V-style pixel optimisation with TV on the same budget.
+- ``--paper=ae_prior --task=train|scatter|denoise|inpaint``: the digits autoencoder with the latent-coverage
+  regulariser; latent scatter plots with the five out-of-class probes; restoration by minimising
+  ‖m ⊙ (x − y)‖² / (2σ²) + ‖AE(x) − x‖² after 1,000 and 10,000 iterations (the exercise's early-stopping point).
+
+Images: the embedded photos (``--image``; DIP) or digits (scikit-learn's bundled set up-sampled to 28×28, or
+MNIST with ``--data``; AE). ``--corrupted`` gives an observation file instead of synthesising one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import types
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tfrestore import autoencoder, callbacks, data, degrade, dip, files, metrics, nets, report
+from tfrestore import objectives as O
+from tfrestore import optim as optimizers
+from tfrestore import param
+from tfrestore.engine import Optimization
+from tfrestore.inversion import Extractors, feature_objective
+
+# ---- deep image prior -----------------------------------------------------------------------------------------
+# Ulyanov et al.'s notebooks: denoising (σ = 25/255, 3,000 iterations, reg. noise 1/30, moving average 0.99),
+# super-resolution (×4, 2,000 iterations, reg. noise 0.03, Lanczos down-sampler), inpainting (reg. noise 0.03);
+# deblurring and feature inversion use the denoising settings (the paper gives none for them here).
+DIP_SIGMA = 25.0            # 0–255 units
+DIP_FACTOR = 4
+DIP_BLUR = (9, 2.0)         # Gaussian kernel size and σ for the deblurring task
+DIP_BLUR_NOISE = 2.0        # 0–255 units of noise added after blurring
+
+
+@dataclasses.dataclass(frozen=True)
+class Degraded:
+    operator: Callable          # A on [1, H, W, 3] in [0, 1]
+    observation: np.ndarray     # y, [1, h, w, 3]
+    shown: np.ndarray           # the corrupted input as a full-size [H, W, 3] picture (PSNR "input" column)
+    mask: np.ndarray | None     # observed pixels (inpainting)
+    sigma: float                # data-term σ in [0, 1] units
+
+
+@dataclasses.dataclass(frozen=True)
+class DipTask:
+    description: str
+    steps: int
+    noise_std: float
+    degrade: Callable[..., Degraded] | None     # (clean [1, H, W, 3] in [0, 1], sigma, mask kind, seed)
+    baseline: Callable[[Degraded], np.ndarray] | None
+    baseline_name: str
+
+
+def _denoise(clean, sigma, mask, seed):
+    s = sigma / 255.0
+    y = np.clip(clean + np.random.default_rng(seed).normal(0, s, clean.shape), 0, 1).astype(np.float32)
+    return Degraded(lambda x: x, y, y[0], None, s)
+
+
+def _mask_array(kind: str, shape, seed) -> np.ndarray:
+    if kind == "random":
+        return degrade.random_mask(shape, 0.5, seed)
+    if kind == "block":
+        return degrade.block_mask(shape, max(4, shape[0] // 5), count=3, seed=seed)
+    if kind == "strokes":
+        return degrade.stroke_mask(shape, strokes=max(8, shape[0] // 12), width=max(2, shape[0] // 64), seed=seed)
+    path = Path(kind).expanduser()
+    if not path.exists():
+        raise ValueError(f"--mask must be random, block, strokes or a mask image file, got {kind!r}")
+    m = data.load_image(path, shape)[..., 0] > 127
+    return m.astype(np.float32)
+
+
+def _inpaint(clean, sigma, mask, seed):
+    m = _mask_array(mask or "strokes", clean.shape[1:3], seed)[None, :, :, None].astype(np.float32)
+    y = (clean * m).astype(np.float32)
+    return Degraded(lambda x: x * m, y, y[0], m, 1.0 / 255.0)
+
+
+def _superres(clean, sigma, mask, seed):
+    op = degrade.Downsample(DIP_FACTOR, "lanczos")
+    y = np.clip(np.asarray(op(tf.constant(clean))), 0, 1)
+    shown = np.repeat(np.repeat(y[0], DIP_FACTOR, 0), DIP_FACTOR, 1)       # nearest up-sampling, for display
+    return Degraded(op, y, shown, None, 1.0 / 255.0)
+
+
+def _deblur(clean, sigma, mask, seed):
+    op = degrade.Blur(degrade.gaussian_kernel(*DIP_BLUR), boundary="zero")
+    s = (sigma if sigma is not None else DIP_BLUR_NOISE) / 255.0
+    y = np.asarray(op(tf.constant(clean))) + np.random.default_rng(seed).normal(0, s, clean.shape)
+    y = np.clip(y, 0, 1).astype(np.float32)
+    return Degraded(op, y, y[0], None, s)
+
+
+def _tv_baseline(d: Degraded) -> np.ndarray:
+    from skimage.restoration import denoise_tv_chambolle
+    return denoise_tv_chambolle(d.observation[0], weight=0.1, channel_axis=-1)
+
+
+def _biharmonic(d: Degraded) -> np.ndarray:
+    from skimage.restoration import inpaint_biharmonic
+    return inpaint_biharmonic(d.observation[0], d.mask[0, :, :, 0] == 0, channel_axis=-1)
+
+
+def _bicubic(d: Degraded) -> np.ndarray:
+    import skimage.transform
+    h, w = d.observation.shape[1:3]
+    return skimage.transform.resize(d.observation[0], (h * DIP_FACTOR, w * DIP_FACTOR), order=3)
+
+
+def _richardson_lucy(d: Degraded) -> np.ndarray:
+    from skimage.restoration import richardson_lucy
+    k = degrade.gaussian_kernel(*DIP_BLUR)
+    return np.stack([richardson_lucy(d.observation[0, ..., c], k, num_iter=30) for c in range(3)], -1)
+
+
+DIP_TASKS = {
+    "denoise": DipTask("additive Gaussian noise σ = 25/255", 3000, dip.NOISE_STD_DENOISE, _denoise, _tv_baseline,
+                       "TV (Chambolle, weight 0.1)"),
+    "inpaint": DipTask("text-like strokes removed (--mask=random|block|strokes|FILE)", 3000, dip.NOISE_STD_OTHER,
+                       _inpaint, _biharmonic, "biharmonic inpainting"),
+    "superres": DipTask("×4 Lanczos down-sampling", 2000, dip.NOISE_STD_OTHER, _superres, _bicubic, "bicubic"),
+    "deblur": DipTask("Gaussian blur 9×9 σ 2 + noise σ 2/255", 3000, dip.NOISE_STD_DENOISE, _deblur,
+                      _richardson_lucy, "Richardson-Lucy (30 iterations)"),
+    "invert": DipTask("feature inversion through --net's --layers tap", 3000, dip.NOISE_STD_DENOISE, None, None,
+                      "pixels + TV (M&V-style), same steps"),
+}
+
+
+def _load_photo(image: str, size: int) -> np.ndarray:
+    img = data.load_image(image)
+    if min(img.shape[:2]) < size:
+        print(f"warning: '{image}' is {img.shape[1]}×{img.shape[0]}, smaller than --size={size}; it is enlarged",
+              flush=True)
+    return data.resize(img, size, crop="center").astype(np.float32)[None] / 255.0
+
+
+def _observation_file(path: str, like: np.ndarray) -> np.ndarray:
+    y = data.load_image(path).astype(np.float32)[None] / 255.0
+    if y.shape[1:3] != like.shape[1:3]:
+        y = data.resize((y[0] * 255).astype(np.uint8), like.shape[1:3]).astype(np.float32)[None] / 255.0
+    return y
+
+
+def _quality_rows(clean01, entries: dict[str, np.ndarray]) -> list[dict]:
+    return [{"method": k, "psnr": float(metrics.psnr(clean01, v[None] if v.ndim == 3 else v, 1.0)[0]),
+             "ssim": float(metrics.ssim(clean01, np.clip(v[None] if v.ndim == 3 else v, 0, 1), 1.0)[0])}
+            for k, v in entries.items()]
+
+
+def _curve_plot(path: Path, curve: list[dict], title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in sorted({k for p in curve for k in p if k.startswith("psnr_")}):
+        ax.plot([p["step"] for p in curve], [p[key] for p in curve], label=key[5:])
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def run_dip(*, task: str = "denoise", image: str = "astronaut", size: int = 256, steps: int | None = None,
+            sigma: float | None = None, mask: str | None = None, corrupted: str | None = None,
+            net: str | None = None, layers: list[str] | None = None, weights: str = "auto", out: str | None = None,
+            logdir: str | None = None, seed: int = 0, resume: bool = False, progress: bool = True) -> dict:
+    """One DIP restoration; returns the metrics written to ``<out>/metrics.json``."""
+    if task not in DIP_TASKS:
+        raise ValueError(f"unknown task '{task}' for dip; valid: {', '.join(DIP_TASKS)}")
+    if task != "invert" and (net or layers or weights != "auto"):
+        raise ValueError("--net, --layers and --weights belong to --task=invert only")
+    if task == "invert" and (sigma is not None or mask or corrupted):
+        raise ValueError("--sigma, --mask and --corrupted do not apply to --task=invert")
+    if mask and task != "inpaint":
+        raise ValueError("--mask applies to --task=inpaint only")
+    spec = DIP_TASKS[task]
+    steps = steps or spec.steps
+    size = size - size % 32
+    clean = _load_photo(image, size)
+    out_path = Path(out or f"runs/dip_{task}")
+    log_path = Path(logdir or out_path / "tb")
+    p = dip.generator_parameterization(size, noise_std=spec.noise_std, seed=seed,
+                                       output_scale=1.0 if task != "invert" else 255.0)
+    if task == "invert":
+        return _dip_invert(p, clean, net=net or "alexnet", layers=layers, weights=weights, steps=steps, size=size,
+                           out=out_path, logdir=log_path, seed=seed, resume=resume, progress=progress, image=image)
+    d = spec.degrade(clean, sigma if sigma is not None else DIP_SIGMA, mask, seed)
+    if corrupted:
+        d = dataclasses.replace(d, observation=_observation_file(corrupted, d.observation))
+    objective = O.DataTerm(d.observation, d.operator, sigma=d.sigma, mask=d.mask)
+    run = Optimization(objective, p, optimizers.Adam(epsilon_form="paper"),
+                       optimizers.Schedule([optimizers.Stage(steps, dip.LEARNING_RATE, jitter=False)]),
+                       labels=[task], seed=seed, log_every=max(1, steps // 30),
+                       config={"paper": "dip", "task": task, "image": image, "size": size, "steps": steps,
+                               "noise_std": spec.noise_std, "degradation": spec.description})
+    quality = callbacks.Quality(clean, extra={"average": lambda r: r.param.average()}, logdir=log_path,
+                                path=out_path / "curve.json", ssim_every=5)
+    cbs = callbacks.standard(out_path, log_path, resume, progress, checkpoint_every=max(100, steps // 10)) + [quality]
+    print(f"deep image prior, {task} ({spec.description}) on '{image}' at {size}², {steps} Adam steps; "
+          f"{p.model.count_params() - sum(int(np.prod(v.shape)) for v in p.model.non_trainable_weights):,} "
+          "weights optimised", flush=True)
+    result = run.run(cbs)
+    output, average = result.images[0], p.average()[0]
+    baseline = np.clip(spec.baseline(d), 0, 1)
+    rows = _quality_rows(clean, {"corrupted input": d.shown, spec.baseline_name: baseline,
+                                 f"DIP output ({steps} it.)": output, "DIP moving average": average})
+    best = max(result.quality, key=lambda q: q["psnr_output"])
+    rows.append({"method": f"DIP output at its best step ({best['step']}, needs the clean image)",
+                 "psnr": best["psnr_output"], "ssim": best.get("ssim_output", float("nan"))})
+    text = report.table(rows, [("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f")])
+    print(text, flush=True)
+    _curve_plot(out_path / "curve.png", result.quality, f"DIP {task}: PSNR against the clean image")
+    panels = [(clean[0], "clean"), (d.shown, "corrupted"), (baseline, spec.baseline_name),
+              (np.clip(output, 0, 1), "DIP output"), (np.clip(average, 0, 1), "DIP moving average")]
+    summary = {"task": task, "image": image, "size": size, "steps": result.steps, "rows": rows,
+               "seconds": result.seconds_total, "seconds_per_1000_steps": 1000 * result.seconds_per_step,
+               "curve": result.quality}
+    report.write(out_path, title=f"deep image prior: {task} ({spec.description})", metrics=summary, table=text,
+                 figure_panels=panels, pngs={"output": np.clip(output, 0, 1), "average": np.clip(average, 0, 1),
+                                             "corrupted": d.shown, "baseline": baseline})
+    print(f"{result.seconds:.0f} s ({1000 * result.seconds_per_step:.0f} s per 1,000 iterations at {size}²); "
+          f"outputs in {out_path} (figure.png, curve.png, metrics.json); TensorBoard: tensorboard --logdir {log_path}",
+          flush=True)
+    return summary
+
+
+def _dip_invert(p, clean, *, net, layers, weights, steps, size, out, logdir, seed, resume, progress, image):
+    layer = nets.resolve_layer(net, (layers or ["conv5"])[0])
+    model = nets.build(net, weights=weights, seed=seed, image_size=size)
+    if nets.weights_source(model) == "random":
+        print("=" * 78 + f"\n  dip/invert on {net} with SEEDED RANDOM WEIGHTS: the run shows the method only.\n"
+              + "=" * 78, flush=True)
+    mean = nets.mean_rgb(net)
+    x0 = clean * 255.0 - mean
+    ext = Extractors(model)
+    data_term, _ = feature_objective(ext, net, [layer], x0)
+    p.output_offset = tf.constant(-mean, tf.float32)        # sigmoid × 255 − the net's mean colour: image space
+    to_input = lambda x: nets.to_input(net, x)             # noqa: E731
+    schedule = optimizers.Schedule([optimizers.Stage(steps, dip.LEARNING_RATE, jitter=False)])
+    run = Optimization(data_term, p, optimizers.Adam(epsilon_form="paper"), schedule, to_input=to_input,
+                       labels=[layer], seed=seed, log_every=max(1, steps // 30), display_offset=mean,
+                       config={"paper": "dip", "task": "invert", "net": net, "layer": layer, "steps": steps})
+    to_unit = lambda x: (x + mean) / 255.0                 # noqa: E731
+    quality = callbacks.Quality(clean, to_unit=to_unit, extra={"average": lambda r: r.param.average()},
+                                logdir=logdir, path=out / "curve.json", ssim_every=5)
+    print(f"deep image prior inverting {net} {layer} of '{image}' at {size}², {steps} steps", flush=True)
+    result = run.run(callbacks.standard(out, logdir, resume, progress, max(100, steps // 10)) + [quality])
+    # the comparison: pixels with the same feature loss plus TV (M&V's regulariser), same optimiser and budget
+    pixels = param.Pixels(np.zeros_like(x0))
+    tv_weight = 1e-7 * size * size / 227 ** 2
+    baseline = Optimization(data_term + tv_weight * O.tv(beta=2.0), pixels, optimizers.Adam(),
+                            optimizers.Schedule([optimizers.Stage(steps, 1.0, jitter=False)]), to_input=to_input,
+                            labels=[layer], seed=seed, log_every=max(1, steps // 10))
+    base = baseline.run([callbacks.Progress()] if progress else [])
+    dip_img, avg = to_unit(result.images[0]), to_unit(p.average()[0])
+    base_img = to_unit(base.images[0])
+    rows = _quality_rows(clean, {"pixels + TV": np.clip(base_img, 0, 1), "DIP output": np.clip(dip_img, 0, 1),
+                                 "DIP moving average": np.clip(avg, 0, 1)})
+    ours = {"pixels + TV": base.images, "DIP output": result.images}
+    target = ext.features(net, layer, x0)
+    for r in rows:
+        if r["method"] in ours:
+            est = ext.features(net, layer, ours[r["method"]])
+            r["rel_feature_error"] = float(metrics.rel_sq_error(target, est)[0])
+    text = report.table(rows, [("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f"),
+                               ("rel. sq. feature error", "rel_feature_error", ".4g")])
+    print(text, flush=True)
+    _curve_plot(out / "curve.png", result.quality, f"DIP inversion of {net} {layer}")
+    summary = {"task": "invert", "net": net, "layer": layer, "weights": nets.weights_source(model), "rows": rows,
+               "seconds": result.seconds_total, "seconds_per_1000_steps": 1000 * result.seconds_per_step}
+    report.write(out, title=f"deep image prior: inverting {net} {layer}", metrics=summary, table=text,
+                 figure_panels=[(clean[0], "original"), (np.clip(base_img, 0, 1), "pixels + TV"),
+                                (np.clip(dip_img, 0, 1), "DIP output"), (np.clip(avg, 0, 1), "DIP average")])
+    return summary
+
+
+# ---- autoencoder prior ------------------------------------------------------------------------------------------
+AE_SIGMAS = (0.1, 0.5)              # denoising noise levels, in the model's [−1, 1] units (the exercise)
+AE_ITERATIONS = (1000, 10000)       # the exercise compares these two (early stopping)
+AE_LR = 0.01
+AE_DIGITS = 16                      # digits restored in one graph
+AE_COVERAGE = "var_kurt"
+
+
+@dataclasses.dataclass(frozen=True)
+class AeRequest:
+    """What ``--paper=ae_prior`` was asked for (the flags), handed to each task."""
+    data_source: str | None
+    steps: int | None
+    latent: int
+    sigma: float | None
+    mask: str | None
+    out: Path
+    logdir: Path
+    seed: int
+    resume: bool
+    progress: bool
+
+
+def _ae(req: AeRequest, coverage: str, train_steps: int | None):
+    return autoencoder.trained(latent=req.latent, coverage=coverage,
+                               steps=train_steps or autoencoder.TRAINING.steps, source=req.data_source,
+                               seed=req.seed, progress=req.progress)
+
+
+class _Snapshots(callbacks.Callback):
+    """The images at the given log points (the exercise's 1,000 and 10,000 iterations)."""
+
+    def __init__(self, steps):
+        self.steps, self.images = set(steps), {}
+
+    def on_log_point(self, run, point):
+        if point.step in self.steps:
+            self.images[point.step] = run.images()
+
+
+def _log_every_hitting(step: int) -> int:
+    """A log interval whose log points (1, 1 + k, 1 + 2k, …) include ``step``: the largest divisor of step − 1
+    not above step / 3."""
+    return max([k for k in range(1, max(2, step // 3 + 1)) if (step - 1) % k == 0] or [1])
+
+
+def _photo_probe(size: int) -> np.ndarray:
+    img = data.load_image("astronaut", size, crop="center").astype(np.float32).mean(-1) / 255.0
+    return img[..., None]
+
+
+def _scatter_plot(path: Path, z: np.ndarray, labels: np.ndarray, probes: dict[str, np.ndarray], title: str):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pairs = [(i, i + 1) for i in range(0, min(z.shape[1], 10) - 1, 2)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3 * len(pairs), 3.2), squeeze=False)
+    for ax, (a, b) in zip(axes[0], pairs):
+        ax.scatter(z[:, a], z[:, b], c=labels, cmap="tab10", s=4, vmin=0, vmax=9)
+        for k, (name, code) in enumerate(probes.items()):
+            ax.scatter(code[a], code[b], c=[f"C{k}"], s=60, edgecolors="black", linewidths=1.5, label=name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"z{a} vs z{b}", fontsize=8)
+    axes[0, 0].legend(fontsize=6, loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def _coverage_stats(z: np.ndarray) -> dict:
+    """How much of [0, 1]^d the codes fill: per-dimension variance and kurtosis (U(0, 1): 0.0833, 1.8) and the
+    share of the 10×10 cells of each (z_2i, z_2i+1) plane holding at least one code."""
+    var = z.var(0)
+    kurt = ((z - z.mean(0)) ** 4).mean(0) / np.maximum(var ** 2, 1e-12)
+    cells = []
+    for a in range(0, z.shape[1] - 1, 2):
+        h, _, _ = np.histogram2d(z[:, a], z[:, a + 1], bins=10, range=[[0, 1], [0, 1]])
+        cells.append((h > 0).mean())
+    return {"mean_var": float(var.mean()), "mean_kurtosis": float(kurt.mean()), "cells_filled": float(np.mean(cells))}
+
+
+def run_ae_prior(*, task: str = "denoise", data: str | None = None, steps: int | None = None, latent: int = 10,
+                 sigma: float | None = None, mask: str | None = None, out: str | None = None,
+                 logdir: str | None = None, seed: int = 0, resume: bool = False, progress: bool = True) -> dict:
+    """The autoencoder-prior exercise; ``steps`` is the AE's training length for ``train`` / ``scatter`` and the
+    restoration length for ``denoise`` / ``inpaint`` (default: 1,000 and 10,000 both)."""
+    if task not in AE_TASKS:
+        raise ValueError(f"unknown task '{task}' for ae_prior; valid: {', '.join(AE_TASKS)}")
+    if latent not in (10, 100):
+        raise ValueError(f"--latent must be 10 or 100 (the exercise's sizes), got {latent}")
+    if mask and task != "inpaint":
+        raise ValueError("--mask applies to --task=inpaint only")
+    if sigma is not None and task != "denoise":
+        raise ValueError("--sigma applies to --task=denoise only")
+    out_path = Path(out or f"runs/ae_prior_{task}")
+    req = AeRequest(data_source=data, steps=steps, latent=latent, sigma=sigma, mask=mask, out=out_path,
+                    logdir=Path(logdir or out_path / "tb"), seed=seed, resume=resume, progress=progress)
+    return AE_TASKS[task][1](req)
+
+
+def _ae_train(req: AeRequest) -> dict:
+    t0 = time.perf_counter()
+    rows = []
+    xv, _, desc = data.digits(28, req.data_source, "val")
+    for coverage in ("none", AE_COVERAGE):
+        model, summary = _ae(req, coverage, req.steps)
+        rec = autoencoder.reconstruct(model, xv)
+        rows.append({"coverage": coverage, "val_mse": float(np.mean((rec - xv) ** 2)),
+                     "mean_baseline": float(np.mean((xv - xv.mean(0)) ** 2)),
+                     **_coverage_stats(autoencoder.codes(model, xv)),
+                     "train_s_per_1000": summary.get("seconds_per_1000_steps", float("nan"))})
+    text = report.table(rows, [("coverage", "coverage", ""), ("val MSE [0,1]", "val_mse", ".4f"),
+                               ("mean-digit MSE", "mean_baseline", ".4f"), ("var (U: .0833)", "mean_var", ".4f"),
+                               ("kurtosis (U: 1.8)", "mean_kurtosis", ".3f"), ("cells filled", "cells_filled", ".3f"),
+                               ("s / 1000 steps", "train_s_per_1000", ".1f")])
+    print(text, flush=True)
+    summary = {"task": "train", "data": desc, "rows": rows, "seconds": time.perf_counter() - t0}
+    report.write(req.out, title="autoencoder prior: training", metrics=summary, table=text)
+    return summary
+
+
+def _ae_scatter(req: AeRequest) -> dict:
+    out = req.out
+    xv, yv, desc = data.digits(28, req.data_source, "val")
+    probes = autoencoder.out_of_class_probes(xv[0], _photo_probe(28), req.seed)
+    probe_x = np.stack(list(probes.values()))
+    panels, summary_rows = [], []
+    for coverage in ("none", AE_COVERAGE):
+        model, _ = _ae(req, coverage, req.steps)
+        z = autoencoder.codes(model, xv)
+        pz = autoencoder.codes(model, probe_x)
+        _scatter_plot(out / f"scatter_{coverage}.png", z, yv, dict(zip(probes, pz)),
+                      f"latent codes ({coverage} regulariser), {desc}; probes outlined")
+        outs = autoencoder.reconstruct(model, probe_x)
+        for name, x, o in zip(probes, probe_x, outs):
+            panels += [(x, f"{name}"), (o, f"AE(·), {coverage}")]
+        # each probe's distance to the nearest digit code, in units of the digits' own median distance to their
+        # nearest neighbour (spreading the codes stretches every distance; the ratio is comparable)
+        dist = np.sqrt(((pz[:, None] - z[None]) ** 2).sum(-1)).min(1)
+        dd = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
+        np.fill_diagonal(dd, np.inf)
+        typical = float(np.median(dd.min(1)))
+        summary_rows.append({"coverage": coverage, **_coverage_stats(z), "nn_digits": typical,
+                             **{f"d_{n}": float(v) / typical for n, v in zip(probes, dist)}})
+    cols = [("coverage", "coverage", ""), ("var", "mean_var", ".4f"), ("kurtosis", "mean_kurtosis", ".3f"),
+            ("cells filled", "cells_filled", ".3f"), ("digit NN dist.", "nn_digits", ".3f")] + \
+        [(f"d({n})", f"d_{n}", ".2f") for n in probes]
+    text = report.table(summary_rows, cols)
+    print("each probe's distance to the nearest digit code, in digit nearest-neighbour distances:\n" + text,
+          flush=True)
+    summary = {"task": "scatter", "data": desc, "rows": summary_rows}
+    report.write(out, title="autoencoder prior: out-of-class probes and their reconstructions", metrics=summary,
+                 table=text, figure_panels=panels, figure_columns=10)
+    print(f"outputs in {out} (scatter_none.png, scatter_{AE_COVERAGE}.png, figure.png)", flush=True)
+    return summary
+
+
+def _ae_restore(kind: str, req: AeRequest) -> dict:
+    model, _ = _ae(req, AE_COVERAGE, None)
+    xv, _, desc = data.digits(28, req.data_source, "val")
+    clean = xv[:AE_DIGITS] * 2 - 1                                          # model space [−1, 1]
+    rng = np.random.default_rng(req.seed)
+    iterations = (req.steps,) if req.steps else AE_ITERATIONS
+    settings = []
+    if kind == "denoise":
+        for s in ((req.sigma,) if req.sigma is not None else AE_SIGMAS):
+            y = (clean + rng.normal(0, s, clean.shape)).astype(np.float32)
+            settings.append((f"sigma={s:g}", y, None, s))
+    else:
+        m = np.stack([_mask_array(req.mask or "random", (28, 28), req.seed + i) for i in range(len(clean))])
+        m = m[..., None].astype(np.float32)
+        settings.append((f"mask={req.mask or 'random'}", (clean * m).astype(np.float32), m, 0.1))
+    rows, panels = [], []
+    to01 = lambda x: np.clip((np.asarray(x) + 1) / 2, 0, 1)               # noqa: E731
+    ref = to01(clean)
+    for name, y, m, s in settings:
+        objective = O.DataTerm(y, sigma=s, mask=m) + autoencoder.AutoencoderTerm(model)
+        run = Optimization(objective, param.Pixels(y.copy()), optimizers.Adam(),
+                           optimizers.Schedule([optimizers.Stage(max(iterations), AE_LR, jitter=False)]),
+                           labels=[f"digit{i}" for i in range(len(y))], seed=req.seed,
+                           log_every=_log_every_hitting(min(iterations)),
+                           config={"paper": "ae_prior", "task": kind, "setting": name})
+        sub = req.out / report.safe_name(name)
+        snaps = _Snapshots(iterations)
+        run.run(callbacks.standard(sub, req.logdir / report.safe_name(name), req.resume, req.progress,
+                                   checkpoint_every=1000) + [snaps])
+        snapshots = {it: to01(snaps.images[it]) for it in sorted(iterations) if it in snaps.images}
+        projected = to01(np.asarray(model(y, training=False)))
+        entries = {"corrupted": to01(y), "AE(y) (one pass)": projected, **{f"AE prior, {it} it.": v
+                                                                           for it, v in snapshots.items()}}
+        if kind == "denoise":
+            from skimage.restoration import denoise_tv_chambolle
+            entries["TV (Chambolle)"] = np.stack([denoise_tv_chambolle(v, weight=0.1, channel_axis=-1)
+                                                  for v in to01(y)])
+        else:
+            from skimage.restoration import inpaint_biharmonic
+            entries["biharmonic"] = np.stack([inpaint_biharmonic(v, mm[..., 0] == 0, channel_axis=-1)
+                                              for v, mm in zip(to01(y), m)])
+        for method, v in entries.items():
+            rows.append({"setting": name, "method": method, "psnr": float(np.mean(metrics.psnr(ref, v, 1.0))),
+                         "ssim": float(np.mean(metrics.ssim(ref, v, 1.0)))})
+        for i in range(3):
+            panels += [(ref[i], "clean")] + [(v[i], f"{name}: {k}") for k, v in entries.items()]
+    text = report.table(rows, [("setting", "setting", ""), ("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"),
+                               ("SSIM", "ssim", ".4f")])
+    print(text, flush=True)
+    summary = {"task": kind, "data": desc, "digits": len(clean), "rows": rows}
+    report.write(req.out, title=f"autoencoder prior: {kind} ({desc})", metrics=summary, table=text,
+                 figure_panels=panels, figure_columns=len(panels) // (3 * len(settings)))
+    print(f"outputs in {req.out} (figure.png, metrics.json)", flush=True)
+    return summary
+
+
+AE_TASKS = {
+    "train": ("train the AE with and without the coverage regulariser; reconstruction and coverage", _ae_train),
+    "scatter": ("latent scatter plots with the five out-of-class probes, and the AE's outputs on them",
+                _ae_scatter),
+    "denoise": ("denoise digits (σ 0.1 and 0.5) with the AE prior after 1,000 and 10,000 iterations",
+                lambda req: _ae_restore("denoise", req)),
+    "inpaint": ("inpaint digits (--mask) with the AE prior after 1,000 and 10,000 iterations",
+                lambda req: _ae_restore("inpaint", req)),
+}
+
+DIP = types.SimpleNamespace(
+    DESCRIPTION="deep image prior (Ulyanov et al. 2018): denoise, inpaint, ×4 super-resolution, deblur, invert",
+    EXPERIMENT_FLAG="task", EXPERIMENTS={k: t.description for k, t in DIP_TASKS.items()},
+    DEFAULT_EXPERIMENT="denoise", run=run_dip)
+AE_PRIOR = types.SimpleNamespace(
+    DESCRIPTION="autoencoder prior on digits (the exercise): coverage regulariser, probes, denoise / inpaint",
+    EXPERIMENT_FLAG="task", EXPERIMENTS={k: v[0] for k, v in AE_TASKS.items()}, DEFAULT_EXPERIMENT="denoise",
+    run=run_ae_prior)

@@ -1,0 +1,189 @@
+"""The autoencoder prior (the seeds' deep-image-prior exercise, ``../shared/seeds/003_*``).
+
+A convolutional autoencoder on 28×28 digits (pixels mapped to [−1, 1], as the exercise) with a sigmoid latent of
+size 10 or 100. The exercise's finding: a sigmoid keeps z in [0, 1]^d but the codes do not cover that cube, so an
+out-of-class image can land where the decoder never learnt anything. The fix it settled on is a *coverage*
+regulariser matching, over the batch, each latent dimension's variance and kurtosis to those of U(0, 1)
+(1/12 and 9/5), weighted 1 against 20 for the reconstruction. Its other tries are kept as options:
+
+=================  ===========================================================================================
+``var_kurt``        Σ_d (var_d − 1/12)² + (kurt_d − 9/5)² over the batch (the final choice; the default)
+``moments``         the same plus (mean_d − 1/2)² (collapses the codes towards the centre, as the exercise saw)
+``kl_vector``       KL(z_b / Σ_d z_bd ‖ uniform over d), per vector, averaged (made z uniform *within* a vector)
+``kl_batch_sum``    KL(Σ_b z_bd / Σ_bd z_bd ‖ uniform over d) (the batch sum per coordinate; pulled codes inward)
+``none``            no regulariser (the exercise's Q1/Q2 network)
+=================  ===========================================================================================
+
+Restoration with the prior minimises ‖m ⊙ (x − y)‖² / (2σ²) + ‖AE(x) − x‖² over x (:class:`AutoencoderTerm`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import training
+from .objectives import Context, Term
+
+COVERAGE_MODES = ("var_kurt", "moments", "kl_vector", "kl_batch_sum", "none")
+UNIFORM_MEAN, UNIFORM_VAR, UNIFORM_KURTOSIS = 0.5, 1.0 / 12.0, 9.0 / 5.0
+RECONSTRUCTION_WEIGHT = 20.0     # "the loss for the AE had 20 times more weight" (exercise, Q4)
+# The exercise's Q4 network: 100 epochs, batch 48, Adam lr 5e-4 (its saved model's name); 3,000 steps of 48 is
+# 100 epochs of the 1,437 embedded training digits.
+TRAINING = training.TrainingConfig(steps=3000, batch=48, learning_rate=5e-4, val_every=100, checkpoint_every=500)
+
+
+def build(latent: int = 10, size: int = 28, seed: int = 0) -> keras.Model:
+    """Encoder (two stride-2 3×3 convolutions of 32 and 64 channels, each with batch norm and ReLU; dense to
+    ``latent``, sigmoid) and a mirrored decoder (dense to size/4 × size/4 × 64, two stride-2 transposed
+    convolutions, batch norm and ReLU between, tanh). Input and output [N, size, size, 1] in [−1, 1]; ``size``
+    divisible by 4. The model has ``encoder`` and ``decoder`` sub-models.
+
+    Batch norm after the hidden convolutions is what lets it train on the (similar, smooth) up-sampled digits:
+    without it the decoder settles on the mean digit within an epoch and the codes collapse (measured); it is
+    not placed before the sigmoid, which would spread the codes by itself and hide what the coverage
+    regulariser does."""
+    if size % 4:
+        raise ValueError(f"the autoencoder needs a size divisible by 4, got {size}")
+    L = keras.layers
+    init = lambda k: keras.initializers.GlorotUniform(seed=seed + k)       # noqa: E731
+    x_in = keras.Input((size, size, 1), name="image")
+    h = x_in
+    for k, channels in enumerate((32, 64)):
+        h = L.Conv2D(channels, 3, 2, "same", kernel_initializer=init(k), name=f"enc_conv{k + 1}")(h)
+        h = L.ReLU()(L.BatchNormalization(name=f"enc_bn{k + 1}")(h))
+    z = L.Dense(latent, activation="sigmoid", kernel_initializer=init(2), name="latent")(L.Flatten()(h))
+    encoder = keras.Model(x_in, z, name="encoder")
+    z_in = keras.Input((latent,), name="code")
+    q = size // 4
+    h = L.Dense(q * q * 64, kernel_initializer=init(3), name="dec_dense")(z_in)
+    h = L.Reshape((q, q, 64))(L.ReLU()(L.BatchNormalization(name="dec_bn0")(h)))
+    h = L.Conv2DTranspose(32, 3, 2, "same", kernel_initializer=init(4), name="dec_deconv1")(h)
+    h = L.ReLU()(L.BatchNormalization(name="dec_bn1")(h))
+    out = L.Conv2DTranspose(1, 3, 2, "same", activation="tanh", kernel_initializer=init(5), name="dec_deconv2")(h)
+    decoder = keras.Model(z_in, out, name="decoder")
+    return keras.Model(x_in, decoder(encoder(x_in)), name=f"autoencoder_z{latent}")
+
+
+def coverage_loss(z: tf.Tensor, mode: str = "var_kurt") -> tf.Tensor:
+    """The latent-coverage regulariser of a batch of codes z [B, d] in (0, 1) (see the module table)."""
+    if mode not in COVERAGE_MODES:
+        raise ValueError(f"unknown coverage mode {mode!r}; choose one of {', '.join(COVERAGE_MODES)}")
+    z = tf.convert_to_tensor(z, tf.float32)
+    d = tf.cast(tf.shape(z)[1], tf.float32)
+    if mode == "none":
+        return tf.constant(0.0)
+    if mode in ("var_kurt", "moments"):
+        mean = tf.reduce_mean(z, axis=0)
+        c = z - mean
+        var = tf.reduce_mean(c ** 2, axis=0)
+        kurt = tf.reduce_mean(c ** 4, axis=0) / (var ** 2 + 1e-12)
+        loss = tf.reduce_sum((var - UNIFORM_VAR) ** 2 + (kurt - UNIFORM_KURTOSIS) ** 2)
+        if mode == "moments":
+            loss += tf.reduce_sum((mean - UNIFORM_MEAN) ** 2)
+        return loss
+    if mode == "kl_vector":
+        p = z / tf.reduce_sum(z, axis=1, keepdims=True)
+        return tf.reduce_mean(tf.reduce_sum(p * tf.math.log(p * d + 1e-12), axis=1))
+    s = tf.reduce_sum(z, axis=0)
+    p = s / tf.reduce_sum(s)
+    return tf.reduce_sum(p * tf.math.log(p * d + 1e-12))
+
+
+def loss_fn(coverage: str = "var_kurt", reconstruction_weight: float = RECONSTRUCTION_WEIGHT):
+    """The training loss for :class:`tfrestore.training.Trainer`: weight·MSE + coverage, on ``batch["x"]`` in
+    [0, 1] (mapped to [−1, 1] here)."""
+    if coverage not in COVERAGE_MODES:
+        raise ValueError(f"unknown coverage mode {coverage!r}; choose one of {', '.join(COVERAGE_MODES)}")
+
+    def fn(model, batch, training):
+        x = batch["x"] * 2.0 - 1.0
+        z = model.get_layer("encoder")(x, training=training)
+        rec = tf.reduce_mean(tf.square(model.get_layer("decoder")(z, training=training) - x))
+        cov = coverage_loss(z, coverage)
+        return {"loss": reconstruction_weight * rec + cov, "reconstruction": rec, "coverage": cov}
+
+    return fn
+
+
+def codes(model: keras.Model, images01: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Latent codes [N, d] of images [N, H, W, 1] in [0, 1]."""
+    enc = model.get_layer("encoder")
+    return np.concatenate([np.asarray(enc(images01[i:i + batch] * 2 - 1, training=False))
+                           for i in range(0, len(images01), batch)])
+
+
+def reconstruct(model: keras.Model, images01: np.ndarray) -> np.ndarray:
+    """AE(x) for x [N, H, W, 1] in [0, 1], returned in [0, 1]."""
+    return (np.asarray(model(images01 * 2 - 1, training=False)) + 1) / 2
+
+
+def out_of_class_probes(digit01: np.ndarray, photo01: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """The exercise's five out-of-class probes as [H, W, 1] in [0, 1]: a constant 0.5 image (in the [−1, 1]
+    model space, i.e. 0.75 here), that constant plus N(0, 0.5²) noise (model space), the negative of a digit, the
+    digit flipped left–right, and a grey photo."""
+    h, w = digit01.shape[:2]
+    rng = np.random.default_rng(seed)
+    const = np.full((h, w, 1), 0.75, np.float32)
+    noisy = np.clip(const + rng.normal(0, 0.25, const.shape), 0, 1).astype(np.float32)
+    return {"const": const, "const+noise": noisy, "negative": (1 - digit01).astype(np.float32),
+            "flipped": digit01[:, ::-1].astype(np.float32), "photo": photo01.astype(np.float32)}
+
+
+class AutoencoderTerm(Term):
+    """‖AE(x) − x‖² per problem (summed over pixels) for a canvas x in the model's [−1, 1] space: the exercise's
+    prior term; restorations with it optimise in that space."""
+
+    name = "ae_prior"
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+        super().__init__()
+
+    def value(self, ctx: Context) -> tf.Tensor:
+        x = ctx.canvas
+        return tf.reduce_sum(tf.square(self.model(x, training=False) - x), axis=[1, 2, 3])
+
+
+def trained(*, latent: int = 10, coverage: str = "var_kurt", steps: int = 3000, source=None, seed: int = 0,
+            progress: bool = True, strategy=None) -> tuple[keras.Model, dict]:
+    """The autoencoder for these settings from ``$TFRESTORE_HOME/ae_prior/<name>/`` (trained there first, with
+    checkpoints and TensorBoard, when missing); returns (model, summary)."""
+    from . import data, files, weights
+    name = f"z{latent}_{coverage}_s{steps}_seed{seed}" + ("" if source is None else "_" + files_stem(source))
+    folder = weights.home() / "ae_prior" / name
+    path = folder / "model.weights.h5"
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = build(latent, seed=seed)
+    if path.exists():
+        model.load_weights(str(path))
+        summary_file = folder / "summary.json"
+        return model, json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    x, y, desc = data.digits(28, source, "train")
+    xv, _, _ = data.digits(28, source, "val")
+    cfg = dataclasses.replace(TRAINING, steps=steps, seed=seed)
+    probe = xv[:8]
+
+    def images(m):
+        return {"inputs": probe, "reconstructions": reconstruct(m, probe)}
+
+    trainer = training.Trainer(model, loss_fn(coverage), {"x": x}, cfg, val={"x": xv}, strategy=strategy,
+                               images_fn=images, name="autoencoder",
+                               describe={"latent": latent, "coverage": coverage, "data": desc})
+    if progress:
+        print(f"training the autoencoder prior ({latent}-d latent, coverage {coverage}, {steps} steps) on {desc}; "
+              f"stored in {folder}", flush=True)
+    summary = trainer.run(folder, logdir=folder / "tb", resume=True, progress=progress)
+    summary.update({"data": desc, "latent": latent, "coverage": coverage})
+    files.save_keras_weights(path, model)
+    files.write_json(folder / "summary.json", summary)
+    return model, summary
+
+
+def files_stem(source) -> str:
+    from pathlib import Path
+    return Path(str(source)).name.replace(".", "_")

@@ -1,0 +1,205 @@
+"""Training a Keras model with a custom step under a ``tf.distribute`` strategy: autoencoder priors, the small
+digits classifier, learned inverters.
+
+The same code runs on one CPU (the default strategy), several GPUs (``MirroredStrategy``) or several workers. Every
+replica takes its rows of the global batch (rows r, r + R, r + 2R, …), computes the mean of the loss over them,
+the gradients are all-reduced into the global mean gradient and applied with Adam.
+
+Batches are chosen by the step number alone, from seeded per-epoch permutations fixed before training (or the
+data's own order with ``shuffle=False``), so with the model, Adam's state and the step in the checkpoint a resumed
+training ends exactly where the uninterrupted one would. Blocks of ``val_every`` steps run as one compiled
+``tf.function``; after each block the validation loss is computed and logged (progress line, TensorBoard).
+
+    trainer = Trainer(model, loss_fn, {"x": images}, TrainingConfig(steps=2000, batch=64), val={"x": held_out})
+    summary = trainer.run(out="runs/ae", logdir="runs/ae/tb", resume=True)
+
+``loss_fn(model, batch, training)`` returns a dict of scalar means over the batch it is given; ``"loss"`` is the
+one minimised, the others are logged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import files
+
+LossFn = Callable[[keras.Model, dict, bool], dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    steps: int = 3000
+    batch: int = 32
+    learning_rate: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
+    val_every: int = 100
+    checkpoint_every: int = 500
+    shuffle: bool = True           # False: the data's own order, wrapped around (the thesis' list order)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps <= 0 or self.batch <= 0:
+            raise ValueError(f"steps and batch must be positive, got steps={self.steps}, batch={self.batch}")
+
+
+def batch_indices(n: int, steps: int, batch: int, shuffle: bool, seed: int) -> np.ndarray:
+    """[steps, batch] row indices: consecutive slices of seeded per-epoch permutations (or of 0…n−1)."""
+    need = steps * batch
+    epochs = -(-need // n)
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(n) if shuffle else np.arange(n) for _ in range(epochs)])
+    return order[:need].reshape(steps, batch).astype(np.int64)
+
+
+class Trainer:
+    """Trains ``model`` (built inside ``strategy``'s scope) on ``data`` (a dict of equal-length arrays).
+
+    Args:
+        model: the Keras model; only its trainable weights are updated.
+        loss_fn: ``(model, batch, training) -> {"loss": scalar, other names: scalars}``.
+        data, val: dicts of arrays, first axis the sample; ``val`` may be None.
+        config: :class:`TrainingConfig`.
+        strategy: a ``tf.distribute`` strategy (default: the current one).
+        images_fn: ``(model) -> {name: [N, H, W, C] in [0, 1]}``, logged to TensorBoard at every checkpoint.
+        name: prefix of the logged scalars.
+        describe: the run's configuration, recorded in TensorBoard and ``config.json``.
+    """
+
+    def __init__(self, model: keras.Model, loss_fn: LossFn, data: dict, config: TrainingConfig, *,
+                 val: dict | None = None, strategy=None, images_fn: Callable | None = None, name: str = "train",
+                 describe: dict | None = None, variables: list | None = None):
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.model, self.loss_fn, self.cfg, self.name = model, loss_fn, config, name
+        self.images_fn, self.describe = images_fn, dict(describe or {})
+        sizes = {k: len(v) for k, v in data.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"every data array needs the same number of samples, got {sizes}")
+        n = next(iter(sizes.values()))
+        with self.strategy.scope():
+            self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1, beta_2=config.beta2,
+                                                   epsilon=config.epsilon)
+            self.variables = list(variables) if variables is not None else list(model.trainable_variables)
+            self.optimizer.build(self.variables)
+            self.step = tf.Variable(0, dtype=tf.int64, name="step")
+        self.data = {k: tf.constant(np.asarray(v)) for k, v in data.items()}
+        self.val = None if val is None else {k: np.asarray(v) for k, v in val.items()}
+        self._index = tf.constant(batch_indices(n, config.steps, config.batch, config.shuffle, config.seed))
+        self._sums: dict[str, tf.Variable] = {}
+        self._block = tf.function(self._steps)
+        self.history: list[dict] = []
+
+    # ---- the distributed step ------------------------------------------------------------------------------
+    def _replica_step(self, t):
+        ctx = tf.distribute.get_replica_context()
+        r = ctx.num_replicas_in_sync
+        rows = tf.gather(self._index[t], tf.range(ctx.replica_id_in_sync_group, self.cfg.batch, r))
+        batch = {k: tf.gather(v, rows) for k, v in self.data.items()}
+        with tf.GradientTape() as tape:
+            terms = self.loss_fn(self.model, batch, True)
+        grads = tape.gradient(terms["loss"], self.variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, self.variables)]
+        grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)      # Σ over replicas of per-replica means
+        # the optimiser sums over replicas once more: each replica hands it 1/R of the global mean gradient
+        self.optimizer.apply_gradients(zip([g / float(r * r) for g in grads], self.variables))
+        return {k: v / float(r) for k, v in terms.items()}
+
+    def _steps(self, start, stop):
+        for t in tf.range(start, stop):
+            per_replica = self.strategy.run(self._replica_step, args=(t,))
+            for k, v in per_replica.items():
+                self._sums[k].assign_add(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, None))
+            self.step.assign(t + 1)
+
+    def evaluate(self, data: dict, batch: int = 256) -> dict[str, float]:
+        """Mean of every loss term over ``data`` (training=False), in chunks of ``batch``."""
+        n = len(next(iter(data.values())))
+        sums: dict[str, float] = {}
+        for i in range(0, n, batch):
+            chunk = {k: tf.constant(v[i:i + batch]) for k, v in data.items()}
+            m = len(next(iter(chunk.values())))
+            for k, v in self.loss_fn(self.model, chunk, False).items():
+                sums[k] = sums.get(k, 0.0) + float(v) * m
+        return {k: v / n for k, v in sums.items()}
+
+    # ---- the driver -----------------------------------------------------------------------------------------
+    def _checkpoint(self, out):
+        ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        return ckpt, tf.train.CheckpointManager(ckpt, str(Path(out) / "ckpt"), max_to_keep=1)
+
+    def run(self, out: str | Path | None = None, *, logdir: str | Path | None = None, resume: bool = False,
+            progress: bool = True, stop_after: int | None = None) -> dict:
+        """Train to ``config.steps`` (or to the first validation point at or after ``stop_after``, with a
+        checkpoint); returns a summary with the last train and validation losses and the rate."""
+        cfg = self.cfg
+        manager = None
+        if out is not None:
+            ckpt, manager = self._checkpoint(out)
+            if resume and manager.latest_checkpoint:
+                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+                hist = Path(out) / "history.json"
+                self.history = json.loads(hist.read_text()) if hist.exists() else []
+                if progress:
+                    print(f"{self.name}: resumed from {manager.latest_checkpoint} at step {int(self.step.numpy())}",
+                          flush=True)
+            files.write_json(Path(out) / "config.json", {**self.describe, **dataclasses.asdict(cfg)})
+        writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
+        if writer is not None:
+            with writer.as_default():
+                text = "\n".join(f"{k}: {v}" for k, v in {**self.describe, **dataclasses.asdict(cfg)}.items())
+                tf.summary.text(f"{self.name}/config", text, step=0)
+        start = int(self.step.numpy())
+        points = sorted(set(range(cfg.val_every, cfg.steps + 1, cfg.val_every)) | {cfg.steps})
+        t0, last_ckpt = time.perf_counter(), start
+        for point in points:
+            if point <= start:
+                continue
+            done = int(self.step.numpy())
+            if not self._sums:
+                # the loss terms' names, learnt once from an eager call on one sample
+                probe = {k: v[:1] for k, v in self.data.items()}
+                self._sums = {k: tf.Variable(0.0) for k in self.loss_fn(self.model, probe, False)}
+            for v in self._sums.values():
+                v.assign(0.0)
+            self._block(tf.constant(done, tf.int64), tf.constant(point, tf.int64))
+            rec = {"step": point, **{f"train_{k}": float(v.numpy()) / (point - done) for k, v in self._sums.items()}}
+            if self.val is not None:
+                rec.update({f"val_{k}": v for k, v in self.evaluate(self.val).items()})
+            rec["samples_per_s"] = (point - start) * cfg.batch / max(time.perf_counter() - t0, 1e-9)
+            self.history.append(rec)
+            if progress:
+                val = f"  val {rec['val_loss']:.5g}" if "val_loss" in rec else ""
+                print(f"{self.name} step {point:>6}/{cfg.steps}  loss {rec['train_loss']:.5g}{val}  "
+                      f"{rec['samples_per_s']:,.0f} samples/s", flush=True)
+            stopping = stop_after is not None and point >= stop_after
+            checkpointing = point - last_ckpt >= cfg.checkpoint_every or point == cfg.steps or stopping
+            if writer is not None:
+                with writer.as_default():
+                    for k, v in rec.items():
+                        if k != "step":
+                            tf.summary.scalar(f"{self.name}/{k}", v, step=point)
+                    if checkpointing and self.images_fn is not None:
+                        for k, img in self.images_fn(self.model).items():
+                            tf.summary.image(f"{self.name}/{k}", np.clip(img, 0, 1), step=point, max_outputs=8)
+                writer.flush()
+            if manager is not None and checkpointing:
+                manager.save(checkpoint_number=point)
+                files.write_json(Path(out) / "history.json", self.history)
+                last_ckpt = point
+            if stopping:
+                break
+        seconds = time.perf_counter() - t0
+        if writer is not None:
+            writer.close()
+        steps = int(self.step.numpy())
+        return {"steps": steps, "seconds": seconds, "final": self.history[-1] if self.history else {},
+                "samples_per_s": (steps - start) * cfg.batch / max(seconds, 1e-9),
+                "seconds_per_1000_steps": 1000 * seconds / max(steps - start, 1)}
