@@ -36,6 +36,7 @@ flags.DEFINE_string("experiment", None, "experiment / figure within a paper; see
 flags.DEFINE_string("prior", None, "a catalogue prior (foe_priors; see --list): full512, fullc1l6000, …")
 flags.DEFINE_integer("prior_steps", None, "training steps for a prior that has to be trained first (default: the "
                      "thesis schedule)")
+flags.DEFINE_string("attack", None, "adversarial: the attack that makes the dataset (deepfool, fgsm, itfgsm, pgd)")
 flags.DEFINE_string("task", None, "the task within dip / ae_prior (see --list): denoise, inpaint, superres, ...")
 flags.DEFINE_float("sigma", None, "noise level of a synthesised corruption (dip: 0-255 units; ae_prior: [-1, 1] units)")
 flags.DEFINE_string("mask", None, "inpainting mask: random, block, strokes, or a mask image file (white = kept)")
@@ -80,7 +81,7 @@ def accepted_flags(module) -> list[str]:
 
 
 _CONFIG_FLAGS = ("net", "layers", "image", "weights", "out", "logdir", "steps", "seed", "optimizer", "experiment",
-                 "data", "resume", "prior", "prior_steps", "task", "sigma", "mask", "corrupted", "size", "latent")
+                 "data", "resume", "prior", "prior_steps", "task", "sigma", "mask", "corrupted", "size", "latent", "attack")
 
 
 def _given_flags() -> list[str]:

@@ -13,6 +13,7 @@ PAPERS = {
     "representation_study": "reproductions.representation_study",
     "deconv": "reproductions.deconv_layer",
     "foe_priors": "reproductions.foe_priors",
+    "adversarial": "reproductions.adversarial",
     "dip": "reproductions.network_priors:DIP",
     "ae_prior": "reproductions.network_priors:AE_PRIOR",
 }

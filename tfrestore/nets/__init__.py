@@ -44,6 +44,7 @@ class NetSpec:
     hidden_taps: tuple[str, ...] = ()        # taps that are plumbing, not layers of the paper (never a default)
     stage_aliases: dict = dataclasses.field(default_factory=dict)   # extra alias -> tap (ResNet stages)
     layer_group: dict = dataclasses.field(default_factory=dict)     # M&V's three layer groups: tap -> 0, 1, 2
+    logits: str = "fc8"                      # the classification layer (pre-softmax): what attacks and labels use
 
     @property
     def scale01(self) -> bool:
@@ -95,7 +96,10 @@ REGISTRY: dict[str, NetSpec] = {
                         layer_group=_vgg_groups()),
     "resnet18": NetSpec(builders.resnet18, 224, "RGB", _IMAGENET_MEAN, _IMAGENET_STD,
                         "resnet18-v1-7.onnx (or a torchvision export)", "ResNet-18 v1, torchvision layout", "resnet",
-                        stage_aliases=_RESNET_STAGES),
+                        stage_aliases=_RESNET_STAGES, logits="fc"),
+    "digits": NetSpec(builders.digits, 28, "RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "none: trained by tfrestore",
+                      "small CNN for the embedded 28×28 digits, trained here (tfrestore.classifier)", "digits",
+                      hidden_taps=("pool2_flat",), logits="fc4"),
 }
 
 _SKIP_TAPS = ("_pad",)

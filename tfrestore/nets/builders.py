@@ -148,3 +148,22 @@ def resnet18(image_size: int = 224, seed: int | None = None, num_classes: int = 
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(num_classes, kernel_initializer=init(), name="fc")(x)
     return keras.Model(inp, x, name="resnet18")
+
+
+def digits(image_size: int = 28, seed: int | None = None) -> keras.Model:
+    """A small CNN for the embedded digits (RGB 28×28, grey replicated; input x/255): conv1 3×3×32 → relu1 →
+    pool1 2×2 → conv2 3×3×64 → relu2 → pool2 → fc3 128 → relu3 → fc4 (10 logits). Not a paper network: tfrestore
+    trains it here (``tfrestore.classifier``) so experiments that need a *trained* classifier (adversarial
+    restoration) mean something on a machine without the ImageNet weights."""
+    init = _Initializers(seed)
+    x_in = keras.Input((image_size, image_size, 3), name="input")
+    x = x_in
+    for i, filters in ((1, 32), (2, 64)):
+        x = _conv(x, f"conv{i}", filters, 3, pad=1, init=init)
+        x = layers.ReLU(name=f"relu{i}")(x)
+        x = layers.MaxPool2D(2, name=f"pool{i}")(x)
+    x = layers.Flatten(name="pool2_flat")(x)
+    x = layers.Dense(128, kernel_initializer=init(), name="fc3")(x)
+    x = layers.ReLU(name="relu3")(x)
+    x = layers.Dense(10, kernel_initializer=init(), name="fc4")(x)
+    return keras.Model(x_in, x, name="digits")

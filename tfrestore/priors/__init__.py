@@ -44,12 +44,15 @@ class PriorTerm(Term):
 
 
 def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: float = 1.0, optimizer: str = "adam",
-                     beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, mask=None) -> tf.Tensor:
+                     beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8, mask=None,
+                     observe=None):
     """``steps`` of descent on weight·energy(x) from x0 [N, H, W, C], each problem with its own Adam state, as one
     differentiable ``tf.while_loop`` (gradients flow back to x0 and to the prior's weights).
 
     Adam is TF's rule x ← x − lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) (spec §4.5); ``optimizer="sgd"``: x ← x − lr·g.
     ``mask``: a fixed component mask for dropout priors ([K]; the defence runs with dropout off by default).
+    ``observe``: ``fn(x) -> [N]`` recorded before the first step and after every step; then the result is
+    ``(x, observations [steps + 1, N])`` (e.g. the classifier's label after each step of the defence).
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
@@ -72,8 +75,17 @@ def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: fl
         return t + 1, x - step * m / (tf.sqrt(v) + epsilon), m, v
 
     zeros = tf.zeros_like(x0)
-    _, x, _, _ = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), x0, zeros, zeros))
-    return x
+    if observe is None:
+        _, x, _, _ = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), x0, zeros, zeros))
+        return x
+
+    def observed(t, x, m, v, seen):
+        t, x, m, v = body(t, x, m, v)
+        return t, x, m, v, seen.write(t, observe(x))
+
+    seen = tf.TensorArray(tf.convert_to_tensor(observe(x0)).dtype, size=steps + 1).write(0, observe(x0))
+    _, x, _, _, seen = tf.while_loop(lambda t, *_: t < steps, observed, (tf.constant(0), x0, zeros, zeros, seen))
+    return x, seen.stack()
 
 
 __all__ = ["PatchPrior", "PriorConfig", "PriorTerm", "unrolled_descent"]

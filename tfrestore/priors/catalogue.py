@@ -31,6 +31,8 @@ CONV1_SCHEDULE = ((0, 1.0), (6000, 0.1), (6500, 3e-2), (7000, 1e-2), (7500, 3e-3
 
 IMAGE_TRAINING = TrainConfig(steps=25000, batch=250, breakpoints=IMAGE_SCHEDULE, grad_clip=1e-3)
 FEATURE_TRAINING = TrainConfig(steps=20000, batch=500, breakpoints=FEATURE_SCHEDULE, grad_clip=100.0)
+DIGITS_TRAINING = TrainConfig(steps=4000, batch=250, breakpoints=((0, 1.0), (2000, 0.1), (3000, 1e-2)),
+                              grad_clip=1e-3)
 CONV1_TRAINING = TrainConfig(steps=24000, batch=500, breakpoints=CONV1_SCHEDULE, grad_clip=100.0)
 
 
@@ -45,6 +47,7 @@ class Entry:
     patches: int = 100_000
     val_patches: int = 500
     note: str = ""
+    source: str = "photos"      # "photos": --data or the embedded photos; "digits": the embedded digits (RGB)
 
 
 def _image(**kw) -> PriorConfig:
@@ -71,7 +74,27 @@ CATALOGUE: dict[str, Entry] = {
     "chanpriorc1l150": Entry(PriorConfig(patch=8, channels=96, components=150, n_white=64, expert="logistic",
                                          whiten_mode="zca", kind="channelwise"), "conv1/lin", 1e-4,
                              FEATURE_TRAINING, val_patches=1000, note="channel-wise 8×8 conv1/lin, ZCA, log-cosh"),
+    # Not the thesis': an image prior on the digits net's own input, for the adversarial experiments here. Grey
+    # digits replicated to RGB have rank ≤ 36 per 6×6 patch, so 30 whitened dimensions.
+    "digits_full128": Entry(PriorConfig(patch=6, channels=3, components=128, n_white=30), "image", 1e-5,
+                            DIGITS_TRAINING, patches=50_000, source="digits",
+                            note="6×6 grey-as-RGB digit patches, Student-t, K 128 (for --net=digits)"),
+    "digits_logistic128": Entry(PriorConfig(patch=6, channels=3, components=128, n_white=30, expert="logistic"),
+                                "image", 1e-5, DIGITS_TRAINING, patches=50_000, source="digits",
+                                note="as digits_full128 with log-cosh (ICA) experts: the transfer test's prior"),
+    "digits_dropout128": Entry(PriorConfig(patch=6, channels=3, components=128, n_white=30, kind="dropout",
+                                           dropout_train=True, dropout_test=True), "image", 1e-5, DIGITS_TRAINING,
+                               patches=50_000, source="digits", note="dropout in training: the ensemble's prior"),
 }
+
+
+def _image_sources(e: Entry, data: str | None) -> list:
+    if e.source == "digits":
+        from ..classifier import digit_images
+        train_x, _, _ = digit_images(data, "train")
+        val_x, _, _ = digit_images(data, "val")
+        return list(train_x) + list(val_x)          # extract() holds out the last 20 %: the validation digits
+    return sources(data)
 
 
 def entry(name: str) -> Entry:
@@ -103,9 +126,9 @@ def train(name: str, net: str, *, data: str | None = None, steps: int | None = N
     if not patch_file.exists():
         count = patches or e.patches
         print(f"extracting {count:,} + {e.val_patches:,} {e.config.patch}×{e.config.patch} patches of "
-              f"{e.tap} ({'--data ' + data if data else 'the embedded sample photos: a demonstration set'})",
+              f"{e.tap} ({'--data ' + data if data else 'the embedded ' + ('digits' if e.source == 'digits' else 'sample photos') + ': a demonstration set'})",
               flush=True)
-        extract(patch_file, image_sources=sources(data), patch=e.config.patch, count=count,
+        extract(patch_file, image_sources=_image_sources(e, data), patch=e.config.patch, count=count,
                 val_count=e.val_patches, net=net, tap=nets.resolve_layer(net, tap) if tap else None, model=model,
                 seed=seed)
     prepared = prepare(patch_file, e.config)

@@ -34,7 +34,15 @@ def sources(folder: str | None = None) -> list[str]:
 
 
 def _maps(image_sources: Sequence[str], size: int, net: str | None, tap: str | None, model, batch: int):
-    """Yield (index, map [H, W, C] float32) per image, loading and resizing through tf.data."""
+    """Yield (index, map [H, W, C] float32) per image, loading and resizing through tf.data (arrays given as
+    sources are used as they are: RGB 0–255 images, e.g. the digits)."""
+    if len(image_sources) and isinstance(image_sources[0], np.ndarray):
+        if tap:
+            raise ValueError("feature-map patches need image files or names, not arrays")
+        for i, m in enumerate(image_sources):
+            yield i, np.asarray(m, np.float32)
+        return
+
     def load(src):
         return data.load_image(src.decode(), size).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices(list(image_sources))
