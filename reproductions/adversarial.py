@@ -146,6 +146,21 @@ def make_pairs(clf: A.Classifier, net: str, folder: str | None, limit: int, atta
                  src[keep], np.array([have[stems[i]][2] for i in keep]))
 
 
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every experiment runs on: the net, its classifier, the pairs and the flags."""
+    net: str
+    setting: NetSetting
+    clf: A.Classifier
+    pairs: Pairs
+    prior: str | None          # --prior (default: the setting's)
+    steps: int | None          # --steps: defence steps (default: the experiment's)
+    prior_steps: int | None
+    seed: int
+    out: Path
+    dataset: str               # the example folder's dataset name
+
+
 def _histories(defence: A.PriorDefence, clf, x: np.ndarray, batch: int = 50) -> np.ndarray:
     """[P, n + 1] labels before and after each defence step (legacy: after steps 2 … n + 1)."""
     if LEGACY_LOG_OFFSET:
@@ -193,22 +208,22 @@ def _series_table(st: dict, recorded: dict | None = None) -> str:
     return report.table(table_rows, cols)
 
 
-def _stability(ctx) -> dict:
-    s, clf, pairs = ctx["setting"], ctx["clf"], ctx["pairs"]
+def _stability(ctx: Context) -> dict:
+    s, clf, pairs = ctx.setting, ctx.clf, ctx.pairs
     results, texts = {}, []
-    for name, prior_name, steps in (("full prior", ctx["prior"] or s.prior, ctx["steps"] or FULL_STEPS),
-                                    ("dropout prior (dropout off)", s.dropout_prior, ctx["steps"] or DROPOUT_STEPS)):
-        prior = catalogue.get(prior_name, ctx["net"], steps=ctx["prior_steps"])
+    for name, prior_name, steps in (("full prior", ctx.prior or s.prior, ctx.steps or FULL_STEPS),
+                                    ("dropout prior (dropout off)", s.dropout_prior, ctx.steps or DROPOUT_STEPS)):
+        prior = catalogue.get(prior_name, ctx.net, steps=ctx.prior_steps)
         defence = A.PriorDefence(prior, steps=steps, lr=FULL_LR)
         t0 = time.perf_counter()
         st = A.stability_statistics(_histories(defence, clf, pairs.clean), _histories(defence, clf, pairs.adversarial),
                                     pairs.src)
-        st.update({"prior": prior_name, "seconds": time.perf_counter() - t0, "defence": defence.describe()})
+        st.update({"prior": prior_name, "defence_seconds": time.perf_counter() - t0, "defence": defence.describe()})
         results[f"{name}: {prior_name}"] = st
         text = _series_table(st, RECORDED_FULL if name == "full prior" else None)
         texts.append(f"{name} '{prior_name}', {defence.describe()}, {st['pairs']} pairs\n{text}")
         print(texts[-1], flush=True)
-    _tradeoff_plot(ctx["out"] / "tradeoff.png", results, len(pairs.src))
+    _tradeoff_plot(ctx.out / "tradeoff.png", results, len(pairs.src))
     return {"series": results, "text": "\n\n".join(texts)}
 
 
@@ -257,17 +272,17 @@ def _adaptive_attack(model, pairs: Pairs, idx, folder: Path) -> tuple[np.ndarray
     return examples, norms
 
 
-def _adaptive(ctx) -> dict:
-    s, clf, pairs, net = ctx["setting"], ctx["clf"], ctx["pairs"], ctx["net"]
-    prior_name = ctx["prior"] or s.prior
-    prior = catalogue.get(prior_name, net, steps=ctx["prior_steps"])
-    defence = A.PriorDefence(prior, steps=ctx["steps"] or ADAPTIVE_STEPS, lr=ADAPTIVE_LR)
+def _adaptive(ctx: Context) -> dict:
+    s, clf, pairs, net = ctx.setting, ctx.clf, ctx.pairs, ctx.net
+    prior_name = ctx.prior or s.prior
+    prior = catalogue.get(prior_name, net, steps=ctx.prior_steps)
+    defence = A.PriorDefence(prior, steps=ctx.steps or ADAPTIVE_STEPS, lr=ADAPTIVE_LR)
     defended = A.Defended(clf, defence)
     idx = np.arange(min(s.adaptive_pairs, len(pairs.src)))
     clean_def = np.argmax(np.asarray(defended(pairs.clean[idx])), -1)
     invariant = clean_def == pairs.src[idx]
     attack_idx = idx[invariant]
-    root = weights.home() / "adversarial" / net / ctx["dataset"]
+    root = weights.home() / "adversarial" / net / ctx.dataset
     t0 = time.perf_counter()
     adv, norms = _adaptive_attack(defended, pairs, attack_idx, root / f"deepfool_adaptive_{prior_name}")
     seconds = time.perf_counter() - t0
@@ -279,7 +294,7 @@ def _adaptive(ctx) -> dict:
     text = _format_norm_rows(rows)
     # transfer: the adaptive examples under a defence with another prior, and under their own
     found = np.isfinite(norms) & (norms > 0)
-    other = catalogue.get(s.transfer_prior, net, steps=ctx["prior_steps"])
+    other = catalogue.get(s.transfer_prior, net, steps=ctx.prior_steps)
     lab_own = np.argmax(np.asarray(defended(adv[found])), -1) if found.any() else np.array([])
     lab_other = (np.argmax(np.asarray(A.Defended(clf, dataclasses.replace(defence, prior=other))(adv[found])), -1)
                  if found.any() else np.array([]))
@@ -287,9 +302,9 @@ def _adaptive(ctx) -> dict:
     transfer = {"examples": int(found.sum()), "fooling_own_defence": int(np.sum(lab_own != src_found)),
                 "restored_by_other_prior": int(np.sum(lab_other == src_found)), "other_prior": s.transfer_prior}
     # the dropout ensemble with its target probability passed
-    dprior = catalogue.get(s.dropout_prior, net, steps=ctx["prior_steps"])
-    ens = A.Ensemble(clf, A.PriorDefence(dprior, steps=ctx["steps"] or ADAPTIVE_STEPS, lr=ADAPTIVE_LR),
-                     A.ensemble_masks(dprior, ENSEMBLE_MEMBERS, ctx["seed"]))
+    dprior = catalogue.get(s.dropout_prior, net, steps=ctx.prior_steps)
+    ens = A.Ensemble(clf, A.PriorDefence(dprior, steps=ctx.steps or ADAPTIVE_STEPS, lr=ADAPTIVE_LR),
+                     A.ensemble_masks(dprior, ENSEMBLE_MEMBERS, ctx.seed))
     eidx = idx[:s.ensemble_pairs]
     crit = A.SourceProbabilityBelow(pairs.src[eidx], ENSEMBLE_TARGET_PROB).criterion
     t1 = time.perf_counter()
@@ -306,8 +321,8 @@ def _adaptive(ctx) -> dict:
                 f"{transfer['restored_by_other_prior']} are restored by '{s.transfer_prior}'\n\n"
                 f"dropout ensemble ({time.perf_counter() - t1:.0f} s)\n{ens_text}")
     print(text_all, flush=True)
-    _histogram(ctx["out"] / "norms.png", summ, f"perturbation norms, {prior_name}")
-    return {"summary": summ, "transfer": transfer, "ensemble": ens_summ, "text": text_all, "seconds": seconds}
+    _histogram(ctx.out / "norms.png", summ, f"perturbation norms, {prior_name}")
+    return {"summary": summ, "transfer": transfer, "ensemble": ens_summ, "text": text_all, "attack_seconds": seconds}
 
 
 def _histogram(path: Path, summ: dict, title: str):
@@ -340,19 +355,19 @@ def _filter_counts(clf, pairs_clean, pairs_adv, src, k) -> dict:
     return out
 
 
-def _mean_filter(ctx) -> dict:
-    clf, pairs = ctx["clf"], ctx["pairs"]
+def _mean_filter(ctx: Context) -> dict:
+    clf, pairs = ctx.clf, ctx.pairs
     res, rows = {}, []
     for k in (2, 3):
         res[f"{k}x{k}"] = c = _filter_counts(clf, pairs.clean, pairs.adversarial, pairs.src, k)
         rows += [{"setting": f"{k}×{k}, oblivious", "series": s, **{f"w{w}": v for w, v in zip(MEAN_FILTER_WEIGHTS, c[s])}}
                  for s in ("retained", "restored", "same")]
     k, w = MEAN_FILTER_ADAPTIVE
-    filt = A.Defended(ctx["clf"], A.MeanFilter(k, w))
-    idx = np.arange(min(ctx["setting"].adaptive_pairs, len(pairs.src)))
+    filt = A.Defended(ctx.clf, A.MeanFilter(k, w))
+    idx = np.arange(min(ctx.setting.adaptive_pairs, len(pairs.src)))
     invariant = np.argmax(np.asarray(filt(pairs.clean[idx])), -1) == pairs.src[idx]
     aidx = idx[invariant]
-    adv, norms = _adaptive_attack(filt, pairs, aidx, weights.home() / "adversarial" / ctx["net"] / ctx["dataset"]
+    adv, norms = _adaptive_attack(filt, pairs, aidx, weights.home() / "adversarial" / ctx.net / ctx.dataset
                                   / f"deepfool_adaptive_meanfilter{k}_{w}")
     found = np.isfinite(norms) & (norms > 0)
     res["adaptive_2x2_w0.2"] = c = _filter_counts(clf, pairs.clean[aidx][found], adv[found], pairs.src[aidx][found], k)
@@ -373,14 +388,14 @@ def _mean_filter(ctx) -> dict:
     return {"counts": res, "adaptive": summ, "text": text}
 
 
-def _energies(ctx) -> dict:
-    s, pairs = ctx["setting"], ctx["pairs"]
-    prior_name = ctx["prior"] or s.prior
-    prior = catalogue.get(prior_name, ctx["net"], steps=ctx["prior_steps"])
+def _energies(ctx: Context) -> dict:
+    s, pairs = ctx.setting, ctx.pairs
+    prior_name = ctx.prior or s.prior
+    prior = catalogue.get(prior_name, ctx.net, steps=ctx.prior_steps)
     e_img = np.concatenate([prior.energy(pairs.clean[i:i + 50]).numpy() for i in range(0, len(pairs.src), 50)])
     e_adv = np.concatenate([prior.energy(pairs.adversarial[i:i + 50]).numpy()
                             for i in range(0, len(pairs.src), 50)])
-    rows = [{"set": f"ours ({prior_name}, {ctx['net']})", "pairs": len(e_img),
+    rows = [{"set": f"ours ({prior_name}, {ctx.net})", "pairs": len(e_img),
              "mean_difference": float(np.mean(e_img - e_adv)), "adversarial_higher": int(np.sum(e_adv > e_img)),
              "lower_or_equal": int(np.sum(e_adv <= e_img))},
             {"set": "recorded (12×12 prior, AlexNet DeepFool)", **RECORDED_ENERGIES,
@@ -417,9 +432,8 @@ def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, data: str
         raise ValueError("no adversarial pairs: every attack failed")
     print(f"{len(pairs.src)} (clean, {attack}) pairs; median L2 perturbation "
           f"{np.median(A.l2_norms(pairs.clean, pairs.adversarial, np.ones(len(pairs.src), bool))):.2f}", flush=True)
-    ctx = {"net": net, "setting": setting, "clf": clf, "pairs": pairs, "prior": prior, "steps": steps,
-           "prior_steps": prior_steps, "seed": seed, "out": out_path,
-           "dataset": "embedded" if not data else Path(data).name}
+    ctx = Context(net=net, setting=setting, clf=clf, pairs=pairs, prior=prior, steps=steps, prior_steps=prior_steps,
+                  seed=seed, out=out_path, dataset="embedded" if not data else Path(data).name)
     out_path.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[experiment](ctx)
     weights_src = nets.weights_source(clf.model)

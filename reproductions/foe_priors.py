@@ -23,7 +23,6 @@ canvas jitter with T = t + 1 offsets (the thesis zero-padded and cropped); the V
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

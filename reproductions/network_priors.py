@@ -16,7 +16,6 @@ MNIST with ``--data``; AE). ``--corrupted`` gives an observation file instead of
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 import types
 from pathlib import Path
@@ -220,7 +219,7 @@ def run_dip(*, task: str = "denoise", image: str = "astronaut", size: int = 256,
                                  f"DIP output ({steps} it.)": output, "DIP moving average": average})
     best = max(result.quality, key=lambda q: q["psnr_output"])
     rows.append({"method": f"DIP output at its best step ({best['step']}, needs the clean image)",
-                 "psnr": best["psnr_output"], "ssim": best.get("ssim_output", float("nan"))})
+                 "psnr": best["psnr_output"], "ssim": best.get("ssim_output", "")})
     text = report.table(rows, [("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f")])
     print(text, flush=True)
     _curve_plot(out_path / "curve.png", result.quality, f"DIP {task}: PSNR against the clean image")

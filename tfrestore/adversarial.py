@@ -265,7 +265,9 @@ def adaptive_summary(oblivious: np.ndarray, adaptive: np.ndarray, src_invariant:
         out["correct_with_defence"] = int(np.sum(src_invariant))
     if ok.any():
         diff, ratio = a - o, a / o
-        edges = np.logspace(np.log10(min(o.min(), a.min())), np.log10(max(o.max(), a.max())), bins + 1)
+        lo, hi = min(o.min(), a.min()), max(o.max(), a.max())
+        edges = np.logspace(np.log10(lo), np.log10(hi), bins + 1)
+        edges[0], edges[-1] = lo, hi              # exactly: the rounding of 10^log10 would drop the extremes
         out.update({"mean_oblivious": float(o.mean()), "mean_adaptive": float(a.mean()),
                     "max_adaptive": float(a.max()), "min_adaptive": float(a.min()),
                     "diff_mean": float(diff.mean()), "diff_median": float(np.median(diff)),

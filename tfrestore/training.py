@@ -1,14 +1,17 @@
 """Training a Keras model with a custom step under a ``tf.distribute`` strategy: autoencoder priors, the small
 digits classifier, learned inverters.
 
-The same code runs on one CPU (the default strategy), several GPUs (``MirroredStrategy``) or several workers. Every
-replica takes its rows of the global batch (rows r, r + R, r + 2R, …), computes the mean of the loss over them,
-the gradients are all-reduced into the global mean gradient and applied with Adam.
+The same code runs on one CPU (the default strategy), several GPUs (``MirroredStrategy``) or several workers. The
+global batch comes from a ``tf.data`` pipeline distributed over the replicas
+(``strategy.experimental_distribute_dataset``: each takes an equal slice); every replica computes the mean loss of
+its slice, the gradients are all-reduced into the global mean gradient and applied with Adam.
 
-Batches are chosen by the step number alone, from seeded per-epoch permutations fixed before training (or the
-data's own order with ``shuffle=False``), so with the model, Adam's state and the step in the checkpoint a resumed
-training ends exactly where the uninterrupted one would. Blocks of ``val_every`` steps run as one compiled
-``tf.function``; after each block the validation loss is computed and logged (progress line, TensorBoard).
+Batches are chosen by the step number alone: row indices from seeded per-epoch permutations fixed before training
+(or the data's own order with ``shuffle=False``) become a ``tf.data`` pipeline that starts at the current step, so
+with the model, Adam's state and the step in the checkpoint a resumed training ends exactly where the
+uninterrupted one would. The rows are looked up in in-memory arrays, or loaded by a :class:`Source` (e.g. image
+files decoded, cropped and flipped in the pipeline, with prefetching). Blocks of ``val_every`` steps run as one
+compiled ``tf.function``; after each block the validation loss is computed and logged (progress line, TensorBoard).
 
     trainer = Trainer(model, loss_fn, {"x": images}, TrainingConfig(steps=2000, batch=64), val={"x": held_out})
     summary = trainer.run(out="runs/ae", logdir="runs/ae/tb", resume=True)
@@ -31,6 +34,30 @@ import tensorflow as tf
 from . import files
 
 LossFn = Callable[[keras.Model, dict, bool], dict]
+
+
+class Source:
+    """Training samples by index for the input pipeline: ``size`` samples; ``load(index, step)`` returns a dict
+    of tensors for one sample (may use ``step`` to seed random crops and flips, so a resume sees the same ones)."""
+
+    size: int
+
+    def load(self, index: tf.Tensor, step: tf.Tensor) -> dict:
+        raise NotImplementedError
+
+
+class ArraySource(Source):
+    """In-memory arrays (a dict of equal-length arrays, first axis the sample)."""
+
+    def __init__(self, arrays: dict):
+        sizes = {k: len(v) for k, v in arrays.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"every data array needs the same number of samples, got {sizes}")
+        self.size = next(iter(sizes.values()))
+        self.arrays = {k: tf.constant(np.asarray(v)) for k, v in arrays.items()}
+
+    def load(self, index, step):
+        return {k: tf.gather(v, index) for k, v in self.arrays.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,35 +101,41 @@ class Trainer:
         describe: the run's configuration, recorded in TensorBoard and ``config.json``.
     """
 
-    def __init__(self, model: keras.Model, loss_fn: LossFn, data: dict, config: TrainingConfig, *,
+    def __init__(self, model: keras.Model, loss_fn: LossFn, data: dict | Source, config: TrainingConfig, *,
                  val: dict | None = None, strategy=None, images_fn: Callable | None = None, name: str = "train",
-                 describe: dict | None = None, variables: list | None = None):
+                 describe: dict | None = None, variables: list | None = None, checkpoint: dict | None = None):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.model, self.loss_fn, self.cfg, self.name = model, loss_fn, config, name
         self.images_fn, self.describe = images_fn, dict(describe or {})
-        sizes = {k: len(v) for k, v in data.items()}
-        if len(set(sizes.values())) != 1:
-            raise ValueError(f"every data array needs the same number of samples, got {sizes}")
-        n = next(iter(sizes.values()))
+        self.source = data if isinstance(data, Source) else ArraySource(data)
+        if config.batch % self.strategy.num_replicas_in_sync:
+            raise ValueError(f"the batch ({config.batch}) must divide evenly over "
+                             f"{self.strategy.num_replicas_in_sync} replicas")
         with self.strategy.scope():
             self.optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta1, beta_2=config.beta2,
                                                    epsilon=config.epsilon)
             self.variables = list(variables) if variables is not None else list(model.trainable_variables)
             self.optimizer.build(self.variables)
             self.step = tf.Variable(0, dtype=tf.int64, name="step")
-        self.data = {k: tf.constant(np.asarray(v)) for k, v in data.items()}
+        self.extra_checkpoint = dict(checkpoint or {})       # more objects to save and restore (e.g. other models)
         self.val = None if val is None else {k: np.asarray(v) for k, v in val.items()}
-        self._index = tf.constant(batch_indices(n, config.steps, config.batch, config.shuffle, config.seed))
+        self._index = batch_indices(self.source.size, config.steps, config.batch, config.shuffle, config.seed)
         self._sums: dict[str, tf.Variable] = {}
         self._block = tf.function(self._steps)
         self.history: list[dict] = []
 
+    def dataset(self, start: int) -> tf.data.Dataset:
+        """Global batches for steps start, start + 1, …: the index table from ``start`` through the source."""
+        table = tf.data.Dataset.from_tensor_slices((self._index[start:], np.arange(start, self.cfg.steps)))
+        rows = table.flat_map(lambda idx, t: tf.data.Dataset.from_tensor_slices(idx).map(lambda i: (i, t)))
+        samples = rows.map(lambda i, t: self.source.load(i, t), num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
+        return samples.batch(self.cfg.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
     # ---- the distributed step ------------------------------------------------------------------------------
-    def _replica_step(self, t):
+    def _replica_step(self, batch):
         ctx = tf.distribute.get_replica_context()
         r = ctx.num_replicas_in_sync
-        rows = tf.gather(self._index[t], tf.range(ctx.replica_id_in_sync_group, self.cfg.batch, r))
-        batch = {k: tf.gather(v, rows) for k, v in self.data.items()}
         with tf.GradientTape() as tape:
             terms = self.loss_fn(self.model, batch, True)
         grads = tape.gradient(terms["loss"], self.variables)
@@ -112,9 +145,9 @@ class Trainer:
         self.optimizer.apply_gradients(zip([g / float(r * r) for g in grads], self.variables))
         return {k: v / float(r) for k, v in terms.items()}
 
-    def _steps(self, start, stop):
+    def _steps(self, iterator, start, stop):
         for t in tf.range(start, stop):
-            per_replica = self.strategy.run(self._replica_step, args=(t,))
+            per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
             for k, v in per_replica.items():
                 self._sums[k].assign_add(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, None))
             self.step.assign(t + 1)
@@ -132,7 +165,8 @@ class Trainer:
 
     # ---- the driver -----------------------------------------------------------------------------------------
     def _checkpoint(self, out):
-        ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+        ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                   **self.extra_checkpoint)
         return ckpt, tf.train.CheckpointManager(ckpt, str(Path(out) / "ckpt"), max_to_keep=1)
 
     def run(self, out: str | Path | None = None, *, logdir: str | Path | None = None, resume: bool = False,
@@ -159,17 +193,20 @@ class Trainer:
         start = int(self.step.numpy())
         points = sorted(set(range(cfg.val_every, cfg.steps + 1, cfg.val_every)) | {cfg.steps})
         t0, last_ckpt = time.perf_counter(), start
+        iterator = iter(self.strategy.experimental_distribute_dataset(self.dataset(start))) if start < cfg.steps \
+            else None
         for point in points:
             if point <= start:
                 continue
             done = int(self.step.numpy())
             if not self._sums:
                 # the loss terms' names, learnt once from an eager call on one sample
-                probe = {k: v[:1] for k, v in self.data.items()}
+                probe = {k: tf.expand_dims(v, 0) for k, v in self.source.load(tf.constant(0, tf.int64),
+                                                                               tf.constant(0, tf.int64)).items()}
                 self._sums = {k: tf.Variable(0.0) for k in self.loss_fn(self.model, probe, False)}
             for v in self._sums.values():
                 v.assign(0.0)
-            self._block(tf.constant(done, tf.int64), tf.constant(point, tf.int64))
+            self._block(iterator, tf.constant(done, tf.int64), tf.constant(point, tf.int64))
             rec = {"step": point, **{f"train_{k}": float(v.numpy()) / (point - done) for k, v in self._sums.items()}}
             if self.val is not None:
                 rec.update({f"val_{k}": v for k, v in self.evaluate(self.val).items()})
