@@ -14,6 +14,7 @@ PAPERS = {
     "deconv": "reproductions.deconv_layer",
     "foe_priors": "reproductions.foe_priors",
     "adversarial": "reproductions.adversarial",
+    "layer_inversion": "reproductions.layer_inversion",
     "dip": "reproductions.network_priors:DIP",
     "ae_prior": "reproductions.network_priors:AE_PRIOR",
 }

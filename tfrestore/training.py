@@ -37,12 +37,13 @@ LossFn = Callable[[keras.Model, dict, bool], dict]
 
 
 class Source:
-    """Training samples by index for the input pipeline: ``size`` samples; ``load(index, step)`` returns a dict
-    of tensors for one sample (may use ``step`` to seed random crops and flips, so a resume sees the same ones)."""
+    """Training samples by index for the input pipeline: ``size`` samples; ``load(index, draw)`` returns a dict
+    of tensors for one sample. ``draw`` numbers every sample drawn in the whole training (step·batch + position):
+    seeding random crops and flips with it gives a resumed training the same ones."""
 
     size: int
 
-    def load(self, index: tf.Tensor, step: tf.Tensor) -> dict:
+    def load(self, index: tf.Tensor, draw: tf.Tensor) -> dict:
         raise NotImplementedError
 
 
@@ -56,7 +57,7 @@ class ArraySource(Source):
         self.size = next(iter(sizes.values()))
         self.arrays = {k: tf.constant(np.asarray(v)) for k, v in arrays.items()}
 
-    def load(self, index, step):
+    def load(self, index, draw):
         return {k: tf.gather(v, index) for k, v in self.arrays.items()}
 
 
@@ -72,6 +73,14 @@ class TrainingConfig:
     checkpoint_every: int = 500
     shuffle: bool = True           # False: the data's own order, wrapped around (the thesis' list order)
     seed: int = 0
+    breakpoints: tuple[tuple[int, float], ...] = ()   # (step, lr) applied before that step; () = constant rate
+
+    def learning_rates(self) -> np.ndarray:
+        """[steps] the rate of every step: the breakpoint with the largest step ≤ t (learning_rate before any)."""
+        lr = np.full(self.steps, self.learning_rate, np.float32)
+        for step, rate in sorted(self.breakpoints):
+            lr[step:] = rate
+        return lr
 
     def __post_init__(self):
         if self.steps <= 0 or self.batch <= 0:
@@ -120,14 +129,17 @@ class Trainer:
         self.extra_checkpoint = dict(checkpoint or {})       # more objects to save and restore (e.g. other models)
         self.val = None if val is None else {k: np.asarray(v) for k, v in val.items()}
         self._index = batch_indices(self.source.size, config.steps, config.batch, config.shuffle, config.seed)
+        self._lr = tf.constant(config.learning_rates())
         self._sums: dict[str, tf.Variable] = {}
         self._block = tf.function(self._steps)
         self.history: list[dict] = []
 
     def dataset(self, start: int) -> tf.data.Dataset:
         """Global batches for steps start, start + 1, …: the index table from ``start`` through the source."""
-        table = tf.data.Dataset.from_tensor_slices((self._index[start:], np.arange(start, self.cfg.steps)))
-        rows = table.flat_map(lambda idx, t: tf.data.Dataset.from_tensor_slices(idx).map(lambda i: (i, t)))
+        b = self.cfg.batch
+        draws = np.arange(start * b, self.cfg.steps * b, dtype=np.int64).reshape(-1, b)   # step·batch + j
+        table = tf.data.Dataset.from_tensor_slices((self._index[start:], draws))
+        rows = table.flat_map(lambda idx, d: tf.data.Dataset.from_tensor_slices((idx, d)))
         samples = rows.map(lambda i, t: self.source.load(i, t), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
         return samples.batch(self.cfg.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -147,6 +159,7 @@ class Trainer:
 
     def _steps(self, iterator, start, stop):
         for t in tf.range(start, stop):
+            self.optimizer.learning_rate.assign(self._lr[t])
             per_replica = self.strategy.run(self._replica_step, args=(next(iterator),))
             for k, v in per_replica.items():
                 self._sums[k].assign_add(self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, None))

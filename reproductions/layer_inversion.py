@@ -1,0 +1,185 @@
+"""Harder's thesis: learned inversion modules (after Dosovitskiy & Brox), spec ``learned_inverters.md``, scores
+``evaluation_protocols.md`` §4 (``frhrdr/deep_restoration`` ``modules/inv_default_modules.py``,
+``net_inversion.py``, ``utils/db_benchmark.py``).
+
+For each starting layer (``--layers``; default the thesis' evaluated ones: AlexNet conv1/lin … conv5/lin, VGG16
+pool1 … pool3) the modules from it down to the image (DC_k … DC1) are
+1. trained **solo** (each on the classifier's true features: Adam 3e-4, batch 32, 3,000 steps) or loaded from
+   ``$TFRESTORE_HOME/inverters/<net>/solo/``; chained as they are: **stacked**;
+2. fine-tuned together on the sum of their MSE losses, each fed its predecessor's reconstruction: **merged**
+   (Adam 3e-6 → 1e-6 at 1,000 → 3e-7 at 2,000; the weights are saved, which the original forgot);
+3. trained from scratch on the image loss alone: **end-to-end** (the early variant the thesis dropped).
+The three are scored on held-out images (MSE, NMSE with the thesis' dot-product denominator, VGG Gram score)
+beside the spec's recorded numbers and beside M&V 2016's optimisation-based inversion of the same images.
+
+Training data: ``--data`` (a folder; the last 20 % of its sorted files are the validation images) or the embedded
+photos with random crops and flips — a demonstration set. ``--steps`` sets every training's length (and M&V
+2016's budget).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfrestore import data as data_lib
+from tfrestore import inverters as I
+from tfrestore import metrics, nets, report, training
+from tfrestore.inversion import Extractors, gram_features
+
+from . import common, mv2016
+
+DESCRIPTION = "thesis learned inversion modules: solo / stacked / merged / end-to-end, vs M&V 2016"
+NETS = ("alexnet", "vgg16")
+DEFAULT_LAYERS = {"alexnet": ("conv1/lin", "conv2/lin", "conv3/lin", "conv4/lin", "conv5/lin"),
+                  "vgg16": ("pool1", "pool2", "pool3")}
+VGG_GRAM_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+# spec §6: AlexNet, subset10 averages, per starting layer (VGG score, MSE, NMSE)
+RECORDED = {"learned stacks (thesis)": {"conv1": (0.06100, 188.45, 0.013477), "conv2": (0.51720, 457.82, 0.034307),
+                                        "conv3": (0.66418, 845.15, 0.061944), "conv4": (0.69428, 1022.58, 0.074675),
+                                        "conv5": (0.72961, 1419.92, 0.098018)},
+            "M&V 2016 (thesis variant)": {"conv1": (0.1800, 868.60, 0.06101), "conv2": (0.4450, 1391.62, 0.09591),
+                                          "conv3": (0.5295, 1714.48, 0.11889), "conv4": (0.6470, 2197.03, 0.15223),
+                                          "conv5": (0.7292, 3085.13, 0.21977)}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    """How a stack's weights are obtained."""
+    description: str
+    trained_as: str          # the inverters' regime ("solo": per module; "merged"/"end_to_end": the chain)
+
+
+REGIMES = {"stacked": Regime("solo-trained modules chained as they are", "solo"),
+           "merged": Regime("the chain fine-tuned on the sum of its modules' MSE losses", "merged"),
+           "end_to_end": Regime("the chain trained from scratch on the image loss only", "end_to_end")}
+
+
+def _config(base: training.TrainingConfig, steps: int | None, seed: int) -> training.TrainingConfig:
+    if not steps:
+        return dataclasses.replace(base, seed=seed)
+    f = steps / base.steps
+    return dataclasses.replace(base, steps=steps, seed=seed, val_every=max(1, min(base.val_every, steps // 5 or 1)),
+                               checkpoint_every=max(1, steps // 2),
+                               breakpoints=tuple((int(s * f), lr) for s, lr in base.breakpoints))
+
+
+def _train(taps, modules, specs, regime, source, val, cfg, out: Path, progress: bool, legacy_train_all: bool) -> dict:
+    t0 = time.perf_counter()
+    summary = I.train_modules(taps, modules, specs, source, val, cfg, regime=regime, out=out, logdir=out / "tb",
+                              resume=True, progress=progress, legacy_train_all=legacy_train_all)
+    for s in specs:
+        I.save_module(modules[s.name], out / f"{s.name}.weights.h5")
+    summary["wall"] = time.perf_counter() - t0
+    return summary
+
+
+def _solo(taps, specs, source, val, cfg, net, progress, seed, legacy) -> tuple[dict, dict]:
+    """Solo modules, each loaded from the store or trained there first."""
+    modules = I.build_modules(taps, specs, seed=seed)
+    summaries = {}
+    for s in specs:
+        where = I.folder(net, "solo", s.name)
+        if I.load_module(modules[s.name], where / f"{s.name}.weights.h5"):
+            continue
+        if progress:
+            print(f"training {s.name} ({s.source} → {s.target}) solo, {cfg.steps} steps", flush=True)
+        summaries[s.name] = _train(taps, {s.name: modules[s.name]}, [s], "solo", source, val, cfg, where, progress,
+                                   legacy)
+    return modules, summaries
+
+
+def _copy(taps, specs, solo, seed):
+    fresh = I.build_modules(taps, specs, seed=seed)
+    for s in specs:
+        fresh[s.name].set_weights(solo[s.name].get_weights())
+    return fresh
+
+
+def _scores(originals, recs, vgg) -> dict:
+    rec = np.clip(recs, 0, 255).astype(np.float64)
+    return {"mse": float(np.mean(metrics.mse(originals, rec))), "nmse": float(np.mean(metrics.nmse_dot(originals, rec))),
+            "vgg": float(np.mean(metrics.gram_score(vgg, originals, rec)))}
+
+
+def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | None = None, steps: int | None = None,
+        weights: str = "auto", out: str | None = None, seed: int = 0, progress: bool = True,
+        legacy_train_all: bool = False) -> dict:
+    """``legacy_train_all``: update every module of a merged / end-to-end chain whatever its trainable flag (the
+    original's behaviour; by default only trainable modules are updated)."""
+    if net not in NETS:
+        raise ValueError(f"layer_inversion runs on {' or '.join(NETS)}, not '{net}'")
+    starts = list(layers or DEFAULT_LAYERS[net])
+    chains = {l: I.chain(net, l) for l in starts}                       # validates the layers
+    s = common.setup(paper="layer_inversion", net=net, experiment="compare", weights=weights, out=out, seed=seed)
+    train_src, val_src, desc = I.image_sources(data)
+    size = nets.input_size(net)
+    source = I.ImageSource(train_src, size, seed=seed)
+    val = np.stack([data_lib.load_image(v, size, crop="center").astype(np.float32) for v in val_src])
+    print(f"training data: {desc}; {len(val)} validation images", flush=True)
+    all_specs = sorted({sp for c in chains.values() for sp in c}, key=lambda sp: int(sp.name[2:]), reverse=True)
+    taps = I.Taps(s.model, all_specs)
+    t0 = time.perf_counter()
+    solo, solo_summaries = _solo(taps, all_specs, source, val, _config(I.SOLO, steps, seed), net, progress, seed,
+                                 legacy_train_all)
+    vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16", list(VGG_GRAM_TAPS))
+    feats = taps(val)
+    rows, panels, recs_all = [], [], {}
+    for start, specs in chains.items():
+        stacks = {"stacked": solo}
+        merged = _copy(taps, specs, solo, seed)
+        m_out = I.folder(net, "merged", f"{specs[0].name}_to_DC1")
+        stacks["merged"] = merged
+        _train(taps, merged, specs, "merged", source, val, _config(I.MERGED, steps, seed), m_out, progress,
+               legacy_train_all)
+        e2e = I.build_modules(taps, specs, seed=seed + 1000)
+        _train(taps, e2e, specs, "end_to_end", source, val, _config(I.SOLO, steps, seed),
+               I.folder(net, "end_to_end", f"{specs[0].name}_to_DC1"), progress, legacy_train_all)
+        stacks["end_to_end"] = e2e
+        layer = nets.resolve_layer(net, start)
+        for name, mods in stacks.items():
+            rec = np.asarray(I.run_chain(mods, specs, feats[I.tap(net, specs[0].source)])[-1])
+            recs_all[(start, name)] = rec
+            rows.append({"layer": start, "method": name, **_scores(val, rec, vgg)})
+        for label, rec in RECORDED.items():
+            if net == "alexnet" and layer in rec:
+                v, m, nm = rec[layer]
+                rows.append({"layer": start, "method": f"{label}, recorded", "vgg": v, "mse": m, "nmse": nm})
+    learned_seconds = time.perf_counter() - t0
+    # M&V 2016 on the same images and layers (one batched optimisation per image)
+    ext = Extractors(s.model)
+    mv_steps = steps or None
+    for i, img in enumerate(val.astype(np.uint8)):
+        prob = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=net, image_rgb=img, extractors=ext,
+                              layers=starts, seed=seed, steps=mv_steps)
+        common.optimise(prob, dataclasses.replace(s, out=s.out / f"mv2016_{i}", logdir=s.logdir / f"mv2016_{i}"),
+                        image_rgb=img, config={"paper": "layer_inversion", "method": "mv2016"},
+                        title=f"M&V 2016 on validation image {i}", log_every=50, progress=progress)
+        recs = np.load(s.out / f"mv2016_{i}" / "reconstructions.npy")
+        for j, start in enumerate(starts):
+            recs_all.setdefault((start, "mv2016"), np.zeros_like(val))[i] = recs[j]
+    for start in starts:
+        rows.append({"layer": start, "method": "mv2016", **_scores(val, recs_all[(start, "mv2016")], vgg)})
+    rows.sort(key=lambda r: (starts.index(r["layer"]), r["method"]))
+    for start in starts:
+        panels.append((val[0] / 255.0, f"original ({start})"))
+        for name in ("stacked", "merged", "end_to_end", "mv2016"):
+            rec = np.clip(recs_all[(start, name)][0], 0, 255) / 255.0
+            panels += [(rec, f"{name} from {start}"),
+                       (np.abs(rec - val[0] / 255.0).mean(-1) * 4, "|error| ×4")]
+    head = (f"net: {net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network" if s.weights ==
+                                          "random" else s.weights) + f"   data: {desc}   VGG score: tfrestore's VGG16")
+    text = head + "\n" + report.table(rows, [("layer", "layer", ""), ("method", "method", ""), ("MSE", "mse", ".4g"),
+                                             ("NMSE", "nmse", ".4g"), ("VGG score", "vgg", ".4g")])
+    print(text, flush=True)
+    summary = {"net": net, "weights": s.weights, "layers": starts, "data": desc, "scores": rows,
+               "solo_training": solo_summaries, "learned_seconds": learned_seconds,
+               "validation_images": [str(v) for v in val_src]}
+    report.write(s.out, title=f"learned inverters — {net}", metrics=summary, table=text, figure_panels=panels,
+                 figure_columns=9)
+    print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
+          f"{I.folder(net, 'solo', '').parent}", flush=True)
+    return summary

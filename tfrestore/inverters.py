@@ -1,0 +1,324 @@
+"""Learned inversion modules (Harder's thesis after Dosovitskiy & Brox; spec ``learned_inverters.md``): small
+networks mapping one layer's features back to the layer below (or to the image), one module per operation,
+trained on the frozen classifier's own features and chained from a deep layer down to pixels.
+
+Module kinds (every layer with a bias; weights and biases glorot-uniform as the original, or zero biases):
+
+=========  ====================================================================================================
+``dc``      transposed conv (op1: kernel / stride) to a hidden map the target's size → ReLU → conv (op2) (final)
+``cd``      conv (op1) → ReLU → transposed conv (op2) to the target's size
+``dd``      transposed conv → ReLU → transposed conv
+``resize``  nearest-neighbour resize to the target's H×W → conv → ReLU → conv (Odena et al.)
+=========  ====================================================================================================
+
+A :class:`ModuleSpec` names its input tap and its target tap (``"image"``: RGB 0–255, the thesis' ``rgb_scaled``),
+so modules compose: :data:`CATALOGUE` holds DC1–DC9 (AlexNet) and DC1–DC10 (VGG16) as the spec's table, and
+:func:`chain` finds the modules from a starting layer down to the image. :class:`InverterTrainer` trains a set of
+modules with :class:`tfrestore.training.Trainer` (a custom step under a ``tf.distribute`` strategy): ``solo`` (one
+module on the classifier's true input features), ``merged`` (the chain fine-tuned on the sum of every module's MSE,
+each fed its predecessor's reconstruction) or ``end_to_end`` (the image loss only).
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import data, files, nets, training, weights
+
+IMAGE = "image"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleSpec:
+    """One inversion module: ``source`` tap → ``target`` tap (``"image"``), its kind and geometry."""
+    name: str
+    source: str
+    target: str
+    hidden: int
+    kernel1: int = 8
+    stride1: int = 1
+    padding1: str = "same"
+    kernel2: int = 8
+    kind: str = "dc"
+
+
+def _alexnet() -> tuple[ModuleSpec, ...]:
+    # spec §2: (hidden; op1 kernel / stride; op2 kernel); unrecorded kernels follow the neighbours' 8×8
+    return (ModuleSpec("DC1", "conv1/lin", IMAGE, 96, 11, 4, "valid", 11),
+            ModuleSpec("DC2", "lrn1", "conv1/lin", 96, 8, 1, "same", 8),
+            ModuleSpec("DC3", "pool1", "lrn1", 96, 3, 2, "valid", 8),
+            ModuleSpec("DC4", "conv2/lin", "pool1", 256, 8, 1, "same", 8),
+            ModuleSpec("DC5", "lrn2", "conv2/lin", 256),
+            ModuleSpec("DC6", "pool2", "lrn2", 256, 3, 2, "valid", 8),
+            ModuleSpec("DC7", "conv3/lin", "pool2", 384),
+            ModuleSpec("DC8", "conv4/lin", "conv3/lin", 384),
+            ModuleSpec("DC9", "conv5/lin", "conv4/lin", 384))
+
+
+def _vgg16() -> tuple[ModuleSpec, ...]:
+    # unrecorded kernels follow the recorded 5×5
+    return (ModuleSpec("DC1", "conv1_1/lin", IMAGE, 64, 5, 1, "same", 5),
+            ModuleSpec("DC2", "conv1_2/lin", "conv1_1/lin", 64, 5, 1, "same", 5),
+            ModuleSpec("DC3", "pool1", "conv1_2/lin", 64, 5, 2, "same", 5),
+            ModuleSpec("DC4", "conv2_1/lin", "pool1", 128, 5, 1, "same", 5),
+            ModuleSpec("DC5", "conv2_2/lin", "conv2_1/lin", 128, 5, 1, "same", 5),
+            ModuleSpec("DC6", "pool2", "conv2_2/lin", 128, 5, 2, "same", 5),
+            ModuleSpec("DC7", "conv3_1/lin", "pool2", 256, 5, 1, "same", 5),
+            ModuleSpec("DC8", "conv3_2/lin", "conv3_1/lin", 256, 5, 1, "same", 5),
+            ModuleSpec("DC9", "conv3_3/lin", "conv3_2/lin", 256, 5, 1, "same", 5),
+            ModuleSpec("DC10", "pool3", "conv3_3/lin", 256, 5, 2, "same", 5))
+
+
+CATALOGUE: dict[str, tuple[ModuleSpec, ...]] = {"alexnet": _alexnet(), "vgg16": _vgg16()}
+
+
+def catalogue(net: str) -> tuple[ModuleSpec, ...]:
+    family = {"alexnet": "alexnet", "caffenet": "alexnet", "vgg16": "vgg16"}.get(net)
+    if family is None:
+        raise ValueError(f"learned inverters exist for alexnet, caffenet and vgg16, not '{net}'")
+    return CATALOGUE[family]
+
+
+def tap(net: str, name: str) -> str:
+    return IMAGE if name == IMAGE else nets.resolve_layer(net, name)
+
+
+def chain(net: str, start: str) -> list[ModuleSpec]:
+    """The modules from the one reading ``start`` down to the image, deepest first."""
+    specs = catalogue(net)
+    by_source = {tap(net, s.source): s for s in specs}
+    start_tap = tap(net, start)
+    if start_tap not in by_source:
+        valid = ", ".join(s.source for s in specs)
+        raise ValueError(f"no inversion module starts at '{start}' for {net}; starting layers: {valid}")
+    out, current = [], start_tap
+    while current != IMAGE:
+        spec = by_source[current]
+        out.append(spec)
+        current = tap(net, spec.target)
+    return out
+
+
+def build_module(spec: ModuleSpec, input_shape: Sequence[int], target_shape: Sequence[int], *,
+                 seed: int = 0, bias_init: str = "glorot") -> keras.Model:
+    """The Keras model for ``spec`` from [H, W, C] ``input_shape`` to ``target_shape`` (checked)."""
+    if spec.kind not in ("dc", "cd", "dd", "resize"):
+        raise ValueError(f"module kind must be dc, cd, dd or resize, got {spec.kind!r}")
+    L = keras.layers
+    count = iter(range(1, 100))
+    init = lambda: keras.initializers.GlorotUniform(seed=seed * 100 + next(count))          # noqa: E731
+    b_init = (lambda: keras.initializers.GlorotUniform(seed=seed * 100 + 50 + next(count))) \
+        if bias_init == "glorot" else (lambda: "zeros")                                       # noqa: E731
+    th, tw, tc = target_shape
+    x_in = keras.Input(tuple(input_shape), name=f"{spec.name}_in")
+    if spec.kind == "dc":
+        h = L.Conv2DTranspose(spec.hidden, spec.kernel1, spec.stride1, spec.padding1, kernel_initializer=init(),
+                              bias_initializer=b_init(), name=f"{spec.name}_deconv")(x_in)
+        h = L.ReLU()(_fit(h, th, tw, spec))
+        out = L.Conv2D(tc, spec.kernel2, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
+                       name=f"{spec.name}_conv")(h)
+    elif spec.kind == "cd":
+        h = L.Conv2D(spec.hidden, spec.kernel1, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
+                     name=f"{spec.name}_conv")(x_in)
+        h = L.ReLU()(h)
+        out = L.Conv2DTranspose(tc, spec.kernel2, spec.stride1, spec.padding1, kernel_initializer=init(),
+                                bias_initializer=b_init(), name=f"{spec.name}_deconv")(h)
+        out = _fit(out, th, tw, spec)
+    elif spec.kind == "dd":
+        h = L.Conv2DTranspose(spec.hidden, spec.kernel1, spec.stride1, spec.padding1, kernel_initializer=init(),
+                              bias_initializer=b_init(), name=f"{spec.name}_deconv1")(x_in)
+        h = L.ReLU()(_fit(h, th, tw, spec))
+        out = L.Conv2DTranspose(tc, spec.kernel2, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
+                                name=f"{spec.name}_deconv2")(h)
+    else:
+        h = L.Resizing(th, tw, interpolation="nearest", name=f"{spec.name}_resize")(x_in)
+        h = L.ReLU()(L.Conv2D(spec.hidden, spec.kernel1, 1, "same", kernel_initializer=init(),
+                              bias_initializer=b_init(), name=f"{spec.name}_conv1")(h))
+        out = L.Conv2D(tc, spec.kernel2, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
+                       name=f"{spec.name}_conv2")(h)
+    model = keras.Model(x_in, out, name=spec.name)
+    if tuple(model.output_shape[1:]) != tuple(target_shape):
+        raise ValueError(f"{spec.name} maps {tuple(input_shape)} to {model.output_shape[1:]}, not the target "
+                         f"{tuple(target_shape)}")
+    return model
+
+
+def _fit(h, th, tw, spec):
+    """A transposed convolution's output is cropped to the target's H×W where it overshoots by a pixel or two
+    (e.g. SAME stride-2 on an odd map); smaller is an error."""
+    if h.shape[1] == th and h.shape[2] == tw:
+        return h
+    if h.shape[1] < th or h.shape[2] < tw:
+        raise ValueError(f"{spec.name}: the transposed convolution gives {h.shape[1]}×{h.shape[2]}, smaller than the "
+                         f"target {th}×{tw}")
+    return keras.layers.Cropping2D(((0, h.shape[1] - th), (0, h.shape[2] - tw)), name=f"{spec.name}_crop")(h)
+
+
+# ---- the classifier's taps -----------------------------------------------------------------------------------
+class Taps:
+    """The frozen classifier's features at every tap a set of modules reads or targets, for RGB 0–255 images."""
+
+    def __init__(self, model: keras.Model, specs: Sequence[ModuleSpec]):
+        self.model, self.net = model, nets.net_of(model)
+        names = {tap(self.net, s.source) for s in specs} | {tap(self.net, s.target) for s in specs}
+        self.layers = sorted(n for n in names if n != IMAGE)
+        self.extractor = nets.feature_extractor(model, self.layers)
+
+    def __call__(self, images_rgb) -> dict[str, tf.Tensor]:
+        x = tf.convert_to_tensor(images_rgb, tf.float32)
+        feats = self.extractor(nets.preprocess(self.net, x), training=False)
+        out = {k: tf.stop_gradient(v) for k, v in feats.items()}
+        out[IMAGE] = x
+        return out
+
+    def shape(self, name: str) -> tuple:
+        size = self.model.input_shape[1]
+        if name == IMAGE:
+            return (size, size, 3)
+        return tuple(self.extractor.output[name].shape[1:])
+
+
+def build_modules(taps: Taps, specs: Sequence[ModuleSpec], *, seed: int = 0, bias_init: str = "glorot",
+                  strategy=None) -> dict[str, keras.Model]:
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        return {s.name: build_module(s, taps.shape(tap(taps.net, s.source)), taps.shape(tap(taps.net, s.target)),
+                                     seed=seed + i, bias_init=bias_init) for i, s in enumerate(specs)}
+
+
+def run_chain(modules: dict[str, keras.Model], specs: Sequence[ModuleSpec], start_features) -> list[tf.Tensor]:
+    """Apply the modules deepest first, each to its predecessor's output; returns every reconstruction."""
+    outs, x = [], start_features
+    for s in specs:
+        x = modules[s.name](x, training=False)
+        outs.append(x)
+    return outs
+
+
+# ---- training data ---------------------------------------------------------------------------------------------
+class ImageSource(training.Source):
+    """RGB 0–255 training images for a net's input size ``crop`` from files or embedded sample names, decoded in
+    the ``tf.data`` pipeline: each is resized so its shorter side is ``crop·resize`` and a ``crop``² window taken
+    at random (position and a left–right flip, seeded by (seed, draw): a resumed training sees the same crops) or,
+    with ``augment=False``, centred."""
+
+    def __init__(self, sources: Sequence[str], crop: int, *, augment: bool = True, resize: float = 1.15,
+                 seed: int = 0):
+        self.sources, self.crop, self.augment, self.seed = list(sources), int(crop), augment, seed
+        self.size = len(self.sources)
+        self.short = int(round(crop * resize)) if augment else crop
+        self._paths = tf.constant([str(p) for p in self.sources])
+
+    def load(self, index, draw):
+        def decode(p):
+            p = p.item() if isinstance(p, np.ndarray) else p       # a 0-d array when called eagerly
+            return data.load_image(p.decode()).astype(np.float32)
+        img = tf.numpy_function(decode, [self._paths[index]], tf.float32)
+        img.set_shape([None, None, 3])
+        shape = tf.cast(tf.shape(img)[:2], tf.float32)
+        scale = float(self.short) / tf.reduce_min(shape)
+        img = tf.image.resize(img, tf.cast(tf.math.ceil(shape * scale), tf.int32), antialias=True)
+        if self.augment:
+            seed = tf.stack([tf.cast(self.seed, tf.int64), tf.cast(draw, tf.int64)])
+            img = tf.image.stateless_random_crop(img, [self.crop, self.crop, 3], seed=seed)
+            img = tf.image.stateless_random_flip_left_right(img, seed=seed + 1)
+        else:
+            img = tf.image.resize_with_crop_or_pad(img, self.crop, self.crop)
+        return {"image": tf.clip_by_value(img, 0.0, 255.0)}
+
+
+def image_sources(folder: str | None, val_fraction: float = 0.2) -> tuple[list[str], list[str], str]:
+    """(training, validation, description): a folder's images split by sorted name (the last ``val_fraction``
+    held out, disjoint), or the embedded photos (the last two held out) — a demonstration set."""
+    if folder:
+        paths = [str(p) for p in data.image_folder(folder)]
+        n_val = max(1, int(round(len(paths) * val_fraction)))
+        return paths[:-n_val], paths[-n_val:], f"{len(paths)} images from {folder}"
+    names = data.sample_image_names()
+    return names[:-2], names[-2:], (f"the {len(names)} embedded sample photos with random crops and flips "
+                                    "(a demonstration set, not ImageNet)")
+
+
+# ---- training ---------------------------------------------------------------------------------------------------
+SOLO = training.TrainingConfig(steps=3000, batch=32, learning_rate=3e-4, beta1=0.9, beta2=0.999, epsilon=1e-8,
+                               val_every=100, checkpoint_every=500)
+# the thesis' solo schedule ((0, 3e-4), (3000, 1e-4), (2000, 3e-5)) never leaves 3e-4 in 3,000 steps (spec §4.1)
+MERGED = dataclasses.replace(SOLO, learning_rate=3e-6, breakpoints=((1000, 1e-6), (2000, 3e-7)))
+REGIMES = ("solo", "merged", "end_to_end")
+
+
+def loss_fn(taps: Taps, modules: dict[str, keras.Model], specs: Sequence[ModuleSpec], regime: str):
+    """Per-module MSE terms for ``regime``; ``loss`` is what is minimised."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {', '.join(REGIMES)}, got {regime!r}")
+    net = taps.net
+
+    def fn(_model, batch, training_):
+        feats = taps(batch["image"])
+        terms = {}
+        if regime == "solo":
+            for s in specs:
+                rec = modules[s.name](feats[tap(net, s.source)], training=training_)
+                terms[s.name] = tf.reduce_mean(tf.square(rec - feats[tap(net, s.target)]))
+            total = tf.add_n(list(terms.values()))
+        else:
+            recs = run_chain(modules, specs, feats[tap(net, specs[0].source)])
+            for s, rec in zip(specs, recs):
+                terms[s.name] = tf.reduce_mean(tf.square(rec - feats[tap(net, s.target)]))
+            total = terms[specs[-1].name] if regime == "end_to_end" else tf.add_n(list(terms.values()))
+        return {"loss": total, **terms}
+
+    return fn
+
+
+def train_modules(taps: Taps, modules: dict[str, keras.Model], specs: Sequence[ModuleSpec], source: training.Source,
+                  val_images: np.ndarray, config: training.TrainingConfig, *, regime: str = "solo",
+                  trainable: Sequence[str] | None = None, legacy_train_all: bool = False, strategy=None,
+                  out: str | Path | None = None, logdir: str | Path | None = None, resume: bool = False,
+                  progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train ``modules`` (only those named in ``trainable``, default all; ``legacy_train_all=True`` updates every
+    module whatever its flag, as the original did) and return the Trainer's summary."""
+    names = [s.name for s in specs]
+    trainable = list(trainable) if trainable is not None else names
+    chosen = names if legacy_train_all else trainable
+    variables = [v for n in chosen for v in modules[n].trainable_variables]
+    probe = val_images[:4]
+
+    def images(_model):
+        feats = taps(probe)
+        recs = run_chain(modules, specs, feats[tap(taps.net, specs[0].source)])
+        if specs[-1].target != IMAGE:
+            return {}
+        rec = np.clip(np.asarray(recs[-1]) / 255.0, 0, 1)
+        orig = np.asarray(probe) / 255.0
+        return {"reconstruction": rec, "original": orig, "abs_error": np.abs(rec - orig).mean(-1, keepdims=True)}
+
+    trainer = training.Trainer(modules[specs[0].name], loss_fn(taps, modules, specs, regime), source, config,
+                               val={"image": val_images}, strategy=strategy, images_fn=images,
+                               name=f"inverter_{regime}", variables=variables,
+                               checkpoint={f"module_{n}": modules[n] for n in names},
+                               describe={"net": taps.net, "regime": regime, "modules": ",".join(names),
+                                         "trainable": ",".join(chosen)})
+    return trainer.run(out, logdir=logdir, resume=resume, progress=progress, stop_after=stop_after)
+
+
+# ---- storage -------------------------------------------------------------------------------------------------------
+def folder(net: str, regime: str, name: str) -> Path:
+    return weights.home() / "inverters" / net / regime / name
+
+
+def save_module(model: keras.Model, path: str | Path) -> Path:
+    return files.save_keras_weights(path, model)
+
+
+def load_module(model: keras.Model, path: str | Path) -> bool:
+    path = Path(path)
+    if not path.exists():
+        return False
+    model.load_weights(str(path))
+    return True
