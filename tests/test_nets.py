@@ -143,7 +143,7 @@ def test_aliases_and_unknown_names():
     assert nets.resolve_layer("resnet18", "middle1") == "layer1.0.conv1"
     with pytest.raises(ValueError, match="Valid layers: .*conv1.*pool5"):
         nets.resolve_layer("alexnet", "conv9")
-    with pytest.raises(ValueError, match="valid nets: alexnet, caffenet, resnet18, vgg16, vgg16_bn"):
+    with pytest.raises(ValueError, match="valid nets: alexnet, caffenet, digits, resnet18, vgg16, vgg16_bn"):
         nets.build("alexnet2")
 
 

@@ -270,7 +270,7 @@ def preprocess(name: str, images) -> tf.Tensor:
     else:
         x = x - spec.mean
     if spec.channel_order == "BGR":
-        x = x[..., ::-1]
+        x = tf.reverse(x, [-1])     # a reversed slice costs ~6 ms more per AlexNet step (issue 15)
     return x[0] if single else x
 
 
@@ -279,7 +279,7 @@ def deprocess(name: str, x) -> tf.Tensor:
     spec = _spec(name)
     x, single = _as_float_batch(x)
     if spec.channel_order == "BGR":
-        x = x[..., ::-1]
+        x = tf.reverse(x, [-1])
     if spec.scale01:
         x = (x * spec.std + spec.mean) * 255.0
     else:
@@ -303,7 +303,7 @@ def to_input(name: str, x):
     if spec.scale01:
         x = x / (255.0 * tf.constant(spec.std, tf.float32))
     if spec.channel_order == "BGR":
-        x = x[..., ::-1]
+        x = tf.reverse(x, [-1])
     return x
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import CaffeLRN, ChannelMajorFlatten, MaxPool
+from .layers import CaffeLRN, ChannelMajorFlatten, GroupedConv2D, MaxPool
 
 class _Initializers:
     """He-normal kernels with per-layer seeds seed·1000 + 1, + 2, … in build order, so random-weight builds are
@@ -32,8 +32,9 @@ class _Initializers:
 def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, init=None):
     if pad:
         x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    return layers.Conv2D(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=bias,
-                         kernel_initializer=init(), name=name)(x)
+    conv = GroupedConv2D if groups > 1 else layers.Conv2D
+    return conv(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=bias,
+                kernel_initializer=init(), name=name)(x)
 
 
 def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> keras.Model:
