@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore import adversarial as A
-from tfrestore import classifier, data, files, nets, report, weights
+from tfrestore import classifier, data, nets, report, weights
 from tfrestore.priors import catalogue
 
 DESCRIPTION = "thesis adversarial restoration: prior-descent defence, stability, adaptive attacks, mean filter"
@@ -174,23 +174,17 @@ def _histories(defence: A.PriorDefence, clf, x: np.ndarray, batch: int = 50) -> 
 
 
 def _tradeoff_plot(path: Path, curves: dict[str, dict], pairs: int):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, st in curves.items():
-        ax.plot(np.array(st["preserved"]) / st["pairs"], np.array(st["restored"]) / st["pairs"], "o-", ms=3,
-                label=name)
-    rec = RECORDED_FULL
-    ax.plot(np.array(rec["preserved"]) / 1069, np.array(rec["restored"]) / 1069, "k--", lw=1,
-            label="recorded: full prior, AlexNet (1069)")
-    ax.set_xlabel("clean images keeping their label (preserved)")
-    ax.set_ylabel("adversarials back to the source label (restored)")
-    ax.set_title(f"trade-off over defence steps ({pairs} pairs)", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    with report.plot(path) as (fig, ax):
+        for name, st in curves.items():
+            ax.plot(np.array(st["preserved"]) / st["pairs"], np.array(st["restored"]) / st["pairs"], "o-", ms=3,
+                    label=name)
+        rec = RECORDED_FULL
+        ax.plot(np.array(rec["preserved"]) / 1069, np.array(rec["restored"]) / 1069, "k--", lw=1,
+                label="recorded: full prior, AlexNet (1069)")
+        ax.set_xlabel("clean images keeping their label (preserved)")
+        ax.set_ylabel("adversarials back to the source label (restored)")
+        ax.set_title(f"trade-off over defence steps ({pairs} pairs)", fontsize=9)
+        ax.legend(fontsize=7)
 
 
 def _series_table(st: dict, recorded: dict | None = None) -> str:
@@ -328,20 +322,14 @@ def _adaptive(ctx: Context) -> dict:
 def _histogram(path: Path, summ: dict, title: str):
     if "histogram_edges" not in summ:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     e = np.array(summ["histogram_edges"])
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.stairs(summ["histogram_oblivious"], e, label="oblivious")
-    ax.stairs(summ["histogram_adaptive"], e, label="adaptive")
-    ax.set_xscale("log")
-    ax.set_xlabel("‖image − adversarial‖₂ (0–255 units)")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    with report.plot(path, figsize=(5, 3.2)) as (fig, ax):
+        ax.stairs(summ["histogram_oblivious"], e, label="oblivious")
+        ax.stairs(summ["histogram_adaptive"], e, label="adaptive")
+        ax.set_xscale("log")
+        ax.set_xlabel("‖image − adversarial‖₂ (0–255 units)")
+        ax.set_title(title, fontsize=9)
+        ax.legend()
 
 
 def _filter_counts(clf, pairs_clean, pairs_adv, src, k) -> dict:

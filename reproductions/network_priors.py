@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import autoencoder, callbacks, data, degrade, dip, files, metrics, nets, report
+from tfrestore import autoencoder, callbacks, data, degrade, dip, metrics, nets, report
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param
@@ -158,19 +158,13 @@ def _quality_rows(clean01, entries: dict[str, np.ndarray]) -> list[dict]:
 
 
 def _curve_plot(path: Path, curve: list[dict], title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in sorted({k for p in curve for k in p if k.startswith("psnr_")}):
-        ax.plot([p["step"] for p in curve], [p[key] for p in curve], label=key[5:])
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    with report.plot(path, figsize=(6, 3.5)) as (fig, ax):
+        for key in sorted({k for p in curve for k in p if k.startswith("psnr_")}):
+            ax.plot([p["step"] for p in curve], [p[key] for p in curve], label=key[5:])
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(title, fontsize=9)
+        ax.legend()
 
 
 def run_dip(*, task: str = "denoise", image: str = "astronaut", size: int = 256, steps: int | None = None,
@@ -339,23 +333,17 @@ def _photo_probe(size: int) -> np.ndarray:
 
 
 def _scatter_plot(path: Path, z: np.ndarray, labels: np.ndarray, probes: dict[str, np.ndarray], title: str):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     pairs = [(i, i + 1) for i in range(0, min(z.shape[1], 10) - 1, 2)]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3 * len(pairs), 3.2), squeeze=False)
-    for ax, (a, b) in zip(axes[0], pairs):
-        ax.scatter(z[:, a], z[:, b], c=labels, cmap="tab10", s=4, vmin=0, vmax=9)
-        for k, (name, code) in enumerate(probes.items()):
-            ax.scatter(code[a], code[b], c=[f"C{k}"], s=60, edgecolors="black", linewidths=1.5, label=name)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_title(f"z{a} vs z{b}", fontsize=8)
-    axes[0, 0].legend(fontsize=6, loc="lower left")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    with report.plot(path, figsize=(3 * len(pairs), 3.2), ncols=len(pairs)) as (fig, axes):
+        for ax, (a, b) in zip(axes, pairs):
+            ax.scatter(z[:, a], z[:, b], c=labels, cmap="tab10", s=4, vmin=0, vmax=9)
+            for k, (name, code) in enumerate(probes.items()):
+                ax.scatter(code[a], code[b], c=[f"C{k}"], s=60, edgecolors="black", linewidths=1.5, label=name)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"z{a} vs z{b}", fontsize=8)
+        axes[0].legend(fontsize=6, loc="lower left")
+        fig.suptitle(title, fontsize=9)
 
 
 def _coverage_stats(z: np.ndarray) -> dict:

@@ -7,6 +7,8 @@ Every file is written atomically (:mod:`tfrestore.files`): a crash leaves the pr
 """
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Sequence
 
@@ -71,6 +73,23 @@ def figure(path: str | Path, panels: Sequence[tuple[np.ndarray, str]], title: st
     files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
     return Path(path)
+
+
+@contextlib.contextmanager
+def plot(path: str | Path, figsize=(5.0, 4.0), ncols: int = 1):
+    """``with plot(path) as (fig, axes): ...`` — a matplotlib figure (Agg) with ``ncols`` axes (one axis when 1),
+    laid out and written atomically as PNG when the block ends."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=figsize, squeeze=ncols == 1)
+    try:
+        yield fig, (axes if ncols == 1 else axes[0])
+        fig.tight_layout()
+        files.atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def write(out: str | Path, *, title: str, metrics: dict, table: str = "",
