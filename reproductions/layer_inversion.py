@@ -14,7 +14,8 @@ beside the spec's recorded numbers and beside M&V 2016's optimisation-based inve
 
 Training data: ``--data`` (a folder; the last 20 % of its sorted files are the validation images) or the embedded
 photos with random crops and flips — a demonstration set. ``--steps`` sets every training's length (and M&V
-2016's budget).
+2016's budget). ``--net=digits`` (not the thesis'): the same module design on tfrestore's trained digits net and
+the embedded digits, small enough to train whole stacks on a CPU.
 """
 from __future__ import annotations
 
@@ -26,15 +27,16 @@ import numpy as np
 
 from tfrestore import data as data_lib
 from tfrestore import inverters as I
-from tfrestore import metrics, nets, report, training
+from tfrestore import classifier, metrics, nets, report, training
 from tfrestore.inversion import Extractors, gram_features
 
 from . import common, mv2016
 
 DESCRIPTION = "thesis learned inversion modules: solo / stacked / merged / end-to-end, vs M&V 2016"
-NETS = ("alexnet", "vgg16")
+NETS = ("alexnet", "vgg16", "digits")
 DEFAULT_LAYERS = {"alexnet": ("conv1/lin", "conv2/lin", "conv3/lin", "conv4/lin", "conv5/lin"),
-                  "vgg16": ("pool1", "pool2", "pool3")}
+                  "vgg16": ("pool1", "pool2", "pool3"), "digits": ("conv1", "pool1", "conv2", "pool2")}
+DIGITS_VALIDATION = 4           # held-out digits scored (and inverted by M&V 2016 too)
 VGG_GRAM_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 # spec §6: AlexNet, subset10 averages, per starting layer (VGG score, MSE, NMSE)
@@ -99,10 +101,19 @@ def _copy(taps, specs, solo, seed):
     return fresh
 
 
+def _vgg_size(images: np.ndarray) -> np.ndarray:
+    """Images smaller than VGG16's 224² input (the digits) are enlarged bilinearly for the Gram score."""
+    if images.shape[1] >= 224:
+        return images
+    import tensorflow as tf
+    return tf.image.resize(np.asarray(images, np.float32), (224, 224)).numpy().astype(np.float64)
+
+
 def _scores(originals, recs, vgg) -> dict:
     rec = np.clip(recs, 0, 255).astype(np.float64)
+    big_o, big_r = _vgg_size(originals), _vgg_size(rec)
     return {"mse": float(np.mean(metrics.mse(originals, rec))), "nmse": float(np.mean(metrics.nmse_dot(originals, rec))),
-            "vgg": float(np.mean(metrics.gram_score(vgg, originals, rec)))}
+            "vgg": float(np.mean(metrics.gram_score(vgg, big_o, big_r)))}
 
 
 def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | None = None, steps: int | None = None,
@@ -111,14 +122,24 @@ def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | No
     """``legacy_train_all``: update every module of a merged / end-to-end chain whatever its trainable flag (the
     original's behaviour; by default only trainable modules are updated)."""
     if net not in NETS:
-        raise ValueError(f"layer_inversion runs on {' or '.join(NETS)}, not '{net}'")
+        raise ValueError(f"layer_inversion runs on {', '.join(NETS)}, not '{net}'")
     starts = list(layers or DEFAULT_LAYERS[net])
     chains = {l: I.chain(net, l) for l in starts}                       # validates the layers
+    if net == "digits" and weights == "auto":
+        classifier.get(seed=seed, progress=progress)                    # trained here when not in the store
     s = common.setup(paper="layer_inversion", net=net, experiment="compare", weights=weights, out=out, seed=seed)
-    train_src, val_src, desc = I.image_sources(data)
-    size = nets.input_size(net)
-    source = I.ImageSource(train_src, size, seed=seed)
-    val = np.stack([data_lib.load_image(v, size, crop="center").astype(np.float32) for v in val_src])
+    if net == "digits":
+        if data:
+            raise ValueError("--net=digits inverts the embedded digits; --data is for alexnet / vgg16")
+        train_x, _, desc = classifier.digit_images(None, "train")
+        val_x, _, _ = classifier.digit_images(None, "val")
+        source, val = training.ArraySource({"image": train_x}), val_x[:DIGITS_VALIDATION]
+        val_src = [f"digit{i}" for i in range(len(val))]
+    else:
+        train_src, val_src, desc = I.image_sources(data)
+        size = nets.input_size(net)
+        source = I.ImageSource(train_src, size, seed=seed)
+        val = np.stack([data_lib.load_image(v, size, crop="center").astype(np.float32) for v in val_src])
     print(f"training data: {desc}; {len(val)} validation images", flush=True)
     all_specs = sorted({sp for c in chains.values() for sp in c}, key=lambda sp: int(sp.name[2:]), reverse=True)
     taps = I.Taps(s.model, all_specs)

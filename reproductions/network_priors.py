@@ -253,7 +253,8 @@ def _dip_invert(p, clean, *, net, layers, weights, steps, size, out, logdir, see
     print(f"deep image prior inverting {net} {layer} of '{image}' at {size}², {steps} steps", flush=True)
     result = run.run(callbacks.standard(out, logdir, resume, progress, max(100, steps // 10)) + [quality])
     # the comparison: pixels with the same feature loss plus TV (M&V's regulariser), same optimiser and budget
-    pixels = param.Pixels(np.zeros_like(x0))
+    # M&V 2016's initial noise (from zeros a random-weight net's ReLUs would all start dead: no gradient)
+    pixels = param.Pixels(param.init_mv2016(1, size, 80.0, seed))
     tv_weight = 1e-7 * size * size / 227 ** 2
     baseline = Optimization(data_term + tv_weight * O.tv(beta=2.0), pixels, optimizers.Adam(),
                             optimizers.Schedule([optimizers.Stage(steps, 1.0, jitter=False)]), to_input=to_input,

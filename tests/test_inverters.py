@@ -141,3 +141,18 @@ print("SAME")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert r.returncode == 0 and "SAME" in r.stdout, r.stderr[-3000:]
+
+
+def test_layer_inversion_reproduction_end_to_end_on_digits(tmp_path):
+    from reproductions import layer_inversion
+    classifier.train(steps=200, progress=False)            # into this test's weight store
+    res = layer_inversion.run(net="digits", layers=["pool1"], steps=20, out=str(tmp_path / "li"), progress=False)
+    methods = {r["method"] for r in res["scores"]}
+    assert methods == {"stacked", "merged", "end_to_end", "mv2016"}
+    assert all(np.isfinite(r["mse"]) and r["vgg"] >= 0 for r in res["scores"])
+    assert res["weights"] != "random" and set(res["solo_training"]) == {"DC2", "DC1"}
+    assert (tmp_path / "li" / "figure.png").exists() and (tmp_path / "li" / "table.txt").exists()
+    stored = I.folder("digits", "merged", "DC2_to_DC1")
+    assert (stored / "DC2.weights.h5").exists() and (stored / "DC1.weights.h5").exists()
+    with pytest.raises(ValueError, match="starting layers"):
+        layer_inversion.run(net="digits", layers=["fc4"])

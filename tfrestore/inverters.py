@@ -74,13 +74,21 @@ def _vgg16() -> tuple[ModuleSpec, ...]:
             ModuleSpec("DC10", "pool3", "conv3_3/lin", 256, 5, 2, "same", 5))
 
 
-CATALOGUE: dict[str, tuple[ModuleSpec, ...]] = {"alexnet": _alexnet(), "vgg16": _vgg16()}
+def _digits() -> tuple[ModuleSpec, ...]:
+    # not the thesis': the same design for tfrestore's trained digits net, so a stack can be trained here
+    return (ModuleSpec("DC1", "conv1", IMAGE, 32, 3, 1, "same", 3),
+            ModuleSpec("DC2", "pool1", "conv1", 32, 3, 2, "same", 3),
+            ModuleSpec("DC3", "conv2", "pool1", 64, 3, 1, "same", 3),
+            ModuleSpec("DC4", "pool2", "conv2", 64, 3, 2, "same", 3))
+
+
+CATALOGUE: dict[str, tuple[ModuleSpec, ...]] = {"alexnet": _alexnet(), "vgg16": _vgg16(), "digits": _digits()}
 
 
 def catalogue(net: str) -> tuple[ModuleSpec, ...]:
-    family = {"alexnet": "alexnet", "caffenet": "alexnet", "vgg16": "vgg16"}.get(net)
+    family = {"alexnet": "alexnet", "caffenet": "alexnet", "vgg16": "vgg16", "digits": "digits"}.get(net)
     if family is None:
-        raise ValueError(f"learned inverters exist for alexnet, caffenet and vgg16, not '{net}'")
+        raise ValueError(f"learned inverters exist for alexnet, caffenet, vgg16 and digits, not '{net}'")
     return CATALOGUE[family]
 
 
