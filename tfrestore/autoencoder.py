@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from . import training
+from . import data, files, training, weights
 from .objectives import Context, Term
 
 COVERAGE_MODES = ("var_kurt", "moments", "kl_vector", "kl_batch_sum", "none")
@@ -152,8 +153,7 @@ def trained(*, latent: int = 10, coverage: str = "var_kurt", steps: int = 3000, 
             progress: bool = True, strategy=None) -> tuple[keras.Model, dict]:
     """The autoencoder for these settings from ``$TFRESTORE_HOME/ae_prior/<name>/`` (trained there first, with
     checkpoints and TensorBoard, when missing); returns (model, summary)."""
-    from . import data, files, weights
-    name = f"z{latent}_{coverage}_s{steps}_seed{seed}" + ("" if source is None else "_" + files_stem(source))
+    name = f"z{latent}_{coverage}_s{steps}_seed{seed}" + ("" if source is None else "_" + _source_tag(source))
     folder = weights.home() / "ae_prior" / name
     path = folder / "model.weights.h5"
     strategy = strategy or tf.distribute.get_strategy()
@@ -184,6 +184,6 @@ def trained(*, latent: int = 10, coverage: str = "var_kurt", steps: int = 3000, 
     return model, summary
 
 
-def files_stem(source) -> str:
-    from pathlib import Path
+def _source_tag(source) -> str:
+    """A folder-name-safe tag of a data source (MNIST folder or .npz), so models of different data never mix."""
     return Path(str(source)).name.replace(".", "_")

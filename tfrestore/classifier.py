@@ -6,6 +6,7 @@ same code runs under any ``tf.distribute`` strategy). The weights go to the weig
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -43,7 +44,7 @@ def train(*, steps: int | None = None, source=None, seed: int = 0, progress: boo
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), batch["y"]), tf.float32))
         return {"loss": ce, "accuracy": acc}
 
-    cfg = TRAINING if steps is None else training.TrainingConfig(**{**TRAINING.__dict__, "steps": steps})
+    cfg = TRAINING if steps is None else dataclasses.replace(TRAINING, steps=steps)
     folder = out or weights.home() / "classifiers" / "digits"
     if progress:
         print(f"training the digits classifier ({cfg.steps} steps) on {desc}", flush=True)
