@@ -4,7 +4,8 @@
 Experiments (``--experiment``):
 - ``stability`` (default): for every (clean, oblivious adversarial) pair, the label after every step of Adam on
   the prior energy alone (full prior: lr 0.6, 30 steps; dropout prior, dropout off: 10 steps), recorded after
-  step 1 too (the original's off-by-one is ``LEGACY_LOG_OFFSET``); the spec's statistics and the trade-off curve.
+  step 1 too (the original's off-by-one: ``run(legacy_log_offset=True)``); the spec's statistics and the trade-off
+  curve.
 - ``adaptive``: DeepFool (100 steps, explicit) against classifier ∘ defence (4 Adam steps at lr 0.6, gradients
   through the unrolled descent); oblivious vs adaptive perturbation norms and ``read_adaptive_log``'s summary;
   the adaptive examples under another prior (transfer); the dropout ensemble (10 fixed masks, mean log-softmax)
@@ -48,7 +49,6 @@ ADAPTIVE_STEPS, ADAPTIVE_LR = 4, 0.6          # "5 steps by default, 4 in the no
 ENSEMBLE_MEMBERS, ENSEMBLE_TARGET_PROB = 10, 0.5
 MEAN_FILTER_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 MEAN_FILTER_ADAPTIVE = (2, 0.2)
-LEGACY_LOG_OFFSET = False                      # True: record labels after steps 2 … n + 1 (the original's bug 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,18 +159,19 @@ class Context:
     seed: int
     out: Path
     dataset: str               # the example folder's dataset name
+    legacy_log_offset: bool = False   # record labels after steps 2 … n + 1 (the original's bug 2)
 
 
-def _histories(defence: A.PriorDefence, clf, x: np.ndarray, batch: int = 50) -> np.ndarray:
+def _histories(defence: A.PriorDefence, clf, x: np.ndarray, batch: int = 50, legacy: bool = False) -> np.ndarray:
     """[P, n + 1] labels before and after each defence step (legacy: after steps 2 … n + 1)."""
-    if LEGACY_LOG_OFFSET:
+    if legacy:
         defence = dataclasses.replace(defence, steps=defence.steps + 1)
     out = []
     for i in range(0, len(x), batch):
         _, labels = defence.labels_per_step(tf.constant(x[i:i + batch]), clf)
         out.append(np.asarray(labels).T)
     h = np.concatenate(out)
-    return np.concatenate([h[:, :1], h[:, 2:]], 1) if LEGACY_LOG_OFFSET else h
+    return np.concatenate([h[:, :1], h[:, 2:]], 1) if legacy else h
 
 
 def _tradeoff_plot(path: Path, curves: dict[str, dict], pairs: int):
@@ -210,7 +211,8 @@ def _stability(ctx: Context) -> dict:
         prior = catalogue.get(prior_name, ctx.net, steps=ctx.prior_steps)
         defence = A.PriorDefence(prior, steps=steps, lr=FULL_LR)
         t0 = time.perf_counter()
-        st = A.stability_statistics(_histories(defence, clf, pairs.clean), _histories(defence, clf, pairs.adversarial),
+        st = A.stability_statistics(_histories(defence, clf, pairs.clean, legacy=ctx.legacy_log_offset),
+                                    _histories(defence, clf, pairs.adversarial, legacy=ctx.legacy_log_offset),
                                     pairs.src)
         st.update({"prior": prior_name, "defence_seconds": time.perf_counter() - t0, "defence": defence.describe()})
         results[f"{name}: {prior_name}"] = st
@@ -400,9 +402,11 @@ RUNNERS = {"stability": _stability, "adaptive": _adaptive, "mean_filter": _mean_
 
 def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, data: str | None = None,
         prior: str | None = None, steps: int | None = None, prior_steps: int | None = None,
-        attack: str = "deepfool", weights: str = "auto", out: str | None = None, seed: int = 0) -> dict:
+        attack: str = "deepfool", weights: str = "auto", out: str | None = None, seed: int = 0,
+        legacy_log_offset: bool = False) -> dict:
     """``steps``: defence steps (default: the experiment's); ``prior_steps``: training steps for priors trained on
-    demand; ``attack``: the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd)."""
+    demand; ``attack``: the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd);
+    ``legacy_log_offset``: the original's stability logging (labels after steps 2 … n + 1, spec §10 item 2)."""
     if experiment not in RUNNERS:
         raise ValueError(f"unknown experiment '{experiment}' for adversarial; valid: {', '.join(RUNNERS)}")
     if net not in NET_SETTINGS:
@@ -421,7 +425,8 @@ def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, data: str
     print(f"{len(pairs.src)} (clean, {attack}) pairs; median L2 perturbation "
           f"{np.median(A.l2_norms(pairs.clean, pairs.adversarial, np.ones(len(pairs.src), bool))):.2f}", flush=True)
     ctx = Context(net=net, setting=setting, clf=clf, pairs=pairs, prior=prior, steps=steps, prior_steps=prior_steps,
-                  seed=seed, out=out_path, dataset="embedded" if not data else Path(data).name)
+                  seed=seed, out=out_path, dataset="embedded" if not data else Path(data).name,
+                  legacy_log_offset=legacy_log_offset)
     out_path.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[experiment](ctx)
     weights_src = nets.weights_source(clf.model)

@@ -165,3 +165,19 @@ def test_adversarial_reproduction_end_to_end_on_digits(digits_net, monkeypatch, 
     assert any((home / "adversarial" / "digits" / "embedded").glob("deepfool_adaptive_*/*.npy"))
     with pytest.raises(ValueError, match="alexnet or digits"):
         R.run(net="vgg16")
+
+
+def test_legacy_stability_logging_is_the_originals_off_by_one():
+    from reproductions import adversarial as R
+    prior = _tiny_prior()
+    rng = np.random.default_rng(4)
+    w = tf.constant(rng.normal(size=(108, 5)), tf.float32)
+    clf = lambda z: tf.matmul(tf.reshape(z, [len(z), -1]), w)      # noqa: E731
+    x = rng.uniform(60, 200, (4, 6, 6, 3)).astype(np.float32)
+    d = A.PriorDefence(prior, steps=3, lr=20.0, weight=50.0, optimizer="sgd")
+    fixed = R._histories(d, clf, x)
+    legacy = R._histories(d, clf, x, legacy=True)
+    longer = R._histories(dataclasses.replace(d, steps=4), clf, x)
+    assert fixed.shape == legacy.shape == (4, 4)
+    np.testing.assert_array_equal(fixed, longer[:, :4])                       # before, after steps 1, 2, 3
+    np.testing.assert_array_equal(legacy, np.concatenate([longer[:, :1], longer[:, 2:]], 1))   # after 2, 3, 4

@@ -202,9 +202,13 @@ def test_dip_command_line_runs_and_refuses_what_a_task_does_not_take(tmp_path):
                                     text=True, cwd=ROOT, timeout=600)
     r = run("--paper=dip", "--task=denoise", "--net=alexnet")
     assert r.returncode == 2 and "--task=invert" in r.stderr
-    r = run("--paper=dip", "--task=superres", "--size=64", "--steps=6", f"--out={tmp_path / 'sr'}")
+    r = run("--paper=dip", "--task=superres", "--corrupted=chelsea")
+    assert r.returncode == 2 and "--image" in r.stderr
+    r = run("--paper=dip", "--task=superres", "--size=64", "--steps=6", "--optimizer=lbfgs",
+            f"--out={tmp_path / 'sr'}")
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((tmp_path / "sr" / "metrics.json").read_text())
     methods = [row["method"] for row in m["rows"]]
     assert methods[:2] == ["corrupted input", "bicubic"] and len(m["curve"]) >= 2
+    assert any("L-BFGS finish" in x for x in methods)
     assert (tmp_path / "sr" / "curve.png").exists() and (tmp_path / "sr" / "figure.png").exists()

@@ -304,7 +304,9 @@ def train_modules(taps: Taps, modules: dict[str, keras.Model], specs: Sequence[M
             return {}
         rec = np.clip(np.asarray(recs[-1]) / 255.0, 0, 1)
         orig = np.asarray(probe) / 255.0
-        return {"reconstruction": rec, "original": orig, "abs_error": np.abs(rec - orig).mean(-1, keepdims=True)}
+        # the thesis notes' two error maps: signed per channel around grey (colour-accurate) and absolute
+        return {"reconstruction": rec, "original": orig, "colour_error": np.clip(0.5 + (rec - orig) / 2, 0, 1),
+                "abs_error": np.abs(rec - orig).mean(-1, keepdims=True)}
 
     trainer = training.Trainer(modules[specs[0].name], loss_fn(taps, modules, specs, regime), source, config,
                                val={"image": val_images}, strategy=strategy, images_fn=images,
