@@ -62,12 +62,7 @@ REGIMES = {"stacked": Regime("solo-trained modules chained as they are", "solo")
 
 
 def _config(base: training.TrainingConfig, steps: int | None, seed: int) -> training.TrainingConfig:
-    if not steps:
-        return dataclasses.replace(base, seed=seed)
-    f = steps / base.steps
-    return dataclasses.replace(base, steps=steps, seed=seed, val_every=max(1, min(base.val_every, steps // 5 or 1)),
-                               checkpoint_every=max(1, steps // 2),
-                               breakpoints=tuple((int(s * f), lr) for s, lr in base.breakpoints))
+    return dataclasses.replace(base.scaled(steps) if steps else base, seed=seed)
 
 
 def _train(taps, modules, specs, regime, source, val, cfg, out: Path, progress: bool, legacy_train_all: bool) -> dict:

@@ -153,9 +153,13 @@ def _observation_file(path: str, like: np.ndarray) -> np.ndarray:
 
 
 def _quality_rows(clean01, entries: dict[str, np.ndarray]) -> list[dict]:
-    return [{"method": k, "psnr": float(metrics.psnr(clean01, v[None] if v.ndim == 3 else v, 1.0)[0]),
-             "ssim": float(metrics.ssim(clean01, np.clip(v[None] if v.ndim == 3 else v, 0, 1), 1.0)[0])}
-            for k, v in entries.items()]
+    """PSNR / SSIM of each [H, W, C] estimate against the clean [1, H, W, C] image."""
+    rows = []
+    for k, v in entries.items():
+        est = np.asarray(v)[None]
+        rows.append({"method": k, "psnr": float(metrics.psnr(clean01, est, 1.0)[0]),
+                     "ssim": float(metrics.ssim(clean01, np.clip(est, 0, 1), 1.0)[0])})
+    return rows
 
 
 def _curve_plot(path: Path, curve: list[dict], title: str) -> None:

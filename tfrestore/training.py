@@ -75,6 +75,14 @@ class TrainingConfig:
     seed: int = 0
     breakpoints: tuple[tuple[int, float], ...] = ()   # (step, lr) applied before that step; () = constant rate
 
+    def scaled(self, steps: int) -> "TrainingConfig":
+        """The same schedule stretched or squeezed to ``steps`` (breakpoints, validation and checkpoint intervals
+        follow), like :meth:`tfrestore.priors.train.TrainConfig.scaled`."""
+        f = steps / self.steps
+        return dataclasses.replace(self, steps=steps, val_every=max(1, min(self.val_every, steps // 5 or 1)),
+                                   checkpoint_every=max(1, steps // 2),
+                                   breakpoints=tuple((int(s * f), lr) for s, lr in self.breakpoints))
+
     def learning_rates(self) -> np.ndarray:
         """[steps] the rate of every step: the breakpoint with the largest step ≤ t (learning_rate before any)."""
         lr = np.full(self.steps, self.learning_rate, np.float32)
