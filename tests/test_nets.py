@@ -67,13 +67,42 @@ def test_grouped_conv_equals_split_concat():
     model = nets.build("alexnet", weights=None, seed=3)
     conv2 = model.get_layer("conv2")
     kernel, bias = [w.numpy() for w in conv2.weights]
-    assert kernel.shape == (5, 5, 48, 256)
+    assert kernel.shape == (5, 5, 48, 256) and conv2.padding == "same"     # Caffe's pad 2 folded into "same"
     x = np.random.default_rng(1).standard_normal((1, 31, 31, 96)).astype(np.float32)
     got = conv2(x).numpy()
-    halves = [tf.nn.conv2d(x[..., g * 48:(g + 1) * 48], kernel[..., g * 128:(g + 1) * 128], 1, "VALID")
+    xp = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])
+    halves = [tf.nn.conv2d(xp[..., g * 48:(g + 1) * 48], kernel[..., g * 128:(g + 1) * 128], 1, "VALID")
               for g in range(2)]
     want = tf.concat(halves, -1).numpy() + bias
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("size,groups,padding,kernel", [
+    (12, 1, "same", 3), (12, 2, "valid", 3), (104, 1, "valid", 3), (104, 2, "same", 5), (12, 1, "valid", 1)])
+def test_conv_layer_gradients_match_tensorflow(size, groups, padding, kernel):
+    """tfrestore's Conv2D (split groups; the input gradient as a forward convolution at maps ≥ 100²) against
+    TensorFlow's own convolution and its gradients, for the image and for the kernel (training still works)."""
+    from tfrestore.nets.layers import Conv2D
+    rng = np.random.default_rng(size + groups)
+    layer = Conv2D(6, kernel, padding=padding, groups=groups)
+    x = tf.constant(rng.standard_normal((2, size, size, 4)).astype(np.float32))
+    layer.build(x.shape)
+    layer.kernel.assign(rng.standard_normal(layer.kernel.shape).astype(np.float32))
+    layer.bias.assign(rng.standard_normal(6).astype(np.float32))
+    assert layer._fast(x) == (size >= 100)
+    w = tf.constant(rng.standard_normal(layer.compute_output_shape(x.shape)[1:]).astype(np.float32))
+
+    def reference(x, k, b):
+        xs, ks = tf.split(x, groups, -1), tf.split(k, groups, -1)
+        y = tf.concat([tf.nn.conv2d(a, c, 1, padding.upper()) for a, c in zip(xs, ks)], -1)
+        return tf.reduce_sum(w * (y + b))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = tf.reduce_sum(w * layer(x))
+        ref = reference(x, layer.kernel, layer.bias)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-4)
+    for a, b in zip(tape.gradient(ours, [x, layer.kernel, layer.bias]), tape.gradient(ref, [x, layer.kernel, layer.bias])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3 * float(np.abs(b.numpy()).max()))
 
 
 def caffe_maxpool_numpy(x, k, s):

@@ -230,8 +230,19 @@ class AlphaNorm(Term):
         super().__init__()
 
     def value(self, ctx):
-        x = ctx.canvas
-        return _reduce(tf.pow(tf.abs(x), self.alpha) * ctx.pixel_mask())
+        return _reduce(_abs_power(ctx.canvas, self.alpha) * ctx.pixel_mask())
+
+
+def _abs_power(x: tf.Tensor, alpha: float) -> tf.Tensor:
+    """|x|^α; an even integer α as products of x² (M&V's α = 6: x²·x²·x²), whose gradient is cheaper than
+    ``pow``'s (log, select) — about 1 ms of an AlexNet step (issue 15)."""
+    if float(alpha).is_integer() and alpha % 2 == 0 and 2 <= alpha <= 16:
+        x2 = tf.square(x)
+        out = x2
+        for _ in range(int(alpha) // 2 - 1):
+            out = out * x2
+        return out
+    return tf.pow(tf.abs(x), alpha)
 
 
 class BoundedRange(Term):
@@ -263,15 +274,39 @@ class TotalVariation(Term):
     def value(self, ctx):
         x = ctx.canvas / self.scale
         m = ctx.pixel_mask()
-        dw = tf.pad(x[:, :, 1:] - x[:, :, :-1], [[0, 0], [0, 0], [0, 1], [0, 0]])
-        dh = tf.pad(x[:, 1:] - x[:, :-1], [[0, 0], [0, 1], [0, 0], [0, 0]])
+        dw, dh = _forward_differences(x)
         if ctx.mask is not None:   # a difference counts only when both pixels belong to the problem
-            dw = dw * tf.pad(m[:, :, 1:] * m[:, :, :-1], [[0, 0], [0, 0], [0, 1], [0, 0]])
-            dh = dh * tf.pad(m[:, 1:] * m[:, :-1], [[0, 0], [0, 1], [0, 0], [0, 0]])
+            mw, mh = _forward_products(m)
+            dw, dh = dw * mw, dh * mh
         d2 = tf.square(dw) + tf.square(dh)
         v = d2 if self.beta == 2 else tf.pow(tf.maximum(d2, self.eps), self.beta / 2)
         total = _reduce(v * m)
         return total / _reduce(m) if self.mean else total
+
+
+def _shifted(x: tf.Tensor, axis: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(x without its first, x without its last) row (axis 1) or column (axis 2). ``tf.slice``, not ``x[:, 1:]``:
+    the gradient of a slice is a pad, of a strided slice a much slower scatter (~4 ms of an AlexNet step)."""
+    begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
+    begin[axis] = 1
+    size[axis] = x.shape[axis] - 1 if x.shape[axis] is not None else tf.shape(x)[axis] - 1
+    return tf.slice(x, begin, size), tf.slice(x, [0, 0, 0, 0], size)
+
+
+def _forward_differences(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(d_w, d_h) forward differences, zero in the last column / row (the replicated-border convention)."""
+    right, left = _shifted(x, 2)
+    below, above = _shifted(x, 1)
+    return (tf.pad(right - left, [[0, 0], [0, 0], [0, 1], [0, 0]]),
+            tf.pad(below - above, [[0, 0], [0, 1], [0, 0], [0, 0]]))
+
+
+def _forward_products(m: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Like :func:`_forward_differences` with products: 1 where both pixels of a difference are in the mask."""
+    right, left = _shifted(m, 2)
+    below, above = _shifted(m, 1)
+    return (tf.pad(right * left, [[0, 0], [0, 0], [0, 1], [0, 0]]),
+            tf.pad(below * above, [[0, 0], [0, 1], [0, 0], [0, 0]]))
 
 
 class ImageL2(Term):

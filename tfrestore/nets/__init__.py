@@ -16,6 +16,7 @@ of stage 2, ``layer2.0.conv1``). Keras forbids ``/`` in layer names, so ``/`` na
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import warnings
 from pathlib import Path
 from typing import Callable, Sequence
@@ -154,6 +155,7 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
         _weights.load_weights(model, weights)
         source = str(weights)
     _tag(model, name, source)
+    _TAP_CACHE.setdefault(name, _taps(model))
     return model
 
 
@@ -185,8 +187,11 @@ def layer_names(name_or_model: str | keras.Model) -> list[str]:
     if isinstance(name_or_model, keras.Model):
         return _taps(name_or_model)
     if name_or_model not in _TAP_CACHE:
-        _TAP_CACHE[name_or_model] = _taps(_spec(name_or_model).builder(image_size=_spec(name_or_model).input_size,
-                                                                       seed=None))
+        # Taps do not depend on the width: a slim throw-away copy costs a few MB instead of a second full net
+        # (+237 MB for AlexNet, issue 15). build() fills the cache from the real model anyway.
+        spec = _spec(name_or_model)
+        slim = {"width": 1 / 64} if "width" in inspect.signature(spec.builder).parameters else {}
+        _TAP_CACHE[name_or_model] = _taps(spec.builder(image_size=spec.input_size, seed=None, **slim))
     return list(_TAP_CACHE[name_or_model])
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .layers import CaffeLRN, ChannelMajorFlatten, GroupedConv2D, MaxPool
+from .layers import CaffeLRN, ChannelMajorFlatten, Conv2D, MaxPool
 
 class _Initializers:
     """He-normal kernels with per-layer seeds seed·1000 + 1, + 2, … in build order, so random-weight builds are
@@ -30,15 +30,20 @@ class _Initializers:
 
 
 def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, init=None):
-    if pad:
+    """A convolution with the original's symmetric zero padding ``pad``: stride 1 with pad (k − 1)/2 is exactly
+    "same" (one op, no separate pad: −13 ms per VGG16 step on CPU); otherwise an explicit ``<name>_pad`` layer."""
+    padding = "valid"
+    if pad and stride == 1 and kernel % 2 == 1 and pad == kernel // 2:
+        padding = "same"
+    elif pad:
         x = layers.ZeroPadding2D(pad, name=f"{name}_pad")(x)
-    conv = GroupedConv2D if groups > 1 else layers.Conv2D
-    return conv(filters, kernel, strides=stride, padding="valid", groups=groups, use_bias=bias,
-                kernel_initializer=init(), name=name)(x)
+    return Conv2D(filters, kernel, strides=stride, padding=padding, groups=groups, use_bias=bias,
+                  kernel_initializer=init(), name=name)(x)
 
 
-def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> keras.Model:
-    """BVLC AlexNet (``order='norm_pool'``, Krizhevsky) or CaffeNet (``order='pool_norm'``)."""
+def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str, width: float = 1.0) -> keras.Model:
+    """BVLC AlexNet (``order='norm_pool'``, Krizhevsky) or CaffeNet (``order='pool_norm'``). ``width`` scales every
+    channel count and fc size (kept even: the two-group convolutions split them)."""
     init = _Initializers(seed)
     inp = keras.Input((image_size, image_size, 3), name="data")
 
@@ -49,15 +54,16 @@ def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str) -> 
         x = MaxPool(3, 2, name=f"pool{i}")(x)
         return CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x)
 
-    x = _conv(inp, "conv1", 96, 11, stride=4, init=init)
+    ch = lambda c: _w(c, width, multiple=2)
+    x = _conv(inp, "conv1", ch(96), 11, stride=4, init=init)
     x = block(layers.ReLU(name="relu1")(x), 1)
-    x = _conv(x, "conv2", 256, 5, pad=2, groups=2, init=init)
+    x = _conv(x, "conv2", ch(256), 5, pad=2, groups=2, init=init)
     x = block(layers.ReLU(name="relu2")(x), 2)
-    x = layers.ReLU(name="relu3")(_conv(x, "conv3", 384, 3, pad=1, init=init))
-    x = layers.ReLU(name="relu4")(_conv(x, "conv4", 384, 3, pad=1, groups=2, init=init))
-    x = layers.ReLU(name="relu5")(_conv(x, "conv5", 256, 3, pad=1, groups=2, init=init))
+    x = layers.ReLU(name="relu3")(_conv(x, "conv3", ch(384), 3, pad=1, init=init))
+    x = layers.ReLU(name="relu4")(_conv(x, "conv4", ch(384), 3, pad=1, groups=2, init=init))
+    x = layers.ReLU(name="relu5")(_conv(x, "conv5", ch(256), 3, pad=1, groups=2, init=init))
     x = MaxPool(3, 2, name="pool5")(x)
-    return keras.Model(inp, _caffe_head(x, init), name=name)
+    return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name=name)
 
 
 def _caffe_head(x, init, fc=4096):
@@ -68,14 +74,16 @@ def _caffe_head(x, init, fc=4096):
     return layers.Softmax(name="prob")(x)
 
 
-def alexnet(image_size: int = 227, seed: int | None = None) -> keras.Model:
-    """BVLC AlexNet: conv → ReLU → LRN → pool (Krizhevsky order). Input BGR − mean, 227²."""
-    return _caffe_alexnet("norm_pool", image_size, seed, "alexnet")
+def alexnet(image_size: int = 227, seed: int | None = None, width: float = 1.0) -> keras.Model:
+    """BVLC AlexNet: conv → ReLU → LRN → pool (Krizhevsky order). Input BGR − mean, 227². ``width`` < 1: a slim
+    net of the same topology (fast converter tests)."""
+    return _caffe_alexnet("norm_pool", image_size, seed, "alexnet", width)
 
 
-def caffenet(image_size: int = 227, seed: int | None = None) -> keras.Model:
-    """BVLC reference CaffeNet: conv → ReLU → pool → LRN (the order M&V 2015 used). Input BGR − mean, 227²."""
-    return _caffe_alexnet("pool_norm", image_size, seed, "caffenet")
+def caffenet(image_size: int = 227, seed: int | None = None, width: float = 1.0) -> keras.Model:
+    """BVLC reference CaffeNet: conv → ReLU → pool → LRN (the order M&V 2015 used). Input BGR − mean, 227².
+    ``width`` as for :func:`alexnet`."""
+    return _caffe_alexnet("pool_norm", image_size, seed, "caffenet", width)
 
 
 VGG_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -95,8 +103,9 @@ def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0) ->
     return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name="vgg16")
 
 
-def _w(channels: int, width: float) -> int:
-    return max(1, int(round(channels * width)))
+def _w(channels: int, width: float, multiple: int = 1) -> int:
+    """``channels`` scaled by ``width``, rounded to a multiple of ``multiple`` (at least one multiple)."""
+    return max(multiple, int(round(channels * width / multiple)) * multiple)
 
 
 def vgg16_bn(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
@@ -130,19 +139,21 @@ def _basic_block(x, name, filters, stride, init):
     return layers.ReLU(name=name)(y)
 
 
-def resnet18(image_size: int = 224, seed: int | None = None, num_classes: int = 1000) -> keras.Model:
+def resnet18(image_size: int = 224, seed: int | None = None, num_classes: int = 1000,
+             width: float = 1.0) -> keras.Model:
     """ResNet-18 v1 in the torchvision / ONNX-zoo-v1 layout, PyTorch's symmetric padding. Input RGB standardised.
 
     Block outputs are named like torchvision modules (``layer2.0``), their insides ``layer2.0.conv1`` … and the
-    stage outputs ``layer1`` … ``layer4`` are the last block of each stage (aliases in the registry).
+    stage outputs ``layer1`` … ``layer4`` are the last block of each stage (aliases in the registry). ``width``
+    scales every channel count (a slim net of the same topology for fast converter tests).
     """
     init = _Initializers(seed)
     inp = keras.Input((image_size, image_size, 3), name="data")
-    x = _conv(inp, "conv1", 64, 7, stride=2, pad=3, bias=False, init=init)
+    x = _conv(inp, "conv1", _w(64, width), 7, stride=2, pad=3, bias=False, init=init)
     x = layers.BatchNormalization(epsilon=1e-5, name="bn1")(x)
     x = layers.ReLU(name="relu")(x)
     x = MaxPool(3, 2, pad=1, ceil_mode=False, name="maxpool")(x)
-    for stage, filters in enumerate((64, 128, 256, 512), start=1):
+    for stage, filters in enumerate([_w(c, width) for c in (64, 128, 256, 512)], start=1):
         for block in range(2):
             stride = 2 if (stage > 1 and block == 0) else 1
             x = _basic_block(x, f"layer{stage}.{block}", filters, stride, init)

@@ -51,26 +51,76 @@ class CaffeLRN(keras.layers.Layer):
                 "k": self.k}
 
 
-@keras.saving.register_keras_serializable(package="tfrestore")
-class GroupedConv2D(keras.layers.Conv2D):
-    """``Conv2D`` with ``groups > 1`` computed as one convolution per group on split channels, concatenated.
+def _conv_input_grad_as_forward(x: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
+    """A stride-1 convolution (``padding`` "VALID", or "SAME" with an odd kernel) whose input gradient is computed as
+    a *forward* convolution of the output gradient with the flipped, transposed kernel ("VALID": of the gradient
+    padded by k − 1; "SAME": "SAME" again) — the same numbers as ``Conv2DBackpropInput``.
 
-    Same weights (``kernel`` [kh, kw, C_in / G, C_out], group g's outputs in columns g·C_out/G …) and the same
-    result as Keras' grouped convolution, which on CPU runs through XLA and whose input gradient also computes
-    the unused filter gradient: splitting took an AlexNet conv5 inversion step from ~170 to ~70 ms (issue 15).
+    Why: on CPU, TensorFlow's own input-gradient kernel (Eigen) is up to 2.6× slower than its forward convolution
+    at some shapes (VGG16 conv1_2 at 224²: 72 vs 28 ms), and an inversion step is mostly input gradients (issue
+    15's profile). The kernel gradient stays TensorFlow's (``Conv2DBackpropFilter``): an inversion never asks for
+    it, and unused ops are pruned from the compiled step.
     """
 
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            kh, kw = kernel.shape[0], kernel.shape[1]
+            flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
+            if padding == "VALID":
+                dy_in = tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
+            else:
+                dy_in = dy
+            dx = tf.nn.conv2d(dy_in, flipped, 1, padding)
+            dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
+                                                 strides=[1, 1, 1, 1], padding=padding)
+            return dx, dk
+        return tf.nn.conv2d(x, kernel, 1, padding), grad
+    return conv(x, kernel)
+
+
+@keras.saving.register_keras_serializable(package="tfrestore")
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` (same weights, same results) computed the way that is fastest for inversions on CPU.
+
+    - ``groups > 1``: one convolution per group on split channels, concatenated (group g's outputs in kernel
+      columns g·C_out/G …). Keras runs grouped convolutions through XLA on CPU and their input gradient also
+      computes the unused filter gradient: splitting took an AlexNet conv5 inversion step from ~170 to ~70 ms.
+    - stride 1, no dilation, and a shape where TensorFlow's
+      input-gradient kernel is measurably slow — maps of at least 100² or kernels of at least 2M weights (CPU,
+      per group): the input gradient is a forward convolution (:func:`_conv_input_grad_as_forward`). Measured
+      per layer on the 2-core CPU: VGG16 224²×64→64 72 → 28 ms, 112²×128→128 48 → 26 ms, 14²×512→512 22 → 14
+      ms; AlexNet's 13²–27² maps 1.3–4.2 ms either way (slightly faster as they are).
+    Anything else is Keras' own convolution.
+    """
+
+    def _fast(self, x) -> bool:
+        same_ok = self.padding == "valid" or all(k % 2 for k in self.kernel_size)
+        if not (same_ok and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
+                and self.data_format == "channels_last" and None not in x.shape[1:3]):
+            return False
+        out_pixels = int(np.prod(self.compute_output_shape(x.shape)[1:3]))
+        return out_pixels >= 100 * 100 or int(np.prod(self.kernel.shape)) // self.groups >= 2_000_000
+
     def call(self, x):
-        if self.groups == 1:
+        fast = self._fast(x)
+        if self.groups == 1 and not fast:
             return super().call(x)
-        xs = tf.split(x, self.groups, axis=-1)
-        ks = tf.split(self.kernel, self.groups, axis=-1)
-        padding = self.padding.upper()
-        y = tf.concat([tf.nn.conv2d(a, k, self.strides, padding, dilations=self.dilation_rate)
-                       for a, k in zip(xs, ks)], axis=-1)
+        xs = tf.split(x, self.groups, axis=-1) if self.groups > 1 else [x]
+        kernel = tf.convert_to_tensor(self.kernel)     # a tensor: the custom gradient sees no variable
+        ks = tf.split(kernel, self.groups, axis=-1) if self.groups > 1 else [kernel]
+        if fast:
+            parts = [_conv_input_grad_as_forward(a, k, self.padding.upper()) for a, k in zip(xs, ks)]
+        else:
+            parts = [tf.nn.conv2d(a, k, self.strides, self.padding.upper(), dilations=self.dilation_rate)
+                     for a, k in zip(xs, ks)]
+        y = parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1)
         if self.use_bias:
-            y = y + self.bias
+            y = tf.nn.bias_add(y, self.bias)
         return self.activation(y) if self.activation is not None else y
+
+
+GroupedConv2D = Conv2D     # the earlier name (issue 15's first step)
 
 
 def pool_output_size(size: int, kernel: int, stride: int, pad: int = 0, ceil_mode: bool = True) -> int:

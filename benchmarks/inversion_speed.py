@@ -1,0 +1,331 @@
+"""Inversion speed side by side: the engine (graph and XLA) against a plain PyTorch loop on identical weights.
+
+    python benchmarks/inversion_speed.py                        # the five cases, 5 interleaved rounds
+    python benchmarks/inversion_speed.py --cases alexnet:conv5 --rounds 9 --json runs/speed.json
+    python benchmarks/inversion_speed.py --baseline runs/speed.json      # also print the ratio to an earlier run
+    python benchmarks/inversion_speed.py --profile alexnet:conv5         # where the engine's step spends its time
+    python benchmarks/inversion_speed.py --batched --figure --rss        # throughput and memory sections
+
+Every case is M&V 2015's objective at one layer (seeded random weights, ``chelsea``, the paper's initialisation,
+lr 0.004, momentum 0.9). The engine, its XLA variant and the PyTorch loop (``benchmarks/torch_reference.py``,
+the Keras weights copied into ``torch.nn`` modules) start from the same image; after a warm-up step (which traces
+and compiles) and ``--check`` more steps, their objective values must agree to 1e-3 relative or the row is void.
+Then ``--rounds`` rounds time ``--steps`` steps of each, in rotating order, so a noisy shared machine slows all
+of them alike; min and median ms/step are reported and the headline is engine / torch steps/s.
+
+GFLOP/s counts the multiply-adds of the convolutions and fc layers of one forward pass ×2 (forward + the input
+gradient; the weight gradient is never computed). Peak RSS is the process's high-water mark after the row (TF,
+torch and every earlier row included); ``--rss`` measures a single-layer ``main.py`` inversion in its own process.
+
+torch is an optional benchmark dependency: ``pip install -e ".[bench]"`` (CPU wheels: add
+``--extra-index-url https://download.pytorch.org/whl/cpu``). Without it only the engine columns are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+CASES = ("alexnet:conv5", "caffenet:conv5", "alexnet:fc8", "vgg16:conv3_3", "vgg16:pool5")
+LR = 0.004
+AGREEMENT = 1e-3
+
+
+def parse_args(argv=None):
+    a = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    a.add_argument("--cases", default=",".join(CASES), help="net:layer,… (chain nets: alexnet, caffenet, vgg16)")
+    a.add_argument("--steps", type=int, default=10, help="steps per timed call")
+    a.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds per case")
+    a.add_argument("--check", type=int, default=10, help="steps before the objectives are compared")
+    a.add_argument("--batch", type=int, default=1, help="problems (restarts) per optimisation")
+    a.add_argument("--threads", type=int, default=os.cpu_count(), help="intra-op threads for TF and torch")
+    a.add_argument("--inter-op", type=int, default=1, help="TF inter-op threads (torch runs one op at a time)")
+    a.add_argument("--onednn", choices=("0", "1"), default=None,
+                   help="set TF_ENABLE_ONEDNN_OPTS before TensorFlow starts (default: TensorFlow's choice; off on "
+                   "CPUs without AVX-512)")
+    a.add_argument("--no-xla", action="store_true", help="skip the XLA column")
+    a.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    a.add_argument("--json", help="write the rows (and the machine) to this JSON file")
+    a.add_argument("--baseline", help="an earlier --json file: print this run's engine ms/step over that one's")
+    a.add_argument("--profile", metavar="NET:LAYER", help="profile the engine's step on one case, by op")
+    a.add_argument("--batched", action="store_true", help="restarts of one layer: one graph vs one after another")
+    a.add_argument("--figure", action="store_true", help="the 20-layer AlexNet figure: one graph vs per group")
+    a.add_argument("--rss", action="store_true", help="peak RSS of a single-layer main.py inversion (own process)")
+    return a.parse_args(argv)
+
+
+def configure_threads(threads: int, inter_op: int, onednn: str | None) -> dict:
+    if onednn is not None:
+        os.environ["TF_ENABLE_ONEDNN_OPTS"] = onednn
+    import tensorflow as tf
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    info = {"tf_intra_op": threads, "tf_inter_op": inter_op, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TF default")}
+    try:
+        import torch
+        torch.set_num_threads(threads)
+        info["torch_threads"] = threads
+    except ImportError:
+        pass
+    return info
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def engine_run(net, model, layer, batch, total, jit):
+    """An Optimization of M&V 2015 at one layer with a constant lr, and its problem."""
+    from reproductions import mv2015
+    from tfrestore import data, nets, optim
+    from tfrestore.engine import Optimization
+    from tfrestore.inversion import Extractors
+    img = data.resize(data.load_image("chelsea"), nets.input_size(net))
+    p = mv2015.problem(mv2015.FIGURES["layers"], net=net, image_rgb=img, extractors=Extractors(model),
+                       layers=[layer] * batch)
+    p.schedule = optim.Schedule([optim.Stage(total, LR)])
+    return Optimization.from_problem(p, to_input=lambda x: nets.to_input(net, x), jit_compile=jit), p
+
+
+def timed(fn, steps):
+    t = time.perf_counter()
+    fn(steps)
+    return (time.perf_counter() - t) / steps * 1000
+
+
+def bench_case(case: str, args) -> dict:
+    from reproductions import mv2015
+    from tfrestore import nets
+    from tfrestore.inversion import Extractors
+    net, layer = case.split(":")
+    layer = nets.resolve_layer(net, layer)
+    model = nets.build(net, weights=None, quiet=True)
+    total = 1 + args.check + args.rounds * args.steps
+    runners, losses = {}, {}
+    graph, p = engine_run(net, model, layer, args.batch, total, jit=False)
+    runners["engine"] = lambda n: (graph.step(n), graph.steps_done)
+    if not args.no_xla:
+        xla, _ = engine_run(net, model, layer, args.batch, total, jit=True)
+        runners["engine_xla"] = lambda n: (xla.step(n), xla.steps_done)
+    flops = None
+    if torch_available(args):
+        from benchmarks.torch_reference import MV2015Loop, chain_to_torch, forward_flops
+        tnet = chain_to_torch(model, layer)
+        target = Extractors(model).features(net, layer, p.x0[:1])
+        loop = MV2015Loop(tnet, target.repeat(args.batch, 0), p.param.image().numpy(), sigma=mv2015.SIGMA,
+                          lambda_tv=mv2015.lambda_tv_for(net, layer), lambda_l2=mv2015.LAMBDA_L2, lr=LR)
+        runners["torch"] = loop.step
+        flops = forward_flops(tnet, nets.input_size(net)) * 2 * args.batch
+    for name, fn in runners.items():                 # warm-up (trace, compile) and the agreement check
+        fn(1 + args.check)
+    losses["engine"] = float(graph.evaluate()[0].sum())
+    if "engine_xla" in runners:
+        losses["engine_xla"] = float(xla.evaluate()[0].sum())
+    if "torch" in runners:
+        losses["torch"] = float(loop.loss().sum())
+    ref = losses.get("torch", losses["engine"])
+    agree = {k: abs(v - ref) / abs(ref) for k, v in losses.items()}
+    times = defaultdict(list)
+    names = list(runners)
+    for r in range(args.rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(timed(runners[name], args.steps))
+    row = {"case": case, "batch": args.batch, "steps": args.steps, "rounds": args.rounds, "loss": losses,
+           "relative_difference": agree, "void": any(d > AGREEMENT for d in agree.values()),
+           "ms_per_step": {k: {"min": min(v), "median": statistics.median(v), "all": v} for k, v in times.items()},
+           "gflops_per_step": flops / 1e9 if flops else None, "peak_rss_mb": peak_rss_mb()}
+    if "torch" in times:
+        row["engine_over_torch_speed"] = min(times["torch"]) / min(times["engine"])
+        row["engine_over_torch_speed_median"] = statistics.median(times["torch"]) / statistics.median(times["engine"])
+    return row
+
+
+def torch_available(args) -> bool:
+    if args.no_torch:
+        return False
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        print("(torch is not installed: engine columns only; pip install -e '.[bench]')", flush=True)
+        args.no_torch = True
+        return False
+
+
+def print_rows(rows, baseline=None):
+    cols = ["engine", "engine_xla", "torch"]
+    head = f"{'case':<16}{'b':>3}" + "".join(f"{c + ' min/med ms':>24}" for c in cols) + \
+        f"{'engine/torch':>14}{'GFLOP/s':>9}{'agree':>9}{'RSS MB':>8}"
+    print(head)
+    for r in rows:
+        line = f"{r['case']:<16}{r['batch']:>3}"
+        for c in cols:
+            t = r["ms_per_step"].get(c)
+            line += f"{t['min']:>14.1f} / {t['median']:>7.1f}" if t else f"{'—':>24}"
+        ratio = r.get("engine_over_torch_speed")
+        line += f"{ratio:>13.2f}×" if ratio else f"{'—':>14}"
+        g = r["gflops_per_step"]
+        line += f"{g / r['ms_per_step']['engine']['min'] * 1000:>9.1f}" if g else f"{'—':>9}"
+        worst = max(r["relative_difference"].values())
+        line += f"{worst:>9.1e}" + f"{r['peak_rss_mb']:>8.0f}" + ("  VOID (objectives disagree)" if r["void"] else "")
+        print(line, flush=True)
+    if baseline:
+        old = {(r["case"], r["batch"]): r for r in json.loads(Path(baseline).read_text())["rows"]}
+        for r in rows:
+            o = old.get((r["case"], r["batch"]))
+            if o:
+                print(f"  {r['case']}: engine {r['ms_per_step']['engine']['min']:.1f} ms vs baseline "
+                      f"{o['ms_per_step']['engine']['min']:.1f} ms "
+                      f"({o['ms_per_step']['engine']['min'] / r['ms_per_step']['engine']['min']:.2f}× speed)")
+
+
+# ---- sections ------------------------------------------------------------------------------------------------
+def profile_case(case: str, args, top: int = 15) -> list[dict]:
+    """Trace ``--steps`` engine steps with TensorFlow's profiler and total the host time of each op type."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    from tfrestore import nets
+    net, layer = case.split(":")
+    model = nets.build(net, weights=None, quiet=True)
+    run, _ = engine_run(net, model, nets.resolve_layer(net, layer), args.batch, 2 + args.steps, jit=False)
+    run.step(1)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        run.step(args.steps)
+        run.steps_done
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    by_type, total = defaultdict(float), 0.0
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        meta = plane.event_metadata
+        for line in plane.lines:
+            if "TF Op" not in line.name and "tf_Compute" not in line.name and not line.name.startswith("tf_"):
+                continue
+            for ev in line.events:
+                name = meta[ev.metadata_id].name
+                if ":" not in name or name.endswith(":Process"):   # ops are "scope/name:Type"; Process: the whole
+                    continue                                           # function, which nests the ops
+                kind = name.rsplit(":", 1)[1]
+                by_type[kind] += ev.duration_ps / 1e9
+                total += ev.duration_ps / 1e9
+    rows = sorted(({"op": k, "ms_per_step": v / args.steps, "share": v / total} for k, v in by_type.items()),
+                  key=lambda r: -r["ms_per_step"])
+    print(f"profile of {case}, batch {args.batch}: op time summed over threads, per step "
+          f"(total {total / args.steps:.1f} ms of op time per step)")
+    for r in rows[:top]:
+        print(f"  {r['op']:<34}{r['ms_per_step']:>9.2f} ms{r['share']:>8.1%}")
+    return rows
+
+
+def batched_section(args) -> list[dict]:
+    """AlexNet conv5: B restarts in one compiled optimisation vs B single runs one after another."""
+    from tfrestore import nets
+    model = nets.build("alexnet", weights=None, quiet=True)
+    out = []
+    for b in (2, 4, 8):
+        together, _ = engine_run("alexnet", model, "conv5", b, 2 + args.rounds * args.steps, jit=False)
+        single, _ = engine_run("alexnet", model, "conv5", 1, 2 + args.rounds * args.steps, jit=False)
+        together.step(1), single.step(1)
+        t_b = [timed(together.step, args.steps) / b for _ in range(args.rounds)]
+        t_1 = [timed(single.step, args.steps) for _ in range(args.rounds)]
+        out.append({"batch": b, "ms_per_problem_step_batched": min(t_b), "ms_per_problem_step_single": min(t_1)})
+        print(f"alexnet conv5 restarts ×{b}: one graph {min(t_b):.1f} ms per problem-step, one after another "
+              f"{min(t_1):.1f} ms ({min(t_1) / min(t_b):.2f}× throughput)", flush=True)
+    return out
+
+
+def figure_section(args) -> dict:
+    """M&V 2015's 20-layer AlexNet figure: all 20 problems in one graph vs one graph per layer group."""
+    from reproductions import mv2015
+    from tfrestore import data, nets, optim
+    from tfrestore.engine import Optimization
+    from tfrestore.inversion import Extractors
+    net = "alexnet"
+    model = nets.build(net, weights=None, quiet=True)
+    img = data.resize(data.load_image("chelsea"), nets.input_size(net))
+    layers = nets.figure_layers(net)
+    groups = defaultdict(list)
+    for l in layers:
+        groups[nets.spec(net).layer_group[l]].append(l)
+
+    def make(ls):
+        p = mv2015.problem(mv2015.FIGURES["layers"], net=net, image_rgb=img, extractors=Extractors(model), layers=ls)
+        p.schedule = optim.Schedule([optim.Stage(2 + args.rounds * args.steps, LR)])
+        run = Optimization.from_problem(p, to_input=lambda x: nets.to_input(net, x))
+        run.step(1)
+        return run
+    whole = make(layers)
+    parts = [make(ls) for ls in groups.values()]
+    t_whole = [timed(whole.step, args.steps) for _ in range(args.rounds)]
+    t_parts = [sum(timed(r.step, args.steps) for r in parts) for _ in range(args.rounds)]
+    res = {"one_graph_ms_per_step": min(t_whole), "per_group_ms_per_step": min(t_parts),
+           "groups": {str(k): v for k, v in groups.items()}}
+    print(f"alexnet 20-layer figure: one graph {min(t_whole):.0f} ms/step, {len(parts)} group graphs "
+          f"{min(t_parts):.0f} ms/step → 400 steps ≈ {min(t_whole) * 0.4:.0f} s vs {min(t_parts) * 0.4:.0f} s",
+          flush=True)
+    return res
+
+
+def rss_section() -> dict:
+    """Peak RSS of ``main.py --paper=mv2015 --net=alexnet --layers=conv5 --steps=20`` in its own process."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, str(ROOT / "main.py"), "--paper=mv2015", "--net=alexnet", "--layers=conv5",
+               "--steps=20", "--weights=random", f"--out={out}"]
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"single-layer AlexNet inversion (main.py, 20 steps): peak RSS {peak:.0f} MB, wall {wall:.1f} s", flush=True)
+    return {"peak_rss_mb": peak, "wall_s": wall}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    threads = configure_threads(args.threads, args.inter_op, args.onednn)
+    import tensorflow as tf
+    machine = {"python": platform.python_version(), "tensorflow": tf.__version__, "cpus": os.cpu_count(),
+               "processor": platform.processor() or platform.machine(),
+               "gpus": [d.name for d in tf.config.list_physical_devices("GPU")], **threads}
+    if torch_available(args):
+        import torch
+        machine["torch"] = torch.__version__
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), flush=True)
+    report = {"machine": machine, "args": vars(args), "rows": []}
+    if args.profile:
+        report["profile"] = profile_case(args.profile, args)
+    else:
+        for case in args.cases.split(","):
+            report["rows"].append(bench_case(case, args))
+            print_rows(report["rows"][-1:])
+        print("\nsummary (min / median over rounds):")
+        print_rows(report["rows"], args.baseline)
+    if args.batched:
+        report["batched"] = batched_section(args)
+    if args.figure:
+        report["figure"] = figure_section(args)
+    if args.rss:
+        report["rss"] = rss_section()
+    if args.json:
+        from tfrestore import files
+        files.write_json(args.json, report)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
