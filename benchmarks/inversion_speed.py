@@ -282,15 +282,24 @@ def figure_section(args) -> dict:
     return res
 
 
+_REPORT_PEAK = """
+import atexit, resource, runpy, sys
+atexit.register(lambda: print(f"PEAK_RSS_KB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True))
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 def rss_section() -> dict:
-    """Peak RSS of ``main.py --paper=mv2015 --net=alexnet --layers=conv5 --steps=20`` in its own process."""
+    """Peak RSS of ``main.py --paper=mv2015 --net=alexnet --layers=conv5 --steps=20`` in its own process (the
+    child reports its own high-water mark: a forked child's ``RUSAGE_CHILDREN`` would count the parent's pages)."""
     with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, str(ROOT / "main.py"), "--paper=mv2015", "--net=alexnet", "--layers=conv5",
-               "--steps=20", "--weights=random", f"--out={out}"]
+        cmd = [sys.executable, "-c", _REPORT_PEAK, str(ROOT / "main.py"), "--paper=mv2015", "--net=alexnet",
+               "--layers=conv5", "--steps=20", "--weights=random", f"--out={out}"]
         t = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+        r = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
         wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = int(r.stdout.rsplit("PEAK_RSS_KB", 1)[1].split()[0]) / 1024
     print(f"single-layer AlexNet inversion (main.py, 20 steps): peak RSS {peak:.0f} MB, wall {wall:.1f} s", flush=True)
     return {"peak_rss_mb": peak, "wall_s": wall}
 

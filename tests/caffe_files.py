@@ -12,9 +12,12 @@ def _relu(n, blob):
     return (n, "ReLU", blob, blob, {})
 
 
-def alexnet_layers(order="norm_pool"):
-    """The BVLC deploy.prototxt layer list: (name, type, bottom, top, params). In-place ReLU / Dropout."""
-    L = [("conv1", "Convolution", "data", "conv1", dict(num_output=96, kernel_size=11, stride=4)), _relu("relu1", "conv1")]
+def alexnet_layers(order="norm_pool", width=1.0):
+    """The BVLC deploy.prototxt layer list: (name, type, bottom, top, params). In-place ReLU / Dropout. ``width``
+    scales channels (kept even) and fc sizes like ``nets.build("alexnet", width=…)``."""
+    ch = lambda c: max(2, int(round(c * width / 2)) * 2)
+    L = [("conv1", "Convolution", "data", "conv1", dict(num_output=ch(96), kernel_size=11, stride=4)),
+         _relu("relu1", "conv1")]
 
     def block(i, src):
         lrn = (f"norm{i}", "LRN", None, f"norm{i}", dict(local_size=5, alpha=1e-4, beta=0.75))
@@ -24,17 +27,18 @@ def alexnet_layers(order="norm_pool"):
 
     b, top = block(1, "conv1")
     L += b
-    L += [("conv2", "Convolution", top, "conv2", dict(num_output=256, pad=2, kernel_size=5, group=2)),
+    L += [("conv2", "Convolution", top, "conv2", dict(num_output=ch(256), pad=2, kernel_size=5, group=2)),
           _relu("relu2", "conv2")]
     b, top = block(2, "conv2")
     L += b
-    L += [("conv3", "Convolution", top, "conv3", dict(num_output=384, pad=1, kernel_size=3)), _relu("relu3", "conv3"),
-          ("conv4", "Convolution", "conv3", "conv4", dict(num_output=384, pad=1, kernel_size=3, group=2)),
+    L += [("conv3", "Convolution", top, "conv3", dict(num_output=ch(384), pad=1, kernel_size=3)),
+          _relu("relu3", "conv3"),
+          ("conv4", "Convolution", "conv3", "conv4", dict(num_output=ch(384), pad=1, kernel_size=3, group=2)),
           _relu("relu4", "conv4"),
-          ("conv5", "Convolution", "conv4", "conv5", dict(num_output=256, pad=1, kernel_size=3, group=2)),
+          ("conv5", "Convolution", "conv4", "conv5", dict(num_output=ch(256), pad=1, kernel_size=3, group=2)),
           _relu("relu5", "conv5"),
           ("pool5", "Pooling", "conv5", "pool5", dict(pool="MAX", kernel_size=3, stride=2))]
-    L += _fc_head("pool5", 4096)
+    L += _fc_head("pool5", max(1, int(round(4096 * width))))
     return L
 
 

@@ -77,15 +77,17 @@ def vgg16_bn_zoo(width=1.0, seed=0, size=224):
     return b.model(x, size, 7, "vgg16_bn")
 
 
-def resnet18_zoo(seed=0, size=224, downsample_first=False):
-    """resnet18-v1-7.onnx layout (MXNet BasicBlockV1, prefix resnetv15_; stage conv k=2 is the downsample)."""
+def resnet18_zoo(seed=0, size=224, downsample_first=False, width=1.0):
+    """resnet18-v1-7.onnx layout (MXNet BasicBlockV1, prefix resnetv15_; stage conv k=2 is the downsample).
+    ``width`` scales the channels like ``nets.build("resnet18", width=…)``."""
     b = _Builder(seed)
-    x = b.conv("resnetv15_conv0", "data", 3, 64, 7, stride=2, pad=3, bias=False)
-    x = b.bn("resnetv15_batchnorm0", x, 64)
+    w = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+    x = b.conv("resnetv15_conv0", "data", 3, w[0], 7, stride=2, pad=3, bias=False)
+    x = b.bn("resnetv15_batchnorm0", x, w[0])
     x = b.op("Relu", "resnetv15_relu0_fwd", [x])
     x = b.op("MaxPool", "resnetv15_pool0_fwd", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    cin = 64
-    for s, ch in enumerate((64, 128, 256, 512), start=1):
+    cin = w[0]
+    for s, ch in enumerate(w, start=1):
         p, k = f"resnetv15_stage{s}_", 0
         for blk in range(2):
             stride = 2 if (s > 1 and blk == 0) else 1
@@ -106,24 +108,26 @@ def resnet18_zoo(seed=0, size=224, downsample_first=False):
             cin = ch
     x = b.op("GlobalAveragePool", "resnetv15_pool1_fwd", [x])
     x = b.op("Flatten", "flatten_170", [x])
-    x = b.dense("resnetv15_dense0", x, 512, 1000)
+    x = b.dense("resnetv15_dense0", x, cin, 1000)
     return b.model(x, size, 7, "resnet18_v1")
 
 
-def resnet18_torchvision(seed=0, size=224):
-    """A torchvision export with BN folded into the conv biases (torch.onnx constant folding), opset 13."""
+def resnet18_torchvision(seed=0, size=224, width=1.0):
+    """A torchvision export with BN folded into the conv biases (torch.onnx constant folding), opset 13.
+    ``width`` scales the channels like ``nets.build("resnet18", width=…)``."""
     b = _Builder(seed)
+    w = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
     cnt = [100]
 
     def conv(x, cin, cout, k, stride, pad, name):
         cnt[0] += 1
         return b.conv(name, x, cin, cout, k, stride, pad, bias=True, wname=f"onnx::Conv_{cnt[0]}")
 
-    x = conv("data", 3, 64, 7, 2, 3, "/conv1/Conv")
+    x = conv("data", 3, w[0], 7, 2, 3, "/conv1/Conv")
     x = b.op("Relu", "/relu/Relu_out", [x])
     x = b.op("MaxPool", "/maxpool/MaxPool_out", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
-    cin = 64
-    for s, ch in enumerate((64, 128, 256, 512), start=1):
+    cin = w[0]
+    for s, ch in enumerate(w, start=1):
         for blk in range(2):
             stride = 2 if (s > 1 and blk == 0) else 1
             pre = f"/layer{s}/layer{s}.{blk}"
@@ -136,8 +140,8 @@ def resnet18_torchvision(seed=0, size=224):
             cin = ch
     x = b.op("GlobalAveragePool", "/avgpool/GlobalAveragePool_out", [x])
     x = b.op("Flatten", "/Flatten_out", [x], axis=1)
-    w = b.rng.standard_normal((1000, 512)) * np.sqrt(2.0 / 512)
-    x = b.op("Gemm", "logits", [x, b.init("fc.weight", w), b.init("fc.bias", b.rng.uniform(-0.2, 0.2, 1000))],
+    fc = b.rng.standard_normal((1000, cin)) * np.sqrt(2.0 / cin)
+    x = b.op("Gemm", "logits", [x, b.init("fc.weight", fc), b.init("fc.bias", b.rng.uniform(-0.2, 0.2, 1000))],
              alpha=1.0, beta=1.0, transB=1)
     return b.model(x, size, 13, "main_graph")
 

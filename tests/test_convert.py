@@ -51,7 +51,7 @@ def test_full_caffenet_v1_legacy_dims_without_prototxt(tmp_path):
     proto, model_file, blobs = cf.write(tmp_path, layers, 227, "V1", True, seed=2, name="caffenet")
     m = nets.build("caffenet", weights=None)
     arrays, info = caffe.convert(m, model_file, prototxt=None, progress=False)
-    assert info["format"] == "V1" and info["blob_shapes"]["fc6"] == [[4096, 9216], [4096]]
+    assert info["format"] == "V1" and info["blob_shapes"]["fc6"] == [[1, 1, 4096, 9216], [1, 1, 1, 4096]]   # as stored
     np.testing.assert_array_equal(arrays["conv2"]["kernel"], blobs["conv2"][0].transpose(2, 3, 1, 0))
     _load(m, arrays)
     _assert_all_layers(verify.compare_caffe(m, "caffenet", proto, model_file), 21)
@@ -187,3 +187,54 @@ def test_onnx_errors(tmp_path):
     g = of.vgg16_bn_zoo(1 / 8, seed=13)
     _fails({"net": "vgg16_bn", "kw": {"width": 1 / 16}, "onnx": of.save(g, tmp_path / "w.onnx")}, None,
            r"node 'vgg0_conv0_fwd' → layer 'conv1_1' weight has shape \(3, 3, 3, 8\).*expects \(3, 3, 3, 4\)")
+
+
+# ---- the command line's error promise: one line, exit 2, nothing left behind ---------------------------------------
+
+def test_cli_unexpected_failure_is_one_line_and_debug_shows_it(tmp_path, slim_vgg_files, monkeypatch, capsys):
+    proto, model_file, _ = slim_vgg_files
+    argv = ["caffe", "--net", "vgg16", "--width", str(1 / 16), "--caffemodel", str(model_file), "--out",
+            str(tmp_path / "x.weights.h5"), "--quiet"]
+
+    def boom(*a, **k):
+        raise RuntimeError("a bug\nover two lines")
+    monkeypatch.setattr(caffe, "convert", boom)
+    assert convert_main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: unexpected failure") and "please report" in err
+    with pytest.raises(RuntimeError, match="a bug"):
+        convert_main(argv + ["--debug"])
+    assert not list(tmp_path.iterdir())
+
+
+def test_verify_without_prototxt_leaves_no_temporary_file(tmp_path, monkeypatch, capsys):
+    import tempfile
+    _, model_file, _ = cf.write(tmp_path, cf.alexnet_layers("pool_norm", 1 / 16), 227, "V1", True, seed=21,
+                                name="cn")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert convert_main(["caffe", "--net", "caffenet", "--width", str(1 / 16), "--caffemodel", str(model_file),
+                         "--out", str(tmp_path / "cn.weights.h5"), "--verify", "--quiet"]) == 0
+    assert "layers compared" in capsys.readouterr().out
+    assert not list(scratch.iterdir())
+
+
+def test_messages_name_the_right_file_and_place(tmp_path, slim_vgg_files):
+    proto, model_file, _ = slim_vgg_files
+    kw = {"net": "vgg16", "kw": {"width": 1 / 16}}
+    bad_group = tmp_path / "g.prototxt"
+    bad_group.write_text(proto.read_text().replace("kernel_size: 3", "kernel_size: 3 group: 2", 1))
+    _fails({**kw, "caffemodel": model_file, "prototxt": bad_group}, None, r"g\.prototxt: layer 'conv1_1'.*group is 2")
+    raw = bytearray(proto.read_bytes())
+    raw[40] = 0xFF
+    binary = tmp_path / "b.prototxt"
+    binary.write_bytes(bytes(raw))
+    _fails({**kw, "caffemodel": model_file, "prototxt": binary}, None, r"b\.prototxt: not UTF-8 text \(byte 40")
+    _fails({**kw, "caffemodel": tmp_path}, None, "is a directory")
+    trunc = tmp_path / "t.caffemodel"
+    trunc.write_bytes(model_file.read_bytes()[:100_000])
+    _fails({**kw, "caffemodel": trunc}, None, r"truncated or corrupt at byte \d+ of 100000.*after layer '\w+'")
+    dilated = tmp_path / "d.prototxt"
+    dilated.write_text(proto.read_text().replace("kernel_size: 3", "kernel_size: 3 dilation: 2", 1))
+    _fails({**kw, "caffemodel": model_file, "prototxt": dilated}, None, r"dilation is \(2, 2\) in the file")

@@ -33,6 +33,7 @@ def _args(argv):
         s.add_argument("--image", default="chelsea", help="image for --verify (sample name or path)")
         s.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)   # slim test nets
         s.add_argument("--quiet", action="store_true", help="no progress bar")
+        s.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return p.parse_args(argv)
 
 
@@ -52,12 +53,14 @@ def _structure_prototxt(caffemodel: Path, size: int) -> Path:
         if l.type == "Convolution":
             cp = m.convolution_param
             cp.num_output, cp.group, cp.bias_term = p["num_output"], p["group"], p["bias"]
-            cp.kernel_size.append(p["kernel"]), cp.stride.append(p["stride"]), cp.pad.append(p["pad"])
+            (cp.kernel_h, cp.kernel_w), (cp.stride_h, cp.stride_w), (cp.pad_h, cp.pad_w) = \
+                p["kernel"], p["stride"], p["pad"]
         elif l.type == "InnerProduct":
             m.inner_product_param.num_output = p["num_output"]
         elif l.type == "Pooling":
             pp = m.pooling_param
-            pp.pool, pp.kernel_size, pp.stride, pp.pad = p["pool"], p["kernel"], p["stride"], p["pad"]
+            pp.pool, (pp.kernel_h, pp.kernel_w), (pp.stride_h, pp.stride_w), (pp.pad_h, pp.pad_w) = \
+                p["pool"], p["kernel"], p["stride"], p["pad"]
         elif l.type == "LRN":
             lp = m.lrn_param
             lp.local_size, lp.alpha, lp.beta, lp.k = p["local_size"], p["alpha"], p["beta"], p["k"]
@@ -91,43 +94,60 @@ def _memory_peak() -> float:
 
 
 def main(argv=None) -> int:
+    """Exit codes: 0 converted (and verified), 1 converted but --verify found a difference, 2 the file cannot be
+    converted (one ``error:`` line; nothing written)."""
     a = _args(argv)
+    try:
+        return _run(a)
+    except ConversionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written", file=sys.stderr)
+        return 2
+    except Exception as e:          # a bug, not a bad file: still one line (the traceback with --debug)
+        if a.debug:
+            raise
+        text = " ".join(f"{type(e).__name__}: {e}".split())[:300]
+        print(f"error: unexpected failure converting {getattr(a, 'caffemodel', None) or a.onnx} ({text}); nothing "
+              "was written — please report this with the file (--debug shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def _run(a) -> int:
     from tfrestore import nets, weights
     from . import verify
 
     kwargs = {"width": a.width} if a.width != 1.0 else {}
-    try:
-        model = nets.build(a.net, weights=None, quiet=True, **kwargs)
-        baseline = _memory_reset()
-        t0 = time.perf_counter()
-        out = a.out or weights.weight_path(a.net)
-        source = str(a.caffemodel if a.format == "caffe" else a.onnx)
-        with weights.array_writer(out, a.net, source) as write:   # atomic: no file unless it all succeeds
-            if a.format == "caffe":
-                from . import caffe
-                _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write)
-            else:
-                from . import onnx_convert
-                arrays, info = onnx_convert.convert(model, a.onnx)
-                for layer, ws in arrays.items():
-                    write(layer, ws)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    model = nets.build(a.net, weights=None, quiet=True, **kwargs)
+    baseline = _memory_reset()
+    t0 = time.perf_counter()
+    out = a.out or weights.weight_path(a.net)
+    source = str(a.caffemodel if a.format == "caffe" else a.onnx)
+    with weights.array_writer(out, a.net, source) as write:   # atomic: no file unless it all succeeds
+        if a.format == "caffe":
+            from . import caffe
+            _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write)
+        else:
+            from . import onnx_convert
+            arrays, info = onnx_convert.convert(model, a.onnx)
+            for layer, ws in arrays.items():
+                write(layer, ws)
     seconds = time.perf_counter() - t0
     growth = _memory_peak() - baseline
     size = Path(source).stat().st_size / 2 ** 20
     print(f"converted {source} ({size:.1f} MiB, {info.get('format', 'ONNX')}) → {out} in {seconds:.1f}s; "
           f"peak memory {growth:.0f} MiB above the pre-conversion baseline ({growth / size:.2f}× the file)",
           flush=True)
+    for note in info.get("converted", []):
+        print(f"note: {note}")
     if not a.verify:
         return 0
     weights.load_weights(model, out)
     try:
         if a.format == "caffe":
             import cv2  # noqa: F401
-            proto = a.prototxt or _structure_prototxt(a.caffemodel, int(model.input.shape[1]))
-            rows = verify.compare_caffe(model, a.net, proto, a.caffemodel, a.image)
+            rows = _verify_caffe(a, model, verify)
             runtime = "OpenCV Caffe"
         else:
             import onnxruntime  # noqa: F401
@@ -137,6 +157,17 @@ def main(argv=None) -> int:
         print(f"--verify skipped: the reference runtime is not installed ({e}); pip install '.[test]'")
         return 0
     return 0 if verify.print_table(rows, runtime) else 1
+
+
+def _verify_caffe(a, model, verify):
+    """OpenCV needs a prototxt: the given one, or one rebuilt from the caffemodel (a temporary file, always removed)."""
+    if a.prototxt:
+        return verify.compare_caffe(model, a.net, a.prototxt, a.caffemodel, a.image)
+    proto = _structure_prototxt(a.caffemodel, int(model.input.shape[1]))
+    try:
+        return verify.compare_caffe(model, a.net, proto, a.caffemodel, a.image)
+    finally:
+        proto.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ ENUMS = {
     "PoolingParameter.PoolMethod": {"MAX": 0, "AVE": 1, "STOCHASTIC": 2},
     "V0LayerParameter.PoolMethod": {"MAX": 0, "AVE": 1, "STOCHASTIC": 2},
     "LRNParameter.NormRegion": {"ACROSS_CHANNELS": 0, "WITHIN_CHANNEL": 1},
+    "PoolingParameter.RoundMode": {"CEIL": 0, "FLOOR": 1},
 }
 
 # message -> [(name, number, type, label, default)]; type is a scalar name, ".Msg" or "enum:Name"
@@ -51,7 +52,9 @@ MESSAGES = {
                        ("inner_product_param", 117, ".InnerProductParameter", OPT, None),
                        ("input_param", 143, ".InputParameter", OPT, None),
                        ("lrn_param", 118, ".LRNParameter", OPT, None),
-                       ("pooling_param", 121, ".PoolingParameter", OPT, None)],
+                       ("pooling_param", 121, ".PoolingParameter", OPT, None),
+                       ("relu_param", 123, ".ReLUParameter", OPT, None)],
+    "ReLUParameter": [("negative_slope", 1, "float", OPT, 0.0)],
     "InputParameter": [("shape", 1, ".BlobShape", REP, None)],
     "DropoutParameter": [("dropout_ratio", 1, "float", OPT, 0.5)],
     "ConvolutionParameter": [("num_output", 1, "uint32", OPT, None), ("bias_term", 2, "bool", OPT, True),
@@ -66,7 +69,8 @@ MESSAGES = {
                          ("pad_w", 10, "uint32", OPT, None), ("kernel_size", 2, "uint32", OPT, None),
                          ("kernel_h", 5, "uint32", OPT, None), ("kernel_w", 6, "uint32", OPT, None),
                          ("stride", 3, "uint32", OPT, 1), ("stride_h", 7, "uint32", OPT, None),
-                         ("stride_w", 8, "uint32", OPT, None), ("global_pooling", 12, "bool", OPT, None)],
+                         ("stride_w", 8, "uint32", OPT, None), ("global_pooling", 12, "bool", OPT, None),
+                         ("round_mode", 13, "enum:PoolingParameter.RoundMode", OPT, None)],
     "LRNParameter": [("local_size", 1, "uint32", OPT, 5), ("alpha", 2, "float", OPT, 1.0),
                      ("beta", 3, "float", OPT, 0.75),
                      ("norm_region", 4, "enum:LRNParameter.NormRegion", OPT, None), ("k", 5, "float", OPT, 1.0)],
@@ -82,6 +86,7 @@ MESSAGES = {
                          ("inner_product_param", 17, ".InnerProductParameter", OPT, None),
                          ("lrn_param", 18, ".LRNParameter", OPT, None),
                          ("pooling_param", 19, ".PoolingParameter", OPT, None),
+                         ("relu_param", 30, ".ReLUParameter", OPT, None),
                          ("layer", 1, ".V0LayerParameter", OPT, None)],
     "V0LayerParameter": [("name", 1, "string", OPT, None), ("type", 2, "string", OPT, None),
                          ("num_output", 3, "uint32", OPT, None), ("biasterm", 4, "bool", OPT, True),

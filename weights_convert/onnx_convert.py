@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from . import ConversionError
+from .architecture import architecture, finite_float32
 
 ALLOWED_OPS = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "GlobalAveragePool", "Flatten", "Gemm",
                "Dropout", "Reshape", "Constant", "Identity", "Shape", "Gather", "Unsqueeze", "Concat", "MatMul",
                "Squeeze"}
+_CONSTANT_FORMS = ("value", "value_float", "value_floats", "value_int", "value_ints")
 
 
 def _attrs(node) -> dict:
@@ -27,39 +29,199 @@ def _attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _framing_damage(raw: bytes) -> str:
+    """Where the protobuf framing of a ModelProto breaks: " at byte N: what" (model, graph and graph-entry levels),
+    or "" when the framing is whole and the damage is inside a message."""
+    import io
+    from .caffe import _Framing, _top_level_fields
+
+    def walk(data: bytes, base: int, depth: int) -> str:
+        try:
+            for field, start, prefix, box in _top_level_fields(io.BytesIO(data), len(data)):
+                payload = box.pop()
+                if depth == 0 and field == 7 or depth == 1 and field in (1, 5):   # graph; its nodes, initializers
+                    found = walk(payload, base + start + len(prefix), depth + 1)
+                    if found:
+                        return found
+        except _Framing as e:
+            return f" at byte {base + e.offset}: {e.what}"
+        return ""
+    return walk(raw, 0, 0)
+
+
+def _check_text(model, path) -> None:
+    """Every name and string attribute must be UTF-8 (protobuf's Python reader defers the check to first use)."""
+    g = model.graph
+    try:
+        for n in g.node:
+            (n.name, n.op_type, n.domain, list(n.input), list(n.output))
+            for a in n.attribute:
+                (a.name, a.s, list(a.strings))
+        for t in list(g.initializer) + list(g.input) + list(g.output):
+            t.name
+        for t in g.initializer:
+            [(e.key, e.value) for e in t.external_data]
+    except UnicodeDecodeError as e:
+        raise ConversionError(f"{path}: a name in the graph is not valid UTF-8 ({e.reason} at byte {e.start} of "
+                              "the name); the file is corrupt") from None
+
+
 class Graph:
+    """An ONNX file checked as a graph: readable, acyclic, every node's inputs produced, arities and attribute types
+    as the ONNX schema says, weights float and finite; nodes in topological order whatever the file's order."""
+
     def __init__(self, path: Path):
         import onnx
-        from onnx import numpy_helper
         if not path.exists():
             raise ConversionError(f"{path}: no such ONNX file")
+        if not path.is_file():
+            raise ConversionError(f"{path}: is a directory (or not a regular file), not an ONNX file")
+        raw = path.read_bytes()
         try:
-            self.model = onnx.load(str(path))
+            self.model = onnx.load_model_from_string(raw)
         except Exception as e:   # DecodeError, truncated files, …
-            raise ConversionError(f"{path}: not a readable ONNX model (truncated or corrupt: "
-                                  f"{type(e).__name__}: {e})") from None
+            raise ConversionError(f"{path}: not a readable ONNX model (truncated or corrupt"
+                                  f"{_framing_damage(raw)}; {type(e).__name__}: {e})") from None
+        del raw
+        self.path = path
+        _check_text(self.model, path)
+        self.converted: list[str] = []
         g = self.model.graph
         if not len(g.node):
             raise ConversionError(f"{path}: the ONNX graph has no nodes")
-        self.path = path
-        try:
-            self.init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-        except Exception as e:
-            raise ConversionError(f"{path}: an initializer cannot be read ({e}); the file is corrupt") from None
+        self._load_external(g)
+        self.opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), None)
+        if self.opset is None:
+            raise ConversionError(f"{path}: the model imports no version of the standard ONNX operator set")
+        self.init = self._initializers(g)
+        bad = sorted({n.op_type for n in g.node} - ALLOWED_OPS)
+        if bad:
+            node = next(n for n in g.node if n.op_type in bad)
+            raise ConversionError(f"{path}: unsupported op {bad[0]} (node '{node.name}'); supported: "
+                                  f"{', '.join(sorted(ALLOWED_OPS))}")
         for n in g.node:
+            self._check_schema(n)
             if n.op_type == "Constant":
-                self.init[n.output[0]] = numpy_helper.to_array(_attrs(n)["value"])
-        self.nodes = list(g.node)
+                self.init[n.output[0]] = self._constant(n)
+        self.nodes = self._topological(g)
         self.producer = {o: n for n in self.nodes for o in n.output}
         self.consumers: dict[str, list] = {}
         for n in self.nodes:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
-        bad = sorted({n.op_type for n in self.nodes} - ALLOWED_OPS)
-        if bad:
-            node = next(n for n in self.nodes if n.op_type in bad)
-            raise ConversionError(f"{path}: unsupported op {bad[0]} (node '{node.name}'); supported: "
-                                  f"{', '.join(sorted(ALLOWED_OPS))}")
+
+    # ---- checks --------------------------------------------------------------------------------------------------
+    def _load_external(self, g) -> None:
+        """External tensor data is read only from files next to the model (no absolute paths, no ``..``)."""
+        from onnx import external_data_helper
+        base = self.path.parent.resolve()
+        external = [t for t in g.initializer if t.data_location == 1]        # TensorProto.EXTERNAL
+        for t in external:
+            entry = {e.key: e.value for e in t.external_data}
+            loc = entry.get("location", "")
+            target = (base / loc).resolve()
+            if not loc or Path(loc).is_absolute() or base not in target.parents or not target.is_file():
+                raise ConversionError(f"{self.path}: initializer '{t.name}' keeps its data in '{loc}', which is not a "
+                                      "file next to the model; external data is read only from the model's folder")
+        if external:
+            try:
+                external_data_helper.load_external_data_for_model(self.model, str(base))
+            except Exception as e:
+                raise ConversionError(f"{self.path}: external data cannot be read ({type(e).__name__}: {e})") from None
+
+    def _initializers(self, g) -> dict:
+        from onnx import numpy_helper
+        out = {}
+        for t in g.initializer:
+            if t.name in out:
+                raise ConversionError(f"{self.path}: two initializers are named '{t.name}'")
+            try:
+                out[t.name] = numpy_helper.to_array(t)
+            except Exception as e:
+                raise ConversionError(f"{self.path}: initializer '{t.name}' cannot be read ({type(e).__name__}: "
+                                      f"{e}); the file is corrupt") from None
+        return out
+
+    def _check_schema(self, n) -> None:
+        import onnx
+        where = f"{self.path}: node '{n.name}' ({n.op_type})"
+        try:
+            schema = onnx.defs.get_schema(n.op_type, self.opset, "")
+        except Exception:
+            raise ConversionError(f"{where}: no {n.op_type} in ONNX opset {self.opset}") from None
+        n_in, n_out = len(n.input), len(n.output)
+        if not schema.min_input <= n_in <= schema.max_input:
+            raise ConversionError(f"{where}: {n_in} inputs; the ONNX schema (opset {self.opset}) allows "
+                                  f"{schema.min_input}–{schema.max_input}")
+        if not schema.min_output <= n_out <= schema.max_output or not n.output or not n.output[0]:
+            raise ConversionError(f"{where}: {n_out} outputs; the ONNX schema (opset {self.opset}) allows "
+                                  f"{schema.min_output}–{schema.max_output}")
+        if n.op_type in ("Conv", "BatchNormalization", "Gemm", "MatMul", "Add", "Relu", "MaxPool") and \
+                any(not i for i in n.input[:schema.min_input]):
+            raise ConversionError(f"{where}: a required input is empty")
+        for a in n.attribute:
+            spec = schema.attributes.get(a.name)
+            if spec is None:
+                raise ConversionError(f"{where}: attribute '{a.name}' is not an attribute of {n.op_type} in opset "
+                                      f"{self.opset}")
+            if int(spec.type) != int(a.type):
+                raise ConversionError(f"{where}: attribute '{a.name}' is {onnx.AttributeProto.AttributeType.Name(a.type)}"
+                                      f", the ONNX schema says {spec.type.name}")
+
+    def _constant(self, n) -> np.ndarray:
+        from onnx import numpy_helper
+        forms = [a for a in n.attribute if a.name in _CONSTANT_FORMS]
+        if len(n.attribute) != 1 or len(forms) != 1:
+            raise ConversionError(f"{self.path}: Constant node '{n.name}' must hold exactly one of "
+                                  f"{', '.join(_CONSTANT_FORMS)} (strings and sparse tensors are not weights)")
+        a = forms[0]
+        if a.name == "value":
+            try:
+                return numpy_helper.to_array(a.t)
+            except Exception as e:
+                raise ConversionError(f"{self.path}: Constant node '{n.name}' cannot be read ({e})") from None
+        if a.name == "value_float":
+            return np.asarray(a.f, np.float32)
+        if a.name == "value_floats":
+            return np.asarray(list(a.floats), np.float32)
+        if a.name == "value_int":
+            return np.asarray(a.i, np.int64)
+        return np.asarray(list(a.ints), np.int64)
+
+    def _topological(self, g) -> list:
+        """The nodes in an order where every input is produced first (Kahn); refuses cycles, tensors produced
+        twice and inputs nobody produces."""
+        weights = {t.name for t in g.initializer}
+        images = [i.name for i in g.input if i.name not in weights]
+        if len(images) != 1:
+            raise ConversionError(f"{self.path}: the graph has {len(images)} inputs besides its initializers "
+                                  f"({', '.join(repr(n) for n in images[:4])}); a network takes one image input")
+        available = {i.name for i in g.input} | weights | {""}
+        producer = {}
+        for n in g.node:
+            for o in n.output:
+                if o in producer or o in available - {""}:
+                    raise ConversionError(f"{self.path}: tensor '{o}' is produced twice (node '{n.name}'); ONNX "
+                                          "graphs assign every tensor once")
+                producer[o] = n
+        for n in g.node:
+            for i in n.input:
+                if i not in available and i not in producer:
+                    raise ConversionError(f"{self.path}: node '{n.name}' ({n.op_type}) reads '{i}', which no node "
+                                          "produces and which is neither a graph input nor an initializer")
+        order, waiting = [], list(g.node)
+        ready = set(available)
+        while waiting:
+            still = [n for n in waiting if not all(i in ready for i in n.input)]
+            done = [n for n in waiting if all(i in ready for i in n.input)]
+            if not done:
+                raise ConversionError(f"{self.path}: the graph has a cycle through node '{still[0].name}' "
+                                      f"({still[0].op_type}); a network graph must be acyclic")
+            for n in done:
+                order.append(n)
+                ready.update(n.output)
+            waiting = still
+        return order
 
     def only_consumer(self, tensor, op=None):
         c = self.consumers.get(tensor, [])
@@ -141,7 +303,7 @@ def _need(graph: Graph, node, i: int, what: str):
     if name not in graph.init:
         raise ConversionError(f"{graph.path}: node '{node.name}' ({node.op_type}) input '{name}' ({what}) is not an "
                               f"initializer; only constant weights are supported")
-    return graph.init[name].astype(np.float32)
+    return finite_float32(graph.init[name], f"{graph.path}: node '{node.name}' {what} '{name}'", graph.converted)
 
 
 def _check(path, what, got, want):
@@ -160,6 +322,8 @@ def convert(model, onnx_path: str | Path) -> tuple[dict, dict]:
         raise ConversionError(
             f"{path}: the graph has {len(ounits)} parameter units (conv/BN/dense) but {model.name} has "
             f"{len(kunits)}: {'missing' if len(ounits) < len(kunits) else 'unexpected extra'} layers — wrong --net?")
+    _check_folding(g, ounits, kunits)
+    arch = architecture(model)
     arrays, tmap = {}, {}
     for ou, ku in zip(ounits, kunits):
         oname = (ou.get("conv") or ou.get("bn") or ou.get("node")).name
@@ -169,27 +333,82 @@ def convert(model, onnx_path: str | Path) -> tuple[dict, dict]:
                                   f"{ku['kind']} unit")
         where = f"node '{oname}' → layer '{kname}'"
         if ku["kind"] == "conv":
-            _map_conv(g, ou, ku, arrays, tmap, where)
+            _map_conv(g, ou, ku, arrays, tmap, where, arch)
         elif ku["kind"] == "bn":
             arrays[ku["bn"].name] = _bn_arrays(g, ou["bn"], ku["bn"], where)
             tmap[ku["bn"].name] = ou["bn"].output[0]
         else:
             _map_dense(g, ou, ku["dense"], arrays, tmap, where)
+    _check_pools(g, model, arch)
     _map_activations(g, model, tmap)
-    return arrays, {"tensor_of_layer": tmap, "units": len(ounits),
+    return arrays, {"tensor_of_layer": tmap, "units": len(ounits), "converted": g.converted,
                     "opset": [o.version for o in g.model.opset_import]}
 
 
-def _map_conv(g, ou, ku, arrays, tmap, where):
+def _check_folding(g, ounits, kunits) -> None:
+    """A conv without its BatchNormalization is a torchvision export with the BN folded into the conv bias — legal
+    only where the net's conv has no bias of its own (ResNet), and only if the whole graph is folded; anything
+    else is a graph with a BN missing (converting it would apply a bias twice)."""
+    pairs = [(ou, ku) for ou, ku in zip(ounits, kunits) if ku["kind"] == "conv" and ku["bn"] is not None]
+    folded = [(ou, ku) for ou, ku in pairs if ou["kind"] == "conv" and ou["bn"] is None]
+    if not folded:
+        return
+    ou, ku = folded[0]
+    if ku["conv"].use_bias:
+        raise ConversionError(f"{g.path}: conv node '{ou['conv'].name}' has no BatchNormalization after it, but "
+                              f"layer '{ku['bn'].name}' of the net needs one (its conv has its own bias, so the BN "
+                              "cannot have been folded into it)")
+    kept = next((o for o, _ in pairs if o["kind"] == "conv" and o["bn"] is not None), None)
+    if kept is not None:
+        raise ConversionError(f"{g.path}: conv node '{ou['conv'].name}' has its BatchNormalization folded but "
+                              f"node '{kept['conv'].name}' has not; a graph is exported folded or not, so a BN "
+                              "node is missing")
+
+
+def _pads(a: dict, where: str) -> tuple[int, int]:
+    pads = tuple(int(p) for p in a.get("pads", (0, 0, 0, 0)))
+    if len(pads) != 4 or pads[:2] != pads[2:]:
+        raise ConversionError(f"{where}: pads {pads}; only symmetric 2-D padding (top, left, bottom, right with "
+                              "top = bottom, left = right) is supported")
+    if a.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID") or \
+            (a.get("auto_pad") in (b"VALID", "VALID") and any(pads)):
+        raise ConversionError(f"{where}: auto_pad {a.get('auto_pad')!r}; only explicit pads are supported")
+    return pads[:2]
+
+
+def _check_pools(g, model, arch) -> None:
+    """Every MaxPool node against the net's max-pool layers, in order: kernel, stride, pads, ceil mode."""
+    ours = arch.of_kind("pool")
+    theirs = [n for n in g.nodes if n.op_type == "MaxPool"]
+    if len(ours) != len(theirs):
+        raise ConversionError(f"{g.path}: the graph has {len(theirs)} MaxPool nodes, {model.name} has {len(ours)} "
+                              "max-pool layers")
+    for spec, node in zip(ours, theirs):
+        a = _attrs(node)
+        where = f"{g.path}: MaxPool node '{node.name}' → layer '{spec.name}'"
+        if any(int(d) != 1 for d in a.get("dilations", ())) or int(a.get("storage_order", 0)):
+            raise ConversionError(f"{where}: dilations {a.get('dilations')} / storage_order; only plain max pooling")
+        arch.check(spec.name, "pool", {"kernel": tuple(a.get("kernel_shape", ())), "stride": tuple(a.get("strides", (1, 1))),
+                                       "pad": _pads(a, where), "ceil_mode": bool(a.get("ceil_mode", 0))}, where)
+
+
+def _map_conv(g, ou, ku, arrays, tmap, where, arch):
     conv, kconv, kbn = ou["conv"], ku["conv"], ku["bn"]
     a = _attrs(conv)
     w = _need(g, conv, 1, "weight")
     b = _need(g, conv, 2, "bias")
-    if int(a.get("group", 1)) != kconv.groups:
-        raise ConversionError(f"{g.path}: {where}: group {a.get('group', 1)} vs {kconv.groups}")
-    strides = tuple(a.get("strides", (1, 1)))
-    if strides != tuple(kconv.strides):
-        raise ConversionError(f"{g.path}: {where}: strides {strides} vs Keras {tuple(kconv.strides)}")
+    if w.ndim != 4:
+        raise ConversionError(f"{g.path}: {where}: the weight has shape {w.shape}; a 2-D convolution's is 4-D "
+                              "(out, in/group, kh, kw)")
+    geometry = {"kernel": tuple(a.get("kernel_shape", w.shape[2:])), "stride": tuple(a.get("strides", (1, 1))),
+                "pad": _pads(a, f"{g.path}: {where}"), "dilation": tuple(a.get("dilations", (1, 1))),
+                "group": int(a.get("group", 1))}
+    arch.check(kconv.name, "conv", geometry, f"{g.path}: {where}")
+    if tuple(w.shape[2:]) != geometry["kernel"]:
+        raise ConversionError(f"{g.path}: {where}: kernel_shape {geometry['kernel']} but the weight is "
+                              f"{tuple(w.shape[2:])}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ConversionError(f"{g.path}: {where}: the bias has shape {b.shape}; the conv has {w.shape[0]} outputs")
     kernel = np.transpose(w, (2, 3, 1, 0))
     _check(g.path, f"{where} weight", kernel, kconv.kernel.shape)
     arrays[kconv.name] = {"kernel": kernel}
@@ -218,6 +437,8 @@ def _map_conv(g, ou, ku, arrays, tmap, where):
 def _bn_arrays(g, node, kbn, where):
     a = _attrs(node)
     eps = float(a.get("epsilon", 1e-5))
+    if not np.isfinite(eps) or eps <= 0:
+        raise ConversionError(f"{g.path}: {where}: BatchNorm epsilon {eps}; it must be finite and positive")
     if abs(eps - kbn.epsilon) > 1e-9:
         raise ConversionError(f"{g.path}: {where}: BatchNorm epsilon {eps} in the file, {kbn.epsilon} in Keras")
     out = {}

@@ -17,9 +17,18 @@ TOLERANCE = 1e-5
 
 
 def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    """max|a − b| / max|b| over the finite entries; ∞ when the shapes or the non-finite entries differ (weights
+    that are finite but huge overflow to inf / NaN in both runtimes alike: that is agreement, not an error)."""
     a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
     if a.shape != b.shape:
         return float("inf")
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if not np.array_equal(fa, fb) or not np.array_equal(np.isnan(a), np.isnan(b)) or \
+            not np.array_equal(a[np.isinf(a)], b[np.isinf(b)]):
+        return float("inf")
+    if not fb.any():
+        return 0.0
+    a, b = a[fb], b[fb]
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
 
 
@@ -67,6 +76,8 @@ def _rel_softmax(p: np.ndarray, q: np.ndarray, logits: np.ndarray) -> float:
     max|p − q| / (½·max|z|), comparable with the other layers' relative errors (plain relative error on p would
     grow with the logits' magnitude and measure the softmax, not the conversion).
     """
+    if not np.all(np.isfinite(logits)) or not np.all(np.isfinite(q)):
+        return _rel(p, q)
     d = np.max(np.abs(np.asarray(p, np.float64) - np.asarray(q, np.float64)))
     return float(d / max(0.5 * np.max(np.abs(logits)), 1e-30))
 
