@@ -157,10 +157,13 @@ def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = 
     s = common.setup(paper="mv2015", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
                      seed=seed)
     img = common.load(net, image)
-    p = problem(FIGURES[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=layers, seed=seed,
-                steps=steps, optimizer=optimizer)
+    fig = FIGURES[experiment]
+    # one graph per M&V layer group: as fast as one graph of every layer, less memory (common.layer_groups)
+    parts = [problem(fig, net=net, image_rgb=img, extractors=s.extractors, layers=group, seed=seed + k,
+                     steps=steps, optimizer=optimizer)
+             for k, group in enumerate(common.layer_groups(net, _figure_layers(net, fig, layers)))]
     config = {"paper": "mv2015", "experiment": experiment, "image": image, "sigma": SIGMA, "lambda_l2": LAMBDA_L2,
               "alpha": ALPHA}
-    print(f"schedule {p.schedule}", flush=True)
-    return common.optimise(p, s, image_rgb=img, config=config, title=f"M&V 2015 {experiment} — {net}",
+    print(f"schedule {parts[0].schedule}", flush=True)
+    return common.optimise(parts, s, image_rgb=img, config=config, title=f"M&V 2015 {experiment} — {net}",
                            log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)

@@ -455,6 +455,12 @@ def _pick(seq, rng):
     return seq[int(rng.integers(0, len(seq)))]
 
 
+def _set_attribute(node, key, value):
+    for a in [a for a in node.attribute if a.name == key]:
+        node.attribute.remove(a)
+    node.attribute.append(helper.make_attribute(key, value))
+
+
 def o_truncate(base, rng, d):
     raw = Path(base.files["onnx"]).read_bytes()
     p = d / "t.onnx"
@@ -577,10 +583,7 @@ _ATTR_EDITS = {"Conv": [("dilations", [2, 2]), ("strides", [2, 2]), ("pads", [2,
 def o_attribute(base, rng, d):
     m = _graph(base)
     n = _pick([n for n in m.graph.node if n.op_type in _ATTR_EDITS], rng)
-    key, value = _pick(_ATTR_EDITS[n.op_type], rng)
-    for a in [a for a in n.attribute if a.name == key]:
-        n.attribute.remove(a)
-    n.attribute.append(helper.make_attribute(key, value))
+    _set_attribute(n, *_pick(_ATTR_EDITS[n.op_type], rng))
     return {"onnx": _save_onnx(m, d)}
 
 
@@ -588,10 +591,7 @@ def o_attribute_as_list(base, rng, d):
     m = _graph(base)
     n = _pick([n for n in m.graph.node if n.op_type in ("Conv", "BatchNormalization")], rng)
     key = "group" if n.op_type == "Conv" else "epsilon"
-    value = [1] if key == "group" else [1e-5]
-    for a in [a for a in n.attribute if a.name == key]:
-        n.attribute.remove(a)
-    n.attribute.append(helper.make_attribute(key, value))
+    _set_attribute(n, key, [1] if key == "group" else [1e-5])
     return {"onnx": _save_onnx(m, d)}
 
 
@@ -609,10 +609,7 @@ def o_bn_epsilon(base, rng, d):
     bns = [n for n in m.graph.node if n.op_type == "BatchNormalization"]
     if not bns:
         return None
-    n = _pick(bns, rng)
-    for a in [a for a in n.attribute if a.name == "epsilon"]:
-        n.attribute.remove(a)
-    n.attribute.append(helper.make_attribute("epsilon", _pick([float("nan"), -1e-5, 0.0, 1e-3, float("inf")], rng)))
+    _set_attribute(_pick(bns, rng), "epsilon", _pick([float("nan"), -1e-5, 0.0, 1e-3, float("inf")], rng))
     return {"onnx": _save_onnx(m, d)}
 
 

@@ -263,3 +263,23 @@ def test_resume_equals_uninterrupted(tmp_path):
 def test_stretch_is_joint_min_max():
     img = np.array([[[-10.0, 0.0, 30.0]]])
     np.testing.assert_allclose(stretch(img), [[[0.0, 0.25, 1.0]]])
+
+
+def test_results_of_batches_concatenate_like_one_batch():
+    """Several batches run one after another (reproductions.common.optimise) report as one: problems in order, a
+    term missing from a batch is 0 there (as a restricted term is in one batch), history losses weighted by size."""
+    from tfrestore.engine import Result
+    a = Result(images=np.zeros((2, 4, 4, 3)), values={"feature/conv1": np.array([1.0, 2.0]), "tv2": np.array([3.0, 4.0])},
+               loss=np.array([1.0, 2.0]), history=[{"step": 1, "loss": 1.5, "lr": 0.1}], steps=5, seconds=2.0,
+               steps_run=5, saved_iterate=np.zeros((2, 4, 4, 3)), saved_step=1, seconds_total=2.0)
+    b = Result(images=np.ones((1, 4, 4, 3)), values={"feature/relu3": np.array([7.0]), "tv2": np.array([5.0])},
+               loss=np.array([4.0]), history=[{"step": 1, "loss": 4.0, "lr": 0.1}], steps=5, seconds=1.0,
+               steps_run=5, saved_iterate=np.ones((1, 4, 4, 3)), saved_step=1, seconds_total=1.0)
+    r = Result.concatenate([a, b])
+    np.testing.assert_array_equal(r.values["feature/conv1"], [1, 2, 0])
+    np.testing.assert_array_equal(r.values["feature/relu3"], [0, 0, 7])
+    np.testing.assert_array_equal(r.values["tv2"], [3, 4, 5])
+    np.testing.assert_array_equal(r.loss, [1, 2, 4])
+    assert r.images.shape == (3, 4, 4, 3) and r.images[2].max() == 1 and r.saved_iterate.shape == (3, 4, 4, 3)
+    assert r.history == [{"step": 1, "loss": pytest.approx((1.5 * 2 + 4.0) / 3), "lr": 0.1}]
+    assert r.seconds == 3.0 and r.steps == 5 and r.seconds_per_step == pytest.approx(3.0 / 5)

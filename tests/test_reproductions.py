@@ -86,7 +86,9 @@ def test_main_mv2015_end_to_end(tmp_path):
     for f in ("figure.png", "reconstructions.npy", "rec_00_conv1.png", "rec_01_relu3_clipped.png", "table.txt"):
         assert (out / f).exists(), f
     assert np.load(out / "reconstructions.npy").shape == (2, 227, 227, 3)
-    assert list((out / "tb").glob("events.out.tfevents.*"))
+    # conv1 (l1) and relu3 (l10) are in different M&V layer groups: two graphs, one after the other
+    assert metrics["config"]["graphs"] == [["conv1"], ["relu3"]]
+    assert [len(list((out / "tb" / g).glob("events.out.tfevents.*"))) for g in ("graph0", "graph1")] == [1, 1]
 
 
 def test_main_mv2016_and_study_end_to_end(tmp_path):

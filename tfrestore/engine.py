@@ -81,6 +81,24 @@ class Result:
     def seconds_per_step(self) -> float:
         return self.seconds / max(self.steps_run, 1)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence["Result"]) -> "Result":
+        """The results of batches optimised one after another (same schedule) as one result, problems in order.
+        A term missing from a part is 0 for its problems, as a restricted term is in one batch."""
+        n = [len(r.loss) for r in parts]
+        keys = list(dict.fromkeys(k for r in parts for k in r.values))
+        values = {k: np.concatenate([np.asarray(r.values.get(k, np.zeros(m, np.float32))) for r, m in zip(parts, n)])
+                  for k in keys}
+        history = [{**h0, "loss": float(np.average([r.history[i]["loss"] for r in parts], weights=n))}
+                   for i, h0 in enumerate(parts[0].history) if all(len(r.history) > i for r in parts)]
+        saved = [r.saved_iterate for r in parts]
+        return cls(images=np.concatenate([r.images for r in parts]), values=values,
+                   loss=np.concatenate([r.loss for r in parts]), history=history, steps=parts[0].steps,
+                   seconds=sum(r.seconds for r in parts), steps_run=parts[0].steps_run,
+                   saved_iterate=None if any(x is None for x in saved) else np.concatenate(saved),
+                   saved_step=parts[0].saved_step, seconds_total=sum(r.seconds_total for r in parts),
+                   interrupted=any(r.interrupted for r in parts), quality=[q for r in parts for q in r.quality])
+
 
 class Optimization:
     """N independent optimisations in one graph.

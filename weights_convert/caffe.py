@@ -236,7 +236,7 @@ def _existing_file(path: Path, what: str) -> Path:
     return path
 
 
-def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None = None):
+def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None = None, desc: str = "reading"):
     """Yield the layers of a binary caffemodel one at a time (blobs as float32 numpy arrays, stored layout).
 
     The file is read sequentially, one top-level field at a time; a layer's protobuf message is dropped as soon as
@@ -253,7 +253,7 @@ def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None =
     header, count, last, start = NetParameter(), 0, None, 0
     after = lambda: f"after layer '{last}'" if last else "before the first layer"
     with open(path, "rb") as f, \
-            tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}", disable=not progress) as bar:
+            tqdm(total=size, unit="B", unit_scale=True, desc=f"{desc} {path.name}", disable=not progress) as bar:
         try:
             for field, start, prefix, box in _top_level_fields(f, size):
                 payload = box.pop()
@@ -336,12 +336,12 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
         structure, _ = layers_of(read_prototxt(prototxt), str(prototxt), with_blobs=False)
         _check_structure(arch, structure, sfile)
     keep = sink is None
-    arrays, info, seen = _validate(model, arch, caffemodel, structure, keep)
+    arrays, info, seen = _validate(model, arch, caffemodel, structure, keep, progress)
     if structure is None:
         _check_structure(arch, seen, caffemodel)
     if sink is not None:
         params = {l.name: l.params for l in structure or seen}
-        for cl in iter_caffemodel(caffemodel, progress, {}):
+        for cl in iter_caffemodel(caffemodel, progress, {}, desc="converting"):
             if cl.blobs and cl.name in arch.by_name:
                 sink(cl.name, _map_layer(model.get_layer(cl.name), cl, params[cl.name], caffemodel))
             cl.blobs = []
@@ -349,13 +349,13 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
     return arrays, info
 
 
-def _validate(model, arch: Architecture, caffemodel: Path, structure, keep: bool):
+def _validate(model, arch: Architecture, caffemodel: Path, structure, keep: bool, progress: bool):
     """Pass 1: read every layer, check names, types and blobs; keep the mapped arrays only if ``keep``."""
     params = {l.name: l.params for l in structure} if structure is not None else None
     kinds = {l.name: l.type for l in structure} if structure is not None else None
     weighted = {s.name for s in arch.layers if s.kind in ("conv", "fc")}
     arrays, seen, names, info = {}, [], set(), {}
-    for cl in iter_caffemodel(caffemodel, False, info):
+    for cl in iter_caffemodel(caffemodel, progress, info, desc="checking"):
         if cl.name in names:
             raise ConversionError(f"{caffemodel}: two layers are named '{cl.name}'; layer names must be unique")
         names.add(cl.name)
