@@ -238,3 +238,17 @@ def test_messages_name_the_right_file_and_place(tmp_path, slim_vgg_files):
     dilated = tmp_path / "d.prototxt"
     dilated.write_text(proto.read_text().replace("kernel_size: 3", "kernel_size: 3 dilation: 2", 1))
     _fails({**kw, "caffemodel": model_file, "prototxt": dilated}, None, r"dilation is \(2, 2\) in the file")
+
+
+def test_verify_that_cannot_run_the_original_keeps_the_conversion(tmp_path, slim_vgg_files, monkeypatch, capsys):
+    proto, model_file, _ = slim_vgg_files
+    out = tmp_path / "v.weights.h5"
+
+    def refuses(*a, **k):
+        raise RuntimeError("OpenCV: cannot read\nthis net")
+    monkeypatch.setattr(verify, "compare_caffe", refuses)
+    assert convert_main(["caffe", "--net", "vgg16", "--width", str(1 / 16), "--caffemodel", str(model_file),
+                         "--prototxt", str(proto), "--out", str(out), "--verify", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--verify could not run" in err and "unverified" in err
+    assert out.exists()
