@@ -274,9 +274,9 @@ class TotalVariation(Term):
     def value(self, ctx):
         x = ctx.canvas / self.scale
         m = ctx.pixel_mask()
-        dw, dh = _forward_differences(x)
+        dw, dh = _forward_pairs(x, tf.subtract)
         if ctx.mask is not None:   # a difference counts only when both pixels belong to the problem
-            mw, mh = _forward_products(m)
+            mw, mh = _forward_pairs(m, tf.multiply)
             dw, dh = dw * mw, dh * mh
         d2 = tf.square(dw) + tf.square(dh)
         v = d2 if self.beta == 2 else tf.pow(tf.maximum(d2, self.eps), self.beta / 2)
@@ -293,20 +293,14 @@ def _shifted(x: tf.Tensor, axis: int) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.slice(x, begin, size), tf.slice(x, [0, 0, 0, 0], size)
 
 
-def _forward_differences(x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """(d_w, d_h) forward differences, zero in the last column / row (the replicated-border convention)."""
+def _forward_pairs(x: tf.Tensor, combine) -> tuple[tf.Tensor, tf.Tensor]:
+    """(along w, along h): ``combine(next pixel, pixel)``, zero in the last column / row (the replicated-border
+    convention). With ``tf.subtract`` the forward differences d_w, d_h; with ``tf.multiply`` on a mask, 1 where
+    both pixels of a difference are in it."""
     right, left = _shifted(x, 2)
     below, above = _shifted(x, 1)
-    return (tf.pad(right - left, [[0, 0], [0, 0], [0, 1], [0, 0]]),
-            tf.pad(below - above, [[0, 0], [0, 1], [0, 0], [0, 0]]))
-
-
-def _forward_products(m: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Like :func:`_forward_differences` with products: 1 where both pixels of a difference are in the mask."""
-    right, left = _shifted(m, 2)
-    below, above = _shifted(m, 1)
-    return (tf.pad(right * left, [[0, 0], [0, 0], [0, 1], [0, 0]]),
-            tf.pad(below * above, [[0, 0], [0, 1], [0, 0], [0, 0]]))
+    return (tf.pad(combine(right, left), [[0, 0], [0, 0], [0, 1], [0, 0]]),
+            tf.pad(combine(below, above), [[0, 0], [0, 1], [0, 0], [0, 0]]))
 
 
 class ImageL2(Term):

@@ -1,7 +1,7 @@
 """What a tfrestore net *is*, as the converters compare it with a file: its layers in order, with the geometry of
 each convolution, pooling, fc, LRN and batch-norm layer read off the Keras model (nothing duplicated by hand).
 
-    arch = architecture(model)
+    arch = Architecture(model)
     arch.layers            # [Spec(name, kind, geometry)] in forward order; kinds: conv, fc, pool, lrn, bn, relu
     arch.check(name, "conv", {"kernel": (3, 3), "stride": (1, 1), …}, where)   # raises ConversionError on a mismatch
 """
@@ -93,10 +93,6 @@ def _same(a, b) -> bool:
 
 def _fmt(v) -> str:
     return str(tuple(v)) if isinstance(v, (list, tuple, np.ndarray)) else str(v)
-
-
-def architecture(model) -> Architecture:
-    return Architecture(model)
 
 
 def finite_float32(array: np.ndarray, where: str, converted: list | None = None) -> np.ndarray:

@@ -24,7 +24,8 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from . import ConversionError
-from .architecture import Architecture, architecture, finite_float32
+from .architecture import Architecture, finite_float32
+from .framing import Framing, existing_file, fields
 from .caffe_proto import V1_LAYER_TYPES, NetParameter
 
 _V1_NAMES = {v: k for k, v in V1_LAYER_TYPES.items()}
@@ -158,84 +159,6 @@ def layers_of(net, path: str, with_blobs: bool = True, converted: list | None = 
     return out, fmt
 
 
-class _Framing(Exception):
-    """Broken protobuf framing at a byte offset (turned into a ConversionError naming the file)."""
-
-    def __init__(self, what: str, offset: int):
-        super().__init__(what)
-        self.what, self.offset = what, offset
-
-
-def _read_varint(f) -> tuple[int, bytes] | None:
-    """One varint from a file: (value, its raw bytes), or None at a clean end of file."""
-    raw, result, shift = b"", 0, 0
-    while True:
-        b = f.read(1)
-        if not b:
-            if raw:
-                raise _Framing("the file ends inside a varint", f.tell())
-            return None
-        raw += b
-        result |= (b[0] & 0x7F) << shift
-        if not b[0] & 0x80:
-            return result, raw
-        shift += 7
-        if shift > 63:
-            raise _Framing("a varint longer than 10 bytes", f.tell())
-
-
-def _top_level_fields(f, size: int):
-    """Yield (field number, start offset, framing bytes, [payload bytes]) of NetParameter's top-level fields, read
-    sequentially; raises :class:`_Framing` where the framing breaks.
-
-    The payload comes in a one-element list that the consumer empties, so this generator's frame holds no
-    reference to it while a large layer is parsed. Only the framing (tag and length varints) is read here; every
-    message is parsed by protobuf.
-    """
-    while True:
-        start = f.tell()
-        tag = _read_varint(f)
-        if tag is None:
-            return
-        tag, raw = tag
-        field, wire = tag >> 3, tag & 7
-        if field == 0:
-            raise _Framing("a field with number 0 (not protobuf)", start)
-        if wire == 2:
-            length = _read_varint(f)
-            if length is None:
-                raise _Framing("the file ends inside a field header", f.tell())
-            length, lraw = length
-            if f.tell() + length > size:
-                raise _Framing(f"a field of {length} bytes runs past the end of the {size}-byte file", start)
-            payload = f.read(length)
-            box = [payload]
-            del payload
-            yield field, start, raw + lraw, box
-        elif wire == 0:
-            v = _read_varint(f)
-            if v is None:
-                raise _Framing("the file ends inside a varint field", f.tell())
-            yield field, start, raw, [v[1]]
-        elif wire in (1, 5):
-            n = 8 if wire == 1 else 4
-            payload = f.read(n)
-            if len(payload) != n:
-                raise _Framing("the file ends inside a fixed-width field", f.tell())
-            yield field, start, raw, [payload]
-        else:
-            raise _Framing(f"wire type {wire} (not a caffemodel)", start)
-
-
-def _existing_file(path: Path, what: str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise ConversionError(f"{path}: no such {what} file")
-    if not path.is_file():
-        raise ConversionError(f"{path}: is a directory (or not a regular file), not a {what} file")
-    return path
-
-
 def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None = None, desc: str = "reading"):
     """Yield the layers of a binary caffemodel one at a time (blobs as float32 numpy arrays, stored layout).
 
@@ -244,7 +167,7 @@ def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None =
     (blobs stored as doubles).
     """
     from tqdm import tqdm
-    path = _existing_file(path, "caffemodel")
+    path = existing_file(path, "caffemodel")
     size = path.stat().st_size
     if size == 0:
         raise ConversionError(f"{path}: the caffemodel is empty")
@@ -255,7 +178,7 @@ def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None =
     with open(path, "rb") as f, \
             tqdm(total=size, unit="B", unit_scale=True, desc=f"{desc} {path.name}", disable=not progress) as bar:
         try:
-            for field, start, prefix, box in _top_level_fields(f, size):
+            for field, start, prefix, box in fields(f, size):
                 payload = box.pop()
                 n_bytes = len(prefix) + len(payload)
                 part = NetParameter()
@@ -276,7 +199,7 @@ def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None =
                 else:
                     header.MergeFrom(part)
                     bar.update(n_bytes)
-        except _Framing as e:
+        except Framing as e:
             raise ConversionError(f"{path}: truncated or corrupt at byte {e.offset} of {size}: {e.what} "
                                   f"({after()})") from None
         except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as e:
@@ -295,7 +218,7 @@ def read_caffemodel(path: str | Path, progress: bool = True) -> tuple[list[Caffe
 
 
 def read_prototxt(path: str | Path):
-    path = _existing_file(path, "prototxt")
+    path = existing_file(path, "prototxt")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -328,8 +251,8 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
     are read a second time and handed on one layer at a time, so memory stays near three times the largest layer
     rather than twice the file; without one the arrays are returned.
     """
-    caffemodel = _existing_file(caffemodel, "caffemodel")
-    arch = architecture(model)
+    caffemodel = existing_file(caffemodel, "caffemodel")
+    arch = Architecture(model)
     structure, sfile = None, caffemodel
     if prototxt is not None:
         sfile = Path(prototxt)

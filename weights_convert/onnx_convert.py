@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import ConversionError
-from .architecture import architecture, finite_float32
+from .architecture import Architecture, finite_float32
+from .framing import Framing, existing_file, fields
 
 ALLOWED_OPS = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "GlobalAveragePool", "Flatten", "Gemm",
                "Dropout", "Reshape", "Constant", "Identity", "Shape", "Gather", "Unsqueeze", "Concat", "MatMul",
@@ -33,17 +34,16 @@ def _framing_damage(raw: bytes) -> str:
     """Where the protobuf framing of a ModelProto breaks: " at byte N: what" (model, graph and graph-entry levels),
     or "" when the framing is whole and the damage is inside a message."""
     import io
-    from .caffe import _Framing, _top_level_fields
 
     def walk(data: bytes, base: int, depth: int) -> str:
         try:
-            for field, start, prefix, box in _top_level_fields(io.BytesIO(data), len(data)):
+            for field, start, prefix, box in fields(io.BytesIO(data), len(data)):
                 payload = box.pop()
                 if depth == 0 and field == 7 or depth == 1 and field in (1, 5):   # graph; its nodes, initializers
                     found = walk(payload, base + start + len(prefix), depth + 1)
                     if found:
                         return found
-        except _Framing as e:
+        except Framing as e:
             return f" at byte {base + e.offset}: {e.what}"
         return ""
     return walk(raw, 0, 0)
@@ -53,14 +53,11 @@ def _check_text(model, path) -> None:
     """Every name and string attribute must be UTF-8 (protobuf's Python reader defers the check to first use)."""
     g = model.graph
     try:
-        for n in g.node:
-            (n.name, n.op_type, n.domain, list(n.input), list(n.output))
-            for a in n.attribute:
-                (a.name, a.s, list(a.strings))
-        for t in list(g.initializer) + list(g.input) + list(g.output):
-            t.name
-        for t in g.initializer:
-            [(e.key, e.value) for e in t.external_data]
+        for n in g.node:           # reading a string field is the check
+            [n.name, n.op_type, n.domain, *n.input, *n.output]
+            [a.name for a in n.attribute] + [a.s for a in n.attribute] + [x for a in n.attribute for x in a.strings]
+        [t.name for t in [*g.initializer, *g.input, *g.output]]
+        [(e.key, e.value) for t in g.initializer for e in t.external_data]
     except UnicodeDecodeError as e:
         raise ConversionError(f"{path}: a name in the graph is not valid UTF-8 ({e.reason} at byte {e.start} of "
                               "the name); the file is corrupt") from None
@@ -72,11 +69,7 @@ class Graph:
 
     def __init__(self, path: Path):
         import onnx
-        if not path.exists():
-            raise ConversionError(f"{path}: no such ONNX file")
-        if not path.is_file():
-            raise ConversionError(f"{path}: is a directory (or not a regular file), not an ONNX file")
-        raw = path.read_bytes()
+        raw = existing_file(path, "ONNX").read_bytes()
         try:
             self.model = onnx.load_model_from_string(raw)
         except Exception as e:   # DecodeError, truncated files, …
@@ -323,7 +316,7 @@ def convert(model, onnx_path: str | Path) -> tuple[dict, dict]:
             f"{path}: the graph has {len(ounits)} parameter units (conv/BN/dense) but {model.name} has "
             f"{len(kunits)}: {'missing' if len(ounits) < len(kunits) else 'unexpected extra'} layers — wrong --net?")
     _check_folding(g, ounits, kunits)
-    arch = architecture(model)
+    arch = Architecture(model)
     arrays, tmap = {}, {}
     for ou, ku in zip(ounits, kunits):
         oname = (ou.get("conv") or ou.get("bn") or ou.get("node")).name

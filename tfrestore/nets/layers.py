@@ -67,11 +67,9 @@ def _conv_input_grad_as_forward(x: tf.Tensor, kernel: tf.Tensor, padding: str) -
         def grad(dy):
             kh, kw = kernel.shape[0], kernel.shape[1]
             flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])
-            if padding == "VALID":
-                dy_in = tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]])
-            else:
-                dy_in = dy
-            dx = tf.nn.conv2d(dy_in, flipped, 1, padding)
+            # "VALID": the full correlation, i.e. the gradient padded by k − 1 on every side
+            full = tf.pad(dy, [[0, 0], [kh - 1, kh - 1], [kw - 1, kw - 1], [0, 0]]) if padding == "VALID" else dy
+            dx = tf.nn.conv2d(full, flipped, 1, padding)
             dk = tf.raw_ops.Conv2DBackpropFilter(input=x, filter_sizes=tf.shape(kernel), out_backprop=dy,
                                                  strides=[1, 1, 1, 1], padding=padding)
             return dx, dk
@@ -86,9 +84,8 @@ class Conv2D(keras.layers.Conv2D):
     - ``groups > 1``: one convolution per group on split channels, concatenated (group g's outputs in kernel
       columns g·C_out/G …). Keras runs grouped convolutions through XLA on CPU and their input gradient also
       computes the unused filter gradient: splitting took an AlexNet conv5 inversion step from ~170 to ~70 ms.
-    - stride 1, no dilation, and a shape where TensorFlow's
-      input-gradient kernel is measurably slow — maps of at least 100² or kernels of at least 2M weights (CPU,
-      per group): the input gradient is a forward convolution (:func:`_conv_input_grad_as_forward`). Measured
+    - stride 1, no dilation, and a shape where TensorFlow's input-gradient kernel is measurably slow — maps of at
+      least 100² or kernels of at least 2M weights (CPU, per group): the input gradient is a forward convolution (:func:`_conv_input_grad_as_forward`). Measured
       per layer on the 2-core CPU: VGG16 224²×64→64 72 → 28 ms, 112²×128→128 48 → 26 ms, 14²×512→512 22 → 14
       ms; AlexNet's 13²–27² maps 1.3–4.2 ms either way (slightly faster as they are).
     Anything else is Keras' own convolution.
@@ -118,9 +115,6 @@ class Conv2D(keras.layers.Conv2D):
         if self.use_bias:
             y = tf.nn.bias_add(y, self.bias)
         return self.activation(y) if self.activation is not None else y
-
-
-GroupedConv2D = Conv2D     # the earlier name (issue 15's first step)
 
 
 def pool_output_size(size: int, kernel: int, stride: int, pad: int = 0, ceil_mode: bool = True) -> int:
