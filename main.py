@@ -90,7 +90,8 @@ def _given_flags() -> list[str]:
 
 
 _NATIVE_NOISE = ("cudart_stub.cc", "absl::InitializeLog", "cuInit", "cuda_platform.cc", "cpu_feature_guard.cc",
-                 "rebuild TensorFlow with the appropriate compiler flags", "Could not find cuda drivers")
+                 "rebuild TensorFlow with the appropriate compiler flags", "Could not find cuda drivers",
+                 "oneDNN custom operations are on")
 
 
 def _start_tensorflow_quietly() -> None:
