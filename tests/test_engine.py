@@ -88,6 +88,21 @@ def test_feature_loss_mask_and_inner_product():
     fd_check(O.inner_product(m, "r", t), x.astype(np.float64), eps=1e-2, rtol=5e-2)
 
 
+def test_feature_loss_with_the_thesis_dot_product_denominator():
+    """The thesis' NormedMSELoss: Σ(t − r)² / Σ(t·r), r the current features (mv2016 §9.1), value and gradient."""
+    m = _tiny_model()
+    x = RNG.normal(0, 1, (2, 8, 8, 3)).astype(np.float32)
+    phi = m(x)["r"].numpy().astype(np.float64)
+    t = (phi + RNG.normal(0, 0.3, phi.shape)).astype(np.float32)      # a target the dot product keeps positive
+    want = ((phi - t) ** 2).sum(axis=(1, 2, 3)) / (t * phi).sum(axis=(1, 2, 3))
+    term = O.feature_loss(m, "r", t, normalise="dot")
+    np.testing.assert_allclose(value(term, x), want, rtol=1e-5)
+    assert not np.allclose(value(term, x), value(O.feature_loss(m, "r", t), x), rtol=1e-3)   # not ‖t‖²
+    fd_check(term, x.astype(np.float64), eps=1e-2, rtol=5e-2)
+    with pytest.raises(ValueError, match="'dot'"):
+        O.feature_loss(m, "r", t, normalise="sum")
+
+
 def test_objective_algebra_weights_and_reporting():
     x = RNG.normal(0, 1, (3, 4, 4, 3)).astype(np.float32)
     w = np.array([1.0, 0.0, 2.0])

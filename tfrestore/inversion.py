@@ -45,7 +45,7 @@ def group_by_layer(layers: Sequence[str]) -> "OrderedDict[str, list[int]]":
 
 
 def feature_objective(extractors: Extractors, net: str, layers: Sequence[str], x0: np.ndarray,
-                      masks: Sequence[np.ndarray | None] | None = None, normalise: bool = True,
+                      masks: Sequence[np.ndarray | None] | None = None, normalise: bool | str = True,
                       mean: bool = False) -> tuple[Objective, dict[str, np.ndarray]]:
     """Σ over distinct layers of FeatureLoss(layer, Φ_layer(x0), problems=those using it).
 

@@ -177,11 +177,15 @@ class FeatureLoss(Term):
     ``problems`` restricts the term to some of the N problems (others get 0): a per-layer figure is a sum of one
     FeatureLoss per layer, each over its own problems, so every problem only runs the network up to its layer.
     ``normalise=False`` gives the plain squared error; ``mean=True`` divides by the element count instead (the
-    representation study's L2 / MSE loss).
+    representation study's L2 / MSE loss). ``normalise="dot"`` divides by Σ mask ⊙ Φ0 ⊙ Φ_l(x), the target's
+    inner product with the *current* features (the thesis code's ``NormedMSELoss``, spec mv2016 §9.1; its
+    gradient includes the denominator's).
     """
 
-    def __init__(self, extractor: keras.Model, layer: str, target, mask=None, problems=None, normalise=True,
-                 mean=False):
+    def __init__(self, extractor: keras.Model, layer: str, target, mask=None, problems=None,
+                 normalise: bool | str = True, mean=False):
+        if normalise not in (True, False, "dot"):
+            raise ValueError(f"normalise must be True, False or 'dot', got {normalise!r}")
         self.extractor, self.layer = extractor, layer
         self.target = tf.constant(target, tf.float32)
         self.mask = None if mask is None else tf.constant(mask, tf.float32)
@@ -189,7 +193,7 @@ class FeatureLoss(Term):
         self.normalise, self.mean = normalise, mean
         self.name = f"feature/{layer}"
         masked = self.target if self.mask is None else self.target * self.mask
-        self._norm = _reduce(tf.square(masked)) if normalise else tf.ones([self.target.shape[0]])
+        self._norm = _reduce(tf.square(masked)) if normalise is True else tf.ones([self.target.shape[0]])
         super().__init__()
 
     def features(self, ctx: Context) -> tf.Tensor:
@@ -203,6 +207,9 @@ class FeatureLoss(Term):
         err = _reduce(tf.square(diff))
         if self.mean:
             err = err / float(np.prod(self.target.shape[1:]))
+        if self.normalise == "dot":
+            masked = self.target if self.mask is None else self.target * self.mask
+            return _scatter(err / _reduce(masked * self.features(ctx)), self.problems, ctx.n)
         return _scatter(err / self._norm, self.problems, ctx.n)
 
 
