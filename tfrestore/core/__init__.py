@@ -1,0 +1,1 @@
+"""What every long job shares, whatever it optimises: the loop and its callbacks (:mod:`.loop`)."""
