@@ -19,7 +19,7 @@ import sys
 if "--verbose" not in sys.argv[1:]:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("paper", None, "what to run; see --list")
@@ -117,7 +117,13 @@ def _start_tensorflow_quietly() -> None:
 
 def main(argv) -> int:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        print(f"error: unexpected argument{'s' if len(argv) > 2 else ''} {' '.join(argv[1:])!r}: every setting is "
+              "a --flag (python main.py --help)", file=sys.stderr)
+        return 2
+    if not FLAGS.paper and not FLAGS.list:
+        print("error: --paper is required; `python main.py --list` shows the papers, their experiments and flags",
+              file=sys.stderr)
+        return 2
     if not FLAGS.verbose:
         _start_tensorflow_quietly()
     if not FLAGS.verbose:
@@ -130,8 +136,6 @@ def main(argv) -> int:
     import reproductions
     from tfrestore import nets
 
-    if not FLAGS.paper:
-        raise app.UsageError("--paper is required (or --list); valid papers: " + ", ".join(reproductions.PAPERS))
     try:
         module = reproductions.get(FLAGS.paper)
         accepted = accepted_flags(module)
@@ -158,9 +162,21 @@ def main(argv) -> int:
     return 0
 
 
+def _parse(argv: list[str]) -> list[str] | int:
+    """absl's parsing, with its errors as one ``error:`` line and exit code 2 (absl itself prints a FATAL line and
+    the whole help, and exits 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        hint = "" if "Did you mean" in str(e) else " (python main.py --help lists the flags)"
+        print(f"error: {e}{hint}".replace("\n", " "), file=sys.stderr)
+        return 2
+
+
 if __name__ == "__main__":
     if any(a in ("-h", "--help", "--helpshort", "-?") for a in sys.argv[1:]):
         FLAGS(sys.argv[:1])
         print(__doc__ + "\n" + FLAGS.main_module_help())
         sys.exit(0)
-    app.run(main)
+    parsed = _parse(sys.argv)
+    sys.exit(parsed if isinstance(parsed, int) else main(parsed))
