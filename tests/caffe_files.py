@@ -157,8 +157,10 @@ def caffemodel(layers, blobs, style="V2", legacy_dims=False) -> bytes:
     return net.SerializeToString()
 
 
-def write(tmp_path, layers, size, style="V2", legacy_dims=False, seed=0, name="net"):
-    blobs = random_blobs(layers, size, seed)
+def write(tmp_path, layers, size, style="V2", legacy_dims=False, seed=0, name="net", blobs=None):
+    """Write ``<name>_deploy.prototxt`` and ``<name>.caffemodel``; the weights are ``blobs`` ({layer: [arrays]} in
+    Caffe layout) or seeded random ones. Returns (prototxt, caffemodel, blobs)."""
+    blobs = random_blobs(layers, size, seed) if blobs is None else blobs
     proto = tmp_path / f"{name}_deploy.prototxt"
     model = tmp_path / f"{name}.caffemodel"
     proto.write_text(prototxt(layers, size, "V2" if style == "V0" else style, name))

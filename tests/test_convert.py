@@ -1,15 +1,17 @@
 """Weight conversion from real-format files, proved layer by layer against OpenCV's Caffe runtime and onnxruntime."""
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx import numpy_helper
 
 import caffe_files as cf
 import onnx_files as of
 from tfrestore import nets, weights
-from weights_convert import ConversionError, caffe, onnx_convert, verify
+from weights_convert import MAX_MESSAGE, ConversionError, caffe, onnx_convert, verify
 from weights_convert.__main__ import main as convert_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -187,6 +189,93 @@ def test_onnx_errors(tmp_path):
     g = of.vgg16_bn_zoo(1 / 8, seed=13)
     _fails({"net": "vgg16_bn", "kw": {"width": 1 / 16}, "onnx": of.save(g, tmp_path / "w.onnx")}, None,
            r"node 'vgg0_conv0_fwd' → layer 'conv1_1' weight has shape \(3, 3, 3, 8\).*expects \(3, 3, 3, 4\)")
+
+
+# ---- values no trained network holds (a flipped exponent bit): refused unless --allow-huge-weights ------------------
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ") and len(err) <= len("error: ") + MAX_MESSAGE, err
+    return err
+
+
+def test_huge_caffe_weight_refused_unless_allowed(tmp_path, capsys):
+    """One weight of 3e5 in conv3_2 (trained VGG16 weights are O(1)): refused by the CLI (exit 2, one line naming the
+    layer, the blob, the count, the value and its index, and the flag; nothing written) and by the Python API;
+    with the flag / keyword it converts to exactly the stored value."""
+    layers = cf.vgg16_layers(1 / 16)
+    blobs = cf.random_blobs(layers, 224, seed=15)
+    blobs["conv3_2"][0][2, 1, 0, 2] = 3e5                      # Caffe layout (out, in, kh, kw)
+    proto, model_file, _ = cf.write(tmp_path, layers, 224, "V2", False, name="huge", blobs=blobs)
+    out = tmp_path / "huge.weights.h5"
+    argv = ["caffe", "--net", "vgg16", "--width", str(1 / 16), "--prototxt", str(proto), "--caffemodel",
+            str(model_file), "--out", str(out), "--quiet"]
+    assert convert_main(argv) == 2
+    err = _one_error_line(capsys)
+    n = blobs["conv3_2"][0].size
+    assert re.search(rf"huge\.caffemodel: layer 'conv3_2' blob 0 \(weights\): 1 of {n} values exceed ±1e\+04, .*"
+                     r"\(largest 300000 at index \(2, 1, 0, 2\)\).* --allow-huge-weights", err), err
+    assert not out.exists()
+    m = nets.build("vgg16", weights=None, width=1 / 16)
+    with pytest.raises(ConversionError, match=r"layer 'conv3_2' .*allow_huge_weights=True"):
+        caffe.convert(m, model_file, proto, progress=False)
+    arrays, _ = caffe.convert(m, model_file, proto, progress=False, allow_huge_weights=True)
+    np.testing.assert_array_equal(arrays["conv3_2"]["kernel"], blobs["conv3_2"][0].transpose(2, 3, 1, 0))
+    assert convert_main(argv + ["--allow-huge-weights"]) == 0
+    stored = nets.build("vgg16", weights=out, width=1 / 16).get_layer("conv3_2").kernel.numpy()
+    assert stored[0, 2, 1, 2] == 3e5                           # Keras layout (kh, kw, in, out)
+
+
+def test_huge_onnx_weight_refused_unless_allowed(tmp_path, capsys):
+    """The same for an ONNX initializer: −3e5 in the VGG16-BN zoo graph's sixth conv (conv3_2) is refused, naming
+    the node, the initializer, the count, the value and the flag; with the flag / keyword it converts."""
+    g = of.vgg16_bn_zoo(1 / 16, seed=16)
+    init = next(t for t in g.graph.initializer if t.name == "vgg0_conv5_weight")
+    w = numpy_helper.to_array(init).copy()
+    w[3, 1, 2, 0] = -3e5                                       # ONNX layout (out, in, kh, kw)
+    init.CopyFrom(numpy_helper.from_array(w, init.name))
+    path = of.save(g, tmp_path / "huge.onnx")
+    out = tmp_path / "huge_bn.weights.h5"
+    argv = ["onnx", "--net", "vgg16_bn", "--width", str(1 / 16), "--onnx", str(path), "--out", str(out), "--quiet"]
+    assert convert_main(argv) == 2
+    err = _one_error_line(capsys)
+    assert re.search(rf"huge\.onnx: node 'vgg0_conv5_fwd' weight 'vgg0_conv5_weight': 1 of {w.size} values exceed "
+                     r"±1e\+04, .*\(largest -300000 at index \(3, 1, 2, 0\)\).* --allow-huge-weights", err), err
+    assert not out.exists()
+    m = nets.build("vgg16_bn", weights=None, width=1 / 16)
+    with pytest.raises(ConversionError, match=r"node 'vgg0_conv5_fwd' .*allow_huge_weights=True"):
+        onnx_convert.convert(m, path)
+    arrays, _ = onnx_convert.convert(m, path, allow_huge_weights=True)
+    np.testing.assert_array_equal(arrays["conv3_2"]["kernel"], w.transpose(2, 3, 1, 0))
+    assert convert_main(argv + ["--allow-huge-weights"]) == 0
+    assert nets.build("vgg16_bn", weights=out, width=1 / 16).get_layer("conv3_2").kernel.numpy()[2, 0, 1, 3] == -3e5
+
+
+def test_large_batchnorm_statistics_convert_by_default(tmp_path):
+    """BatchNorm running statistics are in activation units and may be far larger than any parameter: ResNet-18's
+    first conv scaled by 1000 with its BN's running mean ×1000 and variance ×1e6 (up to 2e6: beyond the parameters'
+    limit and the running means') is the same network up to ε, converts by default and matches onnxruntime layer by
+    layer. A negative running variance is refused even with allow_huge_weights."""
+    g = of.resnet18_zoo(seed=17, width=1 / 16)
+    scale = {"resnetv15_conv0_weight": 1e3, "resnetv15_batchnorm0_running_mean": 1e3,
+             "resnetv15_batchnorm0_running_var": 1e6}
+    for t in g.graph.initializer:
+        if t.name in scale:
+            t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * np.float32(scale[t.name]), t.name))
+    path = of.save(g, tmp_path / "large_bn.onnx")
+    m = nets.build("resnet18", weights=None, width=1 / 16)
+    arrays, info = onnx_convert.convert(m, path)
+    assert arrays["bn1"]["moving_variance"].max() > 1e6
+    _load(m, arrays)
+    _assert_all_layers(verify.compare_onnx(m, "resnet18", path, info["tensor_of_layer"]), 45)
+    var = next(t for t in g.graph.initializer if t.name == "resnetv15_stage1_batchnorm1_running_var")
+    v = numpy_helper.to_array(var).copy()
+    v[1] = -0.5
+    var.CopyFrom(numpy_helper.from_array(v, var.name))
+    negative = of.save(g, tmp_path / "negative_var.onnx")
+    with pytest.raises(ConversionError, match=r"node 'resnetv15_stage1_batchnorm1_fwd' moving_variance .*1 of 4 "
+                       r"BatchNorm running variances are negative \(smallest -0\.5 at index 1\)"):
+        onnx_convert.convert(m, negative, allow_huge_weights=True)
 
 
 # ---- the command line's error promise: one line, exit 2, nothing left behind ---------------------------------------

@@ -4,16 +4,23 @@ CaffeNet / VGG16 Caffe files, slim VGG16-BN and ResNet-18 ONNX graphs in the zoo
 For every case the outcome must be one of
   - rejected: a ConversionError, and the output folder exactly as it was;
   - verified: a conversion whose layer-by-layer comparison with the reference runtime (OpenCV's Caffe importer,
-    onnxruntime) on the *mutated* file passes;
+    onnxruntime) on the *mutated* file passes, every converted weight within ``MAGNITUDE_LIMITS``;
+  - refused as huge: a file holding a weight beyond ``MAGNITUDE_LIMITS`` (a flipped exponent bit) refused by
+    default with a message naming the layer, the value and the flag — and, converted again with
+    ``allow_huge_weights=True``, rejected for another fault or verified like any other file (where finite but huge
+    weights make the runtimes' float32 arithmetic disagree, every converted array equals the reference runtime's
+    own reading of the file);
 never another exception, never a hang (a per-case time limit), never a conversion the reference disagrees with.
-The suite runs ``CASES`` seeds per mutation kind; ``-m slow`` runs ``SLOW_CASES``. Failures are collected and
-reported together with their kind and seed, so one run shows every problem.
+The suite runs ``CASES`` seeds per mutation kind and base file (``CI_CASES_OF``: fewer for the costliest kind);
+``-m slow`` runs ``SLOW_CASES`` of every kind. Failures are collected and reported together with their kind and
+seed, so one run shows every problem.
 """
 from __future__ import annotations
 
 import collections
 import copy
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -26,6 +33,7 @@ import caffe_files as cf
 import onnx_files as of
 from tfrestore import nets, weights
 from weights_convert import MAX_MESSAGE, ConversionError, caffe, onnx_convert, verify
+from weights_convert.architecture import ALLOW_FLAG, MAGNITUDE_LIMITS
 from weights_convert.__main__ import _structure_prototxt
 from weights_convert.caffe_proto import NetParameter
 
@@ -33,6 +41,7 @@ pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 
 CASES = 6            # seeds per mutation kind in CI
+CI_CASES_OF = {"exponent_flip": 2}   # fewer in CI where every case converts twice and runs the reference runtime
 SLOW_CASES = 40      # with -m slow
 WIDTH = 1 / 16
 TIME_LIMIT_S = 30
@@ -77,10 +86,26 @@ def _alarm(signum, frame):
     raise _Timeout(f"no outcome within {TIME_LIMIT_S} s")
 
 
+HUGE = "refused as huge"
+
+
 def attempt(base: Base, files: dict, out_dir: Path, reference: dict | None = None) -> str:
-    """Convert ``files`` for ``base``'s net into ``out_dir``; 'rejected' or 'verified' (else raises). The reference
+    """Convert ``files`` for ``base``'s net into ``out_dir``; the outcome in words (else raises). The reference
     runtime runs ``reference`` (default: the same files) — for a legal re-encoding the runtime cannot read itself
-    (float16 weights) it is the same network in the plain encoding."""
+    (float16 weights) it is the same network in the plain encoding.
+
+    A file holding a weight beyond ``MAGNITUDE_LIMITS`` (a flipped exponent bit) must be refused by default, with
+    a message naming the layer or node and the flag; converted again with ``allow_huge_weights=True`` it is judged
+    like any other file: verified against the reference runtime, or rejected for another fault.
+    """
+    outcome = _attempt_once(base, files, out_dir, reference, allow_huge=False)
+    if outcome != HUGE:
+        return outcome
+    flagged = _attempt_once(base, files, out_dir, reference, allow_huge=True)
+    return f"{HUGE}; {flagged} with the flag"
+
+
+def _attempt_once(base: Base, files: dict, out_dir: Path, reference: dict | None, allow_huge: bool) -> str:
     before = sorted(os.listdir(out_dir))
     out = out_dir / "w.weights.h5"
     model = base.model
@@ -92,26 +117,34 @@ def attempt(base: Base, files: dict, out_dir: Path, reference: dict | None = Non
             with weights.array_writer(out, base.net, source) as write:
                 if base.fmt == "caffe":
                     _, info = caffe.convert(model, files["caffemodel"], files.get("prototxt"), progress=False,
-                                            sink=write)
+                                            sink=write, allow_huge_weights=allow_huge)
                 else:
-                    arrays, info = onnx_convert.convert(model, files["onnx"])
+                    arrays, info = onnx_convert.convert(model, files["onnx"], allow_huge_weights=allow_huge)
                     for layer, ws in arrays.items():
                         write(layer, ws)
         except ConversionError as e:
             message = str(e)
             assert "\n" not in message and len(message) <= MAX_MESSAGE, message
             assert sorted(os.listdir(out_dir)) == before, "a failed conversion left files behind"
-            return "rejected"
+            if ALLOW_FLAG not in message:
+                return "rejected"
+            assert not allow_huge, f"refused as huge although allow_huge_weights=True: {message}"
+            named = r"(layer|node) '[^']+' .*\d+ of \d+ values exceed ±\S+ .*\(largest \S+ at index"
+            assert re.search(named, message), message
+            return HUGE
         weights.load_weights(model, out)
+        beyond = _beyond_limits(model)
+        if not allow_huge:
+            assert not beyond, f"converted by default although it holds weights beyond the limits: {beyond[:3]}"
         rows = _reference_rows(base, reference or files, info)
         bad = [(layer, err) for layer, err in rows if not err <= TOL]
         if rows and not bad:
             return "verified"
-        # A flipped exponent can leave finite but huge weights (−1.4e4 or 1e12 among He-scaled values below 1): the
-        # runtimes' float32 algorithms then disagree by more than any tolerance (OpenCV's LRN is 34 % off the exact
-        # formula at inputs of 1.5e6, where tfrestore's is within 1e-7; Winograd convolutions lose the small
-        # values next to a huge one). The conversion is still judged exactly: every converted array must equal the
-        # reference runtime's own reading of the file.
+        # A flipped exponent can leave finite but huge weights (−1.4e4 or 1e12 among He-scaled values below 1),
+        # accepted only with allow_huge_weights: the runtimes' float32 algorithms then disagree by more than any
+        # tolerance (OpenCV's LRN is 34 % off the exact formula at inputs of 1.5e6, where tfrestore's is within
+        # 1e-7; Winograd convolutions lose the small values next to a huge one). The conversion is then judged
+        # exactly: every converted array must equal the reference runtime's own reading of the file.
         assert _extreme(model) and _weights_equal_reference(base, reference or files, info), \
             f"converted, but the reference runtime disagrees: {bad[:3]}"
         return "verified (weights; activations overflow)"
@@ -122,39 +155,102 @@ def attempt(base: Base, files: dict, out_dir: Path, reference: dict | None = Non
             out.unlink()
 
 
+def _beyond_limits(model) -> list[tuple[str, str, float]]:
+    """(layer, weight, largest |value|) of every converted array holding a value beyond its role's limit."""
+    found = []
+    for layer in model.layers:
+        for w in layer.weights:
+            role = w.path.split("/")[-1]
+            largest = float(np.max(np.abs(w.numpy()))) if np.size(w.numpy()) else 0.0
+            if largest > MAGNITUDE_LIMITS[role].limit:
+                found.append((layer.name, role, largest))
+    return found
+
+
 def _extreme(model) -> bool:
     """A weight far outside the base files' He-scaled range (|w| < 1): only a flipped exponent makes one."""
     return max(float(np.max(np.abs(w.numpy()))) for w in model.weights) > 10
 
 
 def _weights_equal_reference(base, files, info) -> bool:
-    """Every converted conv / fc array against the parameters the reference reader loads itself (OpenCV's Caffe
-    importer: ``getParam``; ONNX: the initializers the mapped nodes read, via onnx's own numpy_helper)."""
-    import keras
-    layers = [l for l in base.model.layers if isinstance(l, (keras.layers.Conv2D, keras.layers.Dense))]
-    if base.fmt == "caffe":
-        import cv2
-        proto = files.get("prototxt") or _structure_prototxt(Path(files["caffemodel"]), 227)
-        net = cv2.dnn.readNetFromCaffe(str(proto), str(files["caffemodel"]))
-        for l in layers:
-            theirs = np.asarray(net.getParam(net.getLayerId(l.name), 0))
-            ours = np.asarray(l.kernel).transpose(3, 2, 0, 1) if l.kernel.ndim == 4 else np.asarray(l.kernel).T
-            if not np.array_equal(theirs.ravel(), ours.ravel()):
+    """Every converted array (conv / fc kernels and biases, BatchNorm parameters) against the parameters the
+    reference reader loads itself (OpenCV's Caffe importer: ``getParam``; ONNX: the initializers and Constant
+    values the mapped nodes read, via onnx's own numpy_helper)."""
+    theirs = _caffe_reference_params(base, files) if base.fmt == "caffe" else _onnx_reference_params(base, files, info)
+    if theirs is None:
+        return False
+    for layer in base.model.layers:
+        for w in layer.weights:
+            role = w.path.split("/")[-1]
+            ours = np.asarray(w.numpy())
+            if role == "kernel":          # Keras (kh, kw, in, out), (in, out) → the file's (out, in, kh, kw), (out, in)
+                ours = ours.transpose(3, 2, 0, 1) if ours.ndim == 4 else ours.T
+            ref = theirs.get((layer.name, role))
+            if ref is None or not np.array_equal(np.asarray(ref, np.float32).ravel(), ours.ravel()):
                 return False
-        return True
-    m = onnx.load(str(files["onnx"]))
-    inits = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-    tensor_of = info["tensor_of_layer"]
-    by_output = {o: n for n in m.graph.node for o in n.output}
-    for l in layers:
-        node = by_output.get(tensor_of.get(l.name))
-        if node is None or node.op_type not in ("Conv", "Gemm"):
-            continue
-        theirs = inits[node.input[1]].astype(np.float32)
-        ours = np.asarray(l.kernel).transpose(3, 2, 0, 1) if l.kernel.ndim == 4 else np.asarray(l.kernel).T
-        if not np.array_equal(theirs.ravel(), ours.ravel()):
-            return False
     return True
+
+
+def _caffe_reference_params(base, files) -> dict:
+    import cv2
+    import keras
+    proto = files.get("prototxt") or _structure_prototxt(Path(files["caffemodel"]), 227)
+    net = cv2.dnn.readNetFromCaffe(str(proto), str(files["caffemodel"]))
+    out = {}
+    for layer in base.model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            lid = net.getLayerId(layer.name)
+            out[(layer.name, "kernel")] = net.getParam(lid, 0)
+            if layer.use_bias:
+                out[(layer.name, "bias")] = net.getParam(lid, 1)
+    return out
+
+
+def _onnx_reference_params(base, files, info) -> dict | None:
+    """{(Keras layer, weight): the ONNX file's values}: Conv / Gemm inputs 1 and 2, BatchNormalization inputs 1–4; a
+    BatchNorm folded into a conv (torchvision export) is the identity BN(γ=1, β=conv bias, μ=0, σ²=1−ε)."""
+    import keras
+    m = onnx.load(str(files["onnx"]))
+    values = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+    for n in m.graph.node:
+        if n.op_type == "Constant":
+            a = n.attribute[0]
+            values[n.output[0]] = numpy_helper.to_array(a.t) if a.name == "value" else \
+                np.asarray(helper.get_attribute_value(a), np.float32)
+    producer = {o: n for n in m.graph.node for o in n.output}
+    tensor_of = info["tensor_of_layer"]
+    bn_after = {l.input._keras_history.operation.name: l for l in base.model.layers
+                if isinstance(l, keras.layers.BatchNormalization)}
+    out = {}
+    for layer in base.model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            folded_bn = getattr(bn_after.get(layer.name), "name", "")    # a folded conv is mapped through its BN
+            node = producer.get(tensor_of.get(layer.name) or tensor_of.get(folded_bn))
+        elif isinstance(layer, (keras.layers.Dense, keras.layers.BatchNormalization)):
+            node = producer.get(tensor_of.get(layer.name))
+        else:
+            continue
+        if node is None:
+            return None
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if node.op_type == "BatchNormalization":
+                out.update({(layer.name, r): values[node.input[k]] for k, r in
+                            enumerate(("gamma", "beta", "moving_mean", "moving_variance"), start=1)})
+            else:                     # folded into the conv before it
+                c = layer.gamma.shape[0]
+                out.update({(layer.name, "gamma"): np.ones(c), (layer.name, "beta"): _input(values, node, 2, c),
+                            (layer.name, "moving_mean"): np.zeros(c),
+                            (layer.name, "moving_variance"): np.full(c, 1.0 - layer.epsilon, np.float32)})
+            continue
+        out[(layer.name, "kernel")] = values[node.input[1]]
+        if layer.use_bias:
+            out[(layer.name, "bias")] = _input(values, node, 2, layer.kernel.shape[-1])
+    return out
+
+
+def _input(values, node, k, size):
+    """A node's optional input ``k`` (a bias), zeros where the node has none."""
+    return values[node.input[k]] if len(node.input) > k and node.input[k] else np.zeros(size, np.float32)
 
 
 def _reference_rows(base, files, info):
@@ -309,6 +405,22 @@ def c_non_finite(base, rng, d):
     return _with(base.files, caffemodel=_save_net(net, d))
 
 
+def _flip_exponent(value: float) -> float:
+    """``value`` as float32 with the top bit of its exponent flipped (bit 30): ×2^128 for |value| < 1 (a weight of
+    1e-2 becomes 3.4e36), Inf or NaN for 1 ≤ |value| < 2, ×2^-128 above."""
+    bits = np.array([value], np.float32).view(np.uint32) ^ np.uint32(1 << 30)
+    return float(bits.view(np.float32)[0])
+
+
+def c_exponent_flip(base, rng, d):
+    """One weight value with a flipped exponent bit: huge (refused unless allowed) or non-finite (refused)."""
+    net = _net(base.files["caffemodel"])
+    _, blob = _blob(net, rng)
+    i = int(rng.integers(0, len(blob.data)))
+    blob.data[i] = _flip_exponent(blob.data[i])
+    return _with(base.files, caffemodel=_save_net(net, d))
+
+
 def c_duplicate_layer(base, rng, d):
     net = _net(base.files["caffemodel"])
     layers = _layers(net)
@@ -429,8 +541,8 @@ def c_wrong_pairing(base, rng, d, all_bases):
 
 CAFFE_MUTATIONS = {f.__name__[2:]: f for f in (
     c_truncate, c_byte_flip, c_prototxt_byte_flip, c_blob_shape, c_blob_permute, c_blob_rank, c_blob_split,
-    c_double_data, c_non_finite, c_duplicate_layer, c_rename_layer, c_drop_layer, c_swap_layers, c_change_param,
-    c_nested_prototxt, c_not_a_file, c_junk, c_wrong_pairing)}
+    c_double_data, c_non_finite, c_exponent_flip, c_duplicate_layer, c_rename_layer, c_drop_layer, c_swap_layers,
+    c_change_param, c_nested_prototxt, c_not_a_file, c_junk, c_wrong_pairing)}
 
 
 # ---- ONNX mutations ---------------------------------------------------------------------------------------------
@@ -604,6 +716,17 @@ def o_non_finite(base, rng, d):
     return {"onnx": _save_onnx(m, d)}
 
 
+def o_exponent_flip(base, rng, d):
+    """One weight value (conv, BatchNorm, Gemm) with a flipped exponent bit: huge or non-finite."""
+    m = _graph(base)
+    t = _pick(_weight_inits(m), rng)
+    arr = numpy_helper.to_array(t).copy()
+    i = int(rng.integers(0, arr.size))
+    arr.flat[i] = _flip_exponent(float(arr.flat[i]))
+    t.CopyFrom(numpy_helper.from_array(arr, t.name))
+    return {"onnx": _save_onnx(m, d)}
+
+
 def o_bn_epsilon(base, rng, d):
     m = _graph(base)
     bns = [n for n in m.graph.node if n.op_type == "BatchNormalization"]
@@ -706,18 +829,20 @@ def o_wrong_net(base, rng, d, all_bases):
 
 ONNX_MUTATIONS = {f.__name__[2:]: f for f in (
     o_truncate, o_byte_flip, o_init_shape, o_init_permute, o_dtype, o_drop_input, o_empty_input, o_drop_output,
-    o_constant_forms, o_shuffle_nodes, o_cycle, o_attribute, o_attribute_as_list, o_non_finite, o_bn_epsilon,
+    o_constant_forms, o_shuffle_nodes, o_cycle, o_attribute, o_attribute_as_list, o_non_finite, o_exponent_flip,
+    o_bn_epsilon,
     o_duplicate_initializer, o_remove_bn, o_bias_length, o_inputs_listing, o_external_data, o_unknown_op,
     o_not_a_file, o_wrong_net)}
 
 
 # ---- the tests ------------------------------------------------------------------------------------------------
 
-def run_fuzz(bases, tmp_path, mutations, fmt, cases) -> collections.Counter:
+def run_fuzz(bases, tmp_path, mutations, fmt, cases, cases_of=None) -> collections.Counter:
+    """Every mutation kind × base file of ``fmt`` × ``cases`` seeds (``cases_of[kind]`` where given)."""
     counts, failures = collections.Counter(), []
     for kind, mutate in mutations.items():
         for base in (b for b in bases.values() if b.fmt == fmt):
-            for seed in range(cases):
+            for seed in range((cases_of or {}).get(kind, cases)):
                 rng = np.random.default_rng([seed, len(kind), sum(map(ord, kind + base.name))])
                 d = tmp_path / f"{kind}_{base.name}_{seed}"
                 d.mkdir()
@@ -740,7 +865,8 @@ def run_fuzz(bases, tmp_path, mutations, fmt, cases) -> collections.Counter:
     return counts
 
 
-OUTCOMES = ("rejected", "verified", "verified (weights; activations overflow)", "FAILED")
+CONVERTED = ("verified", "verified (weights; activations overflow)")
+OUTCOMES = ("rejected", *CONVERTED, *(f"{HUGE}; {o} with the flag" for o in ("rejected", *CONVERTED)), "FAILED")
 
 
 def _report(fmt, counts):
@@ -750,17 +876,27 @@ def _report(fmt, counts):
         print(f"  {k:<24}" + "  ".join(f"{o} {counts[(k, o)]}" for o in OUTCOMES if counts[(k, o)]))
 
 
+def _huge_outcomes_seen(counts, kind="exponent_flip") -> None:
+    """The kind's cases include files refused as huge by default that convert, and match the reference, with the
+    flag."""
+    flagged = sum(counts[(kind, f"{HUGE}; {o} with the flag")] for o in CONVERTED)
+    assert flagged > 0, {o: n for (k, o), n in counts.items() if k == kind}
+
+
 def test_fuzz_caffe(bases, tmp_path):
-    counts = run_fuzz(bases, tmp_path, CAFFE_MUTATIONS, "caffe", CASES)
+    counts = run_fuzz(bases, tmp_path, CAFFE_MUTATIONS, "caffe", CASES, CI_CASES_OF)
     assert counts[("double_data", "verified")] > 0 and counts[("truncate", "rejected")] > 0
+    _huge_outcomes_seen(counts)
 
 
 def test_fuzz_onnx(bases, tmp_path):
-    counts = run_fuzz(bases, tmp_path, ONNX_MUTATIONS, "onnx", CASES)
+    counts = run_fuzz(bases, tmp_path, ONNX_MUTATIONS, "onnx", CASES, CI_CASES_OF)
     assert counts[("shuffle_nodes", "verified")] > 0 and counts[("cycle", "rejected")] > 0
+    _huge_outcomes_seen(counts)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["caffe", "onnx"])
 def test_fuzz_large(bases, tmp_path, fmt):
-    run_fuzz(bases, tmp_path, CAFFE_MUTATIONS if fmt == "caffe" else ONNX_MUTATIONS, fmt, SLOW_CASES)
+    counts = run_fuzz(bases, tmp_path, CAFFE_MUTATIONS if fmt == "caffe" else ONNX_MUTATIONS, fmt, SLOW_CASES)
+    _huge_outcomes_seen(counts)

@@ -11,9 +11,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from . import ConversionError  # noqa: E402
+from .architecture import ALLOW_FLAG, MAGNITUDE_LIMITS  # noqa: E402
 
 CAFFE_NETS = ("alexnet", "caffenet", "vgg16")
 ONNX_NETS = ("vgg16_bn", "resnet18")
+
+_ALLOW_HELP = ("convert a file holding values larger than any trained network of these families has ("
+               + "; ".join(f"{r.what} {r.limit:.0e}" for r in MAGNITUDE_LIMITS.values())
+               + "); refused by default as the mark of a damaged file (a flipped exponent bit)")
 
 
 def _args(argv):
@@ -31,6 +36,7 @@ def _args(argv):
         s.add_argument("--verify", action="store_true",
                        help="run the original in its own runtime (OpenCV / onnxruntime) and compare every layer")
         s.add_argument("--image", default="chelsea", help="image for --verify (sample name or path)")
+        s.add_argument(ALLOW_FLAG, action="store_true", help=_ALLOW_HELP)
         s.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)   # slim test nets
         s.add_argument("--quiet", action="store_true", help="no progress bar")
         s.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
@@ -127,10 +133,11 @@ def _run(a) -> int:
     with weights.array_writer(out, a.net, source) as write:   # atomic: no file unless it all succeeds
         if a.format == "caffe":
             from . import caffe
-            _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write)
+            _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write,
+                                    allow_huge_weights=a.allow_huge_weights)
         else:
             from . import onnx_convert
-            arrays, info = onnx_convert.convert(model, a.onnx)
+            arrays, info = onnx_convert.convert(model, a.onnx, allow_huge_weights=a.allow_huge_weights)
             for layer, ws in arrays.items():
                 write(layer, ws)
     seconds = time.perf_counter() - t0

@@ -4,6 +4,9 @@ each convolution, pooling, fc, LRN and batch-norm layer read off the Keras model
     arch = Architecture(model)
     arch.layers            # [Spec(name, kind, geometry)] in forward order; kinds: conv, fc, pool, lrn, bn, relu
     arch.check(name, "conv", {"kernel": (3, 3), "stride": (1, 1), …}, where)   # raises ConversionError on a mismatch
+
+and the checks every weight array passes: :func:`finite_float32` (float dtype, no NaN / Inf) and
+:func:`check_magnitude` (no value larger than a trained network of these families holds, ``MAGNITUDE_LIMITS``).
 """
 from __future__ import annotations
 
@@ -93,6 +96,79 @@ def _same(a, b) -> bool:
 
 def _fmt(v) -> str:
     return str(tuple(v)) if isinstance(v, (list, tuple, np.ndarray)) else str(v)
+
+
+# ---- values no trained network holds ------------------------------------------------------------------------------
+
+ALLOW_FLAG = "--allow-huge-weights"          # the CLI flag that accepts them anyway …
+ALLOW_KEYWORD = "allow_huge_weights"         # … and the converters' keyword argument that does the same
+
+
+@dataclasses.dataclass(frozen=True)
+class MagnitudeLimit:
+    """The largest |value| a tensor of one role may hold in a trained network of these families."""
+    limit: float
+    what: str            # the role in words, for the message
+
+
+# Why these numbers. Trained AlexNet / CaffeNet / VGG16 / VGG16-BN / ResNet-18 parameters are O(1): weight decay
+# (5e-4 for the Caffe nets, 1e-4 for ResNet) keeps conv and fc weights well below 1 in magnitude, the Caffe nets'
+# biases start at 0, 0.1 or 1 and stay of that order, and BatchNorm's scale and shift (γ, β) are O(1) too. A
+# torchvision export with BatchNorm folded into the convolutions multiplies a kernel by γ/√(σ² + ε), at most
+# γ/√ε ≈ 316·γ for a dead channel (ε = 1e-5), and its bias is β − γμ/√(σ² + ε): still far below 1e4. BatchNorm's
+# running statistics are in activation units, not parameter units, and can legitimately be large: a BatchNorm on
+# raw 0–255 input (MXNet's `bn_data`, a detector's stem) holds means near 100 and variances near 5e3, one after a
+# first convolution on such input means up to 1e3–1e4 and variances up to their square. So parameters are limited
+# at 1e4, running means at 1e6 and running variances at 1e12 (= 1e6²): a margin of 100× or more over anything
+# these families hold. The damage the limits catch is a flipped exponent bit: the exponent's top bit multiplies a
+# weight by 2^128 (1e-2 → 3e36), and a random byte written over the top byte of a float lands on an exponent above
+# 2^13 (≈ 1e4) in ~45 % of cases.
+MAGNITUDE_LIMITS = {
+    "kernel": MagnitudeLimit(1e4, "conv / fc weights"),
+    "bias": MagnitudeLimit(1e4, "biases"),
+    "gamma": MagnitudeLimit(1e4, "BatchNorm scales (gamma)"),
+    "beta": MagnitudeLimit(1e4, "BatchNorm shifts (beta)"),
+    "moving_mean": MagnitudeLimit(1e6, "BatchNorm running means"),
+    "moving_variance": MagnitudeLimit(1e12, "BatchNorm running variances"),
+}
+
+
+def check_magnitude(array: np.ndarray, role: str, where: str, allow_huge: bool = False) -> None:
+    """Refuse a weight array (float32, finite) holding values no trained network has.
+
+    ``role`` is the Keras weight it becomes (a key of ``MAGNITUDE_LIMITS``); ``where`` names the file, layer and
+    blob / initializer. A running variance below zero is refused whatever ``allow_huge`` says (no average of
+    variances is negative). Raises :class:`ConversionError` naming the count, the largest value and its index,
+    the limit and the flag that accepts the values anyway.
+    """
+    a, where = np.asarray(array), _elide(where)
+    if role == "moving_variance" and a.size and float(a.min()) < 0:
+        negative = int(np.count_nonzero(a < 0))
+        at = np.unravel_index(int(np.argmin(a)), a.shape)
+        raise ConversionError(f"{where}: {negative} of {a.size} BatchNorm running variances are negative (smallest "
+                              f"{float(a[at]):.3g} at index {_index(at)}); a variance cannot be below zero — the file "
+                              "is damaged")
+    if allow_huge or not a.size:
+        return
+    rule = MAGNITUDE_LIMITS[role]
+    over = int(np.count_nonzero(np.abs(a) > rule.limit))
+    if not over:
+        return
+    at = np.unravel_index(int(np.argmax(np.abs(a))), a.shape)
+    raise ConversionError(f"{where}: {over} of {a.size} values exceed ±{rule.limit:.0e}, the most any trained "
+                          f"network holds in {rule.what} (largest {float(a[at]):.6g} at index {_index(at)}); the "
+                          f"file is most likely damaged (a flipped exponent bit) — to convert it anyway pass "
+                          f"{ALLOW_FLAG} ({ALLOW_KEYWORD}=True in Python)")
+
+
+def _index(at: tuple) -> str:
+    return str(tuple(int(i) for i in at)) if len(at) != 1 else str(int(at[0]))
+
+
+def _elide(text: str, keep: int = 250) -> str:
+    """``text`` whole, or with its middle elided when longer than ``keep`` characters (a long path or layer name
+    must not push a message's advice past ``MAX_MESSAGE``)."""
+    return text if len(text) <= keep else f"{text[:keep // 3]}…{text[-(keep - keep // 3 - 1):]}"
 
 
 def finite_float32(array: np.ndarray, where: str, converted: list | None = None) -> np.ndarray:

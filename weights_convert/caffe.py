@@ -7,8 +7,9 @@ down to each blob's natural rank: inner-product weights (1,1,out,in), biases (1,
 
 Validate, then convert: the structure (the prototxt's, else the layer parameters stored in the caffemodel) is
 compared layer by layer with the tfrestore net — names, order, and every geometric parameter — and every blob is
-checked (rank, shape, finite values) in a first streaming pass; only then does a second pass hand the arrays to
-the writer. Weights are mapped to the Keras model by layer
+checked (rank, shape, finite values, magnitudes a trained network has: ``architecture.MAGNITUDE_LIMITS``, waived
+by ``allow_huge_weights=True`` / ``--allow-huge-weights``) in a first streaming pass; only then does a second pass
+hand the arrays to the writer. Weights are mapped to the Keras model by layer
 name, every shape is checked, conv kernels are transposed OIHW → HWIO (a group-2 kernel (O, I/2, kh, kw) becomes the
 Keras grouped kernel (kh, kw, I/2, O), halves in the same order), inner-product weights out×in → in×out. The
 Keras Caffe nets flatten pool5 channel-major like Caffe, so fc6 needs no reordering, and they take BGR input like
@@ -24,7 +25,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from . import ConversionError
-from .architecture import Architecture, finite_float32
+from .architecture import Architecture, check_magnitude, finite_float32
 from .framing import Framing, existing_file, fields
 from .caffe_proto import V1_LAYER_TYPES, NetParameter
 
@@ -242,14 +243,16 @@ _DATA = ("Input", "Data")
 
 
 def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, progress: bool = True,
-            sink=None):
+            sink=None, *, allow_huge_weights: bool = False):
     """Map a caffemodel's blobs onto ``model`` (a tfrestore Caffe net). Returns ({layer: {weight: array}}, info).
 
     Validate, then convert: the structure (``prototxt``'s, else the caffemodel's own layer parameters) and every
-    blob are checked in a first streaming pass; nothing reaches ``sink`` (a callable ``sink(layer_name,
-    {weight: array})``, e.g. a :func:`tfrestore.weights.array_writer`) unless it all passes. With a sink the blobs
-    are read a second time and handed on one layer at a time, so memory stays near three times the largest layer
-    rather than twice the file; without one the arrays are returned.
+    blob are checked in a first streaming pass — a blob holding a value larger than any trained net of these
+    families has (``architecture.MAGNITUDE_LIMITS``: a flipped exponent bit) is refused unless
+    ``allow_huge_weights`` (the CLI's ``--allow-huge-weights``); nothing reaches ``sink`` (a callable
+    ``sink(layer_name, {weight: array})``, e.g. a :func:`tfrestore.weights.array_writer`) unless it all passes.
+    With a sink the blobs are read a second time and handed on one layer at a time, so memory stays near three
+    times the largest layer rather than twice the file; without one the arrays are returned.
     """
     caffemodel = existing_file(caffemodel, "caffemodel")
     arch = Architecture(model)
@@ -259,7 +262,8 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
         structure, _ = layers_of(read_prototxt(prototxt), str(prototxt), with_blobs=False)
         _check_structure(arch, structure, sfile)
     keep = sink is None
-    arrays, info, seen = _validate(model, arch, caffemodel, structure, keep, progress)
+    arrays, info, seen = _validate(model, arch, caffemodel, structure, keep=keep, progress=progress,
+                                   allow_huge_weights=allow_huge_weights)
     if structure is None:
         _check_structure(arch, seen, caffemodel)
     if sink is not None:
@@ -272,8 +276,10 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
     return arrays, info
 
 
-def _validate(model, arch: Architecture, caffemodel: Path, structure, keep: bool, progress: bool):
-    """Pass 1: read every layer, check names, types and blobs; keep the mapped arrays only if ``keep``."""
+def _validate(model, arch: Architecture, caffemodel: Path, structure, *, keep: bool, progress: bool,
+              allow_huge_weights: bool):
+    """Pass 1: read every layer, check names, types and blobs (values' magnitudes too, unless
+    ``allow_huge_weights``); keep the mapped arrays only if ``keep``."""
     params = {l.name: l.params for l in structure} if structure is not None else None
     kinds = {l.name: l.type for l in structure} if structure is not None else None
     weighted = {s.name for s in arch.layers if s.kind in ("conv", "fc")}
@@ -299,6 +305,9 @@ def _validate(model, arch: Architecture, caffemodel: Path, structure, keep: bool
                 raise ConversionError(f"{caffemodel}: layer '{cl.name}' is {cl.type} in the caffemodel but "
                                       f"{kinds[cl.name]} in the prototxt")
         mapped = _map_layer(model.get_layer(cl.name), cl, (params or {}).get(cl.name) or cl.params, caffemodel)
+        for i, (blob, role) in enumerate(zip(cl.blobs, ("kernel", "bias"))):
+            check_magnitude(blob, role, f"{caffemodel}: layer '{cl.name}' blob {i} "
+                                        f"({'weights' if role == 'kernel' else 'bias'})", allow_huge_weights)
         if keep:
             arrays[cl.name] = mapped
         cl.blobs = []

@@ -8,6 +8,10 @@ biases by constant folding, which is undone as BN(γ=1, β=bias, μ=0, σ²=1−
 Both graphs are reduced to ordered *units* — a Conv with the BatchNormalization that consumes it, a standalone
 BatchNormalization, a Gemm / MatMul+Add — and matched one to one, every shape and stride checked. ResNet's 1×1
 downsample unit is placed after the second conv of its block on both sides, found from the Add node it feeds.
+
+Every weight is checked before anything is returned: float, finite, and no larger than a trained network of these
+families holds (``architecture.MAGNITUDE_LIMITS``, per role: parameters, BatchNorm running means, running
+variances), unless ``allow_huge_weights=True`` (the CLI's ``--allow-huge-weights``).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ConversionError
-from .architecture import Architecture, finite_float32
+from .architecture import Architecture, check_magnitude, finite_float32
 from .framing import Framing, existing_file, fields
 
 ALLOWED_OPS = {"Conv", "BatchNormalization", "Relu", "MaxPool", "Add", "GlobalAveragePool", "Flatten", "Gemm",
@@ -65,9 +69,10 @@ def _check_text(model, path) -> None:
 
 class Graph:
     """An ONNX file checked as a graph: readable, acyclic, every node's inputs produced, arities and attribute types
-    as the ONNX schema says, weights float and finite; nodes in topological order whatever the file's order."""
+    as the ONNX schema says, weights float and finite and (unless ``allow_huge_weights``) of a trained network's
+    magnitude when they are read (:func:`_need`); nodes in topological order whatever the file's order."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, allow_huge_weights: bool = False):
         import onnx
         raw = existing_file(path, "ONNX").read_bytes()
         try:
@@ -77,6 +82,7 @@ class Graph:
                                   f"{_framing_damage(raw)}; {type(e).__name__}: {e})") from None
         del raw
         self.path = path
+        self.allow_huge_weights = allow_huge_weights
         _check_text(self.model, path)
         self.converted: list[str] = []
         g = self.model.graph
@@ -289,14 +295,21 @@ def _keras_units(model) -> list[dict]:
     return units
 
 
+_ROLE = {"weight": "kernel"}      # an input's name in the messages → the Keras weight it becomes (else the same)
+
+
 def _need(graph: Graph, node, i: int, what: str):
+    """Input ``i`` of ``node`` as a checked float32 weight (dtype, finite, magnitude), or None when it is absent."""
     if len(node.input) <= i or not node.input[i]:
         return None
     name = node.input[i]
     if name not in graph.init:
         raise ConversionError(f"{graph.path}: node '{node.name}' ({node.op_type}) input '{name}' ({what}) is not an "
                               f"initializer; only constant weights are supported")
-    return finite_float32(graph.init[name], f"{graph.path}: node '{node.name}' {what} '{name}'", graph.converted)
+    place = f"node '{node.name}' {what} '{name}'"
+    array = finite_float32(graph.init[name], f"{graph.path}: {place}", graph.converted)
+    check_magnitude(array, _ROLE.get(what, what), f"{graph.path}: {place}", graph.allow_huge_weights)
+    return array
 
 
 def _check(path, what, got, want):
@@ -305,11 +318,15 @@ def _check(path, what, got, want):
                               f"{tuple(want)}")
 
 
-def convert(model, onnx_path: str | Path) -> tuple[dict, dict]:
+def convert(model, onnx_path: str | Path, *, allow_huge_weights: bool = False) -> tuple[dict, dict]:
     """Map an ONNX file onto a tfrestore model. Returns ({layer: {weight: array}}, info) where
-    ``info["tensor_of_layer"]`` maps Keras taps to ONNX tensor names (for layer-by-layer verification)."""
+    ``info["tensor_of_layer"]`` maps Keras taps to ONNX tensor names (for layer-by-layer verification).
+
+    A weight larger than any trained net of these families holds (``architecture.MAGNITUDE_LIMITS``: a flipped
+    exponent bit) is a :class:`ConversionError` unless ``allow_huge_weights`` (the CLI's ``--allow-huge-weights``).
+    """
     path = Path(onnx_path)
-    g = Graph(path)
+    g = Graph(path, allow_huge_weights=allow_huge_weights)
     ounits, kunits = g.units(), _keras_units(model)
     if len(ounits) != len(kunits):
         raise ConversionError(
@@ -455,12 +472,21 @@ def _map_dense(g, ou, kd, arrays, tmap, where):
     else:   # MatMul (+ Add)
         kernel = _need(g, node, 1, "weight")
         add = ou.get("add")
-        bias = None if add is None else next(g.init[i] for i in add.input if i in g.init).astype(np.float32)
+        bias = None if add is None else _need(g, add, _constant_input(g, add, where), "bias")
     _check(g.path, f"{where} weight", kernel, kd.kernel.shape)
     bias = np.zeros(kernel.shape[1], np.float32) if bias is None else bias.reshape(-1)
     _check(g.path, f"{where} bias", bias, kd.bias.shape)
     arrays[kd.name] = {"kernel": kernel, "bias": bias}
     tmap[kd.name] = ou["out"]
+
+
+def _constant_input(g, add, where) -> int:
+    """The index of the bias an Add after a MatMul adds: its one initializer input."""
+    constant = [k for k, i in enumerate(add.input) if i in g.init]
+    if len(constant) != 1:
+        raise ConversionError(f"{g.path}: {where}: the Add node '{add.name}' after the MatMul adds {len(constant)} "
+                              "constant inputs; a dense layer's bias is exactly one")
+    return constant[0]
 
 
 def _map_activations(g, model, tmap):
