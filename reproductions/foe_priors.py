@@ -5,34 +5,40 @@ Experiments:
 - ``image_rec`` (default): every layer inverted in two phases — pure feature MSE, then MSE + the prior (default
   ``full512``) from that result with a fresh Adam state — beside M&V 2016 on the same image and total budget. The
   thesis engine: Adam (TF1, ε 1e-8) at a constant lr (AlexNet 1.0 / VGG16 0.3), gradients clipped at 1e4, jitter
-  per layer switched off late in each phase (AlexNet 3,200 of 5,000; VGG16 6,900), initial image N(114.8, 1.1)
-  clipped to [100, 155]. Scores per layer: MSE, NMSE (Σ(t − r)²/Σ(t·r)) and the Gram/VGG score, on the
-  reconstructions clipped to [0, 255], with the thesis' recorded ``full512`` numbers beside ours.
-- ``featmap_inv``: the conv1/lin map itself is the variable (from N(0, 0.1)), matched through conv2/lin, then
+  per layer on for the first ``jitter_steps`` of each phase (AlexNet 3,200 of 5,000 + 5,000: off at 3,200 and
+  8,200; VGG16 6,900 of 10,000 + 15,000: off at 6,900 and 16,900), initial image N(114.8, 1.1) clipped to
+  [100, 155]. A layer's reported reconstruction is its iterate at the thesis' chosen step (VGG16: pools 25k, fc6
+  21k, fc7 and fc8 23k, counted from the start of the MSE phase; otherwise the end), recorded as ``result_step``.
+  Scores per layer: MSE, NMSE (Σ(t − r)²/Σ(t·r)) and the Gram/VGG score, on the reconstructions clipped to
+  [0, 255], with the thesis' recorded ``full512`` numbers beside ours.
+- ``featmap_inv``: the conv1/lin map itself is the variable (from N(0, 0.1)), matched through conv2/lin (MSE), then
   regularised by a feature-map prior (default ``fullc1l6000``): 10,000 + 10,000 Adam steps at lr 1.0.
-- ``legacy_c2_to_c1``: normalised MSE on conv2/lin, conv1/lin optimised directly with each regulariser of the
-  thesis' comparison (none, TV, 3×3 slim, channel-wise, both, 8×8 full), Adam lr 0.3 for 500 steps and a restart
-  for 19,500.
+- ``legacy_c2_to_c1``: the thesis' normalised MSE Σ(t − r)²/Σ(t·r) on conv2/lin, conv1/lin optimised directly with
+  each regulariser of the thesis' comparison (none, TV, 3×3 slim, channel-wise, both, 8×8 full), Adam lr 0.3 for
+  500 steps and a restart for 19,500.
 - ``train``: train (or continue training) a catalogue prior (``--prior``, ``--data``, ``--steps``).
 
-Priors come from ``$TFRESTORE_HOME/priors/<net>/<name>/`` and are trained there first when missing (``--data`` for
-your own images; ``--prior_steps`` shortens that training). Differences from the thesis: jitter is M&V 2016's
-canvas jitter with T = t + 1 offsets (the thesis zero-padded and cropped); the VGG score uses tfrestore's VGG16
-(relu1_1 … relu5_1) where the thesis used VGG19.
+``--steps`` rescales a run: every phase, the jitter-on length and the result steps by the same factor (at least
+one step per phase). Priors come from ``$TFRESTORE_HOME/priors/<net>/<name>/`` and are trained there first when
+missing (``--data`` for your own images; ``--prior_steps`` shortens that training). A dropout prior with test-time
+dropout draws the thesis' seeded mask afresh at every optimisation step (seed (42, step)). Differences from the
+thesis: jitter is M&V 2016's canvas jitter with T = t + 1 offsets (the thesis zero-padded and cropped); the VGG
+score uses tfrestore's VGG16 (relu1_1 … relu5_1) where the thesis used VGG19.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
+import tensorflow as tf
 
-from tfrestore import metrics, nets, report
+from tfrestore import callbacks, metrics, nets, report
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param, transforms
-from tfrestore.engine import Problem
-from tfrestore.inversion import feature_objective, gram_features, image_space
+from tfrestore.engine import Optimization, Problem
+from tfrestore.inversion import evaluate, feature_objective, gram_features, image_space, table, write_outputs
 from tfrestore.priors import PriorTerm, catalogue
 
 from . import common, mv2016
@@ -40,49 +46,93 @@ from . import common, mv2016
 DESCRIPTION = "thesis FoE / ICA patch priors: prior-regularised inversion vs pure MSE vs M&V 2016; prior training"
 NETS = ("alexnet", "vgg16")
 
-ADAM_LR = {"alexnet": 1.0, "vgg16": 0.3}
-PHASE_STEPS = {"alexnet": (5000, 5000), "vgg16": (10000, 15000)}      # (pure MSE, with the prior)
-JITTER_OFF = {"alexnet": 3200 / 5000, "vgg16": 6900 / 10000}         # fraction of each phase run with jitter
-GRAD_CLIP = 1e4
-INIT_MEAN, INIT_STD, INIT_RANGE = 114.8, 1.1, (100.0, 155.0)
-ADAM_EPSILON = 1e-8
+# The thesis engine (NetInversion.train_pre_featmap, spec §7.1 and mv2016.md §9.2).
+GRAD_CLIP = 1e4                                    # gradients clipped by value
+INIT_MEAN, INIT_STD, INIT_RANGE = 114.8, 1.1, (100.0, 155.0)     # image init N(114.8, 1.1) clipped, RGB 0–255
+ADAM_EPSILON = 1e-8                                # TF1's AdamOptimizer default (ε inside the bias correction)
+
+
+# The thesis' data terms as FeatureLoss options: MSELoss (the mean squared error) and NormedMSELoss Σ(t − r)²/Σ(t·r)
+DATA_TERMS = {"mse": dict(normalise=False, mean=True), "normed_dot": dict(normalise="dot", mean=False)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRec:
+    """One net's two-phase image reconstruction (spec §7.1)."""
+    lr: float                          # Adam, constant in both phases; data term: DATA_TERMS[data_term]
+    phase_steps: tuple[int, int]       # (pure MSE, MSE + prior); each phase starts with a fresh Adam state
+    jitter_steps: int                  # jitter is on for the first jitter_steps of each phase
+    result_steps: dict                 # layer -> the step (counted from the MSE phase's start) of its reported
+    #                                    reconstruction; layers not listed: the last step
+    data_term: str = "mse"             # MSELoss on the layer (weight 1)
+
+
+_VGG_RESULT_STEPS = {**{f"pool{b}": 25000 for b in range(1, 6)}, "fc6": 21000, "fc7": 23000, "fc8": 23000}
+IMAGE_REC = {"alexnet": ImageRec(lr=1.0, phase_steps=(5000, 5000), jitter_steps=3200, result_steps={}),  # rec_10000
+             "vgg16": ImageRec(lr=0.3, phase_steps=(10000, 15000), jitter_steps=6900,
+                               result_steps=_VGG_RESULT_STEPS)}
 
 # get_imagerec_jitter_and_prior_weight: per-layer prior weight and jitter t (offsets 0…t).
 ALEX_WEIGHT = {"conv1": 1e-6, "relu1": 1e-4, "norm1": 3e-4, "pool1": 1e-3, "conv2": 3e-3, "relu2": 3e-3,
                "norm2": 3e-3, "pool2": 1e-3, "conv3": 1e-3, "relu3": 1e-3}            # later layers: 1e-4
 ALEX_JITTER = {"conv1": 0, "relu1": 0, "norm1": 1, "pool1": 2, "conv2": 2, "relu2": 2, "norm2": 2}  # pool2…relu5: 4
 VGG_JITTER_BY_BLOCK = {1: 0, 2: 0, 3: 1, 4: 2, 5: 4}                   # pool_b uses block b + 1's; pool5 on: 8
+VGG_WEIGHT, VGG_POOL_WEIGHT = 1e-4, 1e-3                               # conv, relu, fc, prob: 1e-4; pool1–5: 1e-3
 DEFAULT_LAYERS = {"alexnet": ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"),
                   "vgg16": ("pool1", "pool2", "pool3", "pool4", "pool5", "fc6", "fc7", "fc8")}
 
 # Recorded full512 image reconstructions, AlexNet, mean over the thesis' subset10 images (spec §8.1), and the
 # thesis M&V 2016 benchmark's VGG scores (mv2016.md §9.7).
-RECORDED_FULL512 = {
+RECORDED_FULL512 = {"alexnet": {
     "conv1": (9.5155e-6, 2.7856, 2.2975e-4), "conv2": (0.21567, 543.155, 0.044630),
     "conv3": (0.37127, 923.226, 0.073392), "conv4": (0.43931, 1334.41, 0.10048),
     "conv5": (0.59910, 2317.36, 0.17614), "fc6": (0.84566, 4882.86, 0.40931),
-    "fc7": (0.93710, 5157.54, 0.43728), "fc8": (0.95888, 5241.95, 0.44052)}          # (VGG score, MSE, NMSE)
-RECORDED_MV2016_VGG = {"conv1": 0.1800, "conv2": 0.4450, "conv3": 0.5295, "conv4": 0.6470, "conv5": 0.7292}
+    "fc7": (0.93710, 5157.54, 0.43728), "fc8": (0.95888, 5241.95, 0.44052)}}         # (VGG score, MSE, NMSE)
+RECORDED_MV2016_VGG = {"alexnet": {"conv1": 0.1800, "conv2": 0.4450, "conv3": 0.5295, "conv4": 0.6470,
+                                   "conv5": 0.7292}}
+
+
+@dataclasses.dataclass(frozen=True)
+class MapInversion:
+    """A feature map as the variable (spec §7.2, §7.3): the ``target`` map from N(0, init_std), matched through
+    ``match`` by the data term, Adam at ``lr`` through ``phases`` (each with a fresh Adam state); the prior joins
+    from phase ``prior_from`` on."""
+    match: str
+    target: str
+    phases: tuple[int, ...]
+    lr: float
+    init_std: float
+    data_term: str                     # "mse": mean squared error; "normed_dot": Σ(t − r)²/Σ(t·r) (NormedMSELoss)
+    prior_from: int
+
+
+FEATMAP_INV = MapInversion(match="conv2", target="conv1", phases=(10000, 10000), lr=1.0, init_std=0.1,
+                           data_term="mse", prior_from=1)
+LEGACY = MapInversion(match="conv2", target="conv1", phases=(500, 19500), lr=0.3, init_std=0.1,
+                      data_term="normed_dot", prior_from=0)
+# (label, ((catalogue prior, weight or None for the catalogue's), …)) — spec §7.3
+LEGACY_VARIANTS = (("none", ()), ("TV β2 1e-9", (("tv_prior", 1e-9),)), ("slim 3×3", (("slimc1l2000", 1e-9),)),
+                   ("channel", (("chanpriorc1l150", None),)),
+                   ("slim + channel", (("slimc1l2000", 1e-9), ("chanpriorc1l150", None))),
+                   ("full 8×8", (("fullc1l6000", 1e-10),)))
 
 
 def prior_weight(net: str, layer: str) -> float:
+    """The thesis' prior weight of a layer (get_imagerec_jitter_and_prior_weight)."""
     if nets.spec(net).family == "alexnet":
         return ALEX_WEIGHT.get(layer, 1e-4)
-    return 1e-3 if layer.startswith("pool") else 1e-4
+    return VGG_POOL_WEIGHT if layer.startswith("pool") else VGG_WEIGHT
 
 
 def jitter_t(net: str, layer: str) -> int:
-    """The thesis' jitter t (offsets 0…t) of a layer."""
+    """The thesis' jitter t (offsets 0…t) of a layer: 8 from pool5 on."""
+    order = nets.spec(net).matconvnet_order
+    if order.index(layer) >= order.index("pool5"):
+        return 8
     if nets.spec(net).family == "alexnet":
-        order = nets.spec(net).matconvnet_order
-        if layer in ALEX_JITTER:
-            return ALEX_JITTER[layer]
-        return 4 if order.index(layer) < order.index("pool5") else 8
-    if layer.startswith(("conv", "relu")):
-        return VGG_JITTER_BY_BLOCK[int(layer[4])]
-    if layer.startswith("pool") and int(layer[4]) < 5:
-        return VGG_JITTER_BY_BLOCK[int(layer[4]) + 1]
-    return 8
+        return ALEX_JITTER.get(layer, 4)                    # pool2 … conv5/relu: 4
+    block = int(layer[4])                                   # conv{b}_{i}, relu{b}_{i}, pool{b}
+    return VGG_JITTER_BY_BLOCK[block + 1 if layer.startswith("pool") else block]
 
 
 def thesis_init(n: int, size: int, net: str, seed: int) -> np.ndarray:
@@ -91,41 +141,150 @@ def thesis_init(n: int, size: int, net: str, seed: int) -> np.ndarray:
     return (x - nets.mean_rgb(net)).astype(np.float32)
 
 
-def _adam():
+def thesis_adam() -> optimizers.Adam:
+    """The thesis engine's optimiser: TF1's Adam (ε 1e-8), gradients clipped by value at 1e4."""
     return optimizers.Adam(epsilon=ADAM_EPSILON, epsilon_form="tf1", clip_value=GRAD_CLIP)
 
 
-def _phase_schedule(lr: float, steps: int, jitter_fraction: float) -> optimizers.Schedule:
-    on = min(max(1, int(round(steps * jitter_fraction))), steps)
-    stages = [optimizers.Stage(on, lr, jitter=True)]
-    if steps > on:
-        stages.append(optimizers.Stage(steps - on, lr, jitter=False))
+def scaled_phases(phases: Sequence[int], steps: int | None) -> tuple[int, ...]:
+    """The phases' step counts stretched or squeezed to ``steps`` in total (each phase ≥ 1 step)."""
+    if steps is None:
+        return tuple(phases)
+    if steps < len(phases):
+        raise ValueError(f"--steps={steps} is too few for {len(phases)} phases: give at least {len(phases)}")
+    ends = np.round(np.cumsum(phases) * steps / sum(phases)).astype(int)
+    ends = np.maximum(ends, np.arange(1, len(phases) + 1))                          # every phase at least 1 step
+    ends = np.minimum(ends, steps - np.arange(len(phases) - 1, -1, -1))
+    return tuple(int(e) for e in np.diff(np.concatenate([[0], ends])))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """An image reconstruction's step counts after ``--steps``: the phases, the jitter-on steps of each phase and
+    each layer's result step (counted from the MSE phase's start)."""
+    phase_steps: tuple[int, int]
+    jitter_steps: tuple[int, int]
+    result_steps: tuple[int, ...]
+
+
+def image_rec_plan(net: str, layers: Sequence[str], steps: int | None = None) -> Plan:
+    """The thesis schedule of ``net`` (``IMAGE_REC``), rescaled to ``steps`` by one factor (spec §7.1)."""
+    s = IMAGE_REC[net]
+    total = sum(s.phase_steps)
+    phases = scaled_phases(s.phase_steps, steps)
+    f = 1.0 if steps is None else steps / total
+    jitter = tuple(min(p, max(1, int(round(s.jitter_steps * f)))) for p in phases)
+    results = tuple(min(sum(phases), max(phases[0] + 1, int(round(s.result_steps.get(l, total) * f))))
+                    for l in layers)
+    return Plan(phases, jitter, results)
+
+
+def phase_schedule(lr: float, steps: int, jitter_steps: int) -> optimizers.Schedule:
+    """One phase: Adam at a constant ``lr``, jitter on for the first ``jitter_steps`` of its ``steps``."""
+    stages = [optimizers.Stage(jitter_steps, lr, jitter=True)]
+    if steps > jitter_steps:
+        stages.append(optimizers.Stage(steps - jitter_steps, lr, jitter=False))
     return optimizers.Schedule(stages)
 
 
 # ---- image reconstruction ---------------------------------------------------------------------------------------
 
+class ResultSteps(callbacks.Callback):
+    """Each problem's reported reconstruction is its iterate at its own step (the thesis' chosen checkpoints,
+    spec §7.1), not necessarily the last. The iterates are kept at those steps (checkpointed with the run, so a
+    resumed run keeps them) and become the result's images at the end; a problem whose step was not reached
+    (an interrupted run) keeps its last iterate. ``steps``: one per problem, counted within this run (1…total).
+
+    The steps must be log points: :meth:`log_steps` names them and :class:`_Optimization` adds them (until the
+    engine asks its callbacks itself)."""
+
+    def __init__(self, steps: Sequence[int]):
+        self.steps = np.asarray(steps, np.int64)
+        self.images: tf.Variable | None = None
+
+    def log_steps(self) -> set[int]:
+        return set(self.steps.tolist())
+
+    def setup(self, run):
+        if self.images is None:
+            self.images = tf.Variable(tf.zeros_like(run.images()), name="result_images")
+
+    def state(self) -> dict:
+        return {"result_images": self.images} if self.images is not None else {}
+
+    def on_log_point(self, run, point):
+        due = self.steps == point.step
+        if due.any():
+            self.images.assign(tf.where(due[:, None, None, None], run.images(), self.images))
+
+    def on_run_end(self, run, result):
+        reached = (self.steps <= result.steps)[:, None, None, None]
+        result.images = np.where(reached, self.images.numpy(), result.images)
+
+
+class _Optimization(Optimization):
+    """The engine, with two additions it should make itself (reported): log points also at the steps callbacks
+    name (``log_steps()``), and prior terms told the step being taken (``PriorTerm.step``: a dropout prior's mask
+    is keyed by it)."""
+
+    def log_points(self) -> list[int]:
+        extra = {s for cb in getattr(self, "_callbacks", []) if hasattr(cb, "log_steps") for s in cb.log_steps()}
+        return sorted(set(super().log_points()) | {s for s in extra if 0 < s <= self.total_steps})
+
+    def follow_steps(self, objective: O.Objective) -> None:
+        for term in objective.terms:
+            if isinstance(term, PriorTerm):
+                term.step = self.iteration
+
+
+def _optimise_with_result_steps(problem: Problem, s: common.Setup, *, result_steps: Sequence[int], image_rgb,
+                                config: dict, title: str, log_every: int, resume: bool, jit_compile: bool,
+                                progress: bool) -> dict:
+    """``common.optimise`` for one batch, each problem's result taken at its own step (:class:`ResultSteps`)."""
+    config = {**config, **problem.settings, "layers": problem.layers, "steps": problem.total_steps,
+              "weights": s.weights, "net": s.net, "seed": s.seed}
+    run = _Optimization.from_problem(problem, to_input=lambda x: nets.to_input(s.net, x),
+                                     display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=log_every,
+                                     jit_compile=jit_compile, config=config)
+    run.follow_steps(problem.objective)
+    print(f"{title}: {len(problem.labels)} problems, objective {problem.objective!r}", flush=True)
+    cbs = callbacks.standard(s.out, s.logdir, resume, progress, saved_every=log_every) + [ResultSteps(result_steps)]
+    try:
+        result = run.run(cbs)
+    except KeyboardInterrupt as e:
+        raise KeyboardInterrupt(f"{e}; continue with --resume --out={s.out}") from None
+    rows = evaluate(s.extractors, s.net, problem.layers, problem.x0, result.images, problem.masks)
+    text = table(rows, problem.labels, s.net, s.weights)
+    print(text, flush=True)
+    originals = np.repeat(image_rgb[None], len(problem.labels), 0)
+    write_outputs(s.out, result, problem.labels, originals, nets.mean_rgb(s.net), rows, config,
+                  f"{title} ({_weights_word(s)})", text)
+    return {"rows": rows, "result": result}
+
+
 def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, layers, seed: int,
-                       steps: tuple[int, int]) -> tuple[Problem, Callable[[np.ndarray], Problem]]:
+                       plan: Plan) -> tuple[Problem, Callable[[np.ndarray], Problem]]:
     """Phase 1 (pure MSE) and a function of phase 1's canvas that builds phase 2 (MSE + prior)."""
     n, size = len(layers), image_rgb.shape[0]
     x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
-    mse, _ = feature_objective(extractors, net, layers, x0, normalise=False, mean=True)
+    mse, _ = feature_objective(extractors, net, layers, x0, **DATA_TERMS[IMAGE_REC[net].data_term])
     t = np.array([jitter_t(net, l) + 1 for l in layers])
     jitter = transforms.Jitter(size, t, n)
     hc = size + jitter.margin
-    lr, frac = ADAM_LR[net], JITTER_OFF[net]
+    lr = IMAGE_REC[net].lr
     settings = {"prior_weight": [prior_weight(net, l) for l in layers], "jitter_t": (t - 1).tolist(),
-                "adam_lr": lr}
-    phase1 = Problem(objective=mse, param=param.Pixels(thesis_init(n, hc, net, seed)), optimizer=_adam(),
-                     schedule=_phase_schedule(lr, steps[0], frac), labels=list(layers), jitter=jitter,
-                     layers=list(layers), x0=x0, settings=settings)
+                "adam_lr": [lr] * n, "phase_steps": [list(plan.phase_steps)] * n,
+                "jitter_steps": [list(plan.jitter_steps)] * n, "result_step": list(plan.result_steps)}
+    phase1 = Problem(objective=mse, param=param.Pixels(thesis_init(n, hc, net, seed)), optimizer=thesis_adam(),
+                     schedule=phase_schedule(lr, plan.phase_steps[0], plan.jitter_steps[0]), labels=list(layers),
+                     jitter=jitter, layers=list(layers), x0=x0, settings=settings)
     weights = np.array(settings["prior_weight"], np.float32)
 
     def phase2(canvas: np.ndarray) -> Problem:
         term = PriorTerm(prior, name="prior", offset=nets.mean_rgb(net))
         return dataclasses.replace(phase1, objective=mse + weights * term, param=param.Pixels(canvas),
-                                   optimizer=_adam(), schedule=_phase_schedule(lr, steps[1], frac))
+                                   optimizer=thesis_adam(),
+                                   schedule=phase_schedule(lr, plan.phase_steps[1], plan.jitter_steps[1]))
     return phase1, phase2
 
 
@@ -140,12 +299,13 @@ def _scores(net, image_rgb, recs: dict[str, np.ndarray], layers, vgg) -> list[di
         for i, layer in enumerate(layers):
             rows.append({"layer": layer, "method": method, "mse": float(mse[i]), "nmse": float(nmse[i]),
                          "vgg": float(vgg_score[i])})
+    recorded, recorded_mv = RECORDED_FULL512.get(net, {}), RECORDED_MV2016_VGG.get(net, {})
     for layer in layers:
-        if net == "alexnet" and layer in RECORDED_FULL512:
-            v, m, nm = RECORDED_FULL512[layer]
+        if layer in recorded:
+            v, m, nm = recorded[layer]
             rows.append({"layer": layer, "method": "full512 (thesis, recorded)", "mse": m, "nmse": nm, "vgg": v})
-        if net == "alexnet" and layer in RECORDED_MV2016_VGG:
-            rows.append({"layer": layer, "method": "M&V 2016 (thesis, recorded)", "vgg": RECORDED_MV2016_VGG[layer]})
+        if layer in recorded_mv:
+            rows.append({"layer": layer, "method": "M&V 2016 (thesis, recorded)", "vgg": recorded_mv[layer]})
     return sorted(rows, key=lambda r: (layers.index(r["layer"]), r["method"]))
 
 
@@ -162,26 +322,31 @@ def image_rec(s: common.Setup, *, image: str, layers, steps, prior_name, prior_s
     net = s.net
     img = common.load(net, image)
     layers = common.resolve_layers(net, layers) if layers else list(DEFAULT_LAYERS[net])
-    phases = PHASE_STEPS[net] if not steps else (max(1, steps // 2), max(1, steps - steps // 2))
+    plan = image_rec_plan(net, layers, steps)
     prior = catalogue.get(prior_name, net, data=data, steps=prior_steps, seed=s.seed)
     p1, phase2 = image_rec_problems(net=net, image_rgb=img, extractors=s.extractors, prior=prior, layers=layers,
-                                    seed=s.seed, steps=phases)
-    run = dict(image_rgb=img, log_every=max(1, min(100, phases[0] // 4)), resume=resume, jit_compile=jit_compile,
-               progress=progress)
+                                    seed=s.seed, plan=plan)
+    run = dict(image_rgb=img, log_every=max(1, min(100, plan.phase_steps[0] // 4)), resume=resume,
+               jit_compile=jit_compile, progress=progress)
     config = {"paper": "foe_priors", "experiment": "image_rec", "image": image, "prior": prior_name}
     common.optimise(p1, _sub(s, "pure_mse"), config=config, title=f"pure MSE — {net}", **run)
     canvas = np.load(s.out / "pure_mse" / "canvas.npy")
-    common.optimise(phase2(canvas), _sub(s, prior_name), config=config, title=f"MSE + {prior_name} — {net}", **run)
+    # phase 2 counts its steps on from phase 1's: a result step g is step g − phase 1 of this run
+    _optimise_with_result_steps(phase2(canvas), _sub(s, prior_name), config=config, title=f"MSE + {prior_name} — {net}",
+                                result_steps=[r - plan.phase_steps[0] for r in plan.result_steps], **run)
     mv = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=net, image_rgb=img, extractors=s.extractors,
-                        layers=layers, seed=s.seed, steps=sum(phases))
+                        layers=layers, seed=s.seed, steps=sum(plan.phase_steps))
     common.optimise(mv, _sub(s, "mv2016"), config={**config, "method": "mv2016"}, title=f"M&V 2016 — {net}", **run)
     recs = {m: np.load(s.out / m / "reconstructions.npy") for m in ("pure_mse", prior_name, "mv2016")}
     energies = {m: prior.energy(np.clip(r, 0, 255)).numpy().tolist() for m, r in recs.items()}
     vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16",
                         ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
     rows = _scores(net, img, recs, layers, vgg)
+    result_step = dict(zip(layers, plan.result_steps))
     text = (_header(s) + "   (VGG score: tfrestore's VGG16, random unless converted)\n"
-            + report.table(rows, SCORE_COLUMNS))
+            + f"steps: {plan.phase_steps[0]} pure MSE + {plan.phase_steps[1]} with {prior_name}, jitter on for the "
+            f"first {plan.jitter_steps[0]} / {plan.jitter_steps[1]}; {prior_name} result of each layer from step "
+            + ", ".join(f"{l} {r}" for l, r in result_step.items()) + "\n" + report.table(rows, SCORE_COLUMNS))
     text += "\n\nprior energy of the clipped reconstructions (" + prior_name + "):\n" + "\n".join(
         f"  {m:<12} " + "  ".join(f"{l} {e:.4g}" for l, e in zip(layers, es)) for m, es in energies.items())
     print(text, flush=True)
@@ -190,8 +355,9 @@ def image_rec(s: common.Setup, *, image: str, layers, steps, prior_name, prior_s
     report.write(s.out, title=f"FoE prior inversion — {net} ({_weights_word(s)})", table=text,
                  figure_panels=panels, figure_columns=len(layers) + 1,
                  metrics={"net": net, "weights": s.weights, "prior": prior_name, "layers": layers,
-                          "steps": list(phases), "scores": rows, "prior_energy": energies})
-    return {"scores": rows, "prior_energy": energies}
+                          "steps": list(plan.phase_steps), "jitter_steps": list(plan.jitter_steps),
+                          "result_step": result_step, "scores": rows, "prior_energy": energies})
+    return {"scores": rows, "prior_energy": energies, "result_step": result_step}
 
 
 def _weights_word(s) -> str:
@@ -205,111 +371,123 @@ def _header(s) -> str:
 
 # ---- feature-map inversions ----------------------------------------------------------------------------------------
 
-def _map_problem(s: common.Setup, *, image_rgb, match: str, target: str, normalise: bool, n: int, seed: int):
-    """The conv1/lin map as the variable: (tail model target → match, the true target map, data objective, init)."""
+def _map_problem(s: common.Setup, *, image_rgb, setting: MapInversion, n: int, seed: int):
+    """The target map as the variable: (the true target map, the data objective through the tail model target →
+    match, the initial maps [n, ...])."""
     model = s.model
     x0 = image_space(s.net, image_rgb[None])
-    feats = nets.feature_extractor(model, [target, match])(nets.to_input(s.net, x0))
-    true_map, true_match = np.asarray(feats[target]), np.asarray(feats[match])
-    tail = nets.tail(model, target, match)
-    data = O.feature_loss(tail, match, np.repeat(true_match, n, 0), normalise=normalise, mean=not normalise)
-    init = np.random.default_rng(seed).normal(0, 0.1, (n,) + true_map.shape[1:]).astype(np.float32)
+    feats = nets.feature_extractor(model, [setting.target, setting.match])(nets.to_input(s.net, x0))
+    true_map, true_match = np.asarray(feats[setting.target]), np.asarray(feats[setting.match])
+    tail = nets.tail(model, setting.target, setting.match)
+    data = O.feature_loss(tail, setting.match, np.repeat(true_match, n, 0), **DATA_TERMS[setting.data_term])
+    init = np.random.default_rng(seed).normal(0, setting.init_std, (n,) + true_map.shape[1:]).astype(np.float32)
     return true_map, data, init
 
 
-def _run_phases(s, objective_phases, init, labels, lr, log_every, progress, title, name):
-    """Optimise the map through successive phases, each with a fresh Adam state; returns the final map."""
-    from tfrestore.engine import Optimization
-    x = init
+def _run_phases(s, objective_phases, init, labels, lr, progress, title, name):
+    """Optimise the map through successive phases, each with a fresh Adam state; returns the final map and the
+    last phase's result (its term values at the end)."""
+    x, result = init, None
     for k, (objective, n_steps) in enumerate(objective_phases):
-        run = Optimization(objective, param.Pixels(x), _adam(), optimizers.Schedule([optimizers.Stage(n_steps, lr)]),
-                           labels=labels, seed=s.seed, log_every=log_every, config={"title": title, "phase": k})
+        run = Optimization(objective, param.Pixels(x), thesis_adam(),
+                           optimizers.Schedule([optimizers.Stage(n_steps, lr)]), labels=labels, seed=s.seed,
+                           log_every=max(1, n_steps // 4), config={"title": title, "phase": k})
         print(f"{title}: phase {k + 1} of {len(objective_phases)}, {n_steps} steps", flush=True)
-        run.run(logdir=s.logdir / name / f"phase{k + 1}", progress=progress)
+        result = run.run(logdir=s.logdir / name / f"phase{k + 1}", progress=progress)
         x = run.images()
-    return x
+    return x, result
 
 
 def featmap_inv(s: common.Setup, *, image: str, layers, steps, prior_name, prior_steps, data, resume, progress,
                 jit_compile) -> dict:
-    match, target = (common.resolve_layers(s.net, layers) if layers else ["conv2", "conv1"])[:2]
+    setting = FEATMAP_INV
+    if layers:
+        match, target = common.resolve_layers(s.net, layers)[:2]
+        setting = dataclasses.replace(setting, match=match, target=target)
     img = common.load(s.net, image)
     prior = catalogue.get(prior_name, s.net, data=data, steps=prior_steps, seed=s.seed)
     e = catalogue.entry(prior_name)
-    if nets.resolve_layer(s.net, e.tap) != target:
-        raise ValueError(f"prior '{prior_name}' models {e.tap}, but the variable here is {target}")
-    true_map, data_term, init = _map_problem(s, image_rgb=img, match=match, target=target, normalise=False, n=1,
-                                             seed=s.seed)
-    n1, n2 = (10000, 10000) if not steps else (max(1, steps // 2), max(1, steps - steps // 2))
-    mse_only = _run_phases(s, [(data_term, n1)], init, ["mse"], 1.0, max(1, n1 // 4), progress,
-                           "feature-map inversion", "mse_only")
-    with_prior = _run_phases(s, [(data_term + e.weight * PriorTerm(prior), n2)], mse_only, [prior_name], 1.0,
-                             max(1, n2 // 4), progress, "feature-map inversion", prior_name)
+    if isinstance(e, catalogue.Entry) and nets.resolve_layer(s.net, e.tap) != setting.target:
+        raise ValueError(f"prior '{prior_name}' models {e.tap}, but the variable here is {setting.target}")
+    true_map, data_term, init = _map_problem(s, image_rgb=img, setting=setting, n=1, seed=s.seed)
+    phases = scaled_phases(setting.phases, steps)
+    with_prior = data_term + e.weight * PriorTerm(prior, name=prior_name)
+    objectives = [with_prior if k >= setting.prior_from else data_term for k in range(len(phases))]
+    mse_only, _ = _run_phases(s, list(zip(objectives[:setting.prior_from], phases)), init, ["mse"], setting.lr,
+                              progress, "feature-map inversion", "mse_only")
+    final, _ = _run_phases(s, list(zip(objectives, phases))[setting.prior_from:], mse_only, [prior_name],
+                           setting.lr, progress, "feature-map inversion", prior_name)
+    target = setting.target
     rows = []
-    for label, m in (("MSE only", mse_only), (f"MSE + {prior_name}", with_prior)):
+    for label, m in (("initial map", init), ("MSE only", mse_only), (f"MSE + {prior_name}", final)):
         rows.append({"method": label, f"{target}_mse": float(metrics.mse(true_map, m)[0]),
                      f"{target}_rel": float(metrics.rel_sq_error(true_map, m)[0]),
                      "prior_energy": float(prior.energy(m).numpy()[0])})
     cols = [("method", "method", ""), (f"{target} MSE", f"{target}_mse", ".4g"),
             (f"{target} rel. sq.", f"{target}_rel", ".4g"), ("prior energy", "prior_energy", ".4g")]
-    text = _header(s) + f"\n{target} map recovered from {match}\n" + report.table(rows, cols)
+    text = _header(s) + f"\n{target} map recovered from {setting.match}\n" + report.table(rows, cols)
     print(text, flush=True)
     ch = lambda m: report.stretch(m[0, ..., :3])
-    report.write(s.out, title=f"{target} from {match} — {s.net} ({_weights_word(s)})", table=text,
-                 metrics={"rows": rows, "steps": [n1, n2], "prior": prior_name, "weights": s.weights},
+    report.write(s.out, title=f"{target} from {setting.match} — {s.net} ({_weights_word(s)})", table=text,
+                 metrics={"rows": rows, "steps": list(phases), "prior": prior_name, "weight": e.weight,
+                          "setting": dataclasses.asdict(setting), "weights": s.weights},
                  figure_panels=[(ch(true_map), f"true {target} (channels 0–2)"), (ch(mse_only), "MSE only"),
-                                (ch(with_prior), f"+ {prior_name}")],
-                 arrays={"true_map": true_map, "mse_only": mse_only, "with_prior": with_prior})
+                                (ch(final), f"+ {prior_name}")],
+                 arrays={"true_map": true_map, "mse_only": mse_only, "with_prior": final})
     return {"rows": rows}
 
 
-LEGACY_VARIANTS = (("none", ()), ("TV β2 1e-9", (("tv", 1e-9),)), ("slim 3×3", (("slimc1l2000", 1e-9),)),
-                   ("channel", (("chanpriorc1l150", None),)),
-                   ("slim + channel", (("slimc1l2000", 1e-9), ("chanpriorc1l150", None))),
-                   ("full 8×8", (("fullc1l6000", 1e-10),)))
+def _legacy_weights(name: str) -> np.ndarray:
+    """[variants] the weight of regulariser ``name`` in each legacy variant (None: the catalogue's; 0: unused)."""
+    out = []
+    for _, regs in LEGACY_VARIANTS:
+        w = dict(regs).get(name, 0.0)
+        out.append(catalogue.entry(name).weight if w is None else w)
+    return np.array(out, np.float32)
 
 
 def legacy_c2_to_c1(s: common.Setup, *, image: str, layers, steps, prior_name, prior_steps, data, resume,
                     progress, jit_compile) -> dict:
+    setting = LEGACY
     img = common.load(s.net, image)
     n = len(LEGACY_VARIANTS)
-    true_map, data_term, init = _map_problem(s, image_rgb=img, match="conv2", target="conv1", normalise=True, n=n,
-                                             seed=s.seed)
+    true_map, data_term, init = _map_problem(s, image_rgb=img, setting=setting, n=n, seed=s.seed)
     objective = data_term
-    names = sorted({name for _, regs in LEGACY_VARIANTS for name, _ in regs})
-    for name in names:
-        # a variant's weight for this regulariser (None: the catalogue's), 0 where the variant does not use it
-        w = np.array([(dict(regs)[name] if dict(regs)[name] is not None else catalogue.entry(name).weight)
-                      if name in dict(regs) else 0.0 for _, regs in LEGACY_VARIANTS], np.float32)
-        term = O.tv(2.0) if name == "tv" else PriorTerm(    # evaluated only where a variant uses it
-            catalogue.get(name, s.net, data=data, steps=prior_steps, seed=s.seed), name=name,
-            problems=np.flatnonzero(w).tolist())
+    for name in sorted({name for _, regs in LEGACY_VARIANTS for name, _ in regs}):
+        w = _legacy_weights(name)
+        term = PriorTerm(catalogue.get(name, s.net, data=data, steps=prior_steps, seed=s.seed), name=name,
+                         problems=np.flatnonzero(w).tolist())      # evaluated only where a variant uses it
         objective = objective + w * term
-    first = 500 if not steps else max(1, steps // 40)          # the thesis: 500, then a restart for 19,500
-    rest = 19500 if not steps else max(1, steps - first)
+    phases = scaled_phases(setting.phases, steps)           # the thesis: 500, then a restart for 19,500
     labels = [v[0] for v in LEGACY_VARIANTS]
-    rec = _run_phases(s, [(objective, first), (objective, rest)], init, labels, 0.3, max(1, rest // 4),
-                      progress, "conv2/lin → conv1/lin", "variants")
-    rows = [{"variant": lab, "conv1_mse": float(m), "conv1_rel": float(r)}
-            for lab, m, r in zip(labels, metrics.mse(np.repeat(true_map, n, 0), rec),
-                                 metrics.rel_sq_error(np.repeat(true_map, n, 0), rec))]
-    text = _header(s) + "\nconv1/lin recovered from conv2/lin (normalised MSE), Adam 0.3 with a restart\n" + \
-        report.table(rows, [("regulariser", "variant", ""), ("conv1 MSE", "conv1_mse", ".4g"),
-                            ("conv1 rel. sq.", "conv1_rel", ".4g")])
+    rec, result = _run_phases(s, [(objective, k) for k in phases], init, labels, setting.lr, progress,
+                              f"{setting.match}/lin → {setting.target}/lin", "variants")
+    truth = np.repeat(true_map, n, 0)
+    data_name = f"feature/{setting.match}"
+    rows = [{"variant": lab, f"{setting.match}_nmse": float(d), "conv1_mse": float(m), "conv1_rel": float(r)}
+            for lab, d, m, r in zip(labels, result.values[data_name], metrics.mse(truth, rec),
+                                    metrics.rel_sq_error(truth, rec))]
+    text = _header(s) + (f"\n{setting.target}/lin recovered from {setting.match}/lin (normalised MSE "
+                         f"Σ(t − r)²/Σ(t·r)), Adam {setting.lr:g}: {' + restart '.join(map(str, phases))} steps\n") + \
+        report.table(rows, [("regulariser", "variant", ""), (f"{setting.match} NMSE", f"{setting.match}_nmse", ".4g"),
+                            ("conv1 MSE", "conv1_mse", ".4g"), ("conv1 rel. sq.", "conv1_rel", ".4g")])
     print(text, flush=True)
     report.write(s.out, title=f"conv2/lin → conv1/lin — {s.net} ({_weights_word(s)})", table=text,
-                 metrics={"rows": rows, "steps": [first, rest], "weights": s.weights},
+                 metrics={"rows": rows, "steps": list(phases), "weights": s.weights,
+                          "setting": dataclasses.asdict(setting)},
                  figure_panels=[(report.stretch(true_map[0, ..., :3]), "true conv1 (ch 0–2)")] +
-                 [(report.stretch(rec[i, ..., :3]), lab) for i, lab in enumerate(labels)])
+                 [(report.stretch(rec[i, ..., :3]), lab) for i, lab in enumerate(labels)],
+                 arrays={"true_map": true_map, "initial": init, "reconstructions": rec})
     return {"rows": rows}
 
 
-def train_prior(s: common.Setup, *, image, layers, steps, prior_name, prior_steps, data, resume, progress,
-                jit_compile) -> dict:
-    prior, summary = catalogue.train(prior_name, s.net, data=data, steps=steps or prior_steps, seed=s.seed,
-                                     resume=resume, progress=progress)
-    where = catalogue.folder(s.net, prior_name)
-    print(f"prior {prior_name} for {s.net}: {summary['steps']} steps in {summary['seconds']:.0f} s "
+def train_prior(*, net: str, prior_name: str, steps: int | None, data: str | None, seed: int, resume: bool,
+                progress: bool) -> dict:
+    """Train a catalogue prior into the store (no inversion, so no network is built unless its tap needs one)."""
+    _, summary = catalogue.train(prior_name, net, data=data, steps=steps, seed=seed, resume=resume,
+                                 progress=progress)
+    where = catalogue.folder(net, prior_name)
+    print(f"prior {prior_name} for {net}: {summary['steps']} steps in {summary['seconds']:.0f} s "
           f"({summary['patches_per_s']:,.0f} patches/s), final train {summary['final'].get('train_loss', 0):.5g}, "
           f"validation {summary['final'].get('val_loss', 0):.5g}; stored in {where} (filters.png)", flush=True)
     return summary
@@ -319,7 +497,8 @@ def train_prior(s: common.Setup, *, image, layers, steps, prior_name, prior_step
 class Experiment:
     description: str
     runner: Callable
-    prior: str
+    prior: str                  # the default --prior
+    trains: bool = False        # the experiment trains --prior (so it must be a learned one)
 
 
 EXPERIMENT_TABLE = {
@@ -329,7 +508,7 @@ EXPERIMENT_TABLE = {
                               featmap_inv, "fullc1l6000"),
     "legacy_c2_to_c1": Experiment("conv2/lin → conv1/lin with none / TV / slim / channel / both / full priors",
                                   legacy_c2_to_c1, "fullc1l6000"),
-    "train": Experiment("train a catalogue prior (--prior, --data, --steps)", train_prior, "full512"),
+    "train": Experiment("train a catalogue prior (--prior, --data, --steps)", train_prior, "full512", trains=True),
 }
 EXPERIMENTS = {k: v.description for k, v in EXPERIMENT_TABLE.items()}
 DEFAULT_EXPERIMENT = "image_rec"
@@ -345,7 +524,10 @@ def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, prior: st
         raise ValueError(f"foe_priors runs on {' or '.join(NETS)}, not '{net}'")
     exp = EXPERIMENT_TABLE[experiment]
     prior_name = prior or exp.prior
-    catalogue.entry(prior_name)
+    (catalogue.trained_entry if exp.trains else catalogue.entry)(prior_name)     # a clear error before any work
+    if exp.trains:
+        return exp.runner(net=net, prior_name=prior_name, steps=steps or prior_steps, data=data, seed=seed,
+                          resume=resume, progress=progress)
     s = common.setup(paper="foe_priors", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
                      seed=seed)
     return exp.runner(s, image=image, layers=layers, steps=steps, prior_name=prior_name, prior_steps=prior_steps,

@@ -1,4 +1,5 @@
 """Patch priors: whitening, energies, score matching, training (recovery, resume, two devices), use in inversion."""
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from tfrestore.priors import PriorTerm, unrolled_descent
 from tfrestore.priors import catalogue, whitening as W
 from tfrestore.priors.model import PatchPrior, PriorConfig
 from tfrestore.priors.patches import Prepared, extract, prepare
-from tfrestore.priors.train import PriorTrainer, TrainConfig
+from tfrestore.priors.train import PriorTrainer, TrainConfig, learning_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(0)
@@ -37,10 +38,15 @@ def test_whitening_gives_identity_second_moment(mean, sdev, mode):
     n_white = {"lc": 16, "lf": 17}.get(mean, 17) if mode == "pca" else None   # local centring lowers the rank
     if mean in ("lc", "lf") and mode == "zca":     # ... which ZCA cannot drop (it floors those directions)
         pytest.skip("rank-deficient data: use PCA with n_white < D")
-    wh = W.fit_whitening(W.second_moment(chunks_z := np.array_split(z, 5)), mode, n_white)
+    streamed = W.second_moment(np.array_split(z, 5))
+    np.testing.assert_allclose(streamed, z.T @ z / (len(z) - 1), rtol=1e-10, atol=1e-12)   # chunks = all at once
+    wh = W.fit_whitening(streamed, mode, n_white)
     zw = z @ wh.whiten.T
     np.testing.assert_allclose(zw.T @ zw / (len(zw) - 1), np.eye(wh.n_white), atol=1e-6)
-    assert chunks_z                                  # (streamed in chunks)
+    if mode == "pca":        # the n_white largest eigen-directions are kept (the smallest dropped), per numpy
+        lam, vec = np.linalg.eigh(z.T @ z / (len(z) - 1))
+        kept = vec[:, -wh.n_white:]
+        np.testing.assert_allclose(np.abs(wh.whiten @ kept), np.diag(1 / np.sqrt(lam[-wh.n_white:])), atol=1e-6)
 
 
 def test_normalisation_statistics_against_numpy():
@@ -141,6 +147,7 @@ def test_channelwise_and_dropout_energies():
                 v = padded[yy:yy + 2, xx:xx + 2, c].reshape(-1) @ whs[c].whiten.T @ w[c]
                 total += (alpha[c] * np.log(np.cosh(v))).sum()
     assert float(prior.energy(img)[0]) == pytest.approx(total / (2 * 3), rel=1e-4)   # Σ patches / (C·K)
+    assert float(prior.energy(img, path="patches")[0]) == pytest.approx(total / (2 * 3), rel=1e-4)
     drop, _, _ = _prior(kind="dropout")
     masks = np.array([[1, 1, 1, 1, 1], [2, 0, 2, 0, 2], [0, 0, 0, 0, 0]], np.float32)
     img = RNG.normal(3, 2, (3, 6, 6, 2)).astype(np.float32)
@@ -149,6 +156,23 @@ def test_channelwise_and_dropout_energies():
     np.testing.assert_allclose(ens[0], drop.energy(img).numpy(), rtol=1e-5)          # all kept, none scaled
     np.testing.assert_allclose(ens[1], drop.energy(img, mask=masks[1]).numpy(), rtol=1e-5)
     assert np.all(ens[2] == 0) and np.all(ens[1] > 0)
+
+
+@pytest.mark.parametrize("modes", [("gc", "gc"), ("gf", "gf"), ("none", 2.0), ("lf", "lf")])
+def test_channelwise_energy_by_depthwise_convolution_equals_the_gathered_patches(modes):
+    x = _data(c=3, p=9)
+    norm = W.fit_normalisation(lambda: [x], 3, 9, *modes)
+    z = norm.apply(x).reshape(-1, 3, 9)
+    n_white = 8 if modes[0] == "lf" else 9                        # per-patch centring lowers each channel's rank
+    whs = [W.fit_whitening(W.second_moment([z[:, c]]), "pca", n_white) for c in range(3)]
+    cfg = PriorConfig(patch=3, channels=3, components=4, n_white=n_white, mean_mode=modes[0], sdev_mode=modes[1],
+                      kind="channelwise")
+    prior = PatchPrior(cfg, norm, whs, seed=0)
+    img = RNG.normal(3, 2, (2, 7, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(prior.energy(img).numpy(), prior.energy(img, path="patches").numpy(), rtol=1e-4)
+    if modes[0] == "lf":
+        with pytest.raises(ValueError, match="per-feature normalisation"):
+            prior.energy(img, path="conv")
 
 
 def _sm_numpy(xw, w, alpha, expert, legacy=False):
@@ -183,6 +207,63 @@ def test_score_matching_against_numpy_and_the_broadcast_flag(expert):
     assert float(p.score_matching_loss(np.zeros((1, 2)), legacy_broadcast=True)) == pytest.approx(-8.0, rel=1e-5)
 
 
+def _hyvarinen_fd(x, filters, alpha, expert, eps=1e-3):
+    """Hyvärinen's objective of log p(x) = −Σ_k α_k ρ(f_kᵀx) + const, straight from its definition (no closed
+    form): J = mean_t [Σ_i ∂²log p/∂x_i² + ½ ‖∇ log p‖²], both derivatives by central finite differences."""
+    x = np.asarray(x, np.float64)
+    logp = lambda z: -(alpha * _rho(z @ filters, expert)).sum(axis=1)          # noqa: E731
+    f0, lap, grad_sq = logp(x), 0.0, 0.0
+    for i in range(x.shape[1]):
+        e = np.zeros(x.shape[1])
+        e[i] = eps
+        fp, fm = logp(x + e), logp(x - e)
+        lap = lap + (fp - 2 * f0 + fm) / eps ** 2
+        grad_sq = grad_sq + ((fp - fm) / (2 * eps)) ** 2
+    return float(np.mean(lap + 0.5 * grad_sq))
+
+
+@pytest.mark.parametrize("expert", ["student", "logistic"])
+def test_dropout_score_matching_is_hyvarinens_objective_of_the_masked_model(expert):
+    """The masked model's filters are m_k·w_k (m ∈ {0, 2}): its objective, by finite differences of its own
+    log-density, equals the loss with the mask — a dropped column contributes nothing, a kept one with ‖2w‖² = 4."""
+    prior, _, _ = _prior(expert, kind="dropout", k=6, n_white=7, patch=2, channels=2)
+    xw = RNG.normal(size=(25, 7))
+    w = prior.w.numpy().astype(np.float64)
+    w /= np.linalg.norm(w, axis=0)
+    alpha = np.log1p(np.exp(prior.a.numpy().astype(np.float64)))
+    mask = np.array([2.0, 0.0, 2.0, 2.0, 0.0, 2.0])
+    masked = float(prior.score_matching_loss(xw, mask=mask))
+    assert masked == pytest.approx(_hyvarinen_fd(xw, w * mask, alpha, expert), rel=1e-4)
+    kept = mask > 0                                   # the same as a prior of the kept columns, doubled
+    assert masked == pytest.approx(_hyvarinen_fd(xw, 2 * w[:, kept], alpha[kept], expert), rel=1e-4)
+    assert float(prior.score_matching_loss(xw)) == pytest.approx(_hyvarinen_fd(xw, w, alpha, expert), rel=1e-4)
+    # the thesis' broadcast (spec §9 item 2) on the masked responses stays available
+    y = xw @ (w * mask)
+    if expert == "student":
+        gy, gp = -2 * y / (y ** 2 + 2), 2 * (y ** 2 - 2) / (y ** 2 + 2) ** 2
+    else:
+        gy, gp = -np.tanh(y), -1 / np.cosh(y) ** 2
+    score = (alpha * gy) @ (w * mask).T
+    legacy = alpha.sum() * gp.sum(axis=1).mean() + 0.5 * np.mean((score ** 2).sum(axis=1))
+    assert float(prior.score_matching_loss(xw, legacy_broadcast=True, mask=mask)) == pytest.approx(legacy, rel=1e-4)
+
+
+def test_dropout_masks_are_seeded_42_fresh_per_step_and_reproducible():
+    """Test-time dropout (spec §4.4: keep 0.5, ×2, op seed 42): the mask of step t is the stateless draw keyed
+    by (42, t) — the same on every call, another at the next step."""
+    prior, _, _ = _prior(kind="dropout", k=40)
+    prior.config = dataclasses.replace(prior.config, dropout_test=True)
+    img = RNG.normal(3, 2, (2, 6, 6, 2)).astype(np.float32)
+    for step in (0, 7):
+        keep = tf.random.stateless_uniform([40], seed=[42, step]).numpy() < 0.5
+        reference = prior.energy(img, mask=np.where(keep, 2.0, 0.0)).numpy()
+        np.testing.assert_allclose(prior.energy(img, step=step).numpy(), reference, rtol=1e-6)
+        np.testing.assert_array_equal(prior.energy(img, step=step).numpy(), prior.energy(img, step=step).numpy())
+    assert not np.allclose(prior.energy(img, step=0).numpy(), prior.energy(img, step=1).numpy())
+    masks = np.stack([prior.dropout_mask([42, t]).numpy() for t in range(50)])
+    assert set(np.unique(masks)) == {0.0, 2.0} and abs(masks.mean() - 1.0) < 0.05       # keep 0.5, survivors ×2
+
+
 def _ica_setup(d=6, t=12000, seed=0):
     rng = np.random.default_rng(seed)
     s = rng.laplace(size=(t, d))
@@ -209,6 +290,22 @@ def test_training_recovers_a_known_ica_model():
     assert summary["final"]["val_loss"] < trainer.history[0]["val_loss"]
 
 
+def test_learning_rate_breakpoints_act_before_the_step_they_name():
+    """Spec §5: the thesis' loop counts steps from 1 and, before step ``count``, takes the next breakpoint (s, lr)
+    with s ≤ count — one per step, sorted by step (§9 item 7)."""
+    lr = learning_rates(((0, 1.0), (3, 0.1), (3, 0.01), (1, 0.5)), 6)             # hand-traced through the loop
+    np.testing.assert_allclose(lr, [1.0, 0.5, 0.1, 0.01, 0.01, 0.01])
+    image = learning_rates(catalogue.IMAGE_SCHEDULE, 25000)
+    assert (image[9998], image[9999], image[22998], image[22999]) == (1.0, np.float32(0.1), np.float32(1e-4),
+                                                                        np.float32(3e-5))
+    cfg, prepared, _, _ = _ica_setup(t=11000)
+    trainer = PriorTrainer(cfg, prepared, TrainConfig(steps=6, batch=64, breakpoints=((0, 1.0), (3, 0.1), (3, 0.01),
+                                                                                      (1, 0.5))))
+    for done, expected in ((1, 1.0), (2, 0.5), (3, 0.1), (4, 0.01)):       # the rate the trainer set for step `done`
+        trainer._block(tf.constant(done - 1, tf.int64), tf.constant(done, tf.int64))
+        assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(expected)
+
+
 def test_training_resumes_exactly(tmp_path):
     cfg, prepared, _, _ = _ica_setup(t=11000)
     tc = TrainConfig(steps=60, batch=64, breakpoints=((0, 0.05), (30, 0.01)), grad_clip=0.5, val_every=10,
@@ -231,7 +328,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import sys; sys.path.insert(0, "tests")
 from test_priors import _ica_setup
-from tfrestore.priors.train import PriorTrainer, TrainConfig
+from tfrestore.priors.train import PriorTrainer, TrainConfig, learning_rates
 cfg, prepared, _, _ = _ica_setup(t=11000)
 tc = TrainConfig(steps=5, batch=64, breakpoints=((0, 0.05),), grad_clip=0.01, val_every=5)
 one = PriorTrainer(cfg, prepared, tc); one.run(progress=False)
@@ -281,6 +378,13 @@ def test_patch_file_pipeline_save_load_and_catalogue(tmp_path):
     with h5py.File(path) as f:
         assert f["train"].shape == (300, 48) and f["val"].shape == (40, 48)
         assert f.attrs["train_images"] == 4 and f.attrs["val_images"] == 1       # disjoint images
+        train, val = f["train"][:], f["val"][:]
+    # every patch is a 4×4 window of its images, flattened (c, h, w): training ones of images 0–3, validation of 4
+    windows = lambda i: np.lib.stride_tricks.sliding_window_view(                 # noqa: E731
+        np.load(imgs[i]).astype(np.float32), (4, 4), axis=(0, 1)).reshape(-1, 48)
+    for patches, sources in ((train[:12], range(4)), (val[:4], [4])):
+        for p in patches:
+            assert any((windows(i) == p).all(axis=1).any() for i in sources)
     cfg = PriorConfig(patch=4, channels=3, components=10, n_white=30)
     a = prepare(path, cfg)
     b = prepare(path, cfg)                                                        # read back from the cache
@@ -291,33 +395,36 @@ def test_patch_file_pipeline_save_load_and_catalogue(tmp_path):
     back = PatchPrior.load(tmp_path / "prior")
     img = np.random.default_rng(0).random((1, 12, 12, 3)).astype(np.float32) * 255
     np.testing.assert_allclose(back.energy(img).numpy(), prior.energy(img).numpy(), rtol=1e-6)
-    assert back.filter_images()[0].shape == (10, 4, 4, 3)
-    for name, e in catalogue.CATALOGUE.items():                                   # every defined mode is accepted
-        assert catalogue.entry(name) is e and e.weight > 0
+    # the filters shown: unwhitened components (unwhitenᵀ·w_k / ‖w_k‖), by decreasing α, as [K, p, p, C] (numpy)
+    w = prior.w.numpy().astype(np.float64)
+    w /= np.linalg.norm(w, axis=0)
+    alpha = np.log1p(np.exp(prior.a.numpy().astype(np.float64)))
+    order = np.argsort(-alpha)
+    expected = (a.whitening.unwhiten.T @ w).T[order].reshape(10, 3, 4, 4).transpose(0, 2, 3, 1)
+    imgs, alphas = back.filter_images()
+    np.testing.assert_allclose(imgs, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(alphas, alpha[order], rtol=1e-5)
+
+
+def test_tv_prior_is_total_variation_usable_as_a_prior_and_not_trained():
+    """The catalogue's tv_prior (spec §6: TV β 2): Σ over pixels and channels of the squared forward differences,
+    zero past the last row / column (the thesis' TotalVariationLoss), usable wherever a learned prior is."""
+    tv = catalogue.get("tv_prior", "alexnet")
+    x = RNG.normal(size=(2, 5, 6, 4))
+    dh = np.concatenate([x[:, 1:] - x[:, :-1], np.zeros_like(x[:, :1])], axis=1)
+    dw = np.concatenate([x[:, :, 1:] - x[:, :, :-1], np.zeros_like(x[:, :, :1])], axis=2)
+    expected = (dh ** 2 + dw ** 2).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(tv.energy(x.astype(np.float32)).numpy(), expected, rtol=1e-5)
+    from tfrestore.objectives import Context
+    term = PriorTerm(tv, problems=[1])                   # as an objective term, on some problems
+    np.testing.assert_allclose(term.value(Context(tf.constant(x, tf.float32))).numpy(), [0.0, expected[1]], rtol=1e-5)
+    smoothed = unrolled_descent(tv, x.astype(np.float32), steps=3, lr=0.1, optimizer="sgd")
+    assert (tv.energy(smoothed).numpy() < expected).all()
+    for refuse in (lambda: catalogue.train("tv_prior", "alexnet"), lambda: catalogue.trained_entry("tv_prior")):
+        with pytest.raises(ValueError, match="nothing to train"):
+            refuse()
     with pytest.raises(ValueError, match="valid priors: full512"):
-        catalogue.entry("tv_prior")
-
-
-def test_main_trains_a_prior_then_inverts_with_it(tmp_path):
-    import json
-    import os
-    env = {**os.environ, "TFRESTORE_HOME": str(tmp_path / "home")}
-    run = lambda *a: subprocess.run([sys.executable, str(ROOT / "main.py"), "--paper=foe_priors", *a],
-                                    capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    r = run("--experiment=train", "--prior=full512", "--steps=40", f"--out={tmp_path / 't'}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    stored = tmp_path / "home" / "priors" / "alexnet" / "full512"
-    for f in ("prior.json", "prior.h5", "patches.h5", "filters.png", "training.json"):
-        assert (stored / f).exists(), f
-    assert "patches/s" in r.stdout and "demonstration set" in r.stdout
-    r = run("--layers=conv1,fc8", "--steps=6", f"--out={tmp_path / 'rec'}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    m = json.loads((tmp_path / "rec" / "metrics.json").read_text())
-    methods = {row["method"] for row in m["scores"]}
-    assert {"pure_mse", "full512", "mv2016", "full512 (thesis, recorded)"} <= methods
-    assert "RANDOM" in (tmp_path / "rec" / "table.txt").read_text()
-    r = run("--optimizer=adam")
-    assert r.returncode == 2 and "does not take --optimizer" in r.stderr
+        catalogue.entry("tv")
 
 
 def test_separable_prior_is_a_depthwise_then_pointwise_convolution():
@@ -336,7 +443,11 @@ def test_separable_prior_is_a_depthwise_then_pointwise_convolution():
     y = tf.nn.separable_conv2d(z, prior.depthwise, (pw / norms)[None, None], [1, 1, 1, 1], "VALID")
     ref = tf.reduce_mean(prior.patch_energy(y), axis=[1, 2])
     np.testing.assert_allclose(prior.energy(img).numpy(), ref.numpy(), rtol=1e-4)
-    assert float(prior.score_matching_loss(RNG.normal(size=(30, 18)))) != 0.0     # trainable like the others
+    # score matching on the combined columns, as for the full prior: Hyvärinen's objective by finite differences
+    xw = RNG.normal(size=(30, 18))
+    alpha = np.log1p(np.exp(prior.a.numpy().astype(np.float64)))
+    assert float(prior.score_matching_loss(xw)) == pytest.approx(
+        _hyvarinen_fd(xw, raw / norms, alpha, "student"), rel=1e-4)
 
 
 def test_prior_term_on_a_tap():

@@ -5,6 +5,7 @@
 - :mod:`.model` — :class:`PatchPrior` (full, dropout, channel-wise, separable; Student-t or log-cosh experts) with
   ``energy(x)`` and the score-matching objective;
 - :mod:`.train` — :class:`PriorTrainer`, score matching under a ``tf.distribute`` strategy;
+- :mod:`.tv` — :class:`TVPrior`, total variation with a prior's interface (the catalogue's ``tv_prior``);
 - :mod:`.catalogue` — the thesis' default priors as data, trained on demand and stored under
   ``$TFRESTORE_HOME/priors/<net>/<name>/``.
 
@@ -18,28 +19,42 @@ import tensorflow as tf
 
 from ..objectives import Context, Term
 from .model import PatchPrior, PriorConfig
+from .tv import TVPrior
 
 
 class PriorTerm(Term):
     """The prior energy [N] of the optimised canvas (``extractor=None``; image priors see RGB 0–255, so
     ``offset`` — the net's mean colour — is added to image space) or of a tap's features of the network input.
-    ``problems`` restricts it to some of the N problems (the others get 0 and cost nothing)."""
+    ``problems`` restricts it to some of the N problems (the others get 0 and cost nothing).
+
+    ``step``: the optimisation step a dropout prior's test-time mask is keyed by (a fresh mask per step, seed
+    (42, step): spec §4.4). A context that carries the step (``ctx.step``) gives it; otherwise this variable does
+    (e.g. the engine's ``Optimization.iteration``, which holds the step being taken), else step 0.
+    """
 
     def __init__(self, prior: PatchPrior, name: str = "prior", extractor: keras.Model | None = None,
-                 tap: str | None = None, offset=0.0, problems=None):
-        self.prior, self.extractor, self.tap = prior, extractor, tap
+                 tap: str | None = None, offset=0.0, problems=None, step: tf.Variable | None = None):
+        self.prior, self.extractor, self.tap, self.step = prior, extractor, tap, step
         self.offset = tf.constant(offset, tf.float32)
         self.problems = None if problems is None else tf.constant(problems, tf.int32)
         self.name = name
         super().__init__()
 
+    def current_step(self, ctx: Context):
+        """The step this evaluation belongs to (see the class doc)."""
+        step = getattr(ctx, "step", None)
+        if step is None:
+            step = 0 if self.step is None else self.step
+        return step
+
     def value(self, ctx: Context) -> tf.Tensor:
+        step = self.current_step(ctx)
         if self.extractor is None:
             x = ctx.canvas if self.problems is None else tf.gather(ctx.canvas, self.problems)
-            e = self.prior.energy(x + self.offset)
+            e = self.prior.energy(x + self.offset, step=step)
         else:
             feats = ctx.features(self.extractor, self.problems)
-            e = self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats)
+            e = self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats, step=step)
         return e if self.problems is None else tf.scatter_nd(self.problems[:, None], e, [ctx.n])
 
 
@@ -88,4 +103,4 @@ def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: fl
     return x, seen.stack()
 
 
-__all__ = ["PatchPrior", "PriorConfig", "PriorTerm", "unrolled_descent"]
+__all__ = ["PatchPrior", "PriorConfig", "PriorTerm", "TVPrior", "unrolled_descent"]

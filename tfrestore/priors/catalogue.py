@@ -6,9 +6,12 @@ demand and stored under ``$TFRESTORE_HOME/priors/<net>/<name>/``:
     ckpt/, history.json      training checkpoints (``resume``) and the validation record
     filters.png, training.json   the learned filters (unwhitened, by expert weight) and the training summary
 
-Every mode the thesis defined is accepted (its assert rejected five of them: spec §9 item 6). Breakpoints are
-sorted by step (the conv1/lin schedule's mistyped 85000 is corrected: item 7). Training data: ``--data`` (a folder
-of images) or the embedded sample photos — a demonstration set of a few images, far from the thesis' 48,000.
+Every mode the thesis defined is accepted (its assert rejected five of them: spec §9 item 6), ``tv_prior`` among
+them: total variation (β 2), a :class:`FixedEntry` with nothing to train — ``get`` gives a :class:`TVPrior` (an
+``energy(x)`` like a learned prior's, for :class:`~tfrestore.priors.PriorTerm`) and ``train`` refuses it.
+Breakpoints are sorted by step (the conv1/lin schedule's mistyped 85000 is corrected: item 7). Training data:
+``--data`` (a folder of images) or the embedded sample photos — a demonstration set of a few images, far from the
+thesis' 48,000.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from .. import nets, weights
 from .model import PatchPrior, PriorConfig
 from .patches import extract, prepare, sources
 from .train import PriorTrainer, TrainConfig, save_filter_grid
+from .tv import TVPrior
 
 # Learning-rate breakpoints (step, lr), applied before the step they name.
 IMAGE_SCHEDULE = ((0, 1.0), (10000, 0.1), (13000, 3e-2), (15000, 1e-2), (17000, 3e-3), (19000, 1e-3),
@@ -50,11 +54,22 @@ class Entry:
     source: str = "photos"      # "photos": --data or the embedded photos; "digits": the embedded digits (RGB)
 
 
+@dataclasses.dataclass(frozen=True)
+class FixedEntry:
+    """A catalogue regulariser with nothing to learn: ``tv_prior``, TV^β of the map it is attached to."""
+    beta: float
+    weight: float
+    note: str = ""
+
+    def build(self) -> TVPrior:
+        return TVPrior(self.beta)
+
+
 def _image(**kw) -> PriorConfig:
     return PriorConfig(**{"patch": 8, "channels": 3, "components": 512, "n_white": 191, "expert": "student", **kw})
 
 
-CATALOGUE: dict[str, Entry] = {
+CATALOGUE: dict[str, Entry | FixedEntry] = {
     "full512": Entry(_image(), "image", 1e-5, IMAGE_TRAINING, note="8×8 RGB, Student-t, K 512, 191 white dims"),
     "full512logistic": Entry(_image(expert="logistic"), "image", 1e-5, IMAGE_TRAINING, note="log-cosh (ICA) experts"),
     "dropout1024": Entry(_image(components=1024, kind="dropout", dropout_train=True, dropout_test=True), "image",
@@ -63,6 +78,9 @@ CATALOGUE: dict[str, Entry] = {
                                      note="trained without dropout, none at test"),
     "dropout_nodrop_train1024": Entry(_image(components=1024, kind="dropout", dropout_test=True), "image", 1e-5,
                                       IMAGE_TRAINING, note="trained without dropout, dropout at test"),
+    # dropout_prior_script.py's prior (spec §5.1 note, §6); the thesis code builds it with activate_dropout=False
+    "dropout_nodrop_train256": Entry(_image(components=256, kind="dropout"), "image", 1e-5, IMAGE_TRAINING,
+                                     note="K 256, trained without dropout, none at test"),
     "fullc1l6000": Entry(PriorConfig(patch=8, channels=96, components=6000, n_white=3000), "conv1/lin", 1e-5,
                          CONV1_TRAINING, val_patches=1000, note="8×8×96 conv1/lin feature maps"),
     "slimc5l5000": Entry(PriorConfig(patch=3, channels=256, components=5000, n_white=2304), "conv5/lin", 1e-7,
@@ -71,6 +89,7 @@ CATALOGUE: dict[str, Entry] = {
                          FEATURE_TRAINING, val_patches=1000, note="3×3×384 conv3/lin"),
     "slimc1l2000": Entry(PriorConfig(patch=3, channels=96, components=2000, n_white=864), "conv1/lin", 1e-9,
                          FEATURE_TRAINING, val_patches=1000, note="3×3×96 conv1/lin"),
+    "tv_prior": FixedEntry(beta=2.0, weight=1e-9, note="total variation β 2 (nothing to train)"),
     "chanpriorc1l150": Entry(PriorConfig(patch=8, channels=96, components=150, n_white=64, expert="logistic",
                                          whiten_mode="zca", kind="channelwise"), "conv1/lin", 1e-4,
                              FEATURE_TRAINING, val_patches=1000, note="channel-wise 8×8 conv1/lin, ZCA, log-cosh"),
@@ -97,18 +116,30 @@ def _image_sources(e: Entry, data: str | None) -> list:
     return sources(data)
 
 
-def entry(name: str) -> Entry:
+def entry(name: str) -> Entry | FixedEntry:
     if name not in CATALOGUE:
         raise ValueError(f"unknown prior '{name}'; valid priors: {', '.join(CATALOGUE)}")
     return CATALOGUE[name]
+
+
+def trained_entry(name: str) -> Entry:
+    """The entry of a prior that is learned (every one but ``tv_prior``); a clear error for the others."""
+    e = entry(name)
+    if isinstance(e, FixedEntry):
+        raise ValueError(f"'{name}' is total variation (β {e.beta:g}), a fixed regulariser with nothing to train; "
+                         f"use it as it is (--prior={name} in an inversion, catalogue.get('{name}', net) in code)")
+    return e
 
 
 def folder(net: str, name: str) -> Path:
     return weights.home() / "priors" / net / name
 
 
-def load(name: str, net: str) -> PatchPrior | None:
-    """The stored prior, or None when it has not been trained yet."""
+def load(name: str, net: str) -> PatchPrior | TVPrior | None:
+    """The stored prior (a fixed one is built), or None when it has not been trained yet."""
+    e = entry(name)
+    if isinstance(e, FixedEntry):
+        return e.build()
     f = folder(net, name)
     return PatchPrior.load(f) if (f / "prior.json").exists() else None
 
@@ -117,7 +148,7 @@ def train(name: str, net: str, *, data: str | None = None, steps: int | None = N
           resume: bool = True, progress: bool = True, logdir: str | Path | None = None, strategy=None,
           out: Path | None = None, patches: int | None = None) -> tuple[PatchPrior, dict]:
     """Extract patches (once), fit normalisation and whitening (once), train by score matching, save."""
-    e = entry(name)
+    e = trained_entry(name)
     out = Path(out or folder(net, name))
     out.mkdir(parents=True, exist_ok=True)
     tap = None if e.tap == "image" else e.tap
@@ -145,8 +176,9 @@ def train(name: str, net: str, *, data: str | None = None, steps: int | None = N
     return trainer.prior, summary
 
 
-def get(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0) -> PatchPrior:
-    """The stored prior, trained first if it is not there yet."""
+def get(name: str, net: str, *, data: str | None = None, steps: int | None = None,
+        seed: int = 0) -> PatchPrior | TVPrior:
+    """The stored prior, trained first if it is not there yet (``tv_prior``: a :class:`TVPrior`)."""
     prior = load(name, net)
     if prior is None:
         print(f"prior '{name}' for {net} not found in {folder(net, name)}: training it now", flush=True)

@@ -14,9 +14,18 @@ inference, or with explicit masks for ensembles); ``channelwise`` (an independen
 over patches and divided by C·K, as the thesis); ``separable`` (W[c, p, k] = Σ_m D[p, c, m]·P[c·M + m, k], depthwise
 then pointwise, unwhitened data).
 
+Dropout masks (spec §4.4: ``tf.nn.dropout(W, keep_prob=0.5, noise_shape=[1, K], seed=42)``) are stateless draws keyed
+by (42, step): TF1's seeded op drew a fresh mask at every run of the graph, so training draws one per training step
+and inference one per optimisation step (``energy(x, step=t)``; :class:`~tfrestore.priors.PriorTerm` passes the
+engine's step). Keyed by the step, a resumed run sees the masks the uninterrupted one would.
+
 Score matching (Hyvärinen 2005) on whitened samples, per sample t:
     j_t = Σ_k α_k g′(y_kt) + ½ (α ⊙ g_t)ᵀ (WᵀW) (α ⊙ g_t) = Σ_k α_k g′(y_kt) + ½ ‖W (α ⊙ g_t)‖²,   J = mean_t j_t
-with g = −ρ′. ``legacy_broadcast=True`` gives the thesis code's first term (Σ_k α_k)·(Σ_l g′(y_lt)).
+with g = −ρ′. With a dropout mask m the model's filters are w̃_k = m_k·w_k, so ‖w̃_k‖² = m_k² and
+    j_t = Σ_k α_k m_k² g′(m_k y_kt) + ½ ‖W (α ⊙ m ⊙ g(m ⊙ y_t))‖²
+(a dropped column contributes nothing). ``legacy_broadcast=True`` gives the thesis code's first term
+(Σ_k α_k)·(Σ_l g′(ỹ_lt)) on the masked responses ỹ = m ⊙ y (spec §9 item 2), where a dropped column adds
+(Σ α)·g′(0) = −Σ α and so rewards large α.
 """
 from __future__ import annotations
 
@@ -34,6 +43,14 @@ from .whitening import Normalisation, Whitening, check_modes
 
 EXPERTS = ("student", "logistic")
 KINDS = ("full", "dropout", "channelwise", "separable")
+INIT_A_STD, INIT_W_STD = 1.0, 1e-3   # a ~ N(0, 1) (α = softplus(a)), W ~ N(0, 0.001) before normalisation (§3)
+DROPOUT_KEEP = 0.5           # keep probability of a component column (spec §4.4)
+DROPOUT_SEED = 42            # the thesis' op seed: masks are keyed by (DROPOUT_SEED, step)
+
+
+def dropout_seed(step) -> tf.Tensor:
+    """The stateless seed [2] of the dropout mask at ``step`` (a training or optimisation step)."""
+    return tf.stack([tf.constant(DROPOUT_SEED, tf.int32), tf.cast(step, tf.int32)])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,21 +131,21 @@ class PatchPrior(keras.Model):
             c, p, nw = cfg.channels, cfg.positions, cfg.n_white
             wh = np.stack([w.whiten for w in whitening]) if whitening else np.tile(np.eye(nw, p), (c, 1, 1))
             self.whiten = self._const("whiten", wh)
-            self.a = self._var("a", rng.normal(0, 1, (c, k)))
-            self.w = self._var("w", rng.normal(0, 1e-3, (c, nw, k)))
+            self.a = self._var("a", rng.normal(0, INIT_A_STD, (c, k)))
+            self.w = self._var("w", rng.normal(0, INIT_W_STD, (c, nw, k)))
         elif cfg.kind == "separable":
             cd = 1 if cfg.shared_depthwise else cfg.channels
             self.whiten = self._const("whiten", np.eye(d))
             self.depthwise = self._var("depthwise", rng.normal(0, 0.1, (cfg.patch, cfg.patch, cd, cfg.dim_multiplier)))
             self.pointwise = self._var("pointwise", rng.normal(0, 0.1, (cfg.channels * cfg.dim_multiplier, k)))
-            self.a = self._var("a", rng.normal(0, 1, (k,)))
+            self.a = self._var("a", rng.normal(0, INIT_A_STD, (k,)))
         else:
             wh = whitening.whiten if whitening is not None else np.eye(cfg.n_white, d)
             if wh.shape != (cfg.n_white, d):
                 raise ValueError(f"whitening has shape {wh.shape}, the prior needs ({cfg.n_white}, {d})")
             self.whiten = self._const("whiten", wh)
-            self.a = self._var("a", rng.normal(0, 1, (k,)))
-            self.w = self._var("w", rng.normal(0, 1e-3, (cfg.n_white, k)))
+            self.a = self._var("a", rng.normal(0, INIT_A_STD, (k,)))
+            self.w = self._var("w", rng.normal(0, INIT_W_STD, (cfg.n_white, k)))
         self.unwhiten = None
         if whitening is not None and not isinstance(whitening, list):
             self.unwhiten = self._const("unwhiten", whitening.unwhiten)
@@ -160,9 +177,10 @@ class PatchPrior(keras.Model):
         return w / tf.norm(w, axis=-2, keepdims=True)
 
     def dropout_mask(self, seed) -> tf.Tensor:
-        """[K] keep-0.5 column mask with survivors ×2 (stateless in ``seed``)."""
-        keep = tf.random.stateless_uniform([self.config.components], seed=seed) < 0.5
-        return tf.cast(keep, tf.float32) * 2.0
+        """[K] keep-0.5 column mask with survivors ×1/keep = ×2 (stateless in the seed pair ``seed``; the
+        thesis' masks: ``seed=dropout_seed(step)``)."""
+        keep = tf.random.stateless_uniform([self.config.components], seed=seed) < DROPOUT_KEEP
+        return tf.cast(keep, tf.float32) / DROPOUT_KEEP
 
     def mixing(self, mask=None) -> tf.Tensor:
         """M = whitenᵀ·W: filters on normalised patches, [D, K] (times a column mask [K] or [E, K] → [E, D, K])."""
@@ -177,10 +195,15 @@ class PatchPrior(keras.Model):
         """Σ_k α_k ρ(y_k) over the last axis."""
         return tf.reduce_sum(self.alpha() * rho(y, self.config.expert), axis=-1)
 
+    def _reflect_pad(self, x):
+        """The map padded by reflection, (p−1)//2 before and p//2 after, so that every pixel owns a patch."""
+        p = self.config.patch
+        return tf.pad(x, [[0, 0], [(p - 1) // 2, p // 2], [(p - 1) // 2, p // 2], [0, 0]], mode="REFLECT")
+
     def _patches(self, x):
         """Every pixel's patch of the reflect-padded map: [N, H, W, C·P] in (c, h, w) order."""
         p = self.config.patch
-        x = tf.pad(x, [[0, 0], [(p - 1) // 2, p // 2], [(p - 1) // 2, p // 2], [0, 0]], mode="REFLECT")
+        x = self._reflect_pad(x)
         pt = tf.image.extract_patches(x, [1, p, p, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID")   # (h, w, c) order
         shape = tf.shape(pt)
         pt = tf.reshape(pt, [shape[0], shape[1], shape[2], p, p, self.config.channels])
@@ -205,19 +228,25 @@ class PatchPrior(keras.Model):
         cfg = self.config
         return cfg.kind != "channelwise" and cfg.mean_mode in ("gc", "gf") and cfg.sdev_mode in ("gc", "gf")
 
-    def energy(self, x, mask=None, path: str = "auto") -> tf.Tensor:
+    def _foldable(self) -> bool:
+        """The normalisation is one affine map of each feature (no per-patch statistics): it folds into filters."""
+        return self.config.mean_mode in ("gc", "gf", "none") and self.config.sdev_mode != "lf"
+
+    def energy(self, x, mask=None, path: str = "auto", step=0) -> tf.Tensor:
         """[N] prior energy of maps x [N, H, W, C] (the mean patch energy; channel-wise: see the module doc).
 
-        ``mask``: a component mask [K] or an ensemble of masks [E, K] (dropout kind; then [E, N]). ``path``:
-        ``"auto"`` (VALID convolution for global normalisation, reflect-padded patches otherwise), ``"conv"`` or
-        ``"patches"``.
+        ``mask``: a component mask [K] or an ensemble of masks [E, K] (dropout kind; then [E, N]). Without one, a
+        dropout prior with ``dropout_test`` uses the thesis' mask of optimisation step ``step`` (seed (42, step)).
+        ``path``: ``"auto"`` (VALID convolution for global normalisation, reflect-padded patches otherwise;
+        channel-wise priors: always reflect-padded, computed by convolution where the normalisation folds into
+        it), ``"conv"`` or ``"patches"``.
         """
         cfg = self.config
         x = tf.convert_to_tensor(x, tf.float32)
         if cfg.kind == "channelwise":
-            return self._channelwise_energy(x)
+            return self._channelwise_energy(x, path)
         if mask is None and cfg.kind == "dropout" and cfg.dropout_test:
-            mask = self.dropout_mask(tf.random.uniform([2], 0, 2 ** 30, tf.int32))
+            mask = self.dropout_mask(dropout_seed(step))
         m = self.mixing(mask)                                 # [D, K] or [E, D, K]
         use_conv = self._global() if path == "auto" else path == "conv"
         if use_conv:
@@ -241,19 +270,34 @@ class PatchPrior(keras.Model):
             return tf.stack([one(folded[e], bias[e]) for e in range(folded.shape[0])])
         return one(folded, bias)
 
-    def _channelwise_energy(self, x):
+    def _channelwise_energy(self, x, path: str = "auto"):
+        """Every pixel's reflect-padded patch, per channel: by a depthwise convolution with the normalisation
+        folded into kernel and bias (``"auto"`` when it folds: the same numbers as gathering the C·P-feature
+        patches, far cheaper for C = 96), else (``"patches"``, per-patch modes) by gathering them."""
         cfg = self.config
-        pt = self._normalise(self._patches(x))               # [N, H, W, C·P]
-        s = tf.shape(pt)
-        pt = tf.reshape(pt, [s[0], s[1], s[2], cfg.channels, cfg.positions])
-        y = tf.einsum("nhwcp,cfp,cfk->nhwck", pt, self.whiten, self.filters())
+        c, p, k = cfg.channels, cfg.patch, cfg.components
+        mixing = tf.einsum("cfp,cfk->cpk", self.whiten, self.filters())   # per channel M_c = whiten_cᵀ W_c
+        if path == "conv" and not self._foldable():
+            raise ValueError("the convolution path needs per-feature normalisation (mean gc / gf / none, sdev not lf)")
+        if path == "patches" or not self._foldable():
+            pt = self._normalise(self._patches(x))               # [N, H, W, C·P]
+            s = tf.shape(pt)
+            y = tf.einsum("nhwcp,cpk->nhwck", tf.reshape(pt, [s[0], s[1], s[2], c, cfg.positions]), mixing)
+        else:
+            mean, sdev = tf.reshape(self.mean, [c, -1]), tf.reshape(self.sdev, [c, -1])
+            kernel = tf.transpose(tf.reshape(mixing / sdev[..., None], [c, p, p, k]), [1, 2, 0, 3])  # [p, p, C, K]
+            y = tf.nn.depthwise_conv2d(self._reflect_pad(x), kernel, [1, 1, 1, 1], "VALID")         # [N, H, W, C·K]
+            s = tf.shape(y)
+            y = tf.reshape(y, [s[0], s[1], s[2], c, k]) - tf.einsum("cp,cpk->ck", mean / sdev, mixing)
         e = self.alpha() * rho(y, cfg.expert)               # [N, H, W, C, K]
         return tf.reduce_sum(e, axis=[1, 2, 3, 4]) / float(cfg.channels * cfg.components)
 
     # ---- score matching -----------------------------------------------------------------------------------------
-    def score_matching_terms(self, xw, legacy_broadcast: bool = False, dropout_seed=None) -> tf.Tensor:
+    def score_matching_terms(self, xw, legacy_broadcast: bool = False, mask=None) -> tf.Tensor:
         """Per-sample score-matching objective j_t ([T]) on whitened samples [T, n_white] (channel-wise:
-        [T, C, n_fpc], summed over channels)."""
+        [T, C, n_fpc], summed over channels). ``mask``: a [K] column mask (e.g. ``dropout_mask(dropout_seed(t))``):
+        the objective of the masked model (module doc). ``legacy_broadcast``: the thesis' first term (spec §9
+        item 2)."""
         cfg = self.config
         xw = tf.convert_to_tensor(xw, tf.float32)
         w, alpha = self.filters(), self.alpha()
@@ -263,18 +307,19 @@ class PatchPrior(keras.Model):
             first = tf.reduce_sum(alpha * g_prime(y, cfg.expert), axis=-1)
             score = tf.einsum("cfk,tck->tcf", w, ag)                              # ψ = W(α ⊙ g): [T, C, n_fpc]
             return tf.reduce_sum(first + 0.5 * tf.reduce_sum(tf.square(score), axis=-1), axis=-1)
-        if dropout_seed is not None:
-            w = w * self.dropout_mask(dropout_seed)
-        y = tf.matmul(xw, w)                                                      # [T, K]
+        # a dropout mask m scales the columns: w̃_k = m_k w_k, responses m_k y_k, ‖w̃_k‖² = m_k² (1 unmasked)
+        m = tf.ones_like(alpha) if mask is None else tf.convert_to_tensor(mask, tf.float32)
+        y = tf.matmul(xw, w) * m                                                  # [T, K] masked responses
         gp = g_prime(y, cfg.expert)
         first = (tf.reduce_sum(alpha) * tf.reduce_sum(gp, axis=-1) if legacy_broadcast
-                 else tf.reduce_sum(alpha * gp, axis=-1))
-        # ½ (α⊙g)ᵀ WᵀW (α⊙g) = ½ ‖W (α⊙g)‖²: the score ψ(x) = W(α⊙g) costs T·n_white·K, not n_white·K²
-        score = tf.matmul(alpha * g(y, cfg.expert), w, transpose_b=True)          # [T, n_white]
+                 else tf.reduce_sum(alpha * tf.square(m) * gp, axis=-1))
+        # ½ (α⊙g)ᵀ W̃ᵀW̃ (α⊙g) = ½ ‖W̃ (α⊙g)‖²: the score ψ(x) = W̃(α⊙g) costs T·n_white·K, not n_white·K²
+        score = tf.matmul(alpha * m * g(y, cfg.expert), w, transpose_b=True)      # [T, n_white]
         return first + 0.5 * tf.reduce_sum(tf.square(score), axis=-1)
 
-    def score_matching_loss(self, xw, legacy_broadcast: bool = False) -> tf.Tensor:
-        return tf.reduce_mean(self.score_matching_terms(xw, legacy_broadcast))
+    def score_matching_loss(self, xw, legacy_broadcast: bool = False, mask=None) -> tf.Tensor:
+        """The mean of :meth:`score_matching_terms` over the samples."""
+        return tf.reduce_mean(self.score_matching_terms(xw, legacy_broadcast, mask))
 
     def whiten_patches(self, normalised: np.ndarray) -> np.ndarray:
         """Normalised [T, C·P] patches → the training space ([T, n_white]; channel-wise [T, C, n_fpc])."""

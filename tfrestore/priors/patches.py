@@ -66,7 +66,8 @@ def _sample(maps, per_image: int, patch: int, rng, legacy_offsets: bool):
             raise ValueError(f"a {h}×{w} map has no {patch}×{patch} patch")
         hi_y, hi_x = (h - patch, w - patch) if legacy_offsets else (h - patch + 1, w - patch + 1)
         ys, xs = rng.integers(0, max(hi_y, 1), per_image), rng.integers(0, max(hi_x, 1), per_image)
-        out.append(np.stack([m[y:y + patch, x:x + patch].transpose(2, 0, 1).reshape(-1) for y, x in zip(ys, xs)]))
+        windows = np.lib.stride_tricks.sliding_window_view(m, (patch, patch), axis=(0, 1))   # [y, x, C, p, p]
+        out.append(windows[ys, xs].reshape(per_image, -1))
     return np.stack(out)
 
 

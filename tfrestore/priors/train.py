@@ -6,9 +6,10 @@ the gradients are all-reduced, then clipped by value (as on one device) and appl
 
 Batches are sequential slices of the whitened training set with wrap-around (the thesis' memmap walk), chosen by
 the step number alone; with Adam's state and the step in the checkpoint a resumed training ends where the
-uninterrupted one would. Learning-rate breakpoints apply **before** the step they name (the thesis' prior
-training; the inversion engine applies them after). Blocks of ``val_every`` steps run compiled; after each block
-the validation loss is computed, logged (TensorBoard, progress line) and, with ``stop_on_overfit``, checked.
+uninterrupted one would. Learning-rate breakpoints apply **before** the step they name, steps counted from 1 as
+the thesis' prior training counts them (:func:`learning_rates`; the inversion engine applies them after). Blocks
+of ``val_every`` steps run compiled; after each block the validation loss is computed, logged (TensorBoard,
+progress line) and, with ``stop_on_overfit``, checked.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import files
-from .model import PatchPrior, PriorConfig
+from .model import PatchPrior, PriorConfig, dropout_seed
 from .patches import Prepared
 
 
@@ -50,13 +51,18 @@ class TrainConfig:
 
 
 def learning_rates(breakpoints: Sequence[tuple[int, float]], steps: int) -> np.ndarray:
-    """Per-step learning rate: the breakpoint with the largest step ≤ t (breakpoints sorted by step)."""
-    lr = np.zeros(steps, np.float32)
-    bps = sorted(breakpoints)
+    """Per-step learning rate [steps] (index t: the thesis' step count t + 1), as the thesis' training loop sets it:
+    before step ``count`` (1, 2, …) the next breakpoint (s, lr) with s ≤ count takes effect, one per step — so
+    (0, lr) from the first step and (10000, lr) from the 10,000th. Breakpoints are sorted by step first (spec §9
+    item 7)."""
+    bps = sorted(breakpoints, key=lambda b: b[0])        # by step; entries at the same step keep their order
     if not bps or bps[0][0] > 0:
         raise ValueError("the breakpoints must start at step 0")
-    for s, v in bps:
-        lr[s:] = v
+    lr, nxt, current = np.zeros(steps, np.float32), 0, bps[0][1]
+    for count in range(1, steps + 1):
+        if nxt < len(bps) and bps[nxt][0] <= count:
+            current, nxt = bps[nxt][1], nxt + 1
+        lr[count - 1] = current
     return lr
 
 
@@ -80,10 +86,10 @@ class PriorTrainer:
 
     # ---- the distributed step ------------------------------------------------------------------------------
     def _terms(self, batch, t):
-        seed = tf.stack([tf.constant(self.seed, tf.int64), t]) if (
+        # dropout training: the thesis' seeded op, a fresh mask per step keyed by (42, t) (spec §4.4)
+        mask = self.prior.dropout_mask(dropout_seed(t)) if (
             self.cfg.kind == "dropout" and self.cfg.dropout_train) else None
-        terms = self.prior.score_matching_terms(batch, self.train_cfg.legacy_broadcast,
-                                                dropout_seed=None if seed is None else tf.cast(seed, tf.int32))
+        terms = self.prior.score_matching_terms(batch, self.train_cfg.legacy_broadcast, mask=mask)
         if self.train_cfg.legacy_channelwise_student_norm and self.cfg.kind == "channelwise" \
                 and self.cfg.expert == "student":
             terms = terms * float(self.train_cfg.batch) / self.cfg.channels
