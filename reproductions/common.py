@@ -11,7 +11,7 @@ import numpy as np
 from tfrestore import data, files, nets
 from tfrestore import optim as optimizers
 from tfrestore.engine import Optimization, Problem, Result
-from tfrestore.inversion import Extractors, evaluate, table, write_outputs
+from tfrestore.inversion import Extractors, evaluate, summarise, table, write_outputs
 
 
 @dataclasses.dataclass
@@ -85,6 +85,17 @@ def _merged(parts: Sequence[Problem]) -> Problem:
                                x0=np.concatenate([p.x0 for p in parts]), masks=masks, settings=settings)
 
 
+def conditions(problem: Problem) -> list[str]:
+    """A name per problem for what it was run under: its layer and every per-problem setting that varies across
+    the run (λTV, β, mask, C, …). Problems with the same name differ only by restart or image — the groups the
+    protocols average over (:func:`tfrestore.inversion.summarise`)."""
+    n = len(problem.labels)
+    varying = {k: v for k, v in problem.settings.items()
+               if isinstance(v, (list, tuple)) and len(v) == n and len({repr(x) for x in v}) > 1}
+    return [" ".join([problem.layers[i]] + [f"{k}={v[i]:g}" if isinstance(v[i], float) else f"{k}={v[i]}"
+                                            for k, v in varying.items()]) for i in range(n)]
+
+
 def optimise(problem: Problem | Sequence[Problem], s: Setup, *, image_rgb: np.ndarray, config: dict, title: str,
              log_every: int, resume: bool = False, jit_compile: bool = False, progress: bool = True) -> dict:
     """Optimise a reproduction's problem as one batched run — or several batches (a list of problems, e.g. one
@@ -109,11 +120,13 @@ def optimise(problem: Problem | Sequence[Problem], s: Setup, *, image_rgb: np.nd
         canvases.append(run.param.image().numpy())
     result = results[0] if len(results) == 1 else Result.concatenate(results)
     rows = evaluate(s.extractors, s.net, whole.layers, whole.x0, result.images, whole.masks)
-    text = table(rows, whole.labels, s.net, s.weights)
+    summary = summarise(rows, conditions(whole))
+    text = table(rows, whole.labels, s.net, s.weights, summary=summary)
     print(text, flush=True)
     originals = np.repeat(image_rgb[None], len(whole.labels), 0)
     title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
-    write_outputs(s.out, result, whole.labels, originals, nets.mean_rgb(s.net), rows, config, title, text)
+    write_outputs(s.out, result, whole.labels, originals, nets.mean_rgb(s.net), rows, config, title, text,
+                  summary=summary)
     files.save_npy(s.out / "canvas.npy", np.concatenate(canvases))   # the whole variable: a later phase starts here
     print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(whole.labels)} problems "
           f"in {len(parts)} graph{'s' if len(parts) > 1 else ''}); outputs in {s.out} (figure.png, metrics.json); "

@@ -8,6 +8,10 @@ optimised as x = σ·x̃ with heavy-ball momentum 0.9 on x̃ (identical to the o
 momentum zeroed at every learning-rate change, 400 steps (0.004 ×100, 0.0004 ×200, 0.00004 ×100), random Gaussian
 initialisation of total norm σ, no clipping. Constants and tables: ``shared/spec/mv2015.md``.
 
+Each CNN figure of ``experiment_cnn.m`` is one experiment (:data:`FIGURES`: layers, restarts, λTV, β, masks,
+schedule, and the images the paper used — recorded, since tfrestore runs ``--image``); Fig. 7 (``restarts``: pool5,
+relu6, relu7, fc8 with their own λTV) and Fig. 11 (``diversity``: pool5 at λTV 100) are separate experiments.
+
 Deviations that cannot be avoided here: the original subtracted CaffeNet's full mean *image*; tfrestore subtracts
 its per-channel mean colour (the mean image is not shipped). Images are the embedded sample photos unless
 ``--image`` points at the ILSVRC validation JPEGs the paper used.
@@ -15,6 +19,7 @@ its per-channel mean colour (the mean image is not shipped). Images are the embe
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +39,8 @@ SIGMA = 27098.11571533        # experiments/x0_sigma.mat
 LAMBDA_L2 = 8e-10             # code constant; paper λ_α = (λL2/2)·σ⁴ ≈ 2.16e8
 ALPHA = 6
 MOMENTUM = 0.9
+RESET_MOMENTUM_ON_LR_CHANGE = True   # m ← 0 whenever the learning rate changes, including at iteration 1
+GRADIENT_CLIP = None          # the 2015 code neither clips nor bounds x
 SCHEDULE = optimizers.Schedule([optimizers.Stage(100, 0.004), optimizers.Stage(200, 0.0004),
                                 optimizers.Stage(100, 0.00004)])
 NEIGHBOURHOOD_SCHEDULE = optimizers.Schedule([optimizers.Stage(200, 0.0004), optimizers.Stage(200, 0.00004),
@@ -48,32 +55,47 @@ LAMBDA_TV_BY_GROUP = (1.0, 10.0, 100.0)
 @dataclasses.dataclass(frozen=True)
 class Figure:
     """One figure of experiment_cnn.m: its layers (M&V 1-based indices; other nets use their figure layers),
-    restarts, λTV (None: the per-layer table; several: one problem each), TV β values, the data-term mask kinds
-    and the schedule."""
+    restarts, λTV (None: the per-layer table; several: one problem each; ``lambda_tv_by_layer``: one per figure
+    layer, aligned with ``layers``), TV β values, the data-term mask kinds, the schedule, and the images the paper
+    used (a record: tfrestore runs ``--image``)."""
     description: str
     layers: tuple[int, ...]
     repeats: int = 1
     lambda_tv: tuple[float, ...] | None = None
+    lambda_tv_by_layer: tuple[float, ...] | None = None
     beta: tuple[float, ...] = (2,)
     mask: tuple[str | None, ...] = (None,)
     schedule: optimizers.Schedule = SCHEDULE
+    paper_images: tuple[str, ...] = ()
 
 
+_VAL = "ILSVRC2012_val_{:08d}".format
 FIGURES = {
-    "layers": Figure("Fig. 6: all 20 layers, one reconstruction each, λTV table", tuple(range(1, 21))),
-    "teaser": Figure("Fig. 1: fc8 (l20), 6 reconstructions, λTV 100", (20,), repeats=6, lambda_tv=(100.0,)),
+    "layers": Figure("Fig. 6: all 20 layers, one reconstruction each, λTV table", tuple(range(1, 21)),
+                     paper_images=(_VAL(13),)),
+    "teaser": Figure("Fig. 1: fc8 (l20), 6 reconstructions, λTV 100", (20,), repeats=6, lambda_tv=(100.0,),
+                     paper_images=(_VAL(24),)),
     "beta": Figure("Fig. 2: norm/pool layer l4, λTV 100, TV β = 1 versus β = 2", (4,), lambda_tv=(100.0,),
-                   beta=(1, 2)),
-    "lambda": Figure("Fig. 8: fc8, λTV ∈ {1, 10, 100}", (20,), lambda_tv=(1.0, 10.0, 100.0)),
-    "diversity": Figure("Fig. 7/11: pool5 (l15), 6 restarts, λTV 100", (15,), repeats=6, lambda_tv=(100.0,)),
+                   beta=(1, 2), paper_images=(_VAL(43),)),
+    "restarts": Figure("Fig. 7: pool5 (λTV 1), relu6 (λTV 10), relu7 and fc8 (λTV 100), 6 reconstructions each",
+                       (15, 17, 19, 20), repeats=6, lambda_tv_by_layer=(1.0, 10.0, 100.0, 100.0),
+                       paper_images=(_VAL(43), "stock_abstract.jpg")),
+    "lambda": Figure("Fig. 8: fc8, λTV ∈ {1, 10, 100}", (20,), lambda_tv=(1.0, 10.0, 100.0),
+                     paper_images=(_VAL(43),)),
     "neighbourhood": Figure("Fig. 9: data term on a 5×5 window of code positions, l1–l15, λTV 100, 600 steps",
                             tuple(range(1, 16)), lambda_tv=(100.0,), mask=("neigh5",),
-                            schedule=NEIGHBOURHOOD_SCHEDULE),
+                            schedule=NEIGHBOURHOOD_SCHEDULE, paper_images=(_VAL(13),)),
     "filter_groups": Figure("Fig. 10: first vs second half of the channels, l1, l4, l8, λTV 1", (1, 4, 8),
-                            lambda_tv=(1.0,), mask=("group1", "group2")),
+                            lambda_tv=(1.0,), mask=("group1", "group2"),
+                            paper_images=("stock_abstract.jpg", "stock_fish.jpg")),
+    # Fig. 11 shows one pool5 reconstruction of each of five validation images (numRepeats: experiment_init.m's 1);
+    # those images are not here, so it runs on --image.
+    "diversity": Figure("Fig. 11: pool5 (l15), λTV 100, one reconstruction (paper: val 11, 14, 18, 23, 33)", (15,),
+                        lambda_tv=(100.0,), paper_images=tuple(_VAL(i) for i in (11, 14, 18, 23, 33))),
 }
 EXPERIMENTS = {name: fig.description for name, fig in FIGURES.items()}
 DEFAULT_EXPERIMENT = "layers"
+NEIGHBOURHOOD = 5          # Fig. 9: the data term covers a 5×5 window of code positions (neigh = 5)
 
 
 def lambda_tv_for(net: str, layer: str) -> float:
@@ -82,12 +104,13 @@ def lambda_tv_for(net: str, layer: str) -> float:
 
 
 def _neigh5(shape) -> np.ndarray | None:
-    """The 5×5 window of code positions around the centre (none for an fc code: the whole code counts)."""
+    """The NEIGHBOURHOOD × NEIGHBOURHOOD window of code positions around the centre, all channels (none for an fc
+    code: the whole code counts)."""
     if len(shape) == 1:
         return None
     m = np.zeros(shape, np.float32)
-    cy, cx = shape[0] // 2, shape[1] // 2
-    m[max(cy - 2, 0):cy + 3, max(cx - 2, 0):cx + 3] = 1
+    cy, cx, half = shape[0] // 2, shape[1] // 2, NEIGHBOURHOOD // 2
+    m[max(cy - half, 0):cy + half + 1, max(cx - half, 0):cx + half + 1] = 1
     return m
 
 
@@ -113,12 +136,23 @@ def _figure_layers(net: str, fig: Figure, layers) -> list[str]:
     return nets.figure_layers(net)
 
 
+def _lambdas(net: str, fig: Figure, layer: str) -> tuple[float, ...]:
+    """The λTV values a layer runs with in a figure: the figure's per-layer value where it gives one for this
+    layer (on the AlexNets, whose M&V indices name it), else its sweep, else the per-layer table of §4."""
+    spec = nets.spec(net)
+    if fig.lambda_tv_by_layer and spec.figure_layers:
+        by_layer = {spec.matconvnet_order[i - 1]: lam for i, lam in zip(fig.layers, fig.lambda_tv_by_layer)}
+        if layer in by_layer:
+            return (by_layer[layer],)
+    return fig.lambda_tv or (lambda_tv_for(net, layer),)
+
+
 def problem(fig: Figure, *, net: str, image_rgb: np.ndarray, extractors: Extractors, layers=None, seed: int = 0,
             steps: int | None = None, optimizer: str | None = None) -> Problem:
     """The batch of one figure: a problem per (layer, λTV, β, mask, restart)."""
     rows = []
     for layer in _figure_layers(net, fig, layers):
-        lams = fig.lambda_tv or (lambda_tv_for(net, layer),)
+        lams = _lambdas(net, fig, layer)
         for lam in lams:
             for beta in fig.beta:
                 for mask in fig.mask:
@@ -140,10 +174,12 @@ def problem(fig: Figure, *, net: str, image_rgb: np.ndarray, extractors: Extract
         reg = reg + (on * lam / 2 / SIGMA ** 2) * O.tv(beta=beta)
     objective = data_term + reg + (LAMBDA_L2 / 2 / SIGMA ** 2) * O.alpha_norm(ALPHA)
     schedule = fig.schedule.scaled(steps) if steps else fig.schedule
+    momentum = optimizers.Momentum(MOMENTUM, reset_on_change=RESET_MOMENTUM_ON_LR_CHANGE, clip_value=GRADIENT_CLIP)
     return Problem(objective=objective, param=param.Pixels(param.init_mv2015(n, size, SIGMA, seed), scale=SIGMA),
-                   optimizer=common.pick_optimizer(optimizer, optimizers.Momentum(MOMENTUM, reset_on_change=True)),
+                   optimizer=common.pick_optimizer(optimizer, momentum),
                    schedule=schedule, labels=[r[0] for r in rows], layers=layer_of, x0=x0, masks=masks,
-                   settings={"lambda_tv": lam.tolist()})
+                   settings={"lambda_tv": lam.tolist(), "tv_beta": [float(r[3]) for r in rows],
+                             "mask": [r[4] for r in rows]})
 
 
 def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
@@ -163,7 +199,10 @@ def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = 
                      steps=steps, optimizer=optimizer)
              for k, group in enumerate(common.layer_groups(net, _figure_layers(net, fig, layers)))]
     config = {"paper": "mv2015", "experiment": experiment, "image": image, "sigma": SIGMA, "lambda_l2": LAMBDA_L2,
-              "alpha": ALPHA}
+              "alpha": ALPHA, "paper_images": list(fig.paper_images)}
+    if fig.paper_images and Path(image).stem not in {Path(name).stem for name in fig.paper_images}:
+        print(f"the paper's {fig.description.split(':')[0]} used {', '.join(fig.paper_images)}; this run "
+              f"inverts '{image}' (--image)", flush=True)
     print(f"schedule {parts[0].schedule}", flush=True)
     return common.optimise(parts, s, image_rgb=img, config=config, title=f"M&V 2015 {experiment} — {net}",
                            log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)

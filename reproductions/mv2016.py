@@ -2,22 +2,47 @@
 
 Energy in image space x (mean-colour-subtracted, 0–255) on a jittered canvas:
 
-    E(x) = C·‖Φ(x) − Φ0‖²/‖Φ0‖²  +  (1/HW)·Σ_uv (‖x_uv‖/B)^6  +  (1/HW)·Σ (d_w² + d_h²)/V²,   ‖x_uv‖ ≤ B+
+    E(x) = w·D(x)  +  (1/HW)·Σ_uv (‖x_uv‖/B)^6  +  (1/HW)·Σ (d_w² + d_h²)/V²,   ‖x_uv‖ ≤ B+
 
-B = 80, V = B/6.5, B+ = 160. AdaGrad-with-momentum (ρ 0.9) with η_t = H·W·LR_t, LR = 0.05·B²/6 = 53.33;
-300 jittered steps, then (inversion only) 50 steps at 0.1·LR without jitter, momentum zeroed and the squared
-gradient accumulator kept at the change. Jitter T per layer = max(round(stride/4), 1), derived from the model
-(it reproduces the spec's AlexNet and VGG16 tables). Constants: ``shared/spec/mv2016.md``.
+with the data term D = ‖Φ(x) − Φ0‖²/‖Φ0‖² weighted by C for inversion, and D = −⟨w, Φ(x)⟩ with weight 1 for
+activation maximisation and caricatures (spec mv2016.md §1.5, §5). B = 80, V = B/6.5, B+ = 160.
+AdaGrad-with-momentum (ρ 0.9) with η_t = H·W·LR_t, LR = 0.05·B²/6 = 53.33; 300 jittered steps, then (inversion
+only) 50 steps at 0.1·LR without jitter. Jitter T per layer = max(round(stride/4), 1), derived from the model (it
+reproduces the spec's AlexNet and VGG16 tables). Constants: ``shared/spec/mv2016.md``.
 
-``--optimizer=adam`` gives the thesis code's variant (Adam, lr 10.67 → 3.2 → 1.067 at steps 1000/2000 scaled to
-the run length, value clip 100, initialised from the target image) as a documented alternative.
+The stage change restarts the optimiser's state — m *and* the squared-gradient accumulator G — because the
+released inversion runs its two stages as two chained ``nnpreimage`` calls (``exp_inversion.m``, spec §4), each
+with fresh state; inside one call the code also meant to clear G (the §2 typo). ``problem(...,
+keep_accumulator=True)`` keeps G instead (spec §2 / §8's "reset m, keep G", the typo's behaviour as if both stages
+ran in one call); the choice is recorded in the run's config (``optimizer.reset_accumulator``).
+
+Activation maximisation works at any layer: the classification layer (fc8) takes category numbers, every other
+layer channel indices (``units``; one-hot at the spatial centre of the channel, spec §5).
+
+``--optimizer=adam`` runs the thesis code's variant of the inversion benchmark instead (spec §9.2–§9.4), every
+difference of §9.4 that tfrestore can reproduce:
+
+- Adam (TF1 ε 1e-8), gradients clipped by value at 100; learning rates f·(1e-2, 3e-3, 1e-3) with f = B²/α from
+  breakpoints (0, 1000, 2000) that the thesis engine applies *after* a step (step c runs at the rate of the last
+  breakpoint ≤ c − 1), 3,500 steps; every step count scales with ``--steps``.
+- Jitter: zero-pad and crop (:class:`tfrestore.transforms.PadCropJitter`, offsets {0…t} with the thesis' per-layer
+  t table), switched off after step 2,750. The thesis padded its RGB image with zeros, i.e. black.
+- Data term C·Σ(Φ0 − Φ(x))²/Σ(Φ0·Φ(x)) (``NormedMSELoss``; C: the thesis' per-layer table, or the C sweep).
+- Initialisation: the target image itself, as the un-jittered window reads it.
+- SoftRange: (1/(HW·B^α))·Σ_uv ‖y_uv − ȳ‖^α on the thesis' normalised input y = RGB − the thesis' network mean
+  (scalar 114.799 for AlexNet, the RGB vector for VGG), ȳ the scalar mean of y over all axes; TV as above.
+- Range: every pixel pulled back into the radius-160 ball around μ_RGB = (123.68, 116.779, 103.939), for AlexNet
+  too.
+What it cannot reproduce: the thesis' network (TF AlexNet with scalar mean and SAME conv1 in its partial build) and
+its min–max-stretched PNG scoring; tfrestore uses the registry's nets.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from tfrestore import data, nets
 from tfrestore import objectives as O
@@ -35,9 +60,12 @@ V = B / 6.5
 LR = 0.05 * B ** 2 / ALPHA               # 53.33; the step used is η_t = H·W·LR_t
 RHO = 0.9
 JITTER_STEPS, PLAIN_STEPS = 300, 50
+PLAIN_LR_FACTOR = 0.1                    # the second (inversion) stage runs at 0.1·LR
+RESET_ACCUMULATOR_AT_STAGE_CHANGE = True   # two chained nnpreimage calls (exp_inversion.m, §4): fresh G and m
 C_SWEEP = (1.0, 20.0, 100.0, 300.0)
+LOG_EVERY = 20                           # iterates saved every 20 iterations (§3)
 
-# The thesis code's one-C-per-layer choice (third-party, spec §6.1/§6.2; the paper sweeps C), by net family.
+# The thesis code's one-C-per-layer choice (third-party, spec §6.1/§6.2/§9.3; the paper sweeps C), by net family.
 # Layers not listed (pool5 onward) get 1.
 _ALEX_300 = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3")
 _VGG_300 = tuple(f"{k}{b}_{i}" for b in range(1, 5) for i in range(1, 4) for k in ("conv", "relu")) + \
@@ -47,21 +75,91 @@ C_TABLES = {
     "vgg": {**dict.fromkeys(_VGG_300, 300.0), **dict.fromkeys(("pool4", "conv5_1", "relu5_1"), 100.0),
             **dict.fromkeys(("conv5_2", "relu5_2", "conv5_3", "relu5_3"), 20.0)},
 }
-# fc8 units of the paper's activation-maximisation figure
+# Default layers per experiment and net family. Caricatures: conv5 and fc8 on the AlexNets, VGG16 layers 29 and 36
+# (conv5_3, fc8) in exp_enhance.m (§6.2).
+CARICATURE_LAYERS = {"alexnet": ("conv5", "fc8"), "vgg": ("conv5_3", "fc8")}
+MAXIMIZATION_LAYERS = {"alexnet": ("fc8",), "vgg": ("fc8",)}
+C_SWEEP_LAYERS = {"alexnet": ("pool5",), "vgg": ("pool5",)}
+# fc8 units of the paper's activation-maximisation figure (exp_all.m)
 CATEGORIES = {"black swan": 100, "goose": 99, "tree frog": 31, "cheeseburger": 933, "coffee mug": 504,
               "comic book": 917, "vending machine": 886}
+MAXIMIZATION_CHANNELS = tuple(range(len(CATEGORIES)))   # default channels at any other layer
+# w = one-hot × (10000/rf²)/(number of filters)/max_k (§5); one filter per image here (no 25-filter lattice yet)
+NEURON_SCALE, FILTERS_PER_IMAGE = 10000.0, 1
+
+# ---- the thesis code's variant (--optimizer=adam; spec §9.2–§9.4) -------------------------------------------------
+THESIS_OPTIMIZER = "adam"
+THESIS_STEPS = 3500
+THESIS_LR_FACTOR = B ** 2 / ALPHA        # f = 1066.67
+THESIS_LR_BREAKPOINTS = ((0, 1e-2), (1000, 3e-3), (2000, 1e-3))   # (iteration, lr / f), applied after a step
+THESIS_JITTER_STOP = 2750                # steps 1 … 2,750 jittered
+THESIS_GRAD_CLIP = 100.0
+THESIS_ADAM_EPSILON = 1e-8               # tf.train.AdamOptimizer's default
+THESIS_DATA_NORMALISATION = "dot"        # NormedMSELoss: Σ(t − r)²/Σ(t·r) (§9.1)
+THESIS_RANGE_CENTRE = (123.68, 116.779, 103.939)                  # μ_RGB, for AlexNet too
+THESIS_NETWORK_MEAN = {"alexnet": (114.799,) * 3, "vgg": THESIS_RANGE_CENTRE}   # NormModule offsets, RGB
+# get_jitter_and_mse_weight's jitter t (offsets 0…t): (first layer of a run of layers, t), in forward order
+THESIS_JITTER_T = {"alexnet": (("conv1", 1), ("pool1", 2), ("pool2", 4), ("pool5", 8)),
+                   "vgg": (("conv1_1", 0), ("pool2", 1), ("pool3", 2), ("pool4", 4), ("pool5", 8))}
 
 
 def c_for(net: str, layer: str) -> float:
+    """The thesis' per-layer inversion constant C."""
     return C_TABLES.get(nets.spec(net).family, {}).get(layer, 1.0)
 
 
-# ---- the three data terms: (net, layers, extractors, x0, image) -> (objective, labels, layer per problem) -------
+def thesis_jitter_t(net: str, layer: str) -> int:
+    """The thesis' jitter t of a layer: the value of the last run of layers that starts at or before it."""
+    family = nets.spec(net).family
+    if family not in THESIS_JITTER_T:
+        raise ValueError(f"the thesis variant (--optimizer={THESIS_OPTIMIZER}) has jitter tables for the "
+                         f"{' and '.join(THESIS_JITTER_T)} families, not for {net} ({family}); use another optimizer")
+    order = nets.layer_names(net)
+    position = order.index(layer)
+    return [t for start, t in THESIS_JITTER_T[family] if order.index(start) <= position][-1]
 
-def _inversion(net, layers, extractors, x0_one, image_rgb, raw_target=False):
-    x0 = np.repeat(x0_one, len(layers), axis=0)
-    data_term, _ = feature_objective(extractors, net, layers, x0)
-    return data_term, list(layers), list(layers)
+
+class ThesisSoftRange(O.Term):
+    """The thesis' SoftRangeLoss with its weight: (1/(HW·B^α))·Σ_uv (Σ_c (y_uvc − ȳ)²)^{α/2}, where
+    y = canvas + ``offset`` is the thesis' NormModule output (RGB − its network mean; ``offset`` maps tfrestore's
+    image space there) and ȳ is the scalar mean of y over pixels and channels (spec mv2016.md §9.1, §9.3)."""
+
+    def __init__(self, alpha: float, bound: float, offset):
+        self.alpha, self.bound, self.name = alpha, bound, f"soft_range{alpha:g}"
+        self.offset = tf.constant(offset, tf.float32)
+        super().__init__()
+
+    def value(self, ctx):
+        y = ctx.canvas + self.offset
+        y = y - tf.reduce_mean(y, axis=[1, 2, 3], keepdims=True)
+        n2 = tf.reduce_sum(tf.square(y / self.bound), axis=-1)
+        return tf.reduce_mean(tf.pow(n2, self.alpha / 2), axis=[1, 2])
+
+
+# ---- the three data terms ---------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What a data term is built from: the net, one layer per requested problem (maximisation: per layer), the
+    extractors, the image (image space [1, H, W, 3] and RGB), the units to maximise, whether the caricature's
+    target is the raw image (exp_enhance.m's quirk) and the inversion's normalisation."""
+    net: str
+    layers: tuple[str, ...]
+    extractors: Extractors
+    x0: np.ndarray
+    image_rgb: np.ndarray
+    units: tuple[int, ...] | None = None
+    raw_target: bool = False
+    normalise: bool | str = True
+
+
+DataTerm = tuple[O.Objective, list[str], list[str]]      # (objective, labels, layer per problem)
+
+
+def _inversion(inp: Inputs) -> DataTerm:
+    x0 = np.repeat(inp.x0, len(inp.layers), axis=0)
+    term, _ = feature_objective(inp.extractors, inp.net, inp.layers, x0, normalise=inp.normalise)
+    return term, list(inp.layers), list(inp.layers)
 
 
 def _max_response(extractors, net, layer, size) -> np.ndarray:
@@ -71,41 +169,66 @@ def _max_response(extractors, net, layer, size) -> np.ndarray:
     return np.maximum(f.max(axis=tuple(range(f.ndim - 1))), 1e-3)
 
 
-def _maximization(net, layers, extractors, x0_one, image_rgb, raw_target=False):
-    layer = layers[0]
-    shape = extractors(layer).output[layer].shape[1:]
-    w = np.zeros((len(CATEGORIES),) + tuple(shape), np.float32)
-    for j, unit in enumerate(CATEGORIES.values()):
-        if len(shape) == 3:
-            w[j, shape[0] // 2, shape[1] // 2, unit] = 1.0
-        else:
-            w[j, unit] = 1.0
-    rf, _ = nets.receptive_field(extractors.model, layer)
-    # (10000/rf²)/(#filters)/max_k, max_k estimated on the embedded photos (ImageNet statistics are not here)
-    w *= 10000.0 / rf ** 2 / 1.0 / _max_response(extractors, net, layer, image_rgb.shape[0])
-    labels = [f"{layer}:{name}" for name in CATEGORIES]
-    return O.inner_product(extractors(layer), layer, w), labels, [layer] * len(CATEGORIES)
+def _unit_names(net: str, layer: str, units: Sequence[int] | None) -> list[tuple[int, str]]:
+    """(unit, label) pairs: category numbers at the classification layer, channel indices elsewhere."""
+    if layer == nets.spec(net).logits:
+        names = {u: name for name, u in CATEGORIES.items()}
+        return [(u, names.get(u, f"category {u}")) for u in (units or CATEGORIES.values())]
+    return [(u, f"channel {u}") for u in (units or MAXIMIZATION_CHANNELS)]
 
 
-def _caricature(net, layers, extractors, x0_one, image_rgb, raw_target=False):
+def _maximization(inp: Inputs) -> DataTerm:
+    """−⟨w, Φ(x)⟩ with w one-hot at the spatial centre of a channel (or at a unit of a vector code), scaled by
+    (10000/rf²)/(number of filters)/max_k (§5); one problem per (layer, unit)."""
+    layers = list(dict.fromkeys(inp.layers))
+    per_layer = [_unit_names(inp.net, layer, inp.units) for layer in layers]
+    n = sum(len(u) for u in per_layer)
+    parts, labels, layer_of = [], [], []
+    for layer, units in zip(layers, per_layer):
+        shape = tuple(inp.extractors(layer).output[layer].shape[1:])
+        channels = shape[-1]
+        bad = [u for u, _ in units if not 0 <= u < channels]
+        if bad:
+            what = "category numbers" if layer == nets.spec(inp.net).logits else "channel indices"
+            raise ValueError(f"units {bad} are out of range for {inp.net} {layer}, which has {channels} "
+                             f"{what} (0…{channels - 1}); pass units in that range")
+        w = np.zeros((len(units),) + shape, np.float32)
+        centre = tuple(s // 2 for s in shape[:-1])
+        for j, (u, _) in enumerate(units):
+            w[(j, *centre, u)] = 1.0
+        rf, _ = nets.receptive_field(inp.extractors.model, layer)
+        w *= NEURON_SCALE / rf ** 2 / FILTERS_PER_IMAGE / _max_response(inp.extractors, inp.net, layer,
+                                                                       inp.image_rgb.shape[0])
+        first = len(labels)
+        problems = None if len(units) == n else list(range(first, first + len(units)))
+        parts.append(O.inner_product(inp.extractors(layer), layer, w, problems=problems))
+        labels += [f"{layer}:{name}" for _, name in units]
+        layer_of += [layer] * len(units)
+    return sum(parts, 0), labels, layer_of
+
+
+def _caricature(inp: Inputs) -> DataTerm:
+    """−⟨w, Φ(x)⟩ with w = max(Φ(x0), 0)/‖max(Φ(x0), 0)‖² (§5)."""
     parts = []
-    for layer, idx in group_by_layer(layers).items():
-        src = extractors.features(net, layer, image_rgb[None].astype(np.float32) if raw_target else x0_one)
-        pos = np.maximum(src, 0)
+    source = inp.image_rgb[None].astype(np.float32) if inp.raw_target else inp.x0
+    for layer, idx in group_by_layer(inp.layers).items():
+        pos = np.maximum(inp.extractors.features(inp.net, layer, source), 0)
         w = np.repeat(pos / np.sum(pos ** 2), len(idx), axis=0)
-        parts.append(O.inner_product(extractors(layer), layer, w, problems=None if len(idx) == len(layers) else idx))
-    return sum(parts, 0), list(layers), list(layers)
+        parts.append(O.inner_product(inp.extractors(layer), layer, w,
+                                     problems=None if len(idx) == len(inp.layers) else idx))
+    return sum(parts, 0), list(inp.layers), list(inp.layers)
 
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One experiment: its data term, default layers (None: the net's figure layers), a C sweep (each layer once
-    per C) or the per-layer C table, whether the 50-step plain stage follows, and whether the canvas starts at the
-    image (caricature) or at M&V's scaled noise."""
+    """One experiment: its data term, default layers by net family (None: the net's figure layers), a C sweep (each
+    layer once per C), whether the data term is weighted by C (inversion) or by 1 (−⟨w, Φ⟩), whether the 50-step
+    plain stage follows, and whether the canvas starts at the image (caricature) or at M&V's scaled noise."""
     description: str
-    data_term: Callable
-    layers: tuple[str, ...] | None = None
+    data_term: Callable[[Inputs], DataTerm]
+    layers: Mapping[str, tuple[str, ...]] | None = None
     c_sweep: tuple[float, ...] | None = None
+    weighted_by_c: bool = True
     plain_stage: bool = False
     init_from_image: bool = False
 
@@ -113,89 +236,148 @@ class Setting:
 EXPERIMENT_SETTINGS = {
     "inversion": Setting("all 20 layers, thesis C per layer, 300 jittered + 50 plain steps", _inversion,
                          plain_stage=True),
-    "c_sweep": Setting("one layer (default pool5) with C ∈ {1, 20, 100, 300}", _inversion, layers=("pool5",),
+    "c_sweep": Setting("one layer (default pool5) with C ∈ {1, 20, 100, 300}", _inversion, layers=C_SWEEP_LAYERS,
                        c_sweep=C_SWEEP, plain_stage=True),
-    "maximization": Setting("activation maximisation of fc8 units (the paper's categories) on a canvas",
-                            _maximization, layers=("fc8",)),
-    "caricature": Setting("caricatures of conv5 / fc8 codes, initialised from the image", _caricature,
-                          layers=("conv5", "fc8"), init_from_image=True),
+    "maximization": Setting("activation maximisation: fc8 categories (the paper's), or channels of any layer",
+                            _maximization, layers=MAXIMIZATION_LAYERS, weighted_by_c=False),
+    "caricature": Setting("caricatures of conv5 / fc8 codes (VGG16: conv5_3 / fc8), initialised from the image",
+                          _caricature, layers=CARICATURE_LAYERS, weighted_by_c=False, init_from_image=True),
 }
 EXPERIMENTS = {name: s.description for name, s in EXPERIMENT_SETTINGS.items()}
 DEFAULT_EXPERIMENT = "inversion"
 
 
 def schedule(setting: Setting, steps: int | None) -> optimizers.Schedule:
+    """300 jittered steps at LR, then (inversion) 50 without jitter at 0.1·LR; scaled to ``steps``."""
     stages = [optimizers.Stage(JITTER_STEPS, LR, jitter=True)]
     if setting.plain_stage:
-        stages.append(optimizers.Stage(PLAIN_STEPS, 0.1 * LR, jitter=False))
+        stages.append(optimizers.Stage(PLAIN_STEPS, PLAIN_LR_FACTOR * LR, jitter=False))
     s = optimizers.Schedule(stages)
     return s.scaled(steps) if steps else s
 
 
-def thesis_schedule(total: int) -> optimizers.Schedule:
-    """Thesis Adam: (0: 1e-2·f), (1000: 3e-3·f), (2000: 1e-3·f) of 3,500, f = B²/α, scaled to ``total``."""
-    f = B ** 2 / ALPHA
-    base = optimizers.Schedule([optimizers.Stage(1000, 1e-2 * f), optimizers.Stage(1000, 3e-3 * f),
-                                optimizers.Stage(1500, 1e-3 * f)])
-    return base.scaled(total)
+def authors_schedule(setting: Setting, steps: int | None, size: int) -> optimizers.Schedule:
+    """:func:`schedule` with AdaGrad-momentum's step η_t = H·W·LR_t for a size × size window (§2)."""
+    return optimizers.Schedule([dataclasses.replace(st, lr=st.lr * size * size)
+                                for st in schedule(setting, steps).stages])
+
+
+def thesis_schedule(total: int | None = None) -> optimizers.Schedule:
+    """The thesis engine's schedule, scaled to ``total`` steps: step c (1-based) runs at f × the rate of the last
+    breakpoint with iteration ≤ c − 1 (``lr_lower_points`` are applied after a step, §9.2), jittered while
+    c ≤ 2,750."""
+    cuts = sorted({it for it, _ in THESIS_LR_BREAKPOINTS if it > 0} | {THESIS_JITTER_STOP, THESIS_STEPS})
+    stages, done = [], 0
+    for cut in cuts:
+        rate = [lr for it, lr in THESIS_LR_BREAKPOINTS if it <= done][-1]
+        stages.append(optimizers.Stage(cut - done, rate * THESIS_LR_FACTOR, jitter=done < THESIS_JITTER_STOP))
+        done = cut
+    s = optimizers.Schedule(stages)
+    return s.scaled(total) if total and total != s.total else s
+
+
+def default_layers(setting: Setting, net: str) -> list[str]:
+    if setting.layers is None:
+        return nets.figure_layers(net)
+    family = nets.spec(net).family
+    if family not in setting.layers:
+        raise ValueError(f"this M&V 2016 experiment has default layers for the {', '.join(setting.layers)} "
+                         f"families, not for {net} ({family}); pass --layers")
+    return list(setting.layers[family])
 
 
 def problem(setting: Setting, *, net: str, image_rgb: np.ndarray, extractors: Extractors, layers=None,
             seed: int = 0, steps: int | None = None, optimizer: str | None = None, c_values=None,
-            raw_caricature_target: bool = False) -> Problem:
-    size = image_rgb.shape[0]
-    x0_one = image_space(net, image_rgb[None])
-    chosen = common.resolve_layers(net, layers) if layers else (
-        list(setting.layers) if setting.layers else nets.figure_layers(net))
+            units: Sequence[int] | None = None, raw_caricature_target: bool = False,
+            keep_accumulator: bool = not RESET_ACCUMULATOR_AT_STAGE_CHANGE) -> Problem:
+    """The batch of one experiment: a problem per layer (per layer and C for the sweep, per layer and unit for
+    maximisation). ``units``: maximisation's category numbers (classification layer) or channel indices.
+    ``keep_accumulator``: keep AdaGrad's G at the stage change (see the module docstring).
+    ``optimizer="adam"``: the thesis variant (inversion experiments only)."""
+    chosen = common.resolve_layers(net, layers) if layers else default_layers(setting, net)
     if setting.c_sweep:
         chosen = [l for l in chosen for _ in setting.c_sweep]
-    data_term, labels, layer_of = setting.data_term(net, chosen, extractors, x0_one, image_rgb,
-                                                    raw_target=raw_caricature_target)
+    thesis = optimizer == THESIS_OPTIMIZER
+    if thesis and not setting.weighted_by_c:
+        raise ValueError(f"--optimizer={THESIS_OPTIMIZER} is the thesis' inversion benchmark (spec mv2016.md §9); "
+                         "maximisation and caricatures run M&V's AdaGrad-momentum (leave --optimizer unset)")
+    inputs = Inputs(net, tuple(chosen), extractors, image_space(net, image_rgb[None]), image_rgb,
+                    tuple(units) if units else None, raw_caricature_target,
+                    THESIS_DATA_NORMALISATION if thesis else True)
+    data_term, labels, layer_of = setting.data_term(inputs)
     n = len(layer_of)
-    if setting.c_sweep:
-        c = np.array(setting.c_sweep * (n // len(setting.c_sweep)), np.float32)
-        labels = [f"{l} C{ci:g}" for l, ci in zip(layer_of, c)]
+    settings: dict = {}
+    if setting.weighted_by_c:
+        if setting.c_sweep:
+            weight = np.array(setting.c_sweep * (n // len(setting.c_sweep)), np.float32)
+            labels = [f"{l} C{ci:g}" for l, ci in zip(layer_of, weight)]
+        else:
+            weight = np.array(c_values or [c_for(net, l) for l in layer_of], np.float32)
+        settings["C"] = weight.tolist()
     else:
-        c = np.array(c_values or [c_for(net, l) for l in layer_of], np.float32)
-    objective = c * data_term + O.bounded_range(ALPHA, B) + O.tv(BETA, mean=True, scale=V)
+        weight = np.ones(n, np.float32)
+    settings["data_weight"] = weight.tolist()
+    build = _thesis_problem if thesis else _authors_problem
+    return build(weight * data_term, net=net, image_rgb=image_rgb, layer_of=layer_of, labels=labels,
+                 extractors=extractors, setting=setting, settings=settings, seed=seed, steps=steps,
+                 optimizer=optimizer, keep_accumulator=keep_accumulator)
+
+
+def _authors_problem(data_term, *, net, image_rgb, layer_of, labels, extractors, setting, settings, seed, steps,
+                     optimizer, keep_accumulator) -> Problem:
+    """nnpreimage: canvas jitter, bounded range, AdaGrad-momentum with η = H·W·LR."""
+    n, size = len(layer_of), image_rgb.shape[0]
+    objective = data_term + O.bounded_range(ALPHA, B) + O.tv(BETA, mean=True, scale=V)
     t = np.array([nets.jitter_t(extractors.model, l) for l in layer_of])
     jitter = transforms.Jitter(size, t, n)
-    hc = size + jitter.margin
-    x0 = np.repeat(x0_one, n, axis=0)
-    if setting.init_from_image:
-        init = np.zeros((n, hc, hc, 3), np.float32)
-        off = jitter.margin // 2
-        init[:, off:off + size, off:off + size] = x0
+    canvas = size + jitter.margin
+    x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
+    if setting.init_from_image:          # each image in the middle of its own canvas, where its centre window is
+        init = param.place_in_canvas(x0, canvas, (t - 1) // 2)
     else:
-        init = param.init_mv2016(n, hc, B, seed)
-    if optimizer == "adam":   # the thesis variant: start at the target image, Adam, value clip 100
-        init = np.zeros_like(init)
-        init[:, :size, :size] = x0
-        opt, sched = optimizers.Adam(clip_value=100.0), thesis_schedule(steps or 3500)
-    else:
-        opt = common.pick_optimizer(optimizer, optimizers.AdaGradMomentum(RHO))
-        sched = schedule(setting, steps)
-        if isinstance(opt, optimizers.AdaGradMomentum):   # η_t = H·W·LR_t
-            sched = optimizers.Schedule([optimizers.Stage(st.steps, st.lr * size * size, st.jitter)
-                                         for st in sched.stages])
+        init = param.init_mv2016(n, canvas, B, seed)
+    opt = common.pick_optimizer(optimizer, optimizers.AdaGradMomentum(RHO, reset_accumulator=not keep_accumulator))
+    adagrad = isinstance(opt, optimizers.AdaGradMomentum)
+    sched = authors_schedule(setting, steps, size) if adagrad else schedule(setting, steps)
     return Problem(objective=objective, param=param.Pixels(init), optimizer=opt, schedule=sched, labels=labels,
                    jitter=jitter, project=lambda x: transforms.project_colour_norm(x, B_PLUS), layers=layer_of,
-                   x0=x0, settings={"C": c.tolist(), "jitter_T": t.tolist()})
+                   x0=x0, settings={**settings, "jitter_T": t.tolist()})
+
+
+def _thesis_problem(data_term, *, net, image_rgb, layer_of, labels, extractors, setting, settings, seed, steps,
+                    optimizer, keep_accumulator) -> Problem:
+    """The thesis' mv2016 benchmark (§9.3): pad-and-crop jitter, SoftRange, Adam from the target image."""
+    n, size = len(layer_of), image_rgb.shape[0]
+    mean = nets.mean_rgb(net)
+    family = nets.spec(net).family
+    t = np.array([thesis_jitter_t(net, l) for l in layer_of])
+    soft_range = ThesisSoftRange(ALPHA, B, offset=mean - np.asarray(THESIS_NETWORK_MEAN[family], np.float32))
+    objective = data_term + soft_range + O.tv(BETA, mean=True, scale=V)
+    x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
+    centre = np.asarray(THESIS_RANGE_CENTRE, np.float32) - mean          # μ_RGB in image space
+    opt = optimizers.Adam(epsilon=THESIS_ADAM_EPSILON, epsilon_form="tf1", clip_value=THESIS_GRAD_CLIP)
+    return Problem(objective=objective, param=param.Pixels(x0.copy()), optimizer=opt,
+                   schedule=thesis_schedule(steps), labels=labels,
+                   jitter=transforms.PadCropJitter(size, t, n, fill=-mean),
+                   project=lambda x: transforms.project_colour_norm(x, B_PLUS, centre=centre), layers=layer_of,
+                   x0=x0, settings={**settings, "jitter_t": t.tolist()})
 
 
 def run(*, net: str = "alexnet", layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
         out: str | None = None, logdir: str | None = None, steps: int | None = None, seed: int = 0,
         optimizer: str | None = None, experiment: str = DEFAULT_EXPERIMENT, resume: bool = False,
-        jit_compile: bool = False, progress: bool = True) -> dict:
+        jit_compile: bool = False, progress: bool = True, units: Sequence[int] | None = None) -> dict:
     if experiment not in EXPERIMENT_SETTINGS:
         raise ValueError(f"unknown experiment '{experiment}' for mv2016; valid: {', '.join(EXPERIMENT_SETTINGS)}")
     s = common.setup(paper="mv2016", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
                      seed=seed)
     img = common.load(net, image)
     p = problem(EXPERIMENT_SETTINGS[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=layers,
-                seed=seed, steps=steps, optimizer=optimizer)
+                seed=seed, steps=steps, optimizer=optimizer, units=units)
+    variant = "thesis (§9)" if optimizer == THESIS_OPTIMIZER else "authors (nnpreimage)"
     config = {"paper": "mv2016", "experiment": experiment, "image": image, "B": B, "B_plus": B_PLUS, "V": V,
-              "alpha": ALPHA, "beta": BETA}
-    print(f"jitter T={p.settings['jitter_T']}, {p.schedule}", flush=True)
+              "alpha": ALPHA, "beta": BETA, "variant": variant, "optimizer": p.optimizer.config()}
+    jitter = {k: p.settings[k] for k in ("jitter_T", "jitter_t") if k in p.settings}
+    print(f"{variant}: jitter {jitter}, {p.schedule}", flush=True)
     return common.optimise(p, s, image_rgb=img, config=config, title=f"M&V 2016 {experiment} — {net}",
-                           log_every=20, resume=resume, jit_compile=jit_compile, progress=progress)
+                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)

@@ -8,10 +8,15 @@ Each question of the study is a ready setting; all its variants run as one batch
 - ``resnet`` (Q4): ResNet-18 ``layer2`` (the second residual stage, "res2") and ``layer2.0.conv1`` (a block's first
   conv, "middle2").
 
-Loss: ‖Φ(x) − Φ0‖²/‖Φ0‖² summed over the problem's layers + w·TV₂ (per-pixel mean, in the network's normalised
-input units), Adam (Keras ε placement). Learning rates are in the network's input units like the study's code (which
-optimised the normalised tensor); tfrestore optimises image space, so they are divided by the input scale.
-The study does not name its baseline layer; tfrestore uses ``relu3_3``.
+Loss: ‖Φ(x) − Φ0‖²/‖Φ0‖² summed over the problem's layers + w·TV₂ (per-pixel mean), Adam (Keras ε placement),
+every variant of a question starting from the same Gaussian noise (std 0.1 in the study's units).
+Learning rates, the TV weight and the initial noise are in the study's units: its code optimised the ImageNet-
+normalised tensor ((x/255 − mean)/std) of VGG16-BN; tfrestore optimises image space (0–255), so they are converted
+with ImageNet's std (:data:`STUDY_INPUT_SCALE`) — for every net, so a step is the same number of grey levels on
+VGG16-BN, ResNet-18 or AlexNet. The study does not name its baseline layer; tfrestore uses ``relu3_3``.
+
+The study's layers are VGG16-BN's and ResNet-18's; :data:`LAYERS` also names AlexNet's counterparts (relu3, conv1,
+pool5, conv3 + fc6), so ``--net=alexnet`` (or caffenet) runs Q1–Q3 in the same code, about 8× faster.
 """
 from __future__ import annotations
 
@@ -31,9 +36,25 @@ from . import common
 
 DESCRIPTION = "representation-inversion study: VGG16-BN / ResNet-18 L2 inversion (lr, TV, layers, resnet)"
 STEPS = 300
-BASELINE_LAYER = "relu3_3"
+LOG_EVERY = 10               # the study saves the image every 10 epochs
 ADAM_EPSILON = 1e-7          # Keras' default, as the study's code used
-INIT_STD = 0.1               # initial noise, in network input units
+INIT_STD = 0.1               # initial noise, in the study's (normalised) input units
+BASELINE_LR = 1e-3           # Q1: the study's constant baseline
+CONSTANT_LR = 1e-2           # Q1: a larger constant rate
+STEP_DECAY_LRS = (1e-1, 1e-2, 1e-3)   # Q1: thirds of the run; the schedule of every other question
+DEFAULT_TV = 1e-2            # TV weight of Q3 / Q4 and of a --layers run
+TV_SWEEP = (0.0, 1e-3, 1e-2, 1e-1)    # Q2
+IMAGENET_STD = (0.229, 0.224, 0.225)
+STUDY_INPUT_SCALE = float(np.mean(1.0 / (255.0 * np.asarray(IMAGENET_STD))))   # normalised units per grey level
+
+# The layers of each question's variants ("roles") by net family: VGG16-BN's and ResNet-18's from the study,
+# AlexNet's counterparts. The study does not name Q1/Q2's layer: relu3_3 (VGG), relu3 (AlexNet).
+LAYERS = {
+    "vgg": {"baseline": ("relu3_3",), "shallow": ("conv1_1",), "deep": ("pool5",), "multi": ("conv3_1", "fc6")},
+    "alexnet": {"baseline": ("relu3",), "shallow": ("conv1",), "deep": ("pool5",), "multi": ("conv3", "fc6")},
+    "resnet": {"res2": ("res2",), "middle2": ("middle2",)},
+}
+BASELINE_LAYER = LAYERS["vgg"]["baseline"][0]
 
 
 def constant(lr: float) -> Callable[[int], optimizers.Schedule]:
@@ -41,20 +62,18 @@ def constant(lr: float) -> Callable[[int], optimizers.Schedule]:
 
 
 def step_decay(n: int) -> optimizers.Schedule:
-    """1e-1 → 1e-2 → 1e-3 in thirds of the run."""
-    a = b = n // 3
-    return optimizers.Schedule([optimizers.Stage(a, 1e-1), optimizers.Stage(b, 1e-2),
-                                optimizers.Stage(n - a - b, 1e-3)])
+    """1e-1 → 1e-2 → 1e-3 in thirds of the run (exactly n steps, :meth:`~tfrestore.optim.Schedule.scaled`)."""
+    return optimizers.Schedule([optimizers.Stage(1, lr) for lr in STEP_DECAY_LRS]).scaled(n)
 
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    """One problem of a study question: its label, the layers its loss sums over, its schedule (a function of the
-    run length) and its TV weight."""
+    """One problem of a study question: its label (``{layers}`` is replaced by the layers it uses), the role of
+    its layers in :data:`LAYERS`, its schedule (a function of the run length) and its TV weight."""
     label: str
-    layers: tuple[str, ...]
+    role: str
     schedule: Callable[[int], optimizers.Schedule] = step_decay
-    tv: float = 1e-2
+    tv: float = DEFAULT_TV
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,45 +83,63 @@ class Study:
 
     @property
     def description(self) -> str:
-        return ", ".join(v.label for v in self.variants) + f" on {self.net}"
+        layers = LAYERS[nets.spec(self.net).family]
+        return ", ".join(v.label.format(layers="+".join(layers[v.role])) for v in self.variants) + f" on {self.net}"
 
 
 STUDIES = {
-    "lr_schedules": Study("vgg16_bn", (Variant("const 1e-3 (baseline)", (BASELINE_LAYER,), constant(1e-3), 0.0),
-                                       Variant("const 1e-2", (BASELINE_LAYER,), constant(1e-2), 0.0),
-                                       Variant("step 1e-1/1e-2/1e-3", (BASELINE_LAYER,), step_decay, 0.0))),
-    "tv_sweep": Study("vgg16_bn", tuple(Variant(f"tv {w:g}", (BASELINE_LAYER,), step_decay, w)
-                                        for w in (0.0, 1e-3, 1e-2, 1e-1))),
-    "layers": Study("vgg16_bn", (Variant("conv1_1", ("conv1_1",)), Variant("pool5", ("pool5",)),
-                                 Variant("conv3_1+fc6", ("conv3_1", "fc6")))),
-    "resnet": Study("resnet18", (Variant("res2 (layer2)", ("res2",)), Variant("middle2 (layer2.0.conv1)", ("middle2",)))),
+    "lr_schedules": Study("vgg16_bn", (Variant("const 1e-3 (baseline)", "baseline", constant(BASELINE_LR), 0.0),
+                                       Variant("const 1e-2", "baseline", constant(CONSTANT_LR), 0.0),
+                                       Variant("step 1e-1/1e-2/1e-3", "baseline", step_decay, 0.0))),
+    "tv_sweep": Study("vgg16_bn", tuple(Variant(f"tv {w:g}", "baseline", step_decay, w) for w in TV_SWEEP)),
+    "layers": Study("vgg16_bn", (Variant("{layers}", "shallow"), Variant("{layers}", "deep"),
+                                 Variant("{layers}", "multi"))),
+    "resnet": Study("resnet18", (Variant("res2 (layer2)", "res2"), Variant("middle2 (layer2.0.conv1)", "middle2"))),
 }
 EXPERIMENTS = {name: s.description for name, s in STUDIES.items()}
 DEFAULT_EXPERIMENT = "layers"
 
 
+def variant_layers(net: str, variant: Variant) -> tuple[str, ...]:
+    family = nets.spec(net).family
+    roles = LAYERS.get(family, {})
+    if variant.role not in roles:
+        raise ValueError(f"the study's '{variant.role}' layers are named for the {', '.join(sorted(LAYERS))} "
+                         f"families, and not for '{variant.role}' on {net} ({family}); pass --layers")
+    return roles[variant.role]
+
+
 def problem(study: Study, *, net: str, image_rgb: np.ndarray, extractors: Extractors, layers=None, seed: int = 0,
             steps: int | None = None, optimizer: str | None = None) -> Problem:
     """``layers`` replaces the study's variants: one step-decay problem per given layer."""
-    variants = [Variant(l, (l,)) for l in layers] if layers else list(study.variants)
+    if layers:
+        variants = [(Variant(l, "given"), (l,)) for l in layers]
+    else:
+        variants = [(v, variant_layers(net, v)) for v in study.variants]
     n, size, total = len(variants), image_rgb.shape[0], steps or STEPS
-    scale = nets.input_scale(net)
+    scale = STUDY_INPUT_SCALE
     x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
-    parts, first_layer = [], []
-    for i, v in enumerate(variants):
-        lays = common.resolve_layers(net, v.layers)
+    parts, first_layer, labels = [], [], []
+    for i, (v, names) in enumerate(variants):
+        lays = common.resolve_layers(net, names)
         first_layer.append(lays[0])
+        labels.append(v.label.format(layers="+".join(lays)))
         for l in lays:
             tgt = extractors.features(net, l, x0[i:i + 1])
             parts.append(O.feature_loss(extractors(l), l, tgt, problems=[i] if n > 1 else None))
-    tv_w = np.array([v.tv for v in variants], np.float32) * scale ** 2
-    objective = sum(parts, 0) + tv_w * O.tv(2.0, mean=True)
-    schedules = [optimizers.Schedule([optimizers.Stage(st.steps, st.lr / scale, st.jitter)
-                                      for st in v.schedule(total).stages]) for v in variants]
-    init = np.random.default_rng(seed).normal(0, 1.0 / scale * INIT_STD, (n, size, size, 3)).astype(np.float32)
+    tv = np.array([v.tv for v, _ in variants], np.float32)
+    objective = sum(parts, 0) + tv * scale ** 2 * O.tv(2.0, mean=True)
+    study_schedules = [v.schedule(total) for v, _ in variants]
+    schedules = [optimizers.Schedule([dataclasses.replace(st, lr=st.lr / scale) for st in sch.stages])
+                 for sch in study_schedules]
+    # every variant starts from the same noise, so a question's comparison isolates what it varies
+    noise = np.random.default_rng(seed).normal(0, INIT_STD / scale, (1, size, size, 3)).astype(np.float32)
+    init = np.repeat(noise, n, axis=0)
     opt = common.pick_optimizer(optimizer, optimizers.Adam(epsilon=ADAM_EPSILON, epsilon_form="tf1"))
     return Problem(objective=objective, param=param.Pixels(init), optimizer=opt, schedule=schedules,
-                   labels=[v.label for v in variants], layers=first_layer, x0=x0)
+                   labels=labels, layers=first_layer, x0=x0,
+                   settings={"tv": tv.tolist(), "schedule": [repr(sch) for sch in study_schedules],
+                             "loss_layers": ["+".join(common.resolve_layers(net, names)) for _, names in variants]})
 
 
 def run(*, net: str | None = None, layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
@@ -119,4 +156,4 @@ def run(*, net: str | None = None, layers: list[str] | None = None, image: str =
                 steps=steps, optimizer=optimizer)
     config = {"paper": "representation_study", "experiment": experiment, "image": image, "labels": p.labels}
     return common.optimise(p, s, image_rgb=img, config=config, title=f"Representation study {experiment} — {net}",
-                           log_every=10, resume=resume, jit_compile=jit_compile, progress=progress)
+                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)

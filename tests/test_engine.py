@@ -161,18 +161,45 @@ def test_momentum_update_and_reset():
     np.testing.assert_allclose(x3, x1, rtol=1e-6)
 
 
-def test_adagrad_momentum_update_keeps_accumulator_on_reset():
+def test_adagrad_momentum_update_and_its_state_at_a_stage_change():
     x, g = np.array([1.0, -2.0], np.float32), np.array([0.5, -3.0], np.float32)
-    opt = optim.AdaGradMomentum(0.9)
     slots = {"m": tf.constant([0.2, 0.2]), "G": tf.constant([4.0, 1.0])}
     eta = 50.0
-    x1, s1 = _one_step(opt, x, g, eta, True, slots)
-    G = 0.9 * np.array([4.0, 1.0]) + g ** 2                 # G kept (the original's typo)
-    m = -g / (1 / eta + np.sqrt(G))                         # m zeroed
-    np.testing.assert_allclose(s1["G"], G, rtol=1e-6)
-    np.testing.assert_allclose(x1, x + m, rtol=1e-6)
-    _, s2 = _one_step(optim.AdaGradMomentum(0.9, reset_accumulator=True), x, g, eta, True, slots)
-    np.testing.assert_allclose(s2["G"], g ** 2, rtol=1e-6)
+    x0, s0 = _one_step(optim.AdaGradMomentum(0.9), x, g, eta, False, slots)          # within a stage
+    G = 0.9 * np.array([4.0, 1.0]) + g ** 2
+    np.testing.assert_allclose(s0["G"], G, rtol=1e-6)
+    np.testing.assert_allclose(x0, x + 0.9 * 0.2 - g / (1 / eta + np.sqrt(G)), rtol=1e-6)
+    x1, s1 = _one_step(optim.AdaGradMomentum(0.9), x, g, eta, True, slots)           # default: fresh G and m
+    np.testing.assert_allclose(s1["G"], g ** 2, rtol=1e-6)
+    np.testing.assert_allclose(x1, x - g / (1 / eta + np.abs(g)), rtol=1e-6)
+    x2, s2 = _one_step(optim.AdaGradMomentum(0.9, reset_accumulator=False), x, g, eta, True, slots)   # G kept
+    np.testing.assert_allclose(s2["G"], G, rtol=1e-6)
+    np.testing.assert_allclose(x2, x - g / (1 / eta + np.sqrt(G)), rtol=1e-6)         # m zeroed either way
+
+
+@pytest.mark.parametrize("reset_accumulator", [True, False])
+def test_adagrad_momentum_two_stages_against_numpy(reset_accumulator):
+    """M&V 2016's two stages through the engine: m is zeroed at the change and G restarts (the released code's two
+    chained calls, the default) or is kept (``reset_accumulator=False``), against the update written in numpy."""
+    a = RNG.uniform(0.5, 5, (2, 3, 3, 3)).astype(np.float32)
+    c = RNG.normal(0, 5, (2, 3, 3, 3)).astype(np.float32)
+    etas = [50.0] * 4 + [5.0] * 3
+    sched = optim.Schedule([optim.Stage(4, 50.0), optim.Stage(3, 5.0, jitter=False)])
+    opt = optim.AdaGradMomentum(0.9, reset_accumulator=reset_accumulator)
+    engine = Optimization(Quadratic(a, c), param.Pixels(np.zeros_like(c)), opt, sched).run(progress=False).images
+    x, m, G = np.zeros(c.shape), np.zeros(c.shape), np.zeros(c.shape)
+    for t, eta in enumerate(etas):
+        if t == 4:                                          # the stage change
+            m = np.zeros(c.shape)
+            G = np.zeros(c.shape) if reset_accumulator else G
+        g = 2 * a * (x - c)
+        G = 0.9 * G + g ** 2
+        m = 0.9 * m - g / (1 / eta + np.sqrt(G))
+        x = x + m
+    np.testing.assert_allclose(engine, x, rtol=1e-4, atol=1e-4)
+    other = Optimization(Quadratic(a, c), param.Pixels(np.zeros_like(c)),
+                         optim.AdaGradMomentum(0.9, reset_accumulator=not reset_accumulator), sched)
+    assert np.abs(other.run(progress=False).images - engine).max() > 1e-2       # the choice matters
 
 
 @pytest.mark.parametrize("form", ["tf1", "paper"])
@@ -198,6 +225,28 @@ def test_schedule_arrays_and_scaling():
     assert s.total == 400 and np.flatnonzero(reset).tolist() == [0, 100, 300]
     assert lr[99] == np.float32(4e-3) and lr[100] == np.float32(4e-4) and lr[399] == np.float32(4e-5)
     assert [st.steps for st in s.scaled(40).stages] == [10, 20, 10]
+
+
+@pytest.mark.parametrize("steps,counts", [(1, [0, 1, 0]), (2, [1, 1, 0]), (3, [1, 1, 1]), (400, [100, 200, 100]),
+                                          (1000, [250, 500, 250])])
+def test_schedule_scaled_runs_exactly_the_steps_asked_and_names_dropped_stages(steps, counts, capsys):
+    """M&V 2015's 100/200/100 scaled to N: the stage boundaries 100·N/400 and 300·N/400 rounded (halves up), so the
+    run is exactly N steps, each stage within one step of its share; a stage left with none is dropped and named."""
+    lrs = [4e-3, 4e-4, 4e-5]
+    s = optim.Schedule([optim.Stage(100, lrs[0]), optim.Stage(200, lrs[1]), optim.Stage(100, lrs[2])])
+    scaled = s.scaled(steps)
+    printed = capsys.readouterr().out
+    assert scaled.total == steps
+    assert [(st.steps, st.lr) for st in scaled.stages] == [(c, lr) for c, lr in zip(counts, lrs) if c]
+    assert all(abs(c - share) < 1 for c, share in zip(counts, np.array([100, 200, 100]) * steps / 400))
+    for i, c in enumerate(counts):
+        named = f"stage {i + 1} of 3 ({[100, 200, 100][i]} steps at lr {lrs[i]:g}) rounds to 0 steps and is dropped"
+        assert (named in printed) == (c == 0), printed
+    run = Optimization(Quadratic(np.ones((1, 2, 2, 3), np.float32), np.zeros((1, 2, 2, 3), np.float32)),
+                       param.Pixels(np.ones((1, 2, 2, 3), np.float32)), optim.SGD(), scaled)
+    assert run.run(progress=False).steps == steps
+    with pytest.raises(ValueError, match="positive whole number"):
+        s.scaled(0)
 
 
 class Quadratic(O.Term):

@@ -101,22 +101,60 @@ def _predict(model, net, x, batch=8):
 TABLE_COLUMNS = [("#", "problem", "d"), ("problem", "label", ""), ("rel.sq.feat (2015)", "rel_sq_feature_error", ".4g"),
                  ("sqrt rel (2016)", "sqrt_rel_feature_error", ".4g"), ("img RMSE/255", "image_rmse_255", ".2f"),
                  ("top-1 kept", "top1_kept", "")]
+SUMMARY_COLUMNS = [("condition", "condition", ""), ("N", "n", "d"), ("sqrt rel mean", "sqrt_rel_mean", ".4g"),
+                   ("± 95 % CI", "sqrt_rel_ci95", ""), ("rel.sq mean", "rel_sq_mean", ".4g")]
 
 
-def table(rows: list[dict], labels: Sequence[str], net: str = "", weights: str = "") -> str:
-    """The per-problem table every inversion prints, headed by the net and where its weights came from. With
-    random weights the classifier's label means nothing (a random AlexNet gives every input the same class), so
-    the top-1 column says n/a instead of a trivially true value."""
+def summarise(rows: list[dict], conditions: Sequence[str] | None = None) -> dict:
+    """What the protocols report over a run (spec evaluation_protocols.md §2): for each condition — the problems
+    that differ only by restart or image (``conditions[i]`` names problem i's; default: its layer) — the mean of
+    M&V 2016's √(relative squared feature error) with the half-width of its 95 % confidence interval,
+    1.96·std/√N (None for a single problem), and the M&V 2015 relative error's mean; and the share of problems
+    whose reconstruction keeps the original's top-1 label, over the whole run (``exp_match_accuracy.m``)."""
+    names = list(conditions) if conditions is not None else [r["layer"] for r in rows]
+    groups: OrderedDict[str, list[dict]] = OrderedDict()
+    for r, name in zip(rows, names):
+        groups.setdefault(name, []).append(r)
+    out = []
+    for name, members in groups.items():
+        mean, half = metrics.mean_ci95([r["sqrt_rel_feature_error"] for r in members])
+        out.append({"condition": name, "layer": members[0]["layer"], "problems": [r["problem"] for r in members],
+                    "n": len(members), "sqrt_rel_mean": mean, "sqrt_rel_ci95": None if np.isnan(half) else half,
+                    "rel_sq_mean": float(np.mean([r["rel_sq_feature_error"] for r in members]))})
+    kept = [bool(r["top1_kept"]) for r in rows]
+    return {"conditions": out, "top1_kept": int(sum(kept)), "problems": len(kept),
+            "top1_kept_share": float(np.mean(kept)) if kept else float("nan")}
+
+
+def table(rows: list[dict], labels: Sequence[str], net: str = "", weights: str = "",
+          summary: dict | None = None) -> str:
+    """The per-problem table every inversion prints, headed by the net and where its weights came from, and —
+    given a :func:`summarise` summary — the per-condition √rel means with their 95 % CI (where a condition has
+    several problems) and the run's share of top-1 labels kept. With random weights the classifier's label means
+    nothing (a random AlexNet gives every input the same class), so top-1 says n/a instead of a trivially true
+    value."""
     random = weights == "random"
     shown = [{**r, "label": lab, "top1_kept": "n/a" if random else r["top1_kept"]} for r, lab in zip(rows, labels)]
     head = f"net: {net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network; top-1 n/a"
                                          if random else weights)
-    return head + "\n" + report.table(shown, TABLE_COLUMNS)
+    text = head + "\n" + report.table(shown, TABLE_COLUMNS)
+    if summary is None:
+        return text
+    if any(c["n"] > 1 for c in summary["conditions"]):
+        shown = [{**c, "sqrt_rel_ci95": "—" if c["sqrt_rel_ci95"] is None else f"{c['sqrt_rel_ci95']:.3g}"}
+                 for c in summary["conditions"]]
+        text += "\nM&V 2016 error over the problems of each condition (mean ± 1.96·std/√N):\n" + \
+            report.table(shown, SUMMARY_COLUMNS)
+    share = "n/a (random weights)" if random else \
+        f"{summary['top1_kept']}/{summary['problems']} ({100 * summary['top1_kept_share']:.1f} %)"
+    return text + f"\ntop-1 label kept over the run: {share}"
 
 
 def write_outputs(out: str | Path, result: Result, labels: Sequence[str], originals_rgb: np.ndarray,
-                  mean_rgb: np.ndarray, rows: list[dict], config: dict, title: str, table_text: str = "") -> Path:
-    """Reconstructions (stretched and clipped PNG, raw .npy), the saved iterate, a figure grid, metrics.json."""
+                  mean_rgb: np.ndarray, rows: list[dict], config: dict, title: str, table_text: str = "",
+                  summary: dict | None = None) -> Path:
+    """Reconstructions (stretched and clipped PNG, raw .npy), the saved iterate, a figure grid, metrics.json
+    (with the run's :func:`summarise` summary under ``"summary"`` when given)."""
     rgb = result.images + mean_rgb                   # RGB 0–255, unclipped
     pngs = {}
     for i, lab in enumerate(labels):
@@ -134,6 +172,8 @@ def write_outputs(out: str | Path, result: Result, labels: Sequence[str], origin
                "seconds_per_step": result.seconds_per_step, "saved_iterate_step": result.saved_step,
                "final_loss": result.loss.tolist(), "terms": {k: v.tolist() for k, v in result.values.items()},
                "problems": [{"label": lab, **r} for lab, r in zip(labels, rows)]}
+    if summary is not None:
+        payload["summary"] = summary
     png_text = {"Title": title, "net": str(config.get("net", "")), "weights": str(config.get("weights", ""))}
     return report.write(out, title=title, metrics=payload, table=table_text, figure_panels=panels, pngs=pngs,
                         arrays=arrays, png_text=png_text)

@@ -46,11 +46,24 @@ class Schedule:
         return lr, reset, jit
 
     def scaled(self, steps: int) -> "Schedule":
-        """The same stage proportions stretched or squeezed to ``steps`` in total (each stage ≥ 1 step)."""
-        f = steps / self.total
-        counts = [max(1, int(round(s.steps * f))) for s in self.stages]
-        counts[-1] = max(1, steps - sum(counts[:-1])) if steps > len(counts) else counts[-1]
-        return Schedule([dataclasses.replace(s, steps=c) for s, c in zip(self.stages, counts)])
+        """The same stage proportions stretched or squeezed to exactly ``steps`` in total.
+
+        Stage boundaries are the original cumulative boundaries scaled and rounded (halves up), so the counts add
+        up to ``steps`` and each differs from its exact share by less than one step. A stage that gets no step is
+        dropped, and a line naming it is printed (``--steps`` runs what it says, not "at least one step per
+        stage"): M&V 2015's 100/200/100 to 2 steps is 1/1/0 — its last stage dropped.
+        """
+        if int(steps) != steps or steps < 1:
+            raise ValueError(f"a schedule needs a positive whole number of steps, got {steps!r}")
+        f = int(steps) / self.total
+        cumulative = np.cumsum([s.steps for s in self.stages])
+        bounds = [0] + [int(np.floor(c * f + 0.5)) for c in cumulative]
+        counts = np.diff(bounds)
+        for i, (s, c) in enumerate(zip(self.stages, counts)):
+            if c == 0:
+                print(f"schedule scaled to {steps} steps: stage {i + 1} of {len(self.stages)} ({s.steps} steps at lr "
+                      f"{s.lr:g}{'' if s.jitter else ', no jitter'}) rounds to 0 steps and is dropped", flush=True)
+        return Schedule([dataclasses.replace(s, steps=int(c)) for s, c in zip(self.stages, counts) if c > 0])
 
     def __repr__(self):
         return "Schedule(" + ", ".join(f"{s.steps}@{s.lr:g}{'' if s.jitter else ' nojitter'}"
@@ -93,14 +106,17 @@ class Momentum(Optimizer):
 class AdaGradMomentum(Optimizer):
     """M&V 2016 (``nnpreimage.m``, useAdagrad): G ← ρG + g²; m ← ρm − g / (1/η + √G); x ← x + m.
 
-    η is the schedule's lr (the 2016 reproduction passes η_t = H·W·LR_t). On a learning-rate change m is zeroed and
-    G kept — the original meant to clear G too but a typo cleared an unused variable; ``reset_accumulator=True``
-    gives the intended behaviour.
+    η is the schedule's lr (the 2016 reproduction passes η_t = H·W·LR_t). At a stage change (the lr or the
+    jitter changes; ``reset`` is true) m is zeroed and, by default, G too (``reset_accumulator=True``): that is
+    what the released inversion does — ``exp_inversion.m`` runs its two stages as two chained ``nnpreimage``
+    calls, each starting with fresh state (spec mv2016.md §4) — and what the code meant inside one call, where a
+    typo clears an unused variable instead of G (§2). ``reset_accumulator=False`` keeps G across the change: the
+    typo's behaviour, i.e. spec §2 / §8's "reset m, keep G", as if both stages ran in one call.
     """
 
     name = "adagrad_momentum"
 
-    def __init__(self, rho: float = 0.9, reset_accumulator: bool = False, clip_value: float | None = None):
+    def __init__(self, rho: float = 0.9, reset_accumulator: bool = True, clip_value: float | None = None):
         self.rho, self.reset_accumulator, self.clip_value = rho, reset_accumulator, clip_value
 
     def slots(self, shape):

@@ -123,8 +123,26 @@ def init_mv2015(n: int, size: int, sigma: float, seed: int) -> np.ndarray:
     return x * (sigma / np.sqrt((x.astype(np.float64) ** 2).sum(axis=(1, 2, 3))))[:, None, None, None]
 
 
+MV2016_INIT_PERCENTILE = 95      # nnpreimage.m: the noise is divided by its 95th percentile (spec mv2016.md §3)
+
+
 def init_mv2016(n: int, canvas: int, bound: float, seed: int) -> np.ndarray:
     """Uniform noise in [−1, 1] divided by its 95th percentile, times B/√3, per problem (``nnpreimage.m``)."""
     x = np.random.default_rng(seed).uniform(-1, 1, (n, canvas, canvas, 3)).astype(np.float32)
-    p95 = np.percentile(x.reshape(n, -1), 95, axis=1)   # prctile(x(:), 95) ≈ 0.9
+    p95 = np.percentile(x.reshape(n, -1), MV2016_INIT_PERCENTILE, axis=1)   # prctile(x(:), 95) ≈ 0.9
     return x / p95[:, None, None, None] * bound / np.sqrt(3)
+
+
+def place_in_canvas(images: np.ndarray, canvas: int, offsets) -> np.ndarray:
+    """[N, canvas, canvas, C] zeros with image i written at (offsets[i], offsets[i]): M&V 2016's ``initialImage``
+    (the canvas starts at zero and the image goes into the middle of each problem's own canvas, spec mv2016.md
+    §3). ``images`` is [N, H, W, C] image space."""
+    images = np.asarray(images, np.float32)
+    n, h, w = images.shape[:3]
+    offsets = np.broadcast_to(np.asarray(offsets, int), (n,))
+    if (offsets < 0).any() or (offsets + max(h, w) > canvas).any():
+        raise ValueError(f"images of {h}×{w} at offsets {offsets.tolist()} do not fit a {canvas}² canvas")
+    out = np.zeros((n, canvas, canvas, images.shape[3]), np.float32)
+    for i, o in enumerate(offsets):
+        out[i, o:o + h, o:o + w] = images[i]
+    return out
