@@ -66,7 +66,7 @@ def _print_list() -> None:
     print("\nNets (--net) and their layers (--layers):")
     for name in nets.net_names():
         spec = nets.REGISTRY[name]
-        print(f"  {name:<10}{spec.description}; input {spec.input_size}², {spec.channel_order}; "
+        print(f"  {name:<12}{spec.description}; input {spec.input_size}², {spec.channel_order}; "
               f"weights from {spec.original}")
         print("      " + " ".join(nets.layer_names(name)))
         al = nets.aliases(name)

@@ -51,9 +51,11 @@ def _fc_head(src, width):
             ("prob", "Softmax", "fc8", "prob", {})]
 
 
-def vgg16_layers(width=1.0):
+def _vgg_layers(blocks, width):
+    """A Caffe VGG deploy layer list: per block (block, convolutions, channels) 3×3 pad-1 convolutions, each with an
+    in-place ReLU, then a 2×2 stride-2 MAX pool; then the fc head. ``width`` scales channels and fc sizes."""
     L, src = [], "data"
-    for b, n, ch in ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)):
+    for b, n, ch in blocks:
         for i in range(1, n + 1):
             name = f"conv{b}_{i}"
             L += [(name, "Convolution", src, name, dict(num_output=max(1, round(ch * width)), pad=1, kernel_size=3)),
@@ -62,6 +64,17 @@ def vgg16_layers(width=1.0):
         L.append((f"pool{b}", "Pooling", src, f"pool{b}", dict(pool="MAX", kernel_size=2, stride=2)))
         src = f"pool{b}"
     return L + _fc_head("pool5", max(1, round(4096 * width)))
+
+
+def vgg16_layers(width=1.0):
+    """VGG_ILSVRC_16_layers_deploy.prototxt (configuration D: 2, 2, 3, 3, 3 convolutions)."""
+    return _vgg_layers(((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)), width)
+
+
+def vgg19_layers(width=1.0):
+    """VGG_ILSVRC_19_layers_deploy.prototxt (configuration E: 2, 2, 4, 4, 4 convolutions, MAX pooling), written
+    out here from the paper's table, not from tfrestore's builder."""
+    return _vgg_layers(((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512)), width)
 
 
 _V1 = {"Convolution": "CONVOLUTION", "ReLU": "RELU", "LRN": "LRN", "Pooling": "POOLING", "InnerProduct":

@@ -1,4 +1,5 @@
-"""ONNX graphs shaped like the zoo's MXNet exports (vgg16-bn-7, resnet18-v1-7: opset 7, BN spatial=0, MXNet names)
+"""ONNX graphs shaped like the zoo's MXNet exports (vgg16-bn-7, resnet18-v1-7, resnet18-v2-7: opset 7, BN spatial=0,
+MXNet names)
 and like a torchvision export of ResNet-18 (opset 13, BN folded into conv biases), built with onnx.helper and
 seeded random weights in ONNX's own layout (OIHW, Gemm (out, in) with transB=1)."""
 from __future__ import annotations
@@ -25,8 +26,11 @@ class _Builder:
                                            strides=[stride, stride], pads=[pad] * 4, group=1, dilations=[1, 1]))
         return f"{name}_fwd"
 
-    def bn(self, name, x, c, spatial0=True):
-        p = [self.init(f"{name}_gamma", self.rng.uniform(0.5, 1.5, c)), self.init(f"{name}_beta", self.rng.uniform(-0.3, 0.3, c)),
+    def bn(self, name, x, c, spatial0=True, fixed=False):
+        """BatchNormalization; ``fixed``: MXNet's ``scale=False, center=False`` (γ stored as 1, β as 0)."""
+        gamma = np.ones(c) if fixed else self.rng.uniform(0.5, 1.5, c)
+        beta = np.zeros(c) if fixed else self.rng.uniform(-0.3, 0.3, c)
+        p = [self.init(f"{name}_gamma", gamma), self.init(f"{name}_beta", beta),
              self.init(f"{name}_running_mean", self.rng.uniform(-0.3, 0.3, c)),
              self.init(f"{name}_running_var", self.rng.uniform(0.5, 2.0, c))]
         kw = dict(epsilon=1e-5, momentum=0.9)
@@ -110,6 +114,47 @@ def resnet18_zoo(seed=0, size=224, downsample_first=False, width=1.0):
     x = b.op("Flatten", "flatten_170", [x])
     x = b.dense("resnetv15_dense0", x, cin, 1000)
     return b.model(x, size, 7, "resnet18_v1")
+
+
+def resnet18_v2_zoo(seed=0, size=224, downsample_first=False, width=1.0):
+    """resnet18-v2-7.onnx layout (MXNet ``ResNetV2`` / ``BasicBlockV2``, prefix resnetv22_; networks.md §6.2): a BN
+    with fixed γ = 1, β = 0 on the input data (``scale=False, center=False``), conv0 → batchnorm1 → relu0 → pool0,
+    pre-activation blocks (stage BN → activation → conv, twice; the 1×1 downsample conv k = 2 of stages 2–4 reads
+    the first activation and has no BN), the sum with no ReLU after it, then batchnorm2 → relu1 → pool1 (global) →
+    dense0. Nodes in the DFS order of an MXNet export (the downsample after the block's second conv), or with
+    ``downsample_first`` right after the first activation. ``width`` scales the channels like
+    ``nets.build("resnet18_v2", width=…)``."""
+    b = _Builder(seed)
+    w = [max(1, round(c * width)) for c in (64, 128, 256, 512)]
+    x = b.bn("resnetv22_batchnorm0", "data", 3, fixed=True)
+    x = b.conv("resnetv22_conv0", x, 3, w[0], 7, stride=2, pad=3, bias=False)
+    x = b.bn("resnetv22_batchnorm1", x, w[0])
+    x = b.op("Relu", "resnetv22_relu0_fwd", [x])
+    x = b.op("MaxPool", "resnetv22_pool0_fwd", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    cin = w[0]
+    for s, ch in enumerate(w, start=1):
+        p, k = f"resnetv22_stage{s}_", 0
+        for blk in range(2):
+            stride = 2 if (s > 1 and blk == 0) else 1
+            act = b.op("Relu", f"{p}activation{2 * blk}", [b.bn(f"{p}batchnorm{2 * blk}", x, cin)])
+            ds = None
+            if cin != ch and downsample_first:
+                ds = b.conv(f"{p}conv{k + 2}", act, cin, ch, 1, stride, bias=False)
+            y = b.conv(f"{p}conv{k}", act, cin, ch, 3, stride, 1, bias=False)
+            y = b.op("Relu", f"{p}activation{2 * blk + 1}", [b.bn(f"{p}batchnorm{2 * blk + 1}", y, ch)])
+            y = b.conv(f"{p}conv{k + 1}", y, ch, ch, 3, 1, 1, bias=False)
+            k += 2
+            if cin != ch and not downsample_first:
+                ds = b.conv(f"{p}conv{k}", act, cin, ch, 1, stride, bias=False)
+            if cin != ch:
+                k += 1
+            x = b.op("Add", f"{p}_plus{blk}", [y, ds if ds else x])
+            cin = ch
+    x = b.op("Relu", "resnetv22_relu1_fwd", [b.bn("resnetv22_batchnorm2", x, cin)])
+    x = b.op("GlobalAveragePool", "resnetv22_pool1_fwd", [x])
+    x = b.op("Flatten", "resnetv22_flatten0_fwd", [x])
+    x = b.dense("resnetv22_dense0", x, cin, 1000)
+    return b.model(x, size, 7, "resnet18_v2")
 
 
 def resnet18_torchvision(seed=0, size=224, width=1.0):

@@ -20,7 +20,8 @@ def run_main(*args, **kw):
 def test_main_list_prints_nets_and_layers():
     r = run_main("--list")
     assert r.returncode == 0, r.stderr
-    for word in ("alexnet", "caffenet", "vgg16_bn", "resnet18", "layer2.0.conv1", "relu5_3", "norm2", "forward"):
+    for word in ("alexnet", "caffenet", "vgg16_bn", "resnet18", "layer2.0.conv1", "relu5_3", "norm2", "forward", "vgg19", "resnet18_v2", "relu5_4",
+                 "bn_data"):
         assert word in r.stdout
 
 

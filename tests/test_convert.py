@@ -86,6 +86,35 @@ def test_v0_caffemodel_converts_like_v2(tmp_path):
     _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, v2), 37)
 
 
+def test_slim_vgg19_cli_matches_opencv(tmp_path, capsys):
+    """VGG19 (configuration E) the way VGG16 is converted: the published deploy file's V1 `layers` syntax with
+    input_dim, a V1 caffemodel with legacy 4-D blobs, `python -m weights_convert caffe --net vgg19` (here in-process,
+    1/16 width: a full one is `test_full_vgg19_v1`, slow), then every layer against OpenCV's Caffe runtime — among
+    them the VGG score's relu1_1 … relu5_1."""
+    proto, model_file, _ = cf.write(tmp_path, cf.vgg19_layers(1 / 16), 224, "V1", True, seed=22,
+                                    name="VGG_ILSVRC_19_layers")
+    out = tmp_path / "vgg19.weights.h5"
+    assert convert_main(["caffe", "--net", "vgg19", "--prototxt", str(proto), "--caffemodel", str(model_file),
+                         "--out", str(out), "--width", str(1 / 16), "--quiet"]) == 0
+    assert "V1" in capsys.readouterr().out
+    m = nets.build("vgg19", weights=out, width=1 / 16)
+    rows = verify.compare_caffe(m, "vgg19", proto, model_file, image="astronaut")
+    _assert_all_layers(rows, 43)                   # 16 conv + 16 ReLU + 5 pools + fc6, relu6, fc7, relu7, fc8, prob
+    assert set(nets.spec("vgg19").gram_taps) <= dict(rows).keys()
+    _fails({"net": "vgg16", "kw": {"width": 1 / 16}, "caffemodel": model_file, "prototxt": proto}, None,
+           r"VGG_ILSVRC_19_layers_deploy\.prototxt: the file's layers do not match vgg16: unexpected \['conv3_4'")
+
+
+@pytest.mark.slow
+def test_full_vgg19_v1(tmp_path):
+    """Full-size VGG19 (a 575 MB caffemodel, V1 `layers`, legacy dims) against OpenCV, layer by layer."""
+    proto, model_file, _ = cf.write(tmp_path, cf.vgg19_layers(1.0), 224, "V1", True, seed=23,
+                                    name="VGG_ILSVRC_19_layers")
+    m = nets.build("vgg19", weights=None)
+    _load(m, caffe.convert(m, model_file, proto, progress=False)[0])
+    _assert_all_layers(verify.compare_caffe(m, "vgg19", proto, model_file), 43)
+
+
 def test_full_vgg16_v1(tmp_path):
     """Full-size VGG16 (a 553 MB caffemodel, V1 `layers`, legacy dims): about 30 s here, so it runs in CI."""
     proto, model_file, _ = cf.write(tmp_path, cf.vgg16_layers(1.0), 224, "V1", True, seed=4, name="VGG_ILSVRC_16_layers")
@@ -94,22 +123,59 @@ def test_full_vgg16_v1(tmp_path):
     _assert_all_layers(verify.compare_caffe(m, "vgg16", proto, model_file), 37)
 
 
-@pytest.mark.parametrize("kind", ["vgg16_bn_zoo", "resnet18_zoo", "resnet18_zoo_downsample_first",
-                                  "resnet18_torchvision"])
+# kind → (net, width, graph, layers the comparison must reach at least)
+ONNX_LAYOUTS = {
+    "vgg16_bn_zoo": ("vgg16_bn", 1 / 16, lambda: of.vgg16_bn_zoo(1 / 16, seed=5), 45),
+    "resnet18_zoo": ("resnet18", 1.0, lambda: of.resnet18_zoo(seed=6), 45),
+    "resnet18_zoo_downsample_first": ("resnet18", 1.0, lambda: of.resnet18_zoo(seed=7, downsample_first=True), 45),
+    "resnet18_torchvision": ("resnet18", 1.0, lambda: of.resnet18_torchvision(seed=8), 45),
+    # v2 (pre-activation, networks.md §6.2): 20 convs, 17 + 1 BatchNorms with scale, the input BN, fc; 17 ReLUs,
+    # 8 block sums, 2 pools: 68 taps
+    "resnet18_v2_zoo": ("resnet18_v2", 1.0, lambda: of.resnet18_v2_zoo(seed=18), 68),
+    "resnet18_v2_zoo_downsample_first": ("resnet18_v2", 1 / 16,
+                                         lambda: of.resnet18_v2_zoo(seed=19, downsample_first=True, width=1 / 16), 68),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ONNX_LAYOUTS))
 def test_onnx_layouts_match_onnxruntime(tmp_path, kind):
-    net, kwargs = ("vgg16_bn", {"width": 1 / 16}) if kind.startswith("vgg") else ("resnet18", {})
-    graph = {"vgg16_bn_zoo": lambda: of.vgg16_bn_zoo(1 / 16, seed=5),
-             "resnet18_zoo": lambda: of.resnet18_zoo(seed=6),
-             "resnet18_zoo_downsample_first": lambda: of.resnet18_zoo(seed=7, downsample_first=True),
-             "resnet18_torchvision": lambda: of.resnet18_torchvision(seed=8)}[kind]()
-    path = of.save(graph, tmp_path / f"{kind}.onnx")
-    m = nets.build(net, weights=None, **kwargs)
+    net, width, graph, n_layers = ONNX_LAYOUTS[kind]
+    path = of.save(graph(), tmp_path / f"{kind}.onnx")
+    m = nets.build(net, weights=None, width=width)
     arrays, info = onnx_convert.convert(m, path)
     _load(m, arrays)
     rows = verify.compare_onnx(m, net, path, info["tensor_of_layer"])
-    _assert_all_layers(rows, 45)
+    _assert_all_layers(rows, n_layers)
     taps = dict(rows)
-    assert ("fc8" if net == "vgg16_bn" else "fc") in taps and ("relu1_1" in taps or "layer4.1" in taps)
+    assert nets.spec(net).logits in taps and ("relu1_1" in taps or "layer4.1" in taps)
+
+
+def test_resnet18_v2_cli_and_its_input_batchnorm(tmp_path, capsys):
+    """ResNet-18 v2 through the CLI (exit 0, verified against onnxruntime). Its input BatchNorm has neither scale
+    nor centre (networks.md §6.2): the file's γ = 1 and β = 0 are checked, not stored; a γ ≠ 1 there is refused
+    (exit 2, one line naming the node, the initializer, the value and the layer), and v1 refuses the v2 graph."""
+    g = of.resnet18_v2_zoo(seed=20, width=1 / 16)
+    path = of.save(g, tmp_path / "resnet18-v2-7.onnx")
+    out = tmp_path / "v2.weights.h5"
+    argv = ["onnx", "--net", "resnet18_v2", "--width", str(1 / 16), "--out", str(out), "--quiet"]
+    assert convert_main(argv + ["--onnx", str(path), "--verify"]) == 0
+    assert "68 layers compared" in capsys.readouterr().out
+    stored, _ = weights.read_arrays(out)
+    assert sorted(stored["bn_data"]) == ["moving_mean", "moving_variance"]
+    gamma = next(t for t in g.graph.initializer if t.name == "resnetv22_batchnorm0_gamma")
+    scaled = numpy_helper.to_array(gamma).copy()
+    scaled[2] = 1.25
+    gamma.CopyFrom(numpy_helper.from_array(scaled, gamma.name))
+    bad = of.save(g, tmp_path / "scaled.onnx")
+    out.unlink()
+    assert convert_main(argv + ["--onnx", str(bad)]) == 2
+    err = _one_error_line(capsys)
+    assert re.search(r"scaled\.onnx: node 'resnetv22_batchnorm0_fwd' → layer 'bn_data': gamma "
+                     r"'resnetv22_batchnorm0_gamma' holds 1 of 3 values other than 1 "
+                     r"\(e\.g\. 1\.25 at index 2\), but layer 'bn_data' of the net has no gamma", err), err
+    assert not out.exists()
+    _fails({"net": "resnet18", "kw": {"width": 1 / 16}, "onnx": path}, None,
+           r"the graph has 31 parameter units .* resnet18 has 21: unexpected extra layers")
 
 
 def test_onnx_cli_writes_store_and_verifies(tmp_path, monkeypatch, capsys):

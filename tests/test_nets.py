@@ -1,12 +1,15 @@
 """Foundation: shapes, Caffe semantics (LRN, grouped conv, ceil pooling), preprocessing, weight store."""
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 from tfrestore import nets, weights
-from tfrestore.nets.layers import CaffeLRN, MaxPool
+from tfrestore.nets.layers import CaffeLRN, Conv2D, MaxPool
 
-# Output H(=W), C of the taps in networks.md §1, §2, §4, §6.3 at the standard input size.
+# Output H(=W), C of the taps in networks.md §1, §2, §4, §6 at the standard input size. VGG19 (configuration E):
+# VGG16's blocks with 4 convolutions in blocks 3–5, the same 2×2 stride-2 pools (224 → 112 → 56 → 28 → 14 → 7).
+# ResNet-18 v2: v1's stage sizes (§6.3), plus the input BN (3 channels) and the final BN → ReLU before pooling.
 SPEC_SHAPES = {
     "alexnet": {"conv1": (55, 96), "relu1": (55, 96), "norm1": (55, 96), "pool1": (27, 96), "conv2": (27, 256),
                 "norm2": (27, 256), "pool2": (13, 256), "conv3": (13, 384), "conv4": (13, 384),
@@ -21,6 +24,17 @@ SPEC_SHAPES = {
     "resnet18": {"conv1": (112, 64), "maxpool": (56, 64), "layer1.1": (56, 64), "layer2.0.conv1": (28, 128),
                  "layer2.0.downsample.1": (28, 128), "layer2.1": (28, 128), "layer3.1": (14, 256),
                  "layer4.1": (7, 512), "avgpool": 512, "fc": 1000},
+    "vgg19": {"conv1_1": (224, 64), "relu1_1": (224, 64), "conv1_2": (224, 64), "pool1": (112, 64),
+              "relu2_1": (112, 128), "conv2_2": (112, 128), "pool2": (56, 128), "relu3_1": (56, 256),
+              "conv3_4": (56, 256), "relu3_4": (56, 256), "pool3": (28, 256), "relu4_1": (28, 512),
+              "conv4_4": (28, 512), "pool4": (14, 512), "relu5_1": (14, 512), "conv5_4": (14, 512),
+              "relu5_4": (14, 512), "pool5": (7, 512), "pool5_flat": 25088, "fc6": 4096, "relu6": 4096,
+              "fc7": 4096, "fc8": 1000, "prob": 1000},
+    "resnet18_v2": {"bn_data": (224, 3), "conv1": (112, 64), "bn1": (112, 64), "relu": (112, 64),
+                    "maxpool": (56, 64), "layer1.0.bn1": (56, 64), "layer1.0.conv2": (56, 64), "layer1.1": (56, 64),
+                    "layer2.0.relu1": (56, 64), "layer2.0.conv1": (28, 128), "layer2.0.downsample.0": (28, 128),
+                    "layer2.1": (28, 128), "layer3.1": (14, 256), "layer4.1": (7, 512), "bn_final": (7, 512),
+                    "relu_final": (7, 512), "avgpool": 512, "fc": 1000},
 }
 
 
@@ -39,6 +53,34 @@ def test_tap_shapes_match_spec(net):
     assert len(taps) == len(set(taps))
     if net in ("alexnet", "caffenet"):
         assert {"conv1", "relu1", "fc6", "relu6", "prob"} <= set(taps)
+    if net == "vgg19":      # "19 layers": 16 convolutions and 3 fc layers; every pool a max pool (networks.md §12.3)
+        kinds = [type(l) for l in model.layers]
+        assert kinds.count(Conv2D) == 16 and kinds.count(keras.layers.Dense) == 3 and kinds.count(MaxPool) == 5
+
+
+def test_vgg19_gram_taps_are_each_blocks_first_relu_after_max_pooling():
+    """The thesis' VGG score reads VGG19's conv1_1 … conv5_1 ReLU outputs, with max pooling between the blocks
+    (evaluation_protocols.md §4.2, networks.md §12.3): the registry names them, and each is the ReLU of conv{b}_1,
+    whose input is the max pool of the block before (the image for block 1)."""
+    from tfrestore.nets.registry import GRAM_NET, GRAM_TAPS
+    assert GRAM_TAPS == ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    assert nets.spec(GRAM_NET).gram_taps == GRAM_TAPS and nets.spec(GRAM_NET).builder.__name__ == "vgg19"
+    model = nets.build(GRAM_NET, weights=None, width=1 / 16)
+    producer = lambda layer: layer.input._keras_history.operation
+    for block, tap in enumerate(GRAM_TAPS, start=1):
+        relu = model.get_layer(nets.resolve_layer(GRAM_NET, tap))
+        conv = producer(relu)
+        assert isinstance(relu, keras.layers.ReLU) and conv.name == f"conv{block}_1", tap
+        before = producer(conv)
+        if block == 1:
+            assert isinstance(before, keras.layers.InputLayer)
+        else:
+            assert isinstance(before, MaxPool) and before.name == f"pool{block - 1}" and before.pool_size == 2, tap
+    last_relu = {1: "relu1_2", 2: "relu2_2", 3: "relu3_4", 4: "relu4_4", 5: "relu5_4"}   # configuration E
+    x = np.random.default_rng(0).normal(0, 50, (1, 224, 224, 3)).astype(np.float32)
+    feats = nets.feature_extractor(model, [f"pool{b}" for b in last_relu] + list(last_relu.values()))(x)
+    for b, relu in last_relu.items():       # every pool is Caffe's 2×2 stride-2 max, not an average
+        np.testing.assert_array_equal(feats[f"pool{b}"], caffe_maxpool_numpy(feats[relu].numpy(), 2, 2))
 
 
 def caffe_lrn_numpy(a, n=5, alpha=1e-4, beta=0.75, k=1.0):
@@ -137,6 +179,13 @@ def test_preprocess_deprocess_round_trip_and_channel_order():
     np.testing.assert_allclose(x[..., 0], img[..., 2] - 103.939, atol=1e-4)  # B first, mean pixel subtracted
     x = nets.preprocess("resnet18", img[0]).numpy()
     np.testing.assert_allclose(x[..., 0], (img[0, ..., 0] / 255 - 0.485) / 0.229, atol=1e-5)
+    # VGG19: the Caffe VGG input like VGG16's (BGR, 0–255, minus the mean pixel B 103.939, G 116.779, R 123.68);
+    # ResNet-18 v2: v1's RGB [0,1] standardised with the ImageNet mean / std (networks.md §9)
+    x = nets.preprocess("vgg19", img).numpy()
+    np.testing.assert_allclose(x, img[..., ::-1] - np.array([103.939, 116.779, 123.68]), atol=1e-4)
+    x = nets.preprocess("resnet18_v2", img).numpy()
+    np.testing.assert_allclose(x, (img / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
+                               atol=1e-5)
 
 
 def test_alexnet_and_caffenet_differ_exactly_where_they_should():
@@ -172,7 +221,11 @@ def test_aliases_and_unknown_names():
     assert nets.resolve_layer("resnet18", "middle1") == "layer1.0.conv1"
     with pytest.raises(ValueError, match="Valid layers: .*conv1.*pool5"):
         nets.resolve_layer("alexnet", "conv9")
-    with pytest.raises(ValueError, match="valid nets: alexnet, caffenet, digits, resnet18, vgg16, vgg16_bn"):
+    assert nets.resolve_layer("vgg19", "conv5_4/relu") == "relu5_4"
+    assert nets.resolve_layer("vgg19", "l37") == "pool5"          # 16 conv + 16 ReLU + 5 pools
+    assert nets.resolve_layer("resnet18_v2", "res3") == "layer3.1"
+    with pytest.raises(ValueError, match="valid nets: alexnet, caffenet, digits, resnet18, resnet18_v2, vgg16, "
+                                         "vgg16_bn, vgg19"):
         nets.build("alexnet2")
 
 

@@ -13,23 +13,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from . import ConversionError  # noqa: E402
 from .architecture import ALLOW_FLAG, MAGNITUDE_LIMITS  # noqa: E402
 
-CAFFE_NETS = ("alexnet", "caffenet", "vgg16")
-ONNX_NETS = ("vgg16_bn", "resnet18")
-
 _ALLOW_HELP = ("convert a file holding values larger than any trained network of these families has ("
                + "; ".join(f"{r.what} {r.limit:.0e}" for r in MAGNITUDE_LIMITS.values())
                + "); refused by default as the mark of a damaged file (a flipped exponent bit)")
 
 
+def convertible_nets(weight_format: str) -> tuple[str, ...]:
+    """The registered nets whose original weights come in ``weight_format`` ("caffe" or "onnx"): the registry's
+    ``weight_format`` fact, so a new net needs no change here."""
+    from tfrestore import nets
+    return tuple(n for n in nets.net_names() if nets.spec(n).weight_format == weight_format)
+
+
 def _args(argv):
+    caffe_nets, onnx_nets = convertible_nets("caffe"), convertible_nets("onnx")
     p = argparse.ArgumentParser(prog="python -m weights_convert", description=__doc__)
     sub = p.add_subparsers(dest="format", required=True)
-    c = sub.add_parser("caffe", help="a .caffemodel (+ deploy.prototxt) of alexnet, caffenet or vgg16")
-    c.add_argument("--net", required=True, choices=CAFFE_NETS)
+    c = sub.add_parser("caffe", help=f"a .caffemodel (+ deploy.prototxt) of {', '.join(caffe_nets)}")
+    c.add_argument("--net", required=True, choices=caffe_nets)
     c.add_argument("--caffemodel", required=True, type=Path)
     c.add_argument("--prototxt", type=Path, help="deploy prototxt (default: the layer parameters in the caffemodel)")
-    o = sub.add_parser("onnx", help="an .onnx file of vgg16_bn or resnet18 (zoo or torchvision export)")
-    o.add_argument("--net", required=True, choices=ONNX_NETS)
+    o = sub.add_parser("onnx", help=f"an .onnx file of {', '.join(onnx_nets)} (zoo or torchvision export)")
+    o.add_argument("--net", required=True, choices=onnx_nets)
     o.add_argument("--onnx", required=True, type=Path)
     for s in (c, o):
         s.add_argument("--out", type=Path, help="output .weights.h5 (default: the weight store)")

@@ -1,13 +1,15 @@
 """ONNX → tfrestore weights by following the graph (not by guessing initializer names).
 
-Supported layouts: the ONNX zoo's ``vgg16-bn-7.onnx`` and ``resnet18-v1-7.onnx`` (MXNet Gluon exports, opset 7,
-BatchNormalization with the legacy ``spatial = 0`` attribute, which is ignored: the stored parameters are
-per-channel vectors), and torchvision exports of ResNet-18 (any opset; BatchNorm possibly folded into the conv
-biases by constant folding, which is undone as BN(γ=1, β=bias, μ=0, σ²=1−ε)).
+Supported layouts: the ONNX zoo's ``vgg16-bn-7.onnx``, ``resnet18-v1-7.onnx`` and ``resnet18-v2-7.onnx`` (MXNet
+Gluon exports, opset 7, BatchNormalization with the legacy ``spatial = 0`` attribute, which is ignored: the stored
+parameters are per-channel vectors; v2's pre-activation blocks and its input BatchNorm without scale or centre,
+whose stored γ = 1, β = 0 are checked, not kept), and torchvision exports of ResNet-18 (any opset; BatchNorm
+possibly folded into the conv biases by constant folding, which is undone as BN(γ=1, β=bias, μ=0, σ²=1−ε)).
 
 Both graphs are reduced to ordered *units* — a Conv with the BatchNormalization that consumes it, a standalone
 BatchNormalization, a Gemm / MatMul+Add — and matched one to one, every shape and stride checked. ResNet's 1×1
-downsample unit is placed after the second conv of its block on both sides, found from the Add node it feeds.
+downsample unit is placed after the second conv of its block on both sides, found from the Add node it feeds (in
+v1 it reads the block input, in the pre-activation v2 the first BN-ReLU's output: either way the shallower branch).
 
 Every weight is checked before anything is returned: float, finite, and no larger than a trained network of these
 families holds (``architecture.MAGNITUDE_LIMITS``, per role: parameters, BatchNorm running means, running
@@ -444,20 +446,43 @@ def _map_conv(g, ou, ku, arrays, tmap, where, arch):
         raise ConversionError(f"{g.path}: {where}: the ONNX conv is followed by BatchNormalization, the Keras conv not")
 
 
+# A BatchNorm without scale (γ) or centre (β) — MXNet's ``BatchNorm(scale=False, center=False)`` on ResNet-18 v2's
+# input (networks.md §6.2) — still stores γ and β in the ONNX file, frozen at these values.
+_FIXED_BN = {"gamma": ("scale", 1.0), "beta": ("center", 0.0)}
+
+
 def _bn_arrays(g, node, kbn, where):
+    """A BatchNormalization node's four vectors as the Keras layer's weights. Where the layer has no scale / no centre
+    (``scale=False`` / ``center=False``), the file's γ / β must hold exactly 1 / 0 and are not stored."""
     a = _attrs(node)
     eps = float(a.get("epsilon", 1e-5))
     if not np.isfinite(eps) or eps <= 0:
         raise ConversionError(f"{g.path}: {where}: BatchNorm epsilon {eps}; it must be finite and positive")
     if abs(eps - kbn.epsilon) > 1e-9:
         raise ConversionError(f"{g.path}: {where}: BatchNorm epsilon {eps} in the file, {kbn.epsilon} in Keras")
+    channels = (int(kbn.moving_mean.shape[0]),)
     out = {}
     for i, k in ((1, "gamma"), (2, "beta"), (3, "moving_mean"), (4, "moving_variance")):
         v = _need(g, node, i, k)
         v = v.reshape(-1)
-        _check(g.path, f"{where} {k}", v, (kbn.gamma.shape[0],))
+        _check(g.path, f"{where} {k}", v, channels)
+        if k in _FIXED_BN and not getattr(kbn, _FIXED_BN[k][0]):
+            _check_fixed(g, node, where, k, v, kbn)
+            continue
         out[k] = v
     return out
+
+
+def _check_fixed(g, node, where, role, values, kbn) -> None:
+    """γ / β of a BatchNorm the net builds without scale / centre: exactly the fixed value, else refused."""
+    attr, fixed = _FIXED_BN[role]
+    off = np.flatnonzero(values != np.float32(fixed))
+    if off.size:
+        name = node.input[1 if role == "gamma" else 2]
+        raise ConversionError(f"{g.path}: {where}: {role} '{name}' holds {off.size} of {values.size} values other than "
+                              f"{fixed:g} (e.g. {float(values[off[0]]):.6g} at index {int(off[0])}), but layer "
+                              f"'{kbn.name}' of the net has no {role} ({attr}=False: a BatchNorm with fixed {role} = "
+                              f"{fixed:g}) — wrong --net or a damaged file?")
 
 
 def _map_dense(g, ou, kd, arrays, tmap, where):

@@ -62,7 +62,7 @@ def caffe_reference(prototxt: str | Path, caffemodel: str | Path, x_nhwc: np.nda
 def compare_caffe(model, net_name: str, prototxt, caffemodel, image: str = "chelsea") -> list[tuple[str, float]]:
     size = int(model.input.shape[1])
     x = sample_input(net_name, size, image)
-    taps = [l for l in nets.layer_names(model) if l != "pool5_flat"]
+    taps = [l for l in nets.layer_names(model) if l not in nets.spec(net_name).hidden_taps]
     ref = caffe_reference(prototxt, caffemodel, x, taps)
     ours = keras_taps(model, list(ref), x)
     return [(l, _rel_softmax(ours[l], ref[l], ref["fc8"]) if l == "prob" and "fc8" in ref

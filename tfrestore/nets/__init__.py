@@ -26,7 +26,7 @@ import keras
 
 from .. import weights as _weights
 from .preprocessing import deprocess, input_scale, mean_rgb, preprocess, to_input
-from .registry import REGISTRY, NetSpec, input_size, net_names, spec
+from .registry import GRAM_NET, GRAM_TAPS, REGISTRY, NetSpec, input_size, net_names, spec
 from .taps import (aliases, feature_extractor, figure_layers, jitter_t, layer_names, net_of, receptive_field,
                    resolve_layer, tag, tail, weights_source)
 
@@ -68,6 +68,6 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
     return model
 
 
-__all__ = ["NetSpec", "REGISTRY", "build", "net_names", "input_size", "spec", "layer_names", "aliases",
+__all__ = ["NetSpec", "REGISTRY", "GRAM_NET", "GRAM_TAPS", "build", "net_names", "input_size", "spec", "layer_names", "aliases",
            "resolve_layer", "figure_layers", "feature_extractor", "tail", "receptive_field", "jitter_t",
            "weights_source", "net_of", "preprocess", "deprocess", "to_input", "mean_rgb", "input_scale"]

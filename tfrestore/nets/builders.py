@@ -1,7 +1,8 @@
 """One small builder per paper network. Layer names are the originals' names.
 
-Caffe nets (``alexnet``, ``caffenet``, ``vgg16``) take BGR, mean-subtracted 0–255 input, exactly like the Caffe
-files; ONNX / torchvision nets (``vgg16_bn``, ``resnet18``) take RGB standardised with the ImageNet mean/std.
+Caffe nets (``alexnet``, ``caffenet``, ``vgg16``, ``vgg19``) take BGR, mean-subtracted 0–255 input, exactly like
+the Caffe files; ONNX / torchvision nets (``vgg16_bn``, ``resnet18``, ``resnet18_v2``) take RGB standardised with
+the ImageNet mean/std.
 Use :func:`tfrestore.nets.preprocess` to get there from an RGB 0–255 image.
 
 Every conv / fc output is its own layer (the pre-ReLU tap, e.g. ``conv1``) and every ReLU is another layer
@@ -86,21 +87,38 @@ def caffenet(image_size: int = 227, seed: int | None = None, width: float = 1.0)
     return _caffe_alexnet("pool_norm", image_size, seed, "caffenet", width)
 
 
+# (block, convolutions, channels): configuration D (VGG16) and E (VGG19) of Simonyan & Zisserman (networks.md §4).
 VGG_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
 
 
-def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
-    """Caffe VGG_ILSVRC_16_layers (configuration D). Input BGR − mean pixel, 224².
-
-    ``width`` < 1 scales every channel count and fc size (same topology; used to test converters quickly).
-    """
+def _caffe_vgg(blocks, name: str, image_size: int, seed: int | None, width: float) -> keras.Model:
+    """A Caffe VGG: per block 3×3 pad-1 convolutions ``conv{b}_{i}`` each with its ReLU ``relu{b}_{i}``, then a 2×2
+    stride-2 max pool ``pool{b}`` (Caffe's ceil rounding), then fc6 / fc7 / fc8 / prob. ``width`` < 1 scales every
+    channel count and fc size (same topology; used to test converters quickly)."""
     init = _Initializers(seed)
     inp = x = keras.Input((image_size, image_size, 3), name="data")
-    for b, n, ch in VGG_BLOCKS:
+    for b, n, ch in blocks:
         for i in range(1, n + 1):
             x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, init=init))
         x = MaxPool(2, 2, name=f"pool{b}")(x)
-    return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name="vgg16")
+    return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name=name)
+
+
+def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
+    """Caffe VGG_ILSVRC_16_layers (configuration D: 2, 2, 3, 3, 3 convolutions). Input BGR − mean pixel, 224².
+
+    ``width`` < 1 scales every channel count and fc size (same topology; used to test converters quickly).
+    """
+    return _caffe_vgg(VGG_BLOCKS, "vgg16", image_size, seed, width)
+
+
+def vgg19(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
+    """Caffe VGG_ILSVRC_19_layers (configuration E: 2, 2, 4, 4, 4 convolutions, max pooling), the network of the
+    thesis' VGG score (evaluation_protocols.md §4.2; built with max pooling, networks.md §12.3). Input BGR − mean
+    pixel, 224². ``width`` as for :func:`vgg16`.
+    """
+    return _caffe_vgg(VGG19_BLOCKS, "vgg19", image_size, seed, width)
 
 
 def _w(channels: int, width: float, multiple: int = 1) -> int:
@@ -160,6 +178,52 @@ def resnet18(image_size: int = 224, seed: int | None = None, num_classes: int = 
     x = layers.GlobalAveragePooling2D(name="avgpool")(x)
     x = layers.Dense(num_classes, kernel_initializer=init(), name="fc")(x)
     return keras.Model(inp, x, name="resnet18")
+
+
+def _preact_block(x, name, filters, stride, init):
+    """MXNet Gluon's ``BasicBlockV2`` (pre-activation): BN → ReLU → 3×3 conv (``stride``) → BN → ReLU → 3×3
+    conv, plus the shortcut — the block input itself, or, where the block changes the channel count (and the
+    stride), a 1×1 convolution without BatchNorm that branches off *after the first BN-ReLU* (networks.md §6.2).
+    The block's output is the sum (no ReLU after it: the next block's BN-ReLU comes first)."""
+    y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.bn1")(x)
+    activated = layers.ReLU(name=f"{name}.relu1")(y)
+    y = _conv(activated, f"{name}.conv1", filters, 3, stride=stride, pad=1, bias=False, init=init)
+    y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}.bn2")(y)
+    y = layers.ReLU(name=f"{name}.relu2")(y)
+    y = _conv(y, f"{name}.conv2", filters, 3, pad=1, bias=False, init=init)
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = _conv(activated, f"{name}.downsample.0", filters, 1, stride=stride, bias=False, init=init)
+    return layers.Add(name=name)([y, shortcut])
+
+
+def resnet18_v2(image_size: int = 224, seed: int | None = None, num_classes: int = 1000,
+                width: float = 1.0) -> keras.Model:
+    """ResNet-18 v2 of the ONNX zoo (``resnet18-v2-7.onnx``, MXNet Gluon ``ResNetV2`` with ``BasicBlockV2``;
+    networks.md §6.2). Input RGB standardised, like v1.
+
+    ``bn_data``: a BatchNorm with neither scale nor centre on the input itself → ``conv1`` 7×7 stride 2 (no bias) →
+    ``bn1`` → ``relu`` → ``maxpool`` 3, stride 2, pad 1 → four stages of two pre-activation blocks (64, 128, 256,
+    512 channels; stride 2 on the first block of stages 2–4), each block named like v1's (``layer2.0``: the sum;
+    inside ``layer2.0.bn1``, ``.relu1``, ``.conv1``, ``.bn2``, ``.relu2``, ``.conv2``, ``.downsample.0``) → the
+    final ``bn_final`` → ``relu_final`` → ``avgpool`` → ``fc``. ``width`` scales every channel count.
+    """
+    init = _Initializers(seed)
+    inp = keras.Input((image_size, image_size, 3), name="data")
+    x = layers.BatchNormalization(epsilon=1e-5, center=False, scale=False, name="bn_data")(inp)
+    x = _conv(x, "conv1", _w(64, width), 7, stride=2, pad=3, bias=False, init=init)
+    x = layers.BatchNormalization(epsilon=1e-5, name="bn1")(x)
+    x = layers.ReLU(name="relu")(x)
+    x = MaxPool(3, 2, pad=1, ceil_mode=False, name="maxpool")(x)
+    for stage, filters in enumerate([_w(c, width) for c in (64, 128, 256, 512)], start=1):
+        for block in range(2):
+            stride = 2 if (stage > 1 and block == 0) else 1
+            x = _preact_block(x, f"layer{stage}.{block}", filters, stride, init)
+    x = layers.BatchNormalization(epsilon=1e-5, name="bn_final")(x)
+    x = layers.ReLU(name="relu_final")(x)
+    x = layers.GlobalAveragePooling2D(name="avgpool")(x)
+    x = layers.Dense(num_classes, kernel_initializer=init(), name="fc")(x)
+    return keras.Model(inp, x, name="resnet18_v2")
 
 
 def digits(image_size: int = 28, seed: int | None = None) -> keras.Model:
