@@ -245,7 +245,7 @@ def test_run_summary_gives_the_ci_over_each_condition_and_the_top1_share():
         assert c["n"] == len(idx) and c["sqrt_rel_mean"] == pytest.approx(v.mean())
         assert c["rel_sq_mean"] == pytest.approx(sq[idx].mean())
         if len(idx) > 1:
-            assert c["sqrt_rel_ci95"] == pytest.approx(1.96 * v.std() / np.sqrt(len(idx)))
+            assert c["sqrt_rel_ci95"] == pytest.approx(1.96 * v.std(ddof=1) / np.sqrt(len(idx)))
         else:
             assert c["sqrt_rel_ci95"] is None
     assert s["top1_kept"] == 4 and s["problems"] == 7 and s["top1_kept_share"] == pytest.approx(4 / 7)

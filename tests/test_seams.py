@@ -168,7 +168,7 @@ def test_metrics_against_closed_forms():
     np.testing.assert_allclose(metrics.nmse_dot(a, b), ((a - b) ** 2).reshape(3, -1).sum(1) / (a * b).reshape(3, -1).sum(1))
     assert metrics.ssim(a, a).tolist() == [1.0, 1.0, 1.0] and (metrics.ssim(a, b) < 1).all()
     mean, half = metrics.mean_ci95([1.0, 2.0, 3.0, 4.0])
-    assert mean == 2.5 and half == pytest.approx(1.96 * np.std([1, 2, 3, 4]) / 2)
+    assert mean == 2.5 and half == pytest.approx(1.96 * np.std([1, 2, 3, 4], ddof=1) / 2)   # MATLAB std
     # Gram score: one layer = identity features; G of F − its global mean
     feats = lambda imgs: {"id": np.asarray(imgs, np.float64)}
     f = a[:1].reshape(-1, 3) - a[:1].mean()
