@@ -5,7 +5,8 @@ Experiments (``--experiment``):
 - ``stability`` (default): for every (clean, oblivious adversarial) pair, the label after every step of Adam on
   the prior energy alone (full prior: lr 0.6, 30 steps; dropout prior, dropout off: 10 steps), recorded after
   step 1 too (the original's off-by-one: ``run(legacy_log_offset=True)``); the spec's statistics and the trade-off
-  curve.
+  curve. Where the net's setting lists margin attacks (digits), a sweep of attacks that leave their examples
+  further across the boundary (DeepFool's overshoot, a fixed-ε PGD), restored counts after the last step.
 - ``adaptive``: DeepFool (100 steps, explicit) against classifier ∘ defence (4 Adam steps at lr 0.6, gradients
   through the unrolled descent); oblivious vs adaptive perturbation norms and ``read_adaptive_log``'s summary;
   the adaptive examples under another prior (transfer); the dropout ensemble (10 fixed masks, mean log-softmax)
@@ -14,15 +15,23 @@ Experiments (``--experiment``):
   DeepFool against the w = 0.2, 2×2 filter.
 - ``energies``: the prior energy of each clean image and of its adversarial (spec §6.2).
 
+Every restoration count stands beside its baseline: the same inputs plus seeded random noise with the L2 norm of
+the defence's change (``tfrestore.adversarial.same_norm_noise``). DeepFool's examples sit just across the
+boundary, so almost any change of that size restores them (on the digits net, 49 of 200 even change back when
+classified one at a time instead of in a batch, and 18 are labelled src by the compiled defence graph before its
+first step); only the margin between the defence's count and the noise's says what the prior contributes.
+
 Networks: ``alexnet`` (the thesis'; labels from ``fc8``; converted weights from the store, else seeded random —
 then the labels mean little) on an image folder (``--data``) or the embedded photos, and ``digits`` — a small CNN
 tfrestore trains here in about a minute on the embedded digits, with image priors trained on its digit patches,
 so the experiments give meaningful restored / preserved counts on this machine. Adversarial examples are kept in
-``$TFRESTORE_HOME/adversarial/<net>/<dataset>/<attack>_oblivious/{stem}_t{src}_f{fooled}.npy`` and reused.
+``$TFRESTORE_HOME/adversarial/<net>/<dataset>/<attack>_oblivious/{stem}_t{src}_f{fooled}.npy`` with the attack's
+settings (``attack.json``) and reused while those settings hold.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -30,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore import adversarial as A
-from tfrestore import classifier, data, nets, report, weights
+from tfrestore import classifier, data, files, nets, report, weights
 from tfrestore.priors import catalogue
 
 DESCRIPTION = "thesis adversarial restoration: prior-descent defence, stability, adaptive attacks, mean filter"
@@ -43,23 +52,39 @@ EXPERIMENTS = {
 DEFAULT_EXPERIMENT = "stability"
 
 # spec §3 / §4 / §5
-FULL_LR, FULL_STEPS = 0.6, 30
-DROPOUT_STEPS = 10
-ADAPTIVE_STEPS, ADAPTIVE_LR = 4, 0.6          # "5 steps by default, 4 in the notes"
+FULL_LR, FULL_STEPS = 0.6, 30                 # §3: full512, Adam lr 0.6, 30 steps, labels after every step
+DROPOUT_LR, DROPOUT_STEPS = 0.6, 10           # §3: dropout priors, 10 steps (lr 0.6, §7.2)
+ADAPTIVE_STEPS, ADAPTIVE_LR = 4, 0.6          # §4: "5 steps by default, 4 in the notes"
 ENSEMBLE_MEMBERS, ENSEMBLE_TARGET_PROB = 10, 0.5
+MEAN_FILTER_SIZES = (2, 3)
 MEAN_FILTER_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
-MEAN_FILTER_ADAPTIVE = (2, 0.2)
+MEAN_FILTER_ADAPTIVE = (2, 0.2)               # §5: the adaptive DeepFool against the w = 0.2, 2×2 filter
+
+# Not the thesis': oblivious attacks that leave their examples well across the decision boundary. DeepFool's
+# examples sit just across it (overshoot 0.02), and noise of the defence's norm restores them about as often as
+# the defence does; with a margin the two part. The spec has no PGD: its iterative gradient sign walks
+# ε = k/100·255, and the margin PGD runs at one point of that grid.
+MARGIN_ATTACKS = {
+    "deepfool_overshoot0.2": A.AttackSetting("deepfool", steps=300, overshoot=0.2),
+    "deepfool_overshoot0.5": A.AttackSetting("deepfool", steps=300, overshoot=0.5),
+    "deepfool_overshoot1": A.AttackSetting("deepfool", steps=300, overshoot=1.0),
+    "pgd_eps0.05": A.AttackSetting("pgd", steps=40, epsilon=0.05 * 255),
+}
+OBLIVIOUS_ATTACKS = {**{k: v for k, v in A.ATTACKS.items() if k != "targeted"}, **MARGIN_ATTACKS}
 
 
 @dataclasses.dataclass(frozen=True)
 class NetSetting:
-    """Per network: the priors (full, transfer, dropout) and how many pairs each experiment uses."""
+    """Per network: the priors (full, transfer, dropout), how many pairs each experiment uses, where its images
+    come from and which margin attacks the stability experiment sweeps beside ``--attack``."""
     prior: str
     transfer_prior: str
     dropout_prior: str
     pairs: int                 # clean / adversarial pairs (at most; a folder may hold fewer images)
     adaptive_pairs: int
     ensemble_pairs: int
+    images: str = "photos"     # "photos": --data or the embedded photos; "digits": the embedded digits (net trained here)
+    margin_attacks: tuple[str, ...] = ()
 
 
 NET_SETTINGS = {
@@ -68,7 +93,9 @@ NET_SETTINGS = {
     "alexnet": NetSetting("full512", "full512logistic", "dropout1024", pairs=1069, adaptive_pairs=1069,
                           ensemble_pairs=50),
     "digits": NetSetting("digits_full128", "digits_logistic128", "digits_dropout128", pairs=200,
-                         adaptive_pairs=50, ensemble_pairs=10),
+                         adaptive_pairs=50, ensemble_pairs=10, images="digits",
+                         margin_attacks=("deepfool", "deepfool_overshoot0.2", "deepfool_overshoot0.5",
+                                         "deepfool_overshoot1", "pgd_eps0.05")),
 }
 
 # Recorded on 1069 AlexNet DeepFool pairs (spec §7.2 "eval full", §8, §9).
@@ -82,6 +109,7 @@ RECORDED_ADAPTIVE = {"FoE prior, 4 steps, lr 0.6": {"mean_oblivious": 71.1893, "
                                                   "adaptive_smaller": 384}}
 RECORDED_MEAN_FILTER_2x2 = {"retained": [1069, 1027, 991, 964, 934, 895, 866, 821, 802, 780, 776],
                             "restored": [0, 766, 784, 782, 779, 757, 738, 729, 708, 697, 694]}
+# §6.2: the early 200-image DeepFool subset (198 pairs; §1) under "the prior" (which one is not recorded)
 RECORDED_ENERGIES = {"pairs": 198, "mean_difference": -0.00403496, "adversarial_higher": 147}
 
 
@@ -93,11 +121,14 @@ class Pairs:
     src: np.ndarray            # clean predictions
     fooled: np.ndarray         # labels of the adversarials
 
+    def perturbation_norms(self) -> np.ndarray:
+        return A.l2_norms(self.clean, self.adversarial, np.ones(len(self.src), bool))
 
-def _images(net: str, folder: str | None, limit: int) -> tuple[list[str], np.ndarray, str]:
-    if net == "digits":
+
+def _images(setting: NetSetting, net: str, folder: str | None, limit: int) -> tuple[list[str], np.ndarray, str]:
+    if setting.images == "digits":
         if folder:
-            raise ValueError("--net=digits uses the embedded digits; --data is for image folders (alexnet)")
+            raise ValueError(f"--net={net} uses the embedded digits; --data is for image folders (alexnet)")
         x, _, desc = classifier.digit_images(None, "val")
         return [f"digit{i:04d}" for i in range(min(limit, len(x)))], x[:limit], "embedded"
     size = nets.input_size(net)
@@ -107,8 +138,8 @@ def _images(net: str, folder: str | None, limit: int) -> tuple[list[str], np.nda
     return [Path(str(s)).stem for s in srcs], imgs, Path(folder).name if folder else "embedded"
 
 
-def _classifier(net: str, weights_flag: str, seed: int) -> A.Classifier:
-    if net == "digits":
+def _classifier(setting: NetSetting, net: str, weights_flag: str, seed: int) -> A.Classifier:
+    if setting.images == "digits":
         model, summary = classifier.get(seed=seed)
         if "val_accuracy" in summary:
             print(f"digits classifier: validation accuracy {summary['val_accuracy']:.3f} ({summary['data']})",
@@ -122,19 +153,36 @@ def _classifier(net: str, weights_flag: str, seed: int) -> A.Classifier:
     return A.Classifier(model)
 
 
-def make_pairs(clf: A.Classifier, net: str, folder: str | None, limit: int, attack_kind: str) -> Pairs:
+def _example_folder(root: Path, name: str, setting: A.AttackSetting) -> Path:
+    """The attack's example folder; examples made with other settings (e.g. an older FGSM grid) are removed."""
+    where = A.example_folder(root, name)
+    meta = where / "attack.json"
+    wanted = dataclasses.asdict(setting)
+    if where.exists() and (not meta.exists() or json.loads(meta.read_text()) != wanted):
+        stale = list(where.glob("*.npy"))
+        print(f"{where}: {len(stale)} examples made with other attack settings; making them again", flush=True)
+        for f in stale:
+            f.unlink()
+    files.write_json(meta, wanted)
+    return where
+
+
+def make_pairs(clf: A.Classifier, setting: NetSetting, net: str, folder: str | None, limit: int,
+               attack_name: str) -> Pairs:
     """Oblivious untargeted examples against the clean prediction, made once and reused from the dataset folder."""
-    stems, clean, dataset = _images(net, folder, limit)
+    attack_setting = OBLIVIOUS_ATTACKS[attack_name]
+    stems, clean, dataset = _images(setting, net, folder, limit)
     src = clf.labels(clean)
-    where = A.example_folder(weights.home() / "adversarial" / net / dataset, attack_kind)
-    have = A.load_examples(where) if where.exists() else {}
+    where = _example_folder(weights.home() / "adversarial" / net / dataset, attack_name, attack_setting)
+    have = A.load_examples(where)
     todo = [i for i, s in enumerate(stems) if s not in have]
     if todo:
-        print(f"{attack_kind}: attacking {len(todo)} images (the others are reused from {where})", flush=True)
+        print(f"{attack_name} ({attack_setting.describe()}): attacking {len(todo)} images (the others are reused "
+              f"from {where})", flush=True)
         t0 = time.perf_counter()
         for at in range(0, len(todo), 50):
             idx = todo[at:at + 50]
-            adv, ok = A.attack(clf, clean[idx], src[idx], attack_kind)
+            adv, ok = A.attack(clf, clean[idx], src[idx], attack_setting)
             fooled = clf.labels(adv)
             for i, a, good, f in zip(idx, adv, ok, fooled):
                 if good and f != src[i]:
@@ -153,32 +201,51 @@ class Context:
     setting: NetSetting
     clf: A.Classifier
     pairs: Pairs
+    attack: str                # the oblivious attack that made ``pairs``
     prior: str | None          # --prior (default: the setting's)
     steps: int | None          # --steps: defence steps (default: the experiment's)
     prior_steps: int | None
     seed: int
     out: Path
+    folder: str | None         # --data
     dataset: str               # the example folder's dataset name
     legacy_log_offset: bool = False   # record labels after steps 2 … n + 1 (the original's bug 2)
 
 
-def _histories(defence: A.PriorDefence, clf, x: np.ndarray, batch: int = 50, legacy: bool = False) -> np.ndarray:
-    """[P, n + 1] labels before and after each defence step (legacy: after steps 2 … n + 1)."""
-    if legacy:
-        defence = dataclasses.replace(defence, steps=defence.steps + 1)
+def _histories(defence: A.PriorDefence, clf, sets: list[np.ndarray], batch: int = 50,
+               legacy: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each set of inputs: ([P, n + 1] labels, [P, n + 1] ‖x_t − x‖₂) before and after each defence step
+    (legacy: after steps 2 … n + 1), from one compiled graph."""
+    record = (dataclasses.replace(defence, steps=defence.steps + 1) if legacy else defence).recorder(clf)
     out = []
-    for i in range(0, len(x), batch):
-        _, labels = defence.labels_per_step(tf.constant(x[i:i + batch]), clf)
-        out.append(np.asarray(labels).T)
-    h = np.concatenate(out)
-    return np.concatenate([h[:, :1], h[:, 2:]], 1) if legacy else h
+    for x in sets:
+        parts = [record(x[i:i + batch]) for i in range(0, len(x), batch)]
+        h, c = np.concatenate([p[0].T for p in parts]), np.concatenate([p[1].T for p in parts])
+        if legacy:
+            h, c = np.concatenate([h[:, :1], h[:, 2:]], 1), np.concatenate([c[:, :1], c[:, 2:]], 1)
+        out.append((h, c))
+    return out
+
+
+def defence_statistics(defence: A.PriorDefence, clf, pairs: Pairs, *, legacy: bool = False,
+                       seed: int = A.NOISE_SEED) -> dict:
+    """Spec §3's statistics of the defence on the pairs, and under ``"noise"`` the same statistics of the
+    baseline: each input plus seeded noise with the L2 norm of the defence's change after each step."""
+    (img_labels, img_changes), (adv_labels, adv_changes) = _histories(defence, clf, [pairs.clean, pairs.adversarial],
+                                                                      legacy=legacy)
+    st = A.stability_statistics(img_labels, adv_labels, pairs.src)
+    st["noise"] = A.stability_statistics(A.noise_labels(clf, pairs.clean, img_changes, seed),
+                                         A.noise_labels(clf, pairs.adversarial, adv_changes, seed + 1), pairs.src)
+    st["median_change_adversarials"] = np.median(adv_changes, 0).tolist()
+    return st
 
 
 def _tradeoff_plot(path: Path, curves: dict[str, dict], pairs: int):
     with report.plot(path) as (fig, ax):
         for name, st in curves.items():
-            ax.plot(np.array(st["preserved"]) / st["pairs"], np.array(st["restored"]) / st["pairs"], "o-", ms=3,
-                    label=name)
+            for label, series, style in ((name, st, "o-"), (f"{name}: same-norm noise", st["noise"], "x:")):
+                ax.plot(np.array(series["preserved"]) / st["pairs"], np.array(series["restored"]) / st["pairs"],
+                        style, ms=3, label=label)
         rec = RECORDED_FULL
         ax.plot(np.array(rec["preserved"]) / 1069, np.array(rec["restored"]) / 1069, "k--", lw=1,
                 label="recorded: full prior, AlexNet (1069)")
@@ -189,13 +256,14 @@ def _tradeoff_plot(path: Path, curves: dict[str, dict], pairs: int):
 
 
 def _series_table(st: dict, recorded: dict | None = None) -> str:
-    """The spec's layout: one row per series, one column per step."""
-    n = st["steps"]
+    """The spec's layout: one row per series, one column per step; the noise baseline beside the defence."""
+    n, noise = st["steps"], st["noise"]
     rows = [("changes in images", st["changes_images"], 1), ("first changes in images", st["first_changes_images"], 1),
             ("changes in adversarials", st["changes_adversarials"], 1),
             ("first changes in adversarials", st["first_changes_adversarials"], 1),
             ("first return to the source label", st["first_returns"], 1),
-            ("preserved (incl. start)", st["preserved"], 0), ("restored (incl. start)", st["restored"], 0)]
+            ("preserved (incl. start)", st["preserved"], 0), ("restored (incl. start)", st["restored"], 0),
+            ("preserved, same-norm noise", noise["preserved"], 0), ("restored, same-norm noise", noise["restored"], 0)]
     if recorded:
         rows += [(f"recorded {k} (AlexNet, 1069)", v, 0) for k, v in recorded.items()]
     cols = [("series", "series", "")] + [(str(t), f"s{t}", "d") for t in range(0, n + 1)]
@@ -205,22 +273,56 @@ def _series_table(st: dict, recorded: dict | None = None) -> str:
 
 def _stability(ctx: Context) -> dict:
     s, clf, pairs = ctx.setting, ctx.clf, ctx.pairs
-    results, texts = {}, []
-    for name, prior_name, steps in (("full prior", ctx.prior or s.prior, ctx.steps or FULL_STEPS),
-                                    ("dropout prior (dropout off)", s.dropout_prior, ctx.steps or DROPOUT_STEPS)):
+    results, texts, defences = {}, [], {}
+    for name, prior_name, steps, lr in (("full prior", ctx.prior or s.prior, ctx.steps or FULL_STEPS, FULL_LR),
+                                        ("dropout prior (dropout off)", s.dropout_prior, ctx.steps or DROPOUT_STEPS,
+                                         DROPOUT_LR)):
         prior = catalogue.get(prior_name, ctx.net, steps=ctx.prior_steps)
-        defence = A.PriorDefence(prior, steps=steps, lr=FULL_LR)
+        defences[name] = defence = A.PriorDefence(prior, steps=steps, lr=lr)
         t0 = time.perf_counter()
-        st = A.stability_statistics(_histories(defence, clf, pairs.clean, legacy=ctx.legacy_log_offset),
-                                    _histories(defence, clf, pairs.adversarial, legacy=ctx.legacy_log_offset),
-                                    pairs.src)
-        st.update({"prior": prior_name, "defence_seconds": time.perf_counter() - t0, "defence": defence.describe()})
+        st = defence_statistics(defence, clf, pairs, legacy=ctx.legacy_log_offset, seed=ctx.seed)
+        st.update({"prior": prior_name, "defence_seconds": time.perf_counter() - t0, "defence": defence.describe(),
+                   "lr": lr})
         results[f"{name}: {prior_name}"] = st
         text = _series_table(st, RECORDED_FULL if name == "full prior" else None)
         texts.append(f"{name} '{prior_name}', {defence.describe()}, {st['pairs']} pairs\n{text}")
         print(texts[-1], flush=True)
     _tradeoff_plot(ctx.out / "tradeoff.png", results, len(pairs.src))
-    return {"series": results, "text": "\n\n".join(texts)}
+    margin, margin_text = _margin(ctx, defences["full prior"], next(iter(results.values())))
+    texts += [margin_text] if margin_text else []
+    return {"series": results, "margin": margin, "text": "\n\n".join(texts)}
+
+
+_MARGIN_COLUMNS = [("oblivious attack", "attack", ""), ("pairs", "pairs", "d"),
+                   ("median ‖adv − img‖₂", "median_perturbation", ".1f"),
+                   ("median defence change", "median_change", ".1f"),
+                   ("restored: defence", "restored", "d"), ("same-norm noise", "restored_noise", "d"),
+                   ("preserved: defence", "preserved", "d"), ("same-norm noise", "preserved_noise", "d")]
+
+
+def _margin(ctx: Context, defence: A.PriorDefence, main: dict) -> tuple[dict, str]:
+    """The full-prior defence after its n steps against oblivious attacks of growing margin, each beside the
+    same-norm noise baseline (``NetSetting.margin_attacks``; ``main``: the statistics on ``--attack``'s pairs)."""
+    if not ctx.setting.margin_attacks:
+        return {}, ""
+    prior_name = ctx.prior or ctx.setting.prior
+    rows = {}
+    for name in ctx.setting.margin_attacks:
+        pairs = ctx.pairs if name == ctx.attack else make_pairs(ctx.clf, ctx.setting, ctx.net, ctx.folder,
+                                                                 ctx.setting.pairs, name)
+        if not len(pairs.src):
+            continue
+        reuse = name == ctx.attack and not ctx.legacy_log_offset
+        st = main if reuse else defence_statistics(defence, ctx.clf, pairs, seed=ctx.seed)
+        rows[name] = {"attack": name, "setting": OBLIVIOUS_ATTACKS[name].describe(), "pairs": st["pairs"],
+                      "median_perturbation": float(np.median(pairs.perturbation_norms())),
+                      "median_change": st["median_change_adversarials"][-1],
+                      "restored": st["restored"][-1], "restored_noise": st["noise"]["restored"][-1],
+                      "preserved": st["preserved"][-1], "preserved_noise": st["noise"]["preserved"][-1]}
+    text = (f"margin sweep: '{prior_name}', {defence.describe()}; counts after the last step\n"
+            + report.table(list(rows.values()), _MARGIN_COLUMNS))
+    print(text, flush=True)
+    return rows, text
 
 
 def _norm_row(name, summ) -> dict:
@@ -255,7 +357,7 @@ def _adaptive_attack(model, pairs: Pairs, idx, folder: Path) -> tuple[np.ndarray
         sl = slice(at, at + 25)
         sub = idx[sl]
         try:
-            adv, ok = A.attack(model, pairs.clean[sub], pairs.src[sub], "deepfool", steps=A.ADAPTIVE_DEEPFOOL_STEPS)
+            adv, ok = A.attack(model, pairs.clean[sub], pairs.src[sub], A.ADAPTIVE_DEEPFOOL)
         except (AssertionError, tf.errors.InvalidArgumentError):
             norms[sl] = -np.inf
             continue
@@ -266,6 +368,18 @@ def _adaptive_attack(model, pairs: Pairs, idx, folder: Path) -> tuple[np.ndarray
             if ok[j]:
                 A.save_example(folder, pairs.stems[i], adv[j], pairs.src[i], fooled[j])
     return examples, norms
+
+
+def restoration(defence, clf, x: np.ndarray, src: np.ndarray, seed: int, batch: int = 50) -> dict:
+    """How many of ``x`` the ``defence`` (an RGB → RGB map) brings back to ``src``, and how many the same-norm
+    noise baseline does."""
+    if not len(x):
+        return {"inputs": 0, "restored": 0, "restored_noise": 0}
+    out = np.concatenate([np.asarray(defence(tf.constant(x[i:i + batch]))) for i in range(0, len(x), batch)])
+    change = A.l2_norms(x, out, np.ones(len(x), bool))
+    noise = A.noise_labels(clf, x, change[:, None], seed)[:, 0]
+    return {"inputs": int(len(x)), "restored": int(np.sum(clf.labels(out) == src)),
+            "restored_noise": int(np.sum(noise == src)), "median_change": float(np.median(change))}
 
 
 def _adaptive(ctx: Context) -> dict:
@@ -287,38 +401,51 @@ def _adaptive(ctx: Context) -> dict:
     summ["samples"] = int(len(idx))
     rows = [_norm_row(f"ours: {prior_name}, {defence.describe()}", summ)]
     rows += [_norm_row(f"recorded: {k} (AlexNet)", v) for k, v in RECORDED_ADAPTIVE.items()]
-    text = _format_norm_rows(rows)
-    # transfer: the adaptive examples under a defence with another prior, and under their own
+    src = pairs.src[attack_idx]
+    # the defence on the oblivious examples (what the adaptive attack undoes), and the adaptive examples under
+    # their own defence and under one with another prior (transfer); each beside the same-norm noise
     found = np.isfinite(norms) & (norms > 0)
-    other = catalogue.get(s.transfer_prior, net, steps=ctx.prior_steps)
-    lab_own = np.argmax(np.asarray(defended(adv[found])), -1) if found.any() else np.array([])
-    lab_other = (np.argmax(np.asarray(A.Defended(clf, dataclasses.replace(defence, prior=other))(adv[found])), -1)
-                 if found.any() else np.array([]))
-    src_found = pairs.src[attack_idx][found]
-    transfer = {"examples": int(found.sum()), "fooling_own_defence": int(np.sum(lab_own != src_found)),
-                "restored_by_other_prior": int(np.sum(lab_other == src_found)), "other_prior": s.transfer_prior}
-    # the dropout ensemble with its target probability passed
-    dprior = catalogue.get(s.dropout_prior, net, steps=ctx.prior_steps)
-    ens = A.Ensemble(clf, A.PriorDefence(dprior, steps=ctx.steps or ADAPTIVE_STEPS, lr=ADAPTIVE_LR),
+    other = A.PriorDefence(catalogue.get(s.transfer_prior, net, steps=ctx.prior_steps), steps=defence.steps,
+                           lr=defence.lr)
+    restore = {"oblivious, own defence": restoration(defence, clf, pairs.adversarial[attack_idx], src, ctx.seed),
+               "adaptive, own defence": restoration(defence, clf, adv[found], src[found], ctx.seed),
+               f"adaptive, '{s.transfer_prior}' defence": restoration(other, clf, adv[found], src[found], ctx.seed)}
+    transfer = {"examples": int(found.sum()), "other_prior": s.transfer_prior,
+                "fooling_own_defence": restore["adaptive, own defence"]["inputs"]
+                - restore["adaptive, own defence"]["restored"],
+                "restored_by_other_prior": restore[f"adaptive, '{s.transfer_prior}' defence"]["restored"]}
+    ens_summ, ens_text, ens_seconds = _ensemble(ctx, idx)
+    text_all = (f"adaptive DeepFool ({A.ADAPTIVE_DEEPFOOL.describe()}) through {defence.describe()} "
+                f"'{prior_name}' ({seconds:.0f} s)\n{_format_norm_rows(rows)}\n\n"
+                f"restored to the source label ({defence.describe()}), beside noise of the defence's change:\n"
+                + report.table([{"examples": k, **v} for k, v in restore.items()],
+                               [("examples", "examples", ""), ("n", "inputs", "d"), ("restored", "restored", "d"),
+                                ("same-norm noise", "restored_noise", "d")])
+                + f"\n\ndropout ensemble ({ens_seconds:.0f} s)\n{ens_text}")
+    print(text_all, flush=True)
+    _histogram(ctx.out / "norms.png", summ, f"perturbation norms, {prior_name}")
+    return {"summary": summ, "restoration": restore, "transfer": transfer, "ensemble": ens_summ,
+            "attack": dataclasses.asdict(A.ADAPTIVE_DEEPFOOL), "defence": {"steps": defence.steps, "lr": defence.lr},
+            "text": text_all, "attack_seconds": seconds}
+
+
+def _ensemble(ctx: Context, idx: np.ndarray) -> tuple[dict, str, float]:
+    """The dropout ensemble (fixed masks, mean log-softmax) attacked with its target probability passed."""
+    s, pairs = ctx.setting, ctx.pairs
+    dprior = catalogue.get(s.dropout_prior, ctx.net, steps=ctx.prior_steps)
+    ens = A.Ensemble(ctx.clf, A.PriorDefence(dprior, steps=ctx.steps or ADAPTIVE_STEPS, lr=ADAPTIVE_LR),
                      A.ensemble_masks(dprior, ENSEMBLE_MEMBERS, ctx.seed))
     eidx = idx[:s.ensemble_pairs]
     crit = A.SourceProbabilityBelow(pairs.src[eidx], ENSEMBLE_TARGET_PROB).criterion
-    t1 = time.perf_counter()
-    eadv, eok = A.attack(ens, pairs.clean[eidx], pairs.src[eidx], "deepfool", steps=A.ADAPTIVE_DEEPFOOL_STEPS,
-                         criterion=crit)
+    t0 = time.perf_counter()
+    eadv, eok = A.attack(ens, pairs.clean[eidx], pairs.src[eidx], A.ADAPTIVE_DEEPFOOL, criterion=crit)
     ens_norms = A.l2_norms(pairs.clean[eidx], eadv, eok)
     ens_obl = A.l2_norms(pairs.clean[eidx], pairs.adversarial[eidx], np.ones(len(eidx), bool))
-    ens_summ = A.adaptive_summary(ens_obl, ens_norms)
-    ens_text = _format_norm_rows([_norm_row(f"ours: {s.dropout_prior} ensemble of {ENSEMBLE_MEMBERS}, "
-                                            f"p(src) < {ENSEMBLE_TARGET_PROB}", ens_summ)])
-    text_all = (f"adaptive DeepFool ({A.ADAPTIVE_DEEPFOOL_STEPS} steps) through {defence.describe()} "
-                f"'{prior_name}' ({seconds:.0f} s)\n{text}\n\ntransfer of the adaptive examples: "
-                f"{transfer['fooling_own_defence']} of {transfer['examples']} fool their own defence; "
-                f"{transfer['restored_by_other_prior']} are restored by '{s.transfer_prior}'\n\n"
-                f"dropout ensemble ({time.perf_counter() - t1:.0f} s)\n{ens_text}")
-    print(text_all, flush=True)
-    _histogram(ctx.out / "norms.png", summ, f"perturbation norms, {prior_name}")
-    return {"summary": summ, "transfer": transfer, "ensemble": ens_summ, "text": text_all, "attack_seconds": seconds}
+    summ = A.adaptive_summary(ens_obl, ens_norms)
+    summ["members"] = len(ens.members)
+    text = _format_norm_rows([_norm_row(f"ours: {s.dropout_prior} ensemble of {ENSEMBLE_MEMBERS}, "
+                                        f"p(src) < {ENSEMBLE_TARGET_PROB}", summ)])
+    return summ, text, time.perf_counter() - t0
 
 
 def _histogram(path: Path, summ: dict, title: str):
@@ -334,24 +461,36 @@ def _histogram(path: Path, summ: dict, title: str):
         ax.legend()
 
 
-def _filter_counts(clf, pairs_clean, pairs_adv, src, k) -> dict:
-    out = {"retained": [], "restored": [], "same": []}
+def filter_counts(clf, clean: np.ndarray, adversarial: np.ndarray, src: np.ndarray, k: int, seed: int) -> dict:
+    """Per w: clean images keeping src (``retained``), adversarials back to src (``restored``), pairs whose two
+    filtered versions agree (``same``) — and the same three with noise of the filter's change instead
+    (``*_noise``)."""
+    out = {key: [] for key in ("retained", "restored", "same", "retained_noise", "restored_noise", "same_noise")}
+    ones = np.ones(len(src), bool)
     for w in MEAN_FILTER_WEIGHTS:
-        li = clf.labels(np.asarray(A.mean_filter(pairs_clean, k, w)))
-        la = clf.labels(np.asarray(A.mean_filter(pairs_adv, k, w)))
-        out["retained"].append(int(np.sum(li == src)))
-        out["restored"].append(int(np.sum(la == src)))
-        out["same"].append(int(np.sum(li == la)))
+        fi, fa = np.asarray(A.mean_filter(clean, k, w)), np.asarray(A.mean_filter(adversarial, k, w))
+        li, la = clf.labels(fi), clf.labels(fa)
+        ni = A.noise_labels(clf, clean, A.l2_norms(clean, fi, ones)[:, None], seed)[:, 0]
+        na = A.noise_labels(clf, adversarial, A.l2_norms(adversarial, fa, ones)[:, None], seed + 1)[:, 0]
+        for key, a, b in (("", li, la), ("_noise", ni, na)):
+            out["retained" + key].append(int(np.sum(a == src)))
+            out["restored" + key].append(int(np.sum(b == src)))
+            out["same" + key].append(int(np.sum(a == b)))
     return out
+
+
+def _filter_rows(setting: str, counts: dict) -> list[dict]:
+    return [{"setting": setting, "series": f"{series}{', same-norm noise' if key.endswith('_noise') else ''}",
+             **{f"w{w}": v for w, v in zip(MEAN_FILTER_WEIGHTS, counts[key])}}
+            for series in ("retained", "restored", "same") for key in (series, f"{series}_noise")]
 
 
 def _mean_filter(ctx: Context) -> dict:
     clf, pairs = ctx.clf, ctx.pairs
     res, rows = {}, []
-    for k in (2, 3):
-        res[f"{k}x{k}"] = c = _filter_counts(clf, pairs.clean, pairs.adversarial, pairs.src, k)
-        rows += [{"setting": f"{k}×{k}, oblivious", "series": s, **{f"w{w}": v for w, v in zip(MEAN_FILTER_WEIGHTS, c[s])}}
-                 for s in ("retained", "restored", "same")]
+    for k in MEAN_FILTER_SIZES:
+        res[f"{k}x{k}"] = c = filter_counts(clf, pairs.clean, pairs.adversarial, pairs.src, k, ctx.seed)
+        rows += _filter_rows(f"{k}×{k}, oblivious", c)
     k, w = MEAN_FILTER_ADAPTIVE
     filt = A.Defended(ctx.clf, A.MeanFilter(k, w))
     idx = np.arange(min(ctx.setting.adaptive_pairs, len(pairs.src)))
@@ -360,11 +499,12 @@ def _mean_filter(ctx: Context) -> dict:
     adv, norms = _adaptive_attack(filt, pairs, aidx, weights.home() / "adversarial" / ctx.net / ctx.dataset
                                   / f"deepfool_adaptive_meanfilter{k}_{w}")
     found = np.isfinite(norms) & (norms > 0)
-    res["adaptive_2x2_w0.2"] = c = _filter_counts(clf, pairs.clean[aidx][found], adv[found], pairs.src[aidx][found], k)
-    rows += [{"setting": f"{k}×{k}, adaptive at w={w}", "series": s,
-              **{f"w{ww}": v for ww, v in zip(MEAN_FILTER_WEIGHTS, c[s])}} for s in ("retained", "restored", "same")]
+    res[f"adaptive_{k}x{k}_w{w}"] = c = filter_counts(clf, pairs.clean[aidx][found], adv[found],
+                                                      pairs.src[aidx][found], k, ctx.seed)
+    rows += _filter_rows(f"{k}×{k}, adaptive at w={w}", c)
     rows += [{"setting": "recorded 2×2 (AlexNet, 1069)", "series": s,
-              **{f"w{ww}": v for ww, v in zip(MEAN_FILTER_WEIGHTS, vals)}} for s, vals in RECORDED_MEAN_FILTER_2x2.items()]
+              **{f"w{ww}": v for ww, v in zip(MEAN_FILTER_WEIGHTS, vals)}}
+             for s, vals in RECORDED_MEAN_FILTER_2x2.items()]
     obl = A.l2_norms(pairs.clean[aidx], pairs.adversarial[aidx], np.ones(len(aidx), bool))
     summ = A.adaptive_summary(obl, norms, invariant)
     summ["samples"] = int(len(idx))
@@ -382,17 +522,23 @@ def _energies(ctx: Context) -> dict:
     s, pairs = ctx.setting, ctx.pairs
     prior_name = ctx.prior or s.prior
     prior = catalogue.get(prior_name, ctx.net, steps=ctx.prior_steps)
-    e_img = np.concatenate([prior.energy(pairs.clean[i:i + 50]).numpy() for i in range(0, len(pairs.src), 50)])
-    e_adv = np.concatenate([prior.energy(pairs.adversarial[i:i + 50]).numpy()
-                            for i in range(0, len(pairs.src), 50)])
-    rows = [{"set": f"ours ({prior_name}, {ctx.net})", "pairs": len(e_img),
-             "mean_difference": float(np.mean(e_img - e_adv)), "adversarial_higher": int(np.sum(e_adv > e_img)),
-             "lower_or_equal": int(np.sum(e_adv <= e_img))},
-            {"set": "recorded (12×12 prior, AlexNet DeepFool)", **RECORDED_ENERGIES,
+
+    def energy(x):
+        return np.concatenate([prior.energy(x[i:i + 50]).numpy() for i in range(0, len(x), 50)])
+    e_img, e_adv = energy(pairs.clean), energy(pairs.adversarial)
+    # the baseline: the clean image plus noise as large as its adversarial perturbation
+    e_noise = energy(A.same_norm_noise(pairs.clean, pairs.perturbation_norms(), ctx.seed))
+
+    def row(name, e_other):
+        return {"set": name, "pairs": len(e_img), "mean_difference": float(np.mean(e_img - e_other)),
+                "adversarial_higher": int(np.sum(e_other > e_img)), "lower_or_equal": int(np.sum(e_other <= e_img))}
+    rows = [row(f"ours: adversarials ({prior_name}, {ctx.net}, {ctx.attack})", e_adv),
+            row("ours: clean + noise of the adversarial's norm", e_noise),
+            {"set": "recorded: 198-pair DeepFool subset (AlexNet, prior not recorded)", **RECORDED_ENERGIES,
              "lower_or_equal": RECORDED_ENERGIES["pairs"] - RECORDED_ENERGIES["adversarial_higher"]}]
     text = report.table(rows, [("set", "set", ""), ("pairs", "pairs", "d"),
-                               ("mean E(image) − E(adv.)", "mean_difference", ".6g"),
-                               ("adv. higher", "adversarial_higher", "d"), ("lower / equal", "lower_or_equal", "d")])
+                               ("mean E(image) − E(other)", "mean_difference", ".6g"),
+                               ("other higher", "adversarial_higher", "d"), ("lower / equal", "lower_or_equal", "d")])
     print(text, flush=True)
     return {"rows": rows, "text": text}
 
@@ -405,34 +551,36 @@ def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, data: str
         attack: str = "deepfool", weights: str = "auto", out: str | None = None, seed: int = 0,
         legacy_log_offset: bool = False) -> dict:
     """``steps``: defence steps (default: the experiment's); ``prior_steps``: training steps for priors trained on
-    demand; ``attack``: the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd);
-    ``legacy_log_offset``: the original's stability logging (labels after steps 2 … n + 1, spec §10 item 2)."""
+    demand; ``attack``: the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd — the thesis'
+    settings, spec §2 — or a margin attack: deepfool_overshoot0.2 / 0.5 / 1, pgd_eps0.05); ``legacy_log_offset``:
+    the original's stability logging (labels after steps 2 … n + 1, spec §10 item 2)."""
     if experiment not in RUNNERS:
         raise ValueError(f"unknown experiment '{experiment}' for adversarial; valid: {', '.join(RUNNERS)}")
     if net not in NET_SETTINGS:
         raise ValueError(f"adversarial runs on {' or '.join(NET_SETTINGS)}, not '{net}'")
-    if attack not in A.ATTACKS or attack == "targeted":
-        raise ValueError(f"--attack must be one of deepfool, fgsm, itfgsm, pgd, got '{attack}'")
+    if attack not in OBLIVIOUS_ATTACKS:
+        raise ValueError(f"--attack must be one of {', '.join(OBLIVIOUS_ATTACKS)}, got '{attack}'")
     if prior is not None:
         catalogue.entry(prior)
     setting = NET_SETTINGS[net]
     out_path = Path(out or f"runs/adversarial_{net}_{experiment}")
-    clf = _classifier(net, weights, seed)
+    clf = _classifier(setting, net, weights, seed)
     t0 = time.perf_counter()
-    pairs = make_pairs(clf, net, data, setting.pairs, attack)
+    pairs = make_pairs(clf, setting, net, data, setting.pairs, attack)
     if len(pairs.src) == 0:
         raise ValueError("no adversarial pairs: every attack failed")
-    print(f"{len(pairs.src)} (clean, {attack}) pairs; median L2 perturbation "
-          f"{np.median(A.l2_norms(pairs.clean, pairs.adversarial, np.ones(len(pairs.src), bool))):.2f}", flush=True)
-    ctx = Context(net=net, setting=setting, clf=clf, pairs=pairs, prior=prior, steps=steps, prior_steps=prior_steps,
-                  seed=seed, out=out_path, dataset="embedded" if not data else Path(data).name,
-                  legacy_log_offset=legacy_log_offset)
+    median = float(np.median(pairs.perturbation_norms()))
+    print(f"{len(pairs.src)} (clean, {attack}) pairs; median L2 perturbation {median:.2f}", flush=True)
+    ctx = Context(net=net, setting=setting, clf=clf, pairs=pairs, attack=attack, prior=prior, steps=steps,
+                  prior_steps=prior_steps, seed=seed, out=out_path, folder=data,
+                  dataset="embedded" if not data else Path(data).name, legacy_log_offset=legacy_log_offset)
     out_path.mkdir(parents=True, exist_ok=True)
     result = RUNNERS[experiment](ctx)
     weights_src = nets.weights_source(clf.model)
     summary = {"experiment": experiment, "net": net, "weights": weights_src, "attack": attack,
-               "pairs": len(pairs.src), "seconds": time.perf_counter() - t0,
-               **{k: v for k, v in result.items() if k != "text"}}
+               "attack_setting": dataclasses.asdict(OBLIVIOUS_ATTACKS[attack]), "pairs": len(pairs.src),
+               "median_perturbation": median,
+               "seconds": time.perf_counter() - t0, **{k: v for k, v in result.items() if k != "text"}}
     report.write(out_path, title=f"adversarial {experiment} on {net} (weights: {weights_src})", metrics=summary,
                  table=result["text"])
     print(f"{summary['seconds']:.0f} s; outputs in {out_path} (table.txt, metrics.json"

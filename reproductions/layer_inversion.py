@@ -4,19 +4,21 @@
 
 For each starting layer (``--layers``; default the thesis' evaluated ones: AlexNet conv1/lin … conv5/lin, VGG16
 pool1 … pool3) the modules from it down to the image (DC_k … DC1) are
-1. trained **solo** (each on the classifier's true features: Adam 3e-4, batch 32, 3,000 steps) or loaded from
-   ``$TFRESTORE_HOME/inverters/<net>/solo/``; chained as they are: **stacked**;
+1. trained **solo** (each on the classifier's true features: Adam 3e-4, batch 32, 3,000 steps, images in list
+   order; the thesis' schedule ((0, 3e-4), (3000, 1e-4), (2000, 3e-5)) under its after-the-step rule, which never
+   leaves 3e-4) or loaded from ``$TFRESTORE_HOME/inverters/<net>/solo/``; chained as they are: **stacked**;
 2. fine-tuned together on the sum of their MSE losses, each fed its predecessor's reconstruction: **merged**
-   (Adam 3e-6 → 1e-6 at 1,000 → 3e-7 at 2,000; the weights are saved, which the original forgot);
+   (Adam (0: 3e-6), (1000: 1e-6), (2000: 3e-7); the weights are saved, which the original forgot);
 3. trained from scratch on the image loss alone: **end-to-end** (the early variant the thesis dropped).
 The three are scored on held-out images (MSE, NMSE with the thesis' dot-product denominator, VGG Gram score)
-beside the spec's recorded numbers and beside M&V 2016's optimisation-based inversion of the same images.
+beside the same chain untrained (the baseline training must beat), the spec's recorded numbers and M&V 2016's
+optimisation-based inversion of the same images.
 
 Training data: ``--data`` (a folder; the last 20 % of its sorted files are the validation images) or the embedded
 photos with random crops and flips — a demonstration set. ``--steps`` sets every training's length (and M&V
-2016's budget). ``--net=digits`` (not the thesis'): the same module design on tfrestore's trained digits net and
-the embedded digits, small enough to train whole stacks on a CPU (without the M&V 2016 comparison, whose constants
-are the ImageNet nets').
+2016's budget; the schedules are scaled). ``--net=digits`` (not the thesis'): the same module design on
+tfrestore's trained digits net and the embedded digits, small enough to train whole stacks on a CPU (without the
+M&V 2016 comparison, whose constants are the ImageNet nets').
 """
 from __future__ import annotations
 
@@ -34,11 +36,28 @@ from tfrestore.inversion import Extractors, gram_features
 from . import common, mv2016
 
 DESCRIPTION = "thesis learned inversion modules: solo / stacked / merged / end-to-end, vs M&V 2016"
-NETS = ("alexnet", "vgg16", "digits")
-DEFAULT_LAYERS = {"alexnet": ("conv1/lin", "conv2/lin", "conv3/lin", "conv4/lin", "conv5/lin"),
-                  "vgg16": ("pool1", "pool2", "pool3"), "digits": ("conv1", "pool1", "conv2", "pool2")}
 DIGITS_VALIDATION = 4           # held-out digits scored (and inverted by M&V 2016 too)
 VGG_GRAM_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+@dataclasses.dataclass(frozen=True)
+class NetSetting:
+    """Per network: the starting layers evaluated by default, where its images come from, and whether the spec's
+    recorded numbers and the M&V 2016 comparison apply."""
+    layers: tuple[str, ...]
+    images: str = "photos"          # "photos": --data or the embedded photos; "digits": the embedded digits
+    recorded: bool = False          # the spec's §6 numbers are this net's (AlexNet)
+    mv2016: bool = True             # M&V 2016's constants (B, the C tables) are the ImageNet nets'
+
+
+NET_SETTINGS = {
+    # spec §4.3: AlexNet stacks from DC1, DC4, DC7, DC8, DC9 (conv1/lin … conv5/lin); VGG16 from DC3, DC6, DC10
+    "alexnet": NetSetting(("conv1/lin", "conv2/lin", "conv3/lin", "conv4/lin", "conv5/lin"), recorded=True),
+    "vgg16": NetSetting(("pool1", "pool2", "pool3")),
+    # not the thesis': the same design on tfrestore's trained digits net, without M&V 2016 (flat images on the
+    # 0–255 zero-mean digits)
+    "digits": NetSetting(("conv1", "pool1", "conv2", "pool2"), images="digits", mv2016=False),
+}
 
 # spec §6: AlexNet, subset10 averages, per starting layer (VGG score, MSE, NMSE)
 RECORDED = {"learned stacks (thesis)": {"conv1": (0.06100, 188.45, 0.013477), "conv2": (0.51720, 457.82, 0.034307),
@@ -112,30 +131,71 @@ def _scores(originals, recs, vgg) -> dict:
             "vgg": float(np.mean(metrics.gram_score(vgg, big_o, big_r)))}
 
 
+def _data(setting: NetSetting, net: str, folder: str | None, seed: int):
+    """(training source, validation images [V, H, W, 3] RGB 0–255, their names, description)."""
+    if setting.images == "digits":
+        if folder:
+            raise ValueError(f"--net={net} inverts the embedded digits; --data is for alexnet / vgg16")
+        train_x, _, desc = classifier.digit_images(None, "train")
+        val_x, _, _ = classifier.digit_images(None, "val")
+        val = val_x[:DIGITS_VALIDATION]
+        return training.ArraySource({"image": train_x}), val, [f"digit{i}" for i in range(len(val))], desc
+    train_src, val_src, desc = I.image_sources(folder)
+    size = nets.input_size(net)
+    val = np.stack([data_lib.load_image(v, size, crop="center").astype(np.float32) for v in val_src])
+    return I.ImageSource(train_src, size, seed=seed), val, val_src, desc
+
+
+def _learned(net, chains, taps, solo, source, val, vgg, *, steps, seed, progress, legacy) -> tuple[list, dict]:
+    """Per starting layer: the stacked, merged and end-to-end chains scored, beside the same chain untrained."""
+    feats = taps(val)
+    rows, recs = [], {}
+    for start, specs in chains.items():
+        merged = _copy(taps, specs, solo, seed)
+        _train(taps, merged, specs, "merged", source, val, _config(I.MERGED, steps, seed),
+               I.folder(net, "merged", f"{specs[0].name}_to_DC1"), progress, legacy)
+        e2e = I.build_modules(taps, specs, seed=seed + 1000)
+        _train(taps, e2e, specs, "end_to_end", source, val, _config(I.SOLO, steps, seed),
+               I.folder(net, "end_to_end", f"{specs[0].name}_to_DC1"), progress, legacy)
+        stacks = {"stacked": solo, "merged": merged, "end_to_end": e2e,
+                  "untrained (baseline)": I.build_modules(taps, specs, seed=seed)}
+        for name, mods in stacks.items():
+            rec = np.asarray(I.run_chain(mods, specs, feats[I.tap(net, specs[0].source)])[-1])
+            recs[(start, name)] = rec
+            rows.append({"layer": start, "method": name, **_scores(val, rec, vgg)})
+    return rows, recs
+
+
+def _mv2016(s, net, starts, val, vgg, *, steps, seed, progress) -> tuple[list, dict]:
+    """M&V 2016 on the same images and layers (one batched optimisation per image)."""
+    ext, recs = Extractors(s.model), {}
+    for i, img in enumerate(val.astype(np.uint8)):
+        prob = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=net, image_rgb=img, extractors=ext,
+                              layers=starts, seed=seed, steps=steps or None)
+        common.optimise(prob, dataclasses.replace(s, out=s.out / f"mv2016_{i}", logdir=s.logdir / f"mv2016_{i}"),
+                        image_rgb=img, config={"paper": "layer_inversion", "method": "mv2016"},
+                        title=f"M&V 2016 on validation image {i}", log_every=50, progress=progress)
+        out = np.load(s.out / f"mv2016_{i}" / "reconstructions.npy")
+        for j, start in enumerate(starts):
+            recs.setdefault((start, "mv2016"), np.zeros_like(val))[i] = out[j]
+    rows = [{"layer": start, "method": "mv2016", **_scores(val, recs[(start, "mv2016")], vgg)} for start in starts]
+    return rows, recs
+
+
 def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | None = None, steps: int | None = None,
         weights: str = "auto", out: str | None = None, seed: int = 0, progress: bool = True,
         legacy_train_all: bool = False) -> dict:
     """``legacy_train_all``: update every module of a merged / end-to-end chain whatever its trainable flag (the
     original's behaviour; by default only trainable modules are updated)."""
-    if net not in NETS:
-        raise ValueError(f"layer_inversion runs on {', '.join(NETS)}, not '{net}'")
-    starts = list(layers or DEFAULT_LAYERS[net])
+    if net not in NET_SETTINGS:
+        raise ValueError(f"layer_inversion runs on {', '.join(NET_SETTINGS)}, not '{net}'")
+    setting = NET_SETTINGS[net]
+    starts = list(layers or setting.layers)
     chains = {l: I.chain(net, l) for l in starts}                       # validates the layers
-    if net == "digits" and weights == "auto":
+    if setting.images == "digits" and weights == "auto":
         classifier.get(seed=seed, progress=progress)                    # trained here when not in the store
     s = common.setup(paper="layer_inversion", net=net, experiment="compare", weights=weights, out=out, seed=seed)
-    if net == "digits":
-        if data:
-            raise ValueError("--net=digits inverts the embedded digits; --data is for alexnet / vgg16")
-        train_x, _, desc = classifier.digit_images(None, "train")
-        val_x, _, _ = classifier.digit_images(None, "val")
-        source, val = training.ArraySource({"image": train_x}), val_x[:DIGITS_VALIDATION]
-        val_src = [f"digit{i}" for i in range(len(val))]
-    else:
-        train_src, val_src, desc = I.image_sources(data)
-        size = nets.input_size(net)
-        source = I.ImageSource(train_src, size, seed=seed)
-        val = np.stack([data_lib.load_image(v, size, crop="center").astype(np.float32) for v in val_src])
+    source, val, val_src, desc = _data(setting, net, data, seed)
     print(f"training data: {desc}; {len(val)} validation images", flush=True)
     all_specs = sorted({sp for c in chains.values() for sp in c}, key=lambda sp: int(sp.name[2:]), reverse=True)
     taps = I.Taps(s.model, all_specs)
@@ -143,54 +203,27 @@ def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | No
     solo, solo_summaries = _solo(taps, all_specs, source, val, _config(I.SOLO, steps, seed), net, progress, seed,
                                  legacy_train_all)
     vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16", list(VGG_GRAM_TAPS))
-    feats = taps(val)
-    rows, panels, recs_all = [], [], {}
-    for start, specs in chains.items():
-        stacks = {"stacked": solo}
-        merged = _copy(taps, specs, solo, seed)
-        m_out = I.folder(net, "merged", f"{specs[0].name}_to_DC1")
-        stacks["merged"] = merged
-        _train(taps, merged, specs, "merged", source, val, _config(I.MERGED, steps, seed), m_out, progress,
-               legacy_train_all)
-        e2e = I.build_modules(taps, specs, seed=seed + 1000)
-        _train(taps, e2e, specs, "end_to_end", source, val, _config(I.SOLO, steps, seed),
-               I.folder(net, "end_to_end", f"{specs[0].name}_to_DC1"), progress, legacy_train_all)
-        stacks["end_to_end"] = e2e
+    rows, recs_all = _learned(net, chains, taps, solo, source, val, vgg, steps=steps, seed=seed, progress=progress,
+                              legacy=legacy_train_all)
+    for start in starts:
         layer = nets.resolve_layer(net, start)
-        for name, mods in stacks.items():
-            rec = np.asarray(I.run_chain(mods, specs, feats[I.tap(net, specs[0].source)])[-1])
-            recs_all[(start, name)] = rec
-            rows.append({"layer": start, "method": name, **_scores(val, rec, vgg)})
         for label, rec in RECORDED.items():
-            if net == "alexnet" and layer in rec:
+            if setting.recorded and layer in rec:
                 v, m, nm = rec[layer]
                 rows.append({"layer": start, "method": f"{label}, recorded", "vgg": v, "mse": m, "nmse": nm})
     learned_seconds = time.perf_counter() - t0
-    # M&V 2016 on the same images and layers (one batched optimisation per image). Its constants (B = 80 around
-    # the mean colour, the C tables) are the ImageNet nets'; on the 0–255 zero-mean digits they give flat images,
-    # so the digits stand-in skips it rather than print a meaningless row.
-    ext = Extractors(s.model)
-    mv_steps = steps or None
-    mv_images = [] if net == "digits" else list(val.astype(np.uint8))
-    for i, img in enumerate(mv_images):
-        prob = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=net, image_rgb=img, extractors=ext,
-                              layers=starts, seed=seed, steps=mv_steps)
-        common.optimise(prob, dataclasses.replace(s, out=s.out / f"mv2016_{i}", logdir=s.logdir / f"mv2016_{i}"),
-                        image_rgb=img, config={"paper": "layer_inversion", "method": "mv2016"},
-                        title=f"M&V 2016 on validation image {i}", log_every=50, progress=progress)
-        recs = np.load(s.out / f"mv2016_{i}" / "reconstructions.npy")
-        for j, start in enumerate(starts):
-            recs_all.setdefault((start, "mv2016"), np.zeros_like(val))[i] = recs[j]
-    for start in starts:
-        if mv_images:
-            rows.append({"layer": start, "method": "mv2016", **_scores(val, recs_all[(start, "mv2016")], vgg)})
+    if setting.mv2016:
+        mv_rows, mv_recs = _mv2016(s, net, starts, val, vgg, steps=steps, seed=seed, progress=progress)
+        rows += mv_rows
+        recs_all.update(mv_recs)
     rows.sort(key=lambda r: (starts.index(r["layer"]), r["method"]))
+    methods = ("stacked", "merged", "end_to_end") + (("mv2016",) if setting.mv2016 else ())
+    panels = []
     for start in starts:
         panels.append((val[0] / 255.0, f"original ({start})"))
-        for name in ("stacked", "merged", "end_to_end") + (("mv2016",) if mv_images else ()):
+        for name in methods:
             rec = np.clip(recs_all[(start, name)][0], 0, 255) / 255.0
-            panels += [(rec, f"{name} from {start}"),
-                       (np.abs(rec - val[0] / 255.0).mean(-1) * 4, "|error| ×4")]
+            panels += [(rec, f"{name} from {start}"), (np.abs(rec - val[0] / 255.0).mean(-1) * 4, "|error| ×4")]
     head = (f"net: {net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network" if s.weights ==
                                           "random" else s.weights) + f"   data: {desc}   VGG score: tfrestore's VGG16")
     text = head + "\n" + report.table(rows, [("layer", "layer", ""), ("method", "method", ""), ("MSE", "mse", ".4g"),
@@ -198,9 +231,11 @@ def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | No
     print(text, flush=True)
     summary = {"net": net, "weights": s.weights, "layers": starts, "data": desc, "scores": rows,
                "solo_training": solo_summaries, "learned_seconds": learned_seconds,
+               "training": {"solo": dataclasses.asdict(_config(I.SOLO, steps, seed)),
+                            "merged": dataclasses.asdict(_config(I.MERGED, steps, seed))},
                "validation_images": [str(v) for v in val_src]}
     report.write(s.out, title=f"learned inverters — {net}", metrics=summary, table=text, figure_panels=panels,
-                 figure_columns=9 if mv_images else 7)
+                 figure_columns=1 + 2 * len(methods))
     print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
           f"{I.folder(net, 'solo', '').parent}", flush=True)
     return summary

@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import classifier, inverters as I, nets, training
+from PIL import Image
+
+from digits_store import copy_classifier
+from tfrestore import classifier, files, inverters as I, nets, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,6 +70,27 @@ def test_stacked_inference_is_the_modules_one_by_one():
     assert outs[0].shape == feats["conv1"].shape and outs[1].shape == (4, 28, 28, 3)
 
 
+def test_module_biases_are_glorot_uniform_and_the_loss_is_plain_mse():
+    spec = I.ModuleSpec("M", "f", "x", hidden=48, kernel1=3, stride1=1, padding1="same", kernel2=3)
+    module = I.build_module(spec, (6, 6, 16), (6, 6, 24), seed=2)
+    for layer in (l for l in module.layers if hasattr(l, "bias") and l.bias is not None):
+        b = layer.bias.numpy()
+        limit = np.sqrt(6.0 / (2 * len(b)))               # glorot-uniform on a [C] vector: fan_in = fan_out = C
+        assert np.abs(b).max() <= limit and np.abs(b).max() > 0.5 * limit and np.std(b) > 0.3 * limit, layer.name
+    zeros = I.build_module(spec, (6, 6, 16), (6, 6, 24), bias_init="zeros")
+    assert all(not np.any(l.bias.numpy()) for l in zeros.layers if hasattr(l, "bias") and l.bias is not None)
+    # the loss terms are the plain mean squared error between each module's output and its target tap
+    taps, specs, x = _digits_setup()
+    mods = I.build_modules(taps, specs)
+    feats = {k: v.numpy() for k, v in taps(x[:4]).items()}
+    terms = I.loss_fn(taps, mods, specs, "solo")(None, {"image": x[:4]}, False)
+    for s in specs:
+        rec = mods[s.name](feats[I.tap("digits", s.source)]).numpy()
+        want = np.mean((rec.astype(np.float64) - feats[I.tap("digits", s.target)]) ** 2)
+        assert float(terms[s.name]) == pytest.approx(want, rel=1e-4)
+    assert float(terms["loss"]) == pytest.approx(sum(float(terms[s.name]) for s in specs), rel=1e-5)
+
+
 def _weights(mods):
     return {n: [w.copy() for w in m.get_weights()] for n, m in mods.items()}
 
@@ -108,14 +132,25 @@ def test_inverter_training_resumes_exactly(tmp_path):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_image_source_crops_are_seeded_by_draw_and_sized_for_the_net():
-    src = I.ImageSource(["chelsea", "coffee"], 64, seed=3)
+def test_image_source_crops_are_windows_of_the_resized_image_seeded_by_draw_and_centred_without_augment(tmp_path):
+    h, w = 90, 150
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = np.stack([xx / (w - 1), yy / (h - 1), np.full((h, w), 0.5)], -1)        # red: x, green: y
+    path = str(files.save_png(tmp_path / "ramp.png", ramp))
+    img = np.asarray(Image.open(path), np.float32)
+    src = I.ImageSource([path], 64, seed=3)                                         # shorter side 64·1.15 = 74
     a = src.load(tf.constant(0), tf.constant(5))["image"].numpy()
     b = src.load(tf.constant(0), tf.constant(5))["image"].numpy()
     c = src.load(tf.constant(0), tf.constant(6))["image"].numpy()
     assert a.shape == (64, 64, 3) and np.array_equal(a, b) and not np.array_equal(a, c)
-    centre = I.ImageSource(["chelsea"], 64, augment=False).load(tf.constant(0), tf.constant(0))["image"]
-    assert centre.shape == (64, 64, 3) and 0 <= float(tf.reduce_min(centre)) <= float(tf.reduce_max(centre)) <= 255
+    big = tf.image.resize(img, (74, 124), antialias=True).numpy()
+    for crop in (a, c):          # each is a 64² window of the resized image, mirrored or not
+        assert any(np.allclose(crop, win, atol=1e-3) for i in range(11) for j in range(61)
+                   for win in (big[i:i + 64, j:j + 64], big[i:i + 64, j:j + 64][:, ::-1])), "not a window"
+    centre = I.ImageSource([path], 64, augment=False).load(tf.constant(0), tf.constant(0))["image"].numpy()
+    assert centre.shape == (64, 64, 3)
+    # centred: the middle pixel has the ramp's middle values (a corner crop would be ~64 off in red)
+    assert abs(centre[32, 32, 0] - 127.5) < 4 and abs(centre[32, 32, 1] - 127.5) < 4
 
 
 def test_inverter_step_on_two_logical_cpus_equals_one_device():
@@ -143,14 +178,31 @@ print("SAME")
     assert r.returncode == 0 and "SAME" in r.stdout, r.stderr[-3000:]
 
 
-def test_layer_inversion_reproduction_end_to_end_on_digits(tmp_path):
+@pytest.mark.experiment("layer_inversion")
+def test_layer_inversion_tiny_run_on_digits_beats_the_mean_image_and_the_untrained_chain(tmp_path, tmp_path_factory,
+                                                                                        monkeypatch):
     from reproductions import layer_inversion
-    classifier.train(steps=200, progress=False)            # into this test's weight store
-    res = layer_inversion.run(net="digits", layers=["pool1"], steps=20, out=str(tmp_path / "li"), progress=False)
-    methods = {r["method"] for r in res["scores"]}
-    assert methods == {"stacked", "merged", "end_to_end"}             # M&V 2016's constants are ImageNet's
-    assert all(np.isfinite(r["mse"]) and r["vgg"] >= 0 for r in res["scores"])
+    import os
+    copy_classifier(tmp_path_factory, Path(os.environ["TFRESTORE_HOME"]))      # the session's trained net
+    monkeypatch.setattr(layer_inversion, "DIGITS_VALIDATION", 2)      # the VGG Gram score is most of the time
+    res = layer_inversion.run(net="digits", layers=["pool1"], steps=200, out=str(tmp_path / "li"), progress=False)
+    scores = {r["method"]: r for r in res["scores"]}
+    assert set(scores) == {"stacked", "merged", "end_to_end", "untrained (baseline)"}   # M&V 2016: ImageNet's
     assert res["weights"] != "random" and set(res["solo_training"]) == {"DC2", "DC1"}
+    assert len(res["validation_images"]) == 2
+    # the thesis' training settings reached the trainer (scaled to 200 steps, the after-the-step rule, list order)
+    solo, merged = res["training"]["solo"], res["training"]["merged"]
+    assert (solo["steps"], solo["batch"], solo["learning_rate"], solo["shuffle"], solo["breakpoint_rule"]) == \
+        (200, 32, 3e-4, False, "after")
+    assert [tuple(b) for b in merged["breakpoints"]] == [(0, 3e-6), (66, 1e-6), (133, 3e-7)]
+    # every trained chain reconstructs the held-out digits better than the mean training digit and than itself
+    # untrained (baselines a broken training would not beat)
+    train_x, _, _ = classifier.digit_images(None, "train")
+    val_x, _, _ = classifier.digit_images(None, "val")
+    mean_mse = float(np.mean((val_x[:2] - train_x.mean(0)) ** 2))
+    for method in ("stacked", "merged", "end_to_end"):
+        assert scores[method]["mse"] < 0.6 * mean_mse < scores["untrained (baseline)"]["mse"], (method, scores)
+        assert scores[method]["vgg"] < 0.5 * scores["untrained (baseline)"]["vgg"]
     assert (tmp_path / "li" / "figure.png").exists() and (tmp_path / "li" / "table.txt").exists()
     stored = I.folder("digits", "merged", "DC2_to_DC1")
     assert (stored / "DC2.weights.h5").exists() and (stored / "DC1.weights.h5").exists()

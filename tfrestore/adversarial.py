@@ -2,13 +2,17 @@
 
 - :class:`Classifier`: a tfrestore net on RGB 0–255 images, classifying from its registry ``logits`` layer (``fc8``
   for the ImageNet nets — never the softmax of a ReLU, the original's bug 7).
-- Attacks from foolbox 3 (:func:`attack`): L2 DeepFool, FGSM and iterative FGSM / PGD as minimal-perturbation
-  searches over an ε grid (foolbox 1's line search), and a targeted iterative FGSM; bounds (0, 255).
+- Attacks from foolbox 3 (:func:`attack`), each an :class:`AttackSetting` (:data:`ATTACKS`: the thesis' foolbox 1
+  keys): L2 DeepFool, FGSM and iterative FGSM / PGD as minimal-perturbation searches over an ε grid (foolbox 1's
+  line search) or at a fixed ε, and a targeted iterative FGSM; bounds (0, 255).
 - Defences (differentiable maps RGB → RGB): :class:`PriorDefence` (n unrolled Adam / SGD steps on the weighted
   prior energy alone, each input with its own optimiser state; dropout priors with dropout off unless masks are
   given) and :class:`MeanFilter` (the weighted mean-filter baseline). :class:`Defended` and :class:`Ensemble`
   put a classifier behind them; attacking those is the adaptive (white-box) attack.
 - Statistics: :func:`stability_statistics` (spec §3) and :func:`adaptive_summary` (``read_adaptive_log``).
+- The baseline every restoration count needs (:func:`same_norm_noise`, :func:`noise_labels`): a seeded random
+  perturbation with the L2 norm of the defence's change. DeepFool's minimal examples sit just across the boundary,
+  and almost any change of that size restores them; a defence shows its worth only against this baseline.
 - Example files: ``{folder}/{attack}_{kind}/{stem}_t{src}_f{fooled}.npy`` (float RGB 0–255), reused by later runs.
 """
 from __future__ import annotations
@@ -25,10 +29,62 @@ from . import files, nets
 from .priors import PatchPrior, unrolled_descent
 
 BOUNDS = (0.0, 255.0)
-DEEPFOOL_STEPS, DEEPFOOL_CANDIDATES = 300, 10      # oblivious examples (spec §2); "subsample 10"
-ADAPTIVE_DEEPFOOL_STEPS = 100                      # the notes' DeepFool setting, now passed explicitly (bug 4)
-EPSILON_GRID = 100                                 # FGSM line search: ε = k/100 · 255, smallest successful kept
-ITERATIVE_STEPS, TARGETED_STEPS = 10, 50
+# The unrolled defence's Adam: TF's rule with β1 0.9, β2 0.999, ε 1e-8 (spec §4)
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+NOISE_SEED = 0                 # the same-norm noise baselines' directions
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSetting:
+    """One attack as the thesis called it in foolbox 1 (spec §2), run with foolbox 3.
+
+    ``kind``: ``deepfool`` (L2; ``steps``, ``candidates`` — foolbox 1's ``subsample`` — and ``overshoot``),
+    ``fgsm`` (one step along the sign of the loss gradient), ``itfgsm`` (``steps`` sign steps of ε/steps each:
+    foolbox 1's iterative gradient sign, which never leaves the ε-box), ``pgd`` (L∞ PGD, ``steps``, random start;
+    not the thesis') and ``targeted`` (iterative gradient sign towards a target class). The gradient-sign kinds keep
+    the smallest successful ε of the grid ε_k = k/``epsilons``·255, k = 1 … ``epsilons`` (foolbox 1's line
+    search, walked upwards until every sample is fooled), or run at one fixed ``epsilon`` (0–255 units) when set.
+    """
+    kind: str
+    steps: int | None = None
+    epsilons: int | None = None
+    epsilon: float | None = None
+    candidates: int = 10
+    overshoot: float = 0.02        # foolbox 1's and 3's DeepFool default
+
+    def __post_init__(self):
+        if self.kind not in ATTACK_KINDS:
+            raise ValueError(f"unknown attack kind '{self.kind}'; valid: {', '.join(ATTACK_KINDS)}")
+        if self.kind != "deepfool" and self.epsilons is None and self.epsilon is None:
+            raise ValueError(f"a {self.kind} attack needs an ε grid size (epsilons=…) or a fixed epsilon=…")
+        if self.kind != "fgsm" and not self.steps:
+            raise ValueError(f"a {self.kind} attack needs steps=… (a positive count)")
+
+    def grid(self) -> list[float]:
+        """The ε values tried, smallest first (0–255 units)."""
+        if self.epsilon is not None:
+            return [float(self.epsilon)]
+        return [BOUNDS[1] * k / self.epsilons for k in range(1, self.epsilons + 1)]
+
+    def describe(self) -> str:
+        if self.kind == "deepfool":
+            return f"DeepFool L2, {self.steps} steps, {self.candidates} candidates, overshoot {self.overshoot:g}"
+        eps = (f"ε = {self.epsilon:g}" if self.epsilon is not None
+               else f"smallest successful ε of {self.epsilons} (k/{self.epsilons}·255)")
+        return f"{self.kind}{f', {self.steps} steps' if self.steps else ''}, {eps}"
+
+
+ATTACK_KINDS = ("deepfool", "fgsm", "itfgsm", "pgd", "targeted")
+# The thesis' settings (spec §2). DeepFool: §2's text gives 300 steps for the oblivious examples; the notes' table
+# (steps 100, subsample 10) is foolbox 1's default, which the adaptive attack ran with (§4, bug 4): ADAPTIVE_DEEPFOOL.
+ATTACKS: dict[str, AttackSetting] = {
+    "deepfool": AttackSetting("deepfool", steps=300, candidates=10),
+    "fgsm": AttackSetting("fgsm", epsilons=1000),                  # gradient sign: epsilons 1000
+    "itfgsm": AttackSetting("itfgsm", steps=10, epsilons=100),     # iterative gradient sign: epsilons 100, steps 10
+    "targeted": AttackSetting("targeted", steps=50, epsilons=1000),    # targeted itgradientsign: 1000, steps 50
+    "pgd": AttackSetting("pgd", steps=40, epsilons=100),           # not the thesis': L∞ PGD on the same grid
+}
+ADAPTIVE_DEEPFOOL = AttackSetting("deepfool", steps=100, candidates=10)
 
 
 class Classifier:
@@ -92,15 +148,41 @@ class PriorDefence:
             return tf.ones([self.prior.config.components])
         return None
 
-    def __call__(self, x) -> tf.Tensor:
+    def _descent(self, x, observe=None, mask=None):
         return unrolled_descent(self.prior, x, steps=self.steps, lr=self.lr, weight=self.weight,
-                                optimizer=self.optimizer, mask=self._mask())
+                                optimizer=self.optimizer, beta1=ADAM_BETA1, beta2=ADAM_BETA2, epsilon=ADAM_EPSILON,
+                                mask=self._mask() if mask is None else mask, observe=observe)
+
+    def masked(self, x, mask) -> tf.Tensor:
+        """The defence with component mask ``mask`` [K] (a tensor: one traced graph serves every mask)."""
+        return self._descent(x, mask=mask)
+
+    def __call__(self, x) -> tf.Tensor:
+        return self._descent(x)
 
     def labels_per_step(self, x, classifier: Classifier) -> tuple[tf.Tensor, tf.Tensor]:
         """(restored x, labels [steps + 1, N]: before the first step and after each)."""
-        return unrolled_descent(self.prior, x, steps=self.steps, lr=self.lr, weight=self.weight,
-                                optimizer=self.optimizer, mask=self._mask(),
-                                observe=lambda z: tf.argmax(classifier(z), -1))
+        return self._descent(x, observe=lambda z: tf.argmax(classifier(z), -1))
+
+    def history(self, x, classifier: Classifier) -> tuple[np.ndarray, np.ndarray]:
+        """(labels [steps + 1, N], ‖x_t − x‖₂ [steps + 1, N]) before the first step and after each: the labels and
+        how far the defence has moved each input (the size of the same-norm noise baseline)."""
+        return self.recorder(classifier)(x)
+
+    def recorder(self, classifier: Classifier) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """:meth:`history` as one compiled graph, for many calls (batches; clean and adversarial sets): the
+        unrolled loop run eagerly costs ~5× more."""
+        def observed(x):
+            def observe(z):       # both in one float [N, 2] record (labels < 2²⁴ are exact in float32)
+                change = tf.sqrt(tf.reduce_sum(tf.square(z - x), axis=[1, 2, 3]))
+                return tf.stack([tf.cast(tf.argmax(classifier(z), -1), tf.float32), change], -1)
+            return self._descent(x, observe=observe)[1]
+        compiled = tf.function(observed, reduce_retracing=True)
+
+        def record(x) -> tuple[np.ndarray, np.ndarray]:
+            seen = compiled(tf.convert_to_tensor(x, tf.float32)).numpy()
+            return seen[..., 0].astype(np.int64), seen[..., 1].astype(np.float64)
+        return record
 
     def describe(self) -> str:
         return f"{self.steps} {self.optimizer} steps at lr {self.lr:g} on the prior"
@@ -129,13 +211,15 @@ class Ensemble:
     def __init__(self, classifier: Classifier, defence: PriorDefence, masks: np.ndarray):
         self.classifier = classifier
         self.members = [dataclasses.replace(defence, mask=m) for m in masks]
-
-        self._fn = tf.function(lambda x: tf.add_n([tf.nn.log_softmax(self.classifier(m(x)))
-                                                    for m in self.members]) / len(self.members),
-                               reduce_retracing=True)
+        self.masks = tf.constant(np.asarray(masks, np.float32))
+        # one compiled member graph, called once per mask: one graph holding all ten unrolled descents takes
+        # ~20 s to build and differentiate on the digits net, this one graph ~2 s
+        self._member = tf.function(lambda x, mask: tf.nn.log_softmax(self.classifier(defence.masked(x, mask))),
+                                   reduce_retracing=True)
 
     def __call__(self, x) -> tf.Tensor:
-        return self._fn(tf.convert_to_tensor(x, tf.float32))
+        x = tf.convert_to_tensor(x, tf.float32)
+        return tf.add_n([self._member(x, self.masks[i]) for i in range(len(self.members))]) / len(self.members)
 
 
 # ---- attacks ---------------------------------------------------------------------------------------------------
@@ -160,44 +244,82 @@ class SourceProbabilityBelow:
         self.criterion = _C()
 
 
-ATTACKS = ("deepfool", "fgsm", "itfgsm", "pgd", "targeted")
-
-
-def attack(model: Callable, images: np.ndarray, labels: np.ndarray, kind: str = "deepfool", *,
-           targets: np.ndarray | None = None, steps: int | None = None, criterion=None,
-           epsilons: int = EPSILON_GRID) -> tuple[np.ndarray, np.ndarray]:
+def attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: AttackSetting | str = "deepfool", *,
+           targets: np.ndarray | None = None, steps: int | None = None, epsilons: int | None = None,
+           criterion=None, chunk: int = 25) -> tuple[np.ndarray, np.ndarray]:
     """Adversarial examples for RGB 0–255 ``images`` [N, H, W, 3] against ``model`` (logits), untargeted away from
-    ``labels`` (the clean predictions) or, for ``"targeted"``, towards ``targets``. Returns (examples, success [N]).
+    ``labels`` (the clean predictions) or, for ``targeted``, towards ``targets``. Returns (examples, success [N]).
 
-    ``deepfool``: L2 DeepFool (``steps``, default 300; 10 candidate classes; overshoot 0.02). ``fgsm`` /
-    ``itfgsm`` (10 steps) / ``pgd`` (L∞, 40 steps, random start): the smallest successful ε of a grid of
-    ``epsilons`` values k/epsilons · 255. ``targeted``: iterative FGSM towards ``targets`` (50 steps) on the grid.
+    ``setting``: an :class:`AttackSetting` or a name in :data:`ATTACKS`; ``steps`` / ``epsilons`` override its
+    own. ``criterion``: a foolbox criterion replacing misclassification (e.g. :class:`SourceProbabilityBelow`).
+    Grid attacks try ``chunk`` ε values at a time and stop once every sample is fooled; a sample never fooled gets
+    the largest ε's example.
     """
     import foolbox as fb
-    if kind not in ATTACKS:
-        raise ValueError(f"unknown attack '{kind}'; valid: {', '.join(ATTACKS)}")
+    if isinstance(setting, str):
+        if setting not in ATTACKS:
+            raise ValueError(f"unknown attack '{setting}'; valid: {', '.join(ATTACKS)}")
+        setting = ATTACKS[setting]
+    setting = dataclasses.replace(setting, steps=steps or setting.steps, epsilons=epsilons or setting.epsilons)
     fmodel = fb.TensorFlowModel(model, bounds=BOUNDS)
     x = tf.constant(np.asarray(images, np.float32))
-    if kind == "targeted":
+    if setting.kind == "targeted":
         if targets is None:
             raise ValueError("the targeted attack needs targets")
         crit = fb.criteria.TargetedMisclassification(tf.constant(targets, tf.int64))
     else:
         crit = criterion or fb.criteria.Misclassification(tf.constant(labels, tf.int64))
-    if kind == "deepfool":
-        att = fb.attacks.L2DeepFoolAttack(steps=steps or DEEPFOOL_STEPS, candidates=DEEPFOOL_CANDIDATES)
+    if setting.kind == "deepfool":
+        att = fb.attacks.L2DeepFoolAttack(steps=setting.steps, candidates=setting.candidates,
+                                          overshoot=setting.overshoot)
         _, adv, ok = att(fmodel, x, crit, epsilons=None)
         return adv.numpy(), ok.numpy()
-    att = {"fgsm": lambda: fb.attacks.FGSM(),
-           "itfgsm": lambda: fb.attacks.LinfBasicIterativeAttack(steps=steps or ITERATIVE_STEPS),
-           "pgd": lambda: fb.attacks.LinfPGD(steps=steps or 40),
-           "targeted": lambda: fb.attacks.LinfBasicIterativeAttack(steps=steps or TARGETED_STEPS)}[kind]()
-    grid = [BOUNDS[1] * k / epsilons for k in range(1, epsilons + 1)]
-    _, advs, oks = att(fmodel, x, crit, epsilons=grid)
-    oks = np.asarray([o.numpy() for o in oks])                          # [E, N]
-    first = np.where(oks.any(0), oks.argmax(0), len(grid) - 1)          # the smallest successful ε per sample
-    out = np.stack([advs[e].numpy()[i] for i, e in enumerate(first)])
-    return out, oks.any(0)
+    if setting.kind == "fgsm":
+        tries = _fgsm_tries(model, x, labels, crit)
+    else:
+        # foolbox 1's iterative gradient sign: steps of ε/steps (never leaving the ε-box, so foolbox 3's projection
+        # is idle); PGD with foolbox 3's own step and random start
+        sign_steps = lambda: fb.attacks.LinfBasicIterativeAttack(steps=setting.steps,                # noqa: E731
+                                                                 rel_stepsize=1.0 / setting.steps)
+        att = {"itfgsm": sign_steps, "targeted": sign_steps,
+               "pgd": lambda: fb.attacks.LinfPGD(steps=setting.steps)}[setting.kind]()
+
+        def tries(eps):
+            _, advs, oks = att(fmodel, x, crit, epsilons=eps)
+            return [a.numpy() for a in advs], np.asarray([o.numpy() for o in oks])
+    return _smallest_successful(tries, setting.grid(), len(images), chunk)
+
+
+def _fgsm_tries(model, x, labels, crit):
+    """FGSM along one gradient sign (of the cross-entropy of the clean labels) at any ε: clip(x + ε·sign(∇))."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(tf.constant(labels, tf.int64),
+                                                                                model(x), from_logits=True))
+    direction = tf.sign(tape.gradient(loss, x))
+
+    def tries(eps):
+        advs = [tf.clip_by_value(x + e * direction, *BOUNDS) for e in eps]
+        return [a.numpy() for a in advs], np.asarray([crit(a, model(a)).numpy() for a in advs])
+    return tries
+
+
+def _smallest_successful(tries: Callable, grid: list[float], n: int, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Walk ``grid`` upwards ``chunk`` values at a time (``tries(eps) -> (examples [E] of [N, …], success [E, N])``);
+    per sample, the example at the smallest successful ε (else at the largest)."""
+    best, found = None, np.zeros(n, bool)
+    for at in range(0, len(grid), chunk):
+        advs, oks = tries(grid[at:at + chunk])
+        for adv, ok in zip(advs, oks):
+            best = adv.copy() if best is None else best
+            new = ok & ~found
+            best[new] = adv[new]
+            found |= new
+        if found.all():
+            break
+    if not found.all():
+        best[~found] = advs[-1][~found]
+    return best, found
 
 
 # ---- example files ---------------------------------------------------------------------------------------------
@@ -282,3 +404,33 @@ def l2_norms(images: np.ndarray, examples: np.ndarray, success: np.ndarray) -> n
     """‖image − example‖₂ per sample, ``inf`` where the attack failed."""
     d = np.sqrt(((np.asarray(examples, np.float64) - images) ** 2).reshape(len(images), -1).sum(1))
     return np.where(success, d, np.inf)
+
+
+# ---- the same-norm noise baseline ------------------------------------------------------------------------------
+def same_norm_noise(images: np.ndarray, norms: np.ndarray, seed: int = NOISE_SEED, first: int = 0) -> np.ndarray:
+    """``images`` [N, H, W, C] plus a random perturbation of L2 norm ``norms`` [N] each (0–255 units): a Gaussian
+    direction per sample (sample i's seeded by (seed, first + i)), scaled. ``norms`` [N, T] gives
+    [N, T, H, W, C]: the same direction at each norm. Not clipped to the pixel bounds, like the prior defence's own
+    output. The baseline a restoration must beat: a change as large as the defence's that knows nothing of images."""
+    x = np.asarray(images, np.float64)
+    norms = np.asarray(norms, np.float64)
+    out = np.empty(norms.shape + x.shape[1:], np.float32)
+    for i in range(len(x)):
+        u = np.random.default_rng([seed, first + i]).standard_normal(x.shape[1:])
+        u /= np.sqrt(np.sum(u ** 2))
+        out[i] = x[i] + norms[i].reshape(*norms.shape[1:], *[1] * u.ndim) * u
+    return out
+
+
+def noise_labels(classifier: Callable, images: np.ndarray, norms: np.ndarray, seed: int = NOISE_SEED,
+                 batch: int = 256) -> np.ndarray:
+    """Labels [N, T] of ``same_norm_noise(images, norms, seed)`` for norms [N, T] (e.g. the defence's change after
+    each step: the noise baseline's label history), ``batch`` images at a time."""
+    norms = np.asarray(norms, np.float64)
+    per = max(1, batch // norms.shape[1])                   # samples per block
+    out = []
+    for at in range(0, len(images), per):
+        noisy = same_norm_noise(images[at:at + per], norms[at:at + per], seed, first=at)
+        out.append(np.argmax(np.asarray(classifier(noisy.reshape(-1, *noisy.shape[2:]))), -1)
+                   .reshape(noisy.shape[:2]))
+    return np.concatenate(out)

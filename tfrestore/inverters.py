@@ -31,6 +31,7 @@ import tensorflow as tf
 from . import data, files, nets, training, weights
 
 IMAGE = "image"
+BIAS_INIT = "glorot"          # the thesis' biases: tf.get_variable's default glorot-uniform, not zeros (spec §1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +114,11 @@ def chain(net: str, start: str) -> list[ModuleSpec]:
 
 
 def build_module(spec: ModuleSpec, input_shape: Sequence[int], target_shape: Sequence[int], *,
-                 seed: int = 0, bias_init: str = "glorot") -> keras.Model:
-    """The Keras model for ``spec`` from [H, W, C] ``input_shape`` to ``target_shape`` (checked)."""
+                 seed: int = 0, bias_init: str = BIAS_INIT) -> keras.Model:
+    """The Keras model for ``spec`` from [H, W, C] ``input_shape`` to ``target_shape`` (checked); ``bias_init``:
+    ``"glorot"`` (the thesis') or ``"zeros"``."""
+    if bias_init not in ("glorot", "zeros"):
+        raise ValueError(f"bias_init must be 'glorot' or 'zeros', got {bias_init!r}")
     if spec.kind not in ("dc", "cd", "dd", "resize"):
         raise ValueError(f"module kind must be dc, cd, dd or resize, got {spec.kind!r}")
     L = keras.layers
@@ -191,7 +195,7 @@ class Taps:
         return tuple(self.extractor.output[name].shape[1:])
 
 
-def build_modules(taps: Taps, specs: Sequence[ModuleSpec], *, seed: int = 0, bias_init: str = "glorot",
+def build_modules(taps: Taps, specs: Sequence[ModuleSpec], *, seed: int = 0, bias_init: str = BIAS_INIT,
                   strategy=None) -> dict[str, keras.Model]:
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
@@ -253,10 +257,16 @@ def image_sources(folder: str | None, val_fraction: float = 0.2) -> tuple[list[s
 
 
 # ---- training ---------------------------------------------------------------------------------------------------
+# The thesis' schedules as it typed them (learned_inverters.md §4.1, §4.2), under its rule (§3: a breakpoint's rate
+# is adopted after the step at which its iteration is reached, entries consumed in order): the solo schedule's
+# second point is reached only after the last step and its third is out of order, so solo training runs at 3e-4
+# throughout (§7). Images in list order, never shuffled, wrapping around (§3); Adam with TF1's ε = 1e-8.
+SOLO_SCHEDULE = ((0, 3e-4), (3000, 1e-4), (2000, 3e-5))
+MERGED_SCHEDULE = ((0, 3e-6), (1000, 1e-6), (2000, 3e-7))
 SOLO = training.TrainingConfig(steps=3000, batch=32, learning_rate=3e-4, beta1=0.9, beta2=0.999, epsilon=1e-8,
-                               val_every=100, checkpoint_every=500)
-# the thesis' solo schedule ((0, 3e-4), (3000, 1e-4), (2000, 3e-5)) never leaves 3e-4 in 3,000 steps (spec §4.1)
-MERGED = dataclasses.replace(SOLO, learning_rate=3e-6, breakpoints=((1000, 1e-6), (2000, 3e-7)))
+                               val_every=100, checkpoint_every=500, shuffle=False, breakpoints=SOLO_SCHEDULE,
+                               breakpoint_rule="after")
+MERGED = dataclasses.replace(SOLO, learning_rate=3e-6, breakpoints=MERGED_SCHEDULE)
 REGIMES = ("solo", "merged", "end_to_end")
 
 

@@ -61,8 +61,21 @@ class ArraySource(Source):
         return {k: tf.gather(v, index) for k, v in self.arrays.items()}
 
 
+BREAKPOINT_RULES = ("before", "after")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainingConfig:
+    """Adam on a fixed number of steps. ``breakpoints`` ((step, lr), …) change the rate under ``breakpoint_rule``:
+
+    - ``"before"`` (tfrestore's own trainings: the digits classifier, the autoencoder prior): sorted by step; step
+      t (0-based) runs at the rate of the breakpoint with the largest step ≤ t (``learning_rate`` before any).
+    - ``"after"`` (the thesis' ``lr_lower_points``, learned_inverters.md §3, the rule of mv2016.md §9.2): start at
+      the first entry's rate (``learning_rate`` must equal it); after the step with 1-based count c has run, if the
+      next unconsumed entry's iteration is ≤ c, adopt its rate and consume it — one entry per step, in the order
+      given, so an entry out of order waits for every entry before it (the thesis' solo schedule
+      ((0, 3e-4), (3000, 1e-4), (2000, 3e-5)) stays at 3e-4 for its 3,000 steps).
+    """
     steps: int = 3000
     batch: int = 32
     learning_rate: float = 1e-3
@@ -73,26 +86,40 @@ class TrainingConfig:
     checkpoint_every: int = 500
     shuffle: bool = True           # False: the data's own order, wrapped around (the thesis' list order)
     seed: int = 0
-    breakpoints: tuple[tuple[int, float], ...] = ()   # (step, lr) applied before that step; () = constant rate
+    breakpoints: tuple[tuple[int, float], ...] = ()   # (step, lr) under breakpoint_rule; () = constant rate
+    breakpoint_rule: str = "before"
 
     def scaled(self, steps: int) -> "TrainingConfig":
-        """The same schedule stretched or squeezed to ``steps`` (breakpoints, validation and checkpoint intervals
-        follow), like :meth:`tfrestore.priors.train.TrainConfig.scaled`."""
+        """The same schedule stretched or squeezed to ``steps`` (breakpoints, in their order, validation and
+        checkpoint intervals follow), like :meth:`tfrestore.priors.train.TrainConfig.scaled`."""
         f = steps / self.steps
         return dataclasses.replace(self, steps=steps, val_every=max(1, min(self.val_every, steps // 5 or 1)),
                                    checkpoint_every=max(1, steps // 2),
                                    breakpoints=tuple((int(s * f), lr) for s, lr in self.breakpoints))
 
     def learning_rates(self) -> np.ndarray:
-        """[steps] the rate of every step: the breakpoint with the largest step ≤ t (learning_rate before any)."""
+        """[steps] the rate of every step under ``breakpoint_rule``."""
         lr = np.full(self.steps, self.learning_rate, np.float32)
-        for step, rate in sorted(self.breakpoints):
-            lr[step:] = rate
+        if self.breakpoint_rule == "before":
+            for step, rate in sorted(self.breakpoints):
+                lr[step:] = rate
+            return lr
+        pending = list(self.breakpoints)
+        for t in range(self.steps - 1):           # after step t (count t + 1): the rate of step t + 1
+            lr[t + 1] = lr[t]
+            if pending and pending[0][0] <= t + 1:
+                lr[t + 1] = pending.pop(0)[1]
         return lr
 
     def __post_init__(self):
         if self.steps <= 0 or self.batch <= 0:
             raise ValueError(f"steps and batch must be positive, got steps={self.steps}, batch={self.batch}")
+        if self.breakpoint_rule not in BREAKPOINT_RULES:
+            raise ValueError(f"breakpoint_rule must be one of {', '.join(BREAKPOINT_RULES)}, "
+                             f"got {self.breakpoint_rule!r}")
+        if self.breakpoint_rule == "after" and self.breakpoints and self.breakpoints[0][1] != self.learning_rate:
+            raise ValueError(f"under the thesis' rule the schedule starts at its first entry's rate: set "
+                             f"learning_rate={self.breakpoints[0][1]!r} (got {self.learning_rate!r})")
 
 
 def batch_indices(n: int, steps: int, batch: int, shuffle: bool, seed: int) -> np.ndarray:
