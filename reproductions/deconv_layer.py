@@ -1,17 +1,28 @@
 """The learnable DFT deconvolution layer's experiments (``ml_masters_uct`` notebooks; ``shared/spec/deconv_layer.md``).
 
 Every experiment trains the deconvolution layer and, side by side, a plain convolution of the same size, then
-reports **held-out** metrics (PSNR and SSIM on images not trained on; test accuracy for classification) — not the
-summed training losses the notebooks printed. Settings follow the notebooks (kernel sizes, learning rates, padding,
-blur models) on embedded data: grey versions of the sample photos (notebooks: Lena, DIV2K, GOPRO, Kaggle SIR),
-with a fixed sorted train/test split; ``--steps`` counts gradient updates (optimiser steps), not epochs;
-``--data`` points at a folder instead (``HR/`` + ``LR/`` or ``sharp/`` +
-``blur/`` pairs matched by sorted name). Classification uses CIFAR-100 through ``keras.datasets`` when it can
-be downloaded, else a synthetic 32×32 stand-in (recorded in the metrics).
+reports **held-out** metrics (PSNR and SSIM on images not trained on; test accuracy and loss for classification)
+— not the summed training losses the notebooks printed. Settings follow the notebooks (``deconv_layer.md`` §2:
+kernel sizes, learning rates per arm, image sizes, padding amounts, blur models, batch sizes, epochs) on embedded
+data: grey versions of the sample photos (notebooks: Lena, DIV2K, GOPRO, Kaggle SIR), with a fixed sorted
+train/test split; ``--data`` points at a folder instead (``HR/`` + ``LR/`` or ``sharp/`` + ``blur/`` pairs
+matched by sorted name).
+
+Epochs and steps: a notebook's epoch is one pass over its training data in batches of its batch size, so the
+default length here is ``epochs × ⌈training images / batch⌉`` gradient updates on the data actually used (the
+notebooks' 50,000 CIFAR-100 images in batches of 32 give their 1,563 per epoch); ``--steps`` sets the number of
+gradient updates instead. Both are recorded in the outputs.
+
+Classification uses the full CIFAR-100 training set (50,000) and its test split through ``keras.datasets`` when
+it is available (cached or downloadable), else a synthetic 32×32 stand-in of 2,000 training images; which one
+ran is stated in the results' heading and in ``metrics.json``. Baseline convolutions are initialised as PyTorch's
+``Conv2d`` default (uniform ±1/√fan_in, weights and bias), as the notebooks' were.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +36,9 @@ from tfrestore.deconv import DeconvDFT2D
 DESCRIPTION = "learnable DFT deconvolution layer: deblurring, super-resolution, classification"
 TEST_IMAGES = ("astronaut", "coffee")
 FOUR_FACTOR_H = np.array([[1.0, 0.2, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0]])   # notebook 01's monic kernel
-MOTION = np.full((1, 9), 1 / 9)                                          # the synthetic GOPRO-style blur
+BOX_SIZE, BOX_BOUNDARY = 3, "zero"               # nb05: conv2d with a 3×3 kernel of ninths, padding 'same'
+GAUSSIAN_SIZE, GAUSSIAN_SIGMA, GAUSSIAN_BOUNDARY = 5, 1.0, "circular"    # nb06: 5×5, σ 1, once through the FFT
+MOTION = np.full((1, 9), 1 / 9)                  # the embedded stand-in for GOPRO's pairs: a 1×9 motion blur
 
 EXPERIMENTS = {
     "four_factor": "nb01: learn the inverse of a periodic four-factor blur (h = [[1,.2,0,0],[.2,0,0,0]])",
@@ -38,10 +51,23 @@ EXPERIMENTS = {
 }
 
 
-def _grey(sources, size) -> np.ndarray:
-    """Sample names or image paths → grey float images in [0, 1], centre-cropped to size², shape [N, H, W, 1]."""
-    imgs = [data.load_image(src, size, crop="center").astype(np.float32).mean(-1) / 255.0 for src in sources]
-    return np.stack(imgs)[..., None]
+def _centre(img: np.ndarray, size: int) -> np.ndarray:
+    """The centre size² pixels (a photo smaller than that: its centred square resized up)."""
+    h, w = img.shape[:2]
+    if min(h, w) < size:
+        return data.resize(img, size, crop="center")
+    top, left = (h - size) // 2, (w - size) // 2
+    return img[top:top + size, left:left + size]
+
+
+def _grey(sources, size, load: str = "resize") -> np.ndarray:
+    """Sample names or image paths → grey float images in [0, 1] of size², shape [N, H, W, 1]: each photo resized
+    whole (``load="resize"``, aspect not kept) or its centre cropped (``"crop"``)."""
+    if load not in ("resize", "crop"):
+        raise ValueError(f"load must be 'resize' or 'crop', got {load!r}")
+    imgs = [data.load_image(src, size) if load == "resize" else _centre(data.load_image(src), size)
+            for src in sources]
+    return np.stack([img.astype(np.float32).mean(-1) / 255.0 for img in imgs])[..., None]
 
 
 def _holdout(imgs):
@@ -49,11 +75,17 @@ def _holdout(imgs):
     return imgs[:-k], imgs[-k:]
 
 
-def _split(size, folder=None):
+@functools.lru_cache(maxsize=4)          # the arms of an experiment share their images
+def _split(size, folder=None, load="resize"):
+    """(train, test) grey images: the embedded photos but TEST_IMAGES, and TEST_IMAGES (or a folder, 80 / 20)."""
     if folder:
-        return _holdout(_grey(data.image_folder(folder), size))
-    names = data.sample_image_names()
-    return _grey([n for n in names if n not in TEST_IMAGES], size), _grey(TEST_IMAGES, size)
+        train, test = _holdout(_grey(data.image_folder(folder), size, load))
+    else:
+        names = data.sample_image_names()
+        train, test = _grey([n for n in names if n not in TEST_IMAGES], size, load), _grey(TEST_IMAGES, size, load)
+    for a in (train, test):
+        a.setflags(write=False)           # shared by the cache
+    return train, test
 
 
 def _pad(x, p):
@@ -69,7 +101,10 @@ def _scores(pred, target, border):
 
 
 def _ssim_loss(y, p):
-    return 1.0 - tf.reduce_mean(tf.image.ssim(y, p, 1.0))
+    """1 − SSIM as nb10 / nb11 took it from torchmetrics' defaults: Gaussian window 11, σ 1.5, K = (0.01, 0.03),
+    the data range estimated from each batch (the larger of the prediction's and the target's max − min)."""
+    data_range = tf.maximum(tf.reduce_max(p) - tf.reduce_min(p), tf.reduce_max(y) - tf.reduce_min(y))
+    return 1.0 - tf.reduce_mean(tf.image.ssim(y, p, data_range))
 
 
 LOSSES = {"l2": "mse", "l1": "mae", "ssim": _ssim_loss}
@@ -85,8 +120,24 @@ def _progress(name: str, steps: int) -> keras.callbacks.Callback:
     return keras.callbacks.LambdaCallback(on_epoch_end=line)
 
 
+def torch_default_conv(filters: int, kernel_size, in_channels: int, seed: int) -> keras.layers.Conv2D:
+    """A 'same' Conv2D (with bias) initialised as PyTorch's ``Conv2d`` default: weights and bias uniform in
+    ±1/√fan_in, fan_in = in_channels·kh·kw."""
+    kh, kw = (kernel_size, kernel_size) if np.ndim(kernel_size) == 0 else kernel_size
+    bound = 1.0 / math.sqrt(in_channels * kh * kw)
+    return keras.layers.Conv2D(filters, (kh, kw), padding="same",
+                               kernel_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed),
+                               bias_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seed + 1))
+
+
+def _steps_for(epochs: int, n_train: int, batch: int | None) -> int:
+    """The notebooks' epochs as gradient updates: epochs × ⌈n / batch⌉ (a whole-set batch: one per epoch)."""
+    return epochs * (1 if batch is None else -(-n_train // batch))
+
+
 def _fit(layer, x, y, *, lr, steps, loss, batch, logdir, name, seed):
-    """Train ``layer`` alone for ``steps`` gradient updates (one batch each; a batch never spans two passes)."""
+    """Train ``layer`` alone for ``steps`` gradient updates (batches in a fixed order; a batch never spans two
+    passes, so the last one of a pass is smaller, as a PyTorch DataLoader's)."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input(x.shape[1:])
     model = keras.Model(inp, layer(inp), name=name)
@@ -94,35 +145,45 @@ def _fit(layer, x, y, *, lr, steps, loss, batch, logdir, name, seed):
     batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch or len(x)).repeat()
     cbs = [_progress(name, steps)] + ([keras.callbacks.TensorBoard(str(Path(logdir) / name))] if logdir else [])
     hist = model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=cbs, shuffle=False)
-    return model, float(hist.history["loss"][-1])
+    losses = hist.history["loss"]          # one batch each: the first is the loss at the initial weights
+    return model, {"initial_train_loss": float(losses[0]), "train_loss": float(losses[-1])}
 
 
 @dataclasses.dataclass(frozen=True)
 class Restoration:
     """One restoration arm: deconv layer vs a same-size conv, trained on degraded → clean grey images.
 
-    ``pad`` zero-pads each image (before the degradation when ``degrade_padded``, else after); ``border`` pixels
-    are left out of the scores; ``batch=None`` trains on the whole set at once; ``folder_pairs`` are the
-    sub-folders (clean, degraded) read from ``--data`` when it has them."""
+    ``load``: how a photo becomes a size² grey image — "resize" (the whole image, aspect not kept: nb01, nb05,
+    nb06, nb08) or "crop" (its centre size² pixels: nb03). ``pad`` zero-pads each image (before the degradation
+    when ``degrade_padded``, else after; real pairs from ``--data`` after, as the notebooks framed both);
+    ``border`` pixels are left out of the scores; ``batch=None`` trains on the whole set at once; ``epochs`` are
+    passes over the training images (:func:`_steps_for`); ``conv_lr`` is the baseline's rate where the notebook
+    gave it another one; ``folder_pairs`` are the sub-folders (clean, degraded) read from ``--data``."""
     label: str
     size: int
     degrade: Callable[[np.ndarray], np.ndarray]
     deconv: dict
     conv_size: tuple[int, int]
     lr: float
-    steps: int
+    epochs: int
+    conv_lr: float | None = None
+    load: str = "resize"
     pad: int = 0
     degrade_padded: bool = True
     loss: str = "l2"
     batch: int | None = 8
     border: int = 0
     folder_pairs: tuple[str, str] | None = None
-    pad_folder_pairs: bool = True       # real pairs from --data padded like the synthetic ones
     extra: dict = dataclasses.field(default_factory=dict)    # recorded with the arm's results
+
+    @property
+    def baseline_lr(self) -> float:
+        return self.lr if self.conv_lr is None else self.conv_lr
 
 
 def _down_up(x):
-    """×2 bicubic down-sampling (antialiased), bilinear back up: notebook 08's low-resolution input."""
+    """×2 bicubic down-sampling (antialiased), bilinear back up: notebook 08's low-resolution input, brought to
+    the high-resolution size."""
     h, w = x.shape[1:3]
     return tf.image.resize(tf.image.resize(x, (h // 2, w // 2), "bicubic", antialias=True), (h, w),
                            "bilinear").numpy()
@@ -132,63 +193,82 @@ def _blur(kernel, boundary, centred=True):
     return lambda x: degrade.blur(x, kernel, boundary, centred).astype(np.float32)
 
 
+def _four_factor(x):
+    return degrade.four_factor_blur(x, FOUR_FACTOR_H).astype(np.float32)
+
+
+BOX_PADDINGS = (0, 32)       # nb05 ran unpadded (PAD_SIZE = 0); the README's padded run used SIZE // 4
+SUPERRES_ARMS = (("l2", (6, 6), 1e-2), ("l1", (6, 6), 1e-3), ("ssim", (2, 4), 1e-3))   # nb08, nb09, nb10
 RESTORATIONS = {
-    "four_factor": [Restoration("four_factor", 48, lambda x: degrade.four_factor_blur(x, FOUR_FACTOR_H).astype(
-        np.float32), dict(kernel_size=(2, 4)), (2, 4), lr=1e-2, steps=2000, pad=24, batch=None,
-        extra={"true_kernel": FOUR_FACTOR_H.tolist()})],
-    "box": [Restoration(f"box, padding {p}", 128, _blur(degrade.box_kernel(3), "zero"),
-                        dict(kernel_size=(4, 4), learnable_scale=True), (4, 4), lr=1e-3, steps=500, pad=p, border=p)
-            for p in (0, 32)],
-    "gaussian": [Restoration(f"gaussian, {label}", 128, _blur(degrade.gaussian_kernel(5, 1.0), "circular", centred),
-                             dict(kernel_size=(4, 4)), (4, 4), lr=5e-3, steps=300, pad=32, border=32)
+    # nb01: Lena 48² in 24 px of zeros (96²), periodic four-factor blur, Deconv2D((2,4)), Adam 1e-2, 2,000 steps
+    "four_factor": [Restoration("four_factor", 48, _four_factor, dict(kernel_size=(2, 4)), (2, 4), lr=1e-2,
+                                epochs=2000, pad=24, batch=None, extra={"true_kernel": FOUR_FACTOR_H.tolist()})],
+    # nb05: 128² unpadded, 3×3 box 'same' (zero border), Deconv2D((4,4)) × scale 0.5, Adam 1e-3, batch 8, 500 epochs
+    "box": [Restoration(f"box, padding {p}", 128, _blur(degrade.box_kernel(BOX_SIZE), BOX_BOUNDARY),
+                        dict(kernel_size=(4, 4), learnable_scale=True, scale_init=0.5), (4, 4), lr=1e-3, epochs=500,
+                        pad=p, border=p) for p in BOX_PADDINGS],
+    # nb06: 128² in 32 px of zeros (192²), 5×5 Gaussian σ 1 stored top-left (a (2, 2) shift) applied circularly;
+    # Deconv2D((4,4)), Adam 5e-3, batch 16, 300 epochs. The centred arm shows what the layer can do without the shift.
+    "gaussian": [Restoration(f"gaussian, {label}", 128, _blur(degrade.gaussian_kernel(GAUSSIAN_SIZE, GAUSSIAN_SIGMA),
+                                                                GAUSSIAN_BOUNDARY, centred),
+                             dict(kernel_size=(4, 4)), (4, 4), lr=5e-3, epochs=300, pad=32, border=32, batch=16,
+                             extra={"kernel_anchor": "centre" if centred else "top-left"})
                  for centred, label in ((True, "centred"), (False, "off-centre (nb06: shifts by 2 px)"))],
-    "superres": [Restoration(f"super-resolution ×2, {loss} loss", 128, _down_up, dict(kernel_size=k), (3, 3), lr=1e-3,
-                             steps=200, pad=16, degrade_padded=False, loss=loss, border=16, folder_pairs=("HR", "LR"))
-                 for loss, k in (("l2", (6, 6)), ("l1", (6, 6)), ("ssim", (2, 4)))],
+    # nb08–nb10: HR and up-sampled LR at 384², 48 px of zeros (480²), batch 8, 200 epochs; deconv Adam 1e-3,
+    # the 3×3 conv 1e-2 in nb08 (MSE) and 1e-3 in nb09 (L1) and nb10 (1 − SSIM)
+    "superres": [Restoration(f"super-resolution ×2, {loss} loss", 384, _down_up, dict(kernel_size=k), (3, 3), lr=1e-3,
+                             conv_lr=conv_lr, epochs=200, pad=48, degrade_padded=False, loss=loss, border=48,
+                             folder_pairs=("HR", "LR")) for loss, k, conv_lr in SUPERRES_ARMS],
+    # nb03: 128² centre crops in 64 px of zeros (256²), Deconv2D((10,10)), Adam 1e-3, batch 16, 100 epochs
     "gopro": [Restoration("GOPRO-style deblurring", 128, _blur(MOTION, "zero"), dict(kernel_size=(10, 10)), (10, 10),
-                          lr=1e-3, steps=100, pad=64, degrade_padded=False, batch=16, border=64,
-                          folder_pairs=("sharp", "blur"), pad_folder_pairs=False)],
+                          lr=1e-3, epochs=100, load="crop", pad=64, degrade_padded=False, batch=16, border=64,
+                          folder_pairs=("sharp", "blur"))],
 }
 
 
-def _pairs(folder, a, b, size):
-    """Images in folder/a and folder/b matched by sorted position; b resized to a's size (same-size restoration)."""
+def _pairs(folder, a, b, size, load="resize"):
+    """Images in folder/a and folder/b matched by sorted position, both brought to size² (same-size
+    restoration: the degraded ones up-sampled where they are smaller)."""
     fa, fb = data.image_folder(Path(folder) / a), data.image_folder(Path(folder) / b)
     if len(fa) != len(fb):
         raise ValueError(f"{folder}: {len(fa)} files in {a}/ but {len(fb)} in {b}/; they are matched by sorted name")
-    (xa_tr, xa_te), (xb_tr, xb_te) = _holdout(_grey(fa, size)), _holdout(_grey(fb, size))
+    (xa_tr, xa_te), (xb_tr, xb_te) = _holdout(_grey(fa, size, load)), _holdout(_grey(fb, size, load))
     return (xb_tr, xa_tr), (xb_te, xa_te)
 
 
 def _arm_data(arm: Restoration, folder):
-    """((degraded, clean) train, (degraded, clean) test, border) for one arm."""
+    """((degraded, clean) train, (degraded, clean) test) for one arm."""
     if folder and arm.folder_pairs and (Path(folder) / arm.folder_pairs[0]).is_dir():
-        (xtr, ytr), (xte, yte) = _pairs(folder, *arm.folder_pairs, arm.size)
-        pad = arm.pad if arm.pad_folder_pairs else 0
-        return (_pad(xtr, pad), _pad(ytr, pad)), (_pad(xte, pad), _pad(yte, pad)), (arm.border if pad else 0)
-    tr, te = _split(arm.size, folder)
+        (xtr, ytr), (xte, yte) = _pairs(folder, *arm.folder_pairs, arm.size, arm.load)
+        return (_pad(xtr, arm.pad), _pad(ytr, arm.pad)), (_pad(xte, arm.pad), _pad(yte, arm.pad))
+    tr, te = _split(arm.size, folder, arm.load)
     if arm.degrade_padded:
         tr, te = _pad(tr, arm.pad), _pad(te, arm.pad)
-        return (arm.degrade(tr), tr), (arm.degrade(te), te), arm.border
-    return (_pad(arm.degrade(tr), arm.pad), _pad(tr, arm.pad)), (_pad(arm.degrade(te), arm.pad), _pad(te, arm.pad)), \
-        arm.border
+        return (arm.degrade(tr), tr), (arm.degrade(te), te)
+    return (_pad(arm.degrade(tr), arm.pad), _pad(tr, arm.pad)), (_pad(arm.degrade(te), arm.pad), _pad(te, arm.pad))
 
 
 def _restoration(arm: Restoration, *, steps, folder, logdir, seed):
-    (xtr, ytr), (xte, yte), border = _arm_data(arm, folder)
-    steps = steps or arm.steps
+    (xtr, ytr), (xte, yte) = _arm_data(arm, folder)
+    steps = steps or _steps_for(arm.epochs, len(xtr), arm.batch)
     name = report.safe_name(arm.label)
-    out = {"blurred input": _scores(xte, yte, border)}
+    out = {"blurred input": _scores(xte, yte, arm.border)}
+    fit = dict(steps=steps, loss=arm.loss, batch=arm.batch, logdir=logdir, seed=seed)
     dl = DeconvDFT2D(**arm.deconv)
-    fit = dict(lr=arm.lr, steps=steps, loss=arm.loss, batch=arm.batch, logdir=logdir, seed=seed)
-    dm, dloss = _fit(dl, xtr, ytr, name=f"{name}_deconv", **fit)
-    out["deconv"] = {**_scores(dm.predict(xte, verbose=0), yte, border), "train_loss": dloss,
-                     "kernel": np.round(dl.kernel().numpy(), 4).tolist()}
+    dm, dloss = _fit(dl, xtr, ytr, lr=arm.lr, name=f"{name}_deconv", **fit)
+    deconv_out = np.asarray(dm(xte))          # one layer: a direct call, no traced predict function
+    out["deconv"] = {**_scores(deconv_out, yte, arm.border), **dloss,
+                     "lr": arm.lr, "kernel": np.round(dl.kernel().numpy(), 4).tolist()}
     if dl.learnable_scale:
         out["deconv"]["scale"] = float(dl.scale.numpy())
-    cm, closs = _fit(keras.layers.Conv2D(1, arm.conv_size, padding="same"), xtr, ytr, name=f"{name}_conv", **fit)
-    out["conv"] = {**_scores(cm.predict(xte, verbose=0), yte, border), "train_loss": closs}
-    return out, (xte[:1], dm.predict(xte[:1], verbose=0), cm.predict(xte[:1], verbose=0), yte[:1])
+    conv = torch_default_conv(1, arm.conv_size, in_channels=1, seed=seed)
+    cm, closs = _fit(conv, xtr, ytr, lr=arm.baseline_lr, name=f"{name}_conv", **fit)
+    conv_out = np.asarray(cm(xte))
+    out["conv"] = {**_scores(conv_out, yte, arm.border), **closs, "lr": arm.baseline_lr}
+    out["setting"] = {"steps": steps, "epochs": arm.epochs, "train_images": len(xtr), "batch": arm.batch,
+                      "image_size": list(xtr.shape[1:3]), "pad": arm.pad, "loss": arm.loss,
+                      "deconv_kernel_size": list(dl.kernel_size), "conv_size": list(arm.conv_size)}
+    return out, (xte[:1], deconv_out[:1], conv_out[:1], yte[:1])
 
 
 def _restorations(experiment):
@@ -203,14 +283,37 @@ def _restorations(experiment):
     return runner
 
 
-def _cifar(seed, n_train=2000, n_test=500):
+# ---- classification (nb04, nb07) ------------------------------------------------------------------------------
+CLASSIFICATION_BATCH = 32
+CLASSIFICATION_CLASSES = 100        # ConvNetTiny2 ignores its classes argument: always 100 outputs (§3.1)
+CLASSIFICATION_DECONV = (4, 4)      # Deconv2D((4,4)), one filter shared by R, G, B
+STANDIN_SIZES = (2000, 500)         # the synthetic stand-in's training and test images
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+    """A CIFAR-100 notebook: shuffled batches of 32, (x − 0.5)/0.5, no augmentation, cross-entropy, Adam at
+    ``lr`` over all parameters for ``epochs`` passes over the training set."""
+    notebook: str
+    epochs: int
+    lr: float
+
+
+CLASSIFICATIONS = {
+    "classification": Classification("nb04 (ConvNetTiny2)", epochs=5, lr=1e-4),
+    "classification_resnet": Classification("nb07 (ResNet18)", epochs=10, lr=1e-4),
+}
+
+
+def _cifar(seed):
+    """CIFAR-100 (all 50,000 training and 10,000 test images) when keras.datasets has or can fetch it, else a
+    synthetic stand-in of 20 classes; images mapped to [−1, 1]."""
     try:
         (xtr, ytr), (xte, yte) = keras.datasets.cifar100.load_data()
-        source = "CIFAR-100"
-        xtr, ytr, xte, yte = xtr[:n_train], ytr[:n_train], xte[:n_test], yte[:n_test]
+        source = f"CIFAR-100 ({len(xtr):,} training images)"
     except Exception:   # no network: a synthetic stand-in with class-dependent colour and frequency
         rng = np.random.default_rng(seed)
-        source = "synthetic stand-in (CIFAR-100 not reachable)"
+        source = f"synthetic stand-in of {STANDIN_SIZES[0]:,} training images (CIFAR-100 not available)"
 
         def make(n):   # 20 classes of noisy oriented gratings; colour and frequency overlap between classes
             y = rng.integers(0, 20, n)
@@ -223,20 +326,25 @@ def _cifar(seed, n_train=2000, n_test=500):
             colour = rng.uniform(0.2, 0.8, (n, 1, 1, 3))
             img = 0.5 + 0.25 * g[..., None] * colour + rng.normal(0, 0.35, (n, 32, 32, 3))
             return (np.clip(img, 0, 1) * 255).astype(np.uint8), y[:, None]
-        (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
-    norm = lambda x: (x.astype(np.float32) / 255.0 - 0.5) / 0.5
+        (xtr, ytr), (xte, yte) = make(STANDIN_SIZES[0]), make(STANDIN_SIZES[1])
+    norm = lambda x: (x.astype(np.float32) / 255.0 - 0.5) / 0.5       # noqa: E731
     return norm(xtr), ytr, norm(xte), yte, source
 
 
-def _convnet_tiny2(front, classes):
+def _batch_norm():
+    return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)     # PyTorch's BatchNorm2d defaults
+
+
+def _convnet_tiny2(front, classes=CLASSIFICATION_CLASSES):
+    """§3.1: [front] → conv 3→3 → BN → ReLU → pool → conv 3→64 → BN → ReLU → pool → conv 64→128 → BN → ReLU →
+    flatten (8,192) → dense 64 (no activation) → dense ``classes``."""
     inp = keras.Input((32, 32, 3))
     x = front(inp) if front is not None else inp
     x = keras.layers.Conv2D(3, 3, padding="same")(x)
     for filters in (None, 64, 128):
         if filters:
             x = keras.layers.Conv2D(filters, 3, padding="same")(x)
-        x = keras.layers.BatchNormalization()(x)
-        x = keras.layers.ReLU()(x)
+        x = keras.layers.ReLU()(_batch_norm()(x))
         if filters != 128:
             x = keras.layers.MaxPooling2D(2)(x)
     x = keras.layers.Flatten()(x)
@@ -244,53 +352,69 @@ def _convnet_tiny2(front, classes):
     return keras.Model(inp, keras.layers.Dense(classes)(x))
 
 
-CLASSIFICATION_BATCH = 32
+def _held_out(model, x, y, batch: int = 500) -> tuple[float, float]:
+    """Mean cross-entropy and top-1 accuracy on held-out images (inference mode), by direct calls in chunks."""
+    logits = np.concatenate([np.asarray(model(x[i:i + batch], training=False)) for i in range(0, len(x), batch)])
+    labels = np.asarray(y).ravel()
+    shifted = logits - logits.max(1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
+    return float(-log_p[np.arange(len(labels)), labels].mean()), float((logits.argmax(1) == labels).mean())
 
 
-def _classify(arms, *, steps, logdir, seed):
+def _classify(experiment: str, arms, *, steps, logdir, seed):
+    setting = CLASSIFICATIONS[experiment]
     xtr, ytr, xte, yte, source = _cifar(seed)
-    classes = int(max(ytr.max(), yte.max())) + 1
+    steps = steps or _steps_for(setting.epochs, len(xtr), CLASSIFICATION_BATCH)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     results = {}
     for name, build in arms.items():
         keras.utils.set_random_seed(seed)
-        model = build(classes)
-        model.compile(keras.optimizers.Adam(1e-4 if "resnet" in name else 1e-3),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+        model = build()
+        model.compile(keras.optimizers.Adam(setting.lr), loss, metrics=["accuracy"])
+        initial_loss, initial_acc = _held_out(model, xte, yte)
         batches = tf.data.Dataset.from_tensor_slices((xtr, ytr)).shuffle(len(xtr), seed=seed).batch(
             CLASSIFICATION_BATCH).repeat()
         cbs = [_progress(name, steps)] + ([keras.callbacks.TensorBoard(str(Path(logdir) / report.safe_name(name)))]
                                           if logdir else [])
         h = model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=cbs, shuffle=False)
-        _, acc = model.evaluate(xte, yte, verbose=0)
-        results[name] = {"test_accuracy": float(acc), "train_accuracy": float(h.history["accuracy"][-1])}
+        test_loss, acc = _held_out(model, xte, yte)
+        results[name] = {"test_accuracy": float(acc), "test_loss": float(test_loss),
+                         "initial_test_accuracy": float(initial_acc), "initial_test_loss": float(initial_loss),
+                         "train_accuracy": float(h.history["accuracy"][-1]), "outputs": int(model.output_shape[-1])}
+    results["setting"] = {"notebook": setting.notebook, "data": source, "train_images": len(xtr),
+                          "test_images": len(xte), "epochs": setting.epochs, "steps": steps,
+                          "batch": CLASSIFICATION_BATCH, "lr": setting.lr}
     return {f"classification on {source}": results}, None
 
 
-def _passes(epochs: int, n: int = 2000) -> int:
-    """The notebooks' epochs over the 2,000 training images, in steps of batch 32."""
-    return epochs * -(-n // CLASSIFICATION_BATCH)
+def _front(kind: str, seed: int):
+    """The layer put in front of the first convolution: the shared-filter deconv or a 3→3 'same' conv."""
+    if kind == "deconv":
+        return DeconvDFT2D(CLASSIFICATION_DECONV)
+    return torch_default_conv(3, 3, in_channels=3, seed=seed)
 
 
 def classification(*, steps, folder, logdir, seed):
-    return _classify({"deconv 4×4 in front": lambda c: _convnet_tiny2(DeconvDFT2D((4, 4)), c),
-                      "conv 3×3 in front": lambda c: _convnet_tiny2(keras.layers.Conv2D(3, 3, padding="same"), c)},
-                     steps=steps or _passes(5), logdir=logdir, seed=seed)
+    return _classify("classification", {
+        "deconv 4×4 in front": lambda: _convnet_tiny2(_front("deconv", seed)),
+        "conv 3×3 in front": lambda: _convnet_tiny2(_front("conv", seed))}, steps=steps, logdir=logdir, seed=seed)
 
 
 def classification_resnet(*, steps, folder, logdir, seed):
     from tfrestore import nets
 
     def resnet(front):
-        def build(classes):
+        def build():
             body = nets.build("resnet18", weights="auto", image_size=32, quiet=True)
-            head = keras.layers.Dense(classes)(body.get_layer("avgpool").output)
+            head = keras.layers.Dense(CLASSIFICATION_CLASSES)(body.get_layer("avgpool").output)   # fc → 512 → 100
             trunk = keras.Model(body.input, head)
             inp = keras.Input((32, 32, 3))
-            return keras.Model(inp, trunk(front(inp) if front else inp))
+            return keras.Model(inp, trunk(front()(inp) if front else inp))
         return build
-    return _classify({"resnet18 + deconv 4×4": resnet(DeconvDFT2D((4, 4))),
-                      "resnet18 + conv 3×3": resnet(keras.layers.Conv2D(3, 3, padding="same")),
-                      "resnet18 alone": resnet(None)}, steps=steps or _passes(3), logdir=logdir, seed=seed)
+    return _classify("classification_resnet", {
+        "resnet18 + deconv 4×4": resnet(lambda: _front("deconv", seed)),
+        "resnet18 + conv 3×3": resnet(lambda: _front("conv", seed)),
+        "resnet18 alone (the superseded identity run)": resnet(None)}, steps=steps, logdir=logdir, seed=seed)
 
 
 RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS}, "classification": classification,
@@ -304,6 +428,9 @@ def _table(results) -> str:
         lines.append(setting)
         for arm, m in arms.items():
             if not isinstance(m, dict):
+                continue
+            if arm == "setting":
+                lines.append("    setting: " + ", ".join(f"{k} {v}" for k, v in m.items()))
                 continue
             cells = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
             lines.append(f"    {arm:<28}{cells}")

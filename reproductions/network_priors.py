@@ -4,8 +4,10 @@ the seeds' exercise (``../shared/seeds/003_*``). Two papers share this module:
 - ``--paper=dip --task=denoise|inpaint|superres|deblur|invert``: the skip generator's weights optimised (Adam,
   lr 0.01, PyTorch's ε placement) so its output, degraded, matches the observation; PSNR / SSIM of the output and
   of its moving average at every log point (TensorBoard, ``curve.png``), beside the corrupted input and a
-  classical restoration from scikit-image. ``invert``: the DIP paper's feature inversion through a tap of a
-  tfrestore net, beside M&V-style pixel optimisation with TV on the same budget.
+  classical restoration from scikit-image. ``invert``: ``feature_inversion.ipynb`` with its published settings
+  (spec ``mv2016.md`` §10; :class:`DipInversion`: 6-scale skip net with zero padding, average-pool down and
+  nearest up, fixed code, Adam lr 1e-3 for 3,100 steps, mean squared error at AlexNet's fc6, 224² target), beside
+  M&V-style pixel optimisation with TV on the same budget.
 - ``--paper=ae_prior --task=train|scatter|denoise|inpaint``: the digits autoencoder with the latent-coverage
   regulariser; latent scatter plots with the five out-of-class probes; restoration by minimising
   ‖m ⊙ (x − y)‖² / (2σ²) + ‖AE(x) − x‖² after 1,000 and 10,000 iterations (the exercise's early-stopping point).
@@ -32,14 +34,46 @@ from tfrestore.engine import Optimization
 from tfrestore.inversion import Extractors, feature_objective
 
 # ---- deep image prior -----------------------------------------------------------------------------------------
-# Ulyanov et al.'s notebooks: denoising (σ = 25/255, 3,000 iterations, reg. noise 1/30, moving average 0.99),
-# super-resolution (×4, 2,000 iterations, reg. noise 0.03, Lanczos down-sampler), inpainting (reg. noise 0.03);
-# deblurring and feature inversion use the denoising settings (the paper gives none for them here).
+# Ulyanov et al.'s notebooks (DmitryUlyanov/deep-image-prior): denoising.ipynb (σ = 25/255, 3,000 iterations, input
+# noise σ_p = 1/30, Adam lr 0.01, moving average 0.99), super-resolution.ipynb (×4, 2,000 iterations, σ_p = 0.03,
+# Lanczos down-sampler), inpainting (σ_p = 0.03, 3,000 iterations), all on the 5 × 128 skip net
+# (dip.RESTORATION_NET); feature_inversion.ipynb for --task=invert (spec mv2016.md §10: DIP_INVERT below). The
+# notebooks have no deblurring: --task=deblur is tfrestore's, with the denoising settings.
 DIP_SIGMA = 25.0            # 0–255 units
 DIP_FACTOR = 4
+DIP_DOWNSAMPLER = "lanczos"
 DIP_BLUR = (9, 2.0)         # Gaussian kernel size and σ for the deblurring task
 DIP_BLUR_NOISE = 2.0        # 0–255 units of noise added after blurring
+DIP_RESTORATION_SIZE = 256  # default working size of the restoration tasks (cropped to a multiple of 32)
 LBFGS_FINISH = 50           # --optimizer=lbfgs: L-BFGS iterations after the Adam steps
+
+
+@dataclasses.dataclass(frozen=True)
+class DipInversion:
+    """DIP feature inversion as ``feature_inversion.ipynb`` runs it (spec ``mv2016.md`` §10): the skip generator
+    of :data:`tfrestore.dip.FEATURE_INVERSION_NET` on a fixed code (no input noise) of 32 channels of U(0, 1) × 0.1
+    at ``generator_size``², its output cropped to the top-left ``imsize``², mapped into the net's input and matched
+    at ``layer`` by the mean squared error (``nn.MSELoss``), Adam over the generator's weights only.
+
+    Quirk kept: the notebook sets imsize = 227 only when the net is called ``'alexnet'``; for its
+    ``'alexnet_caffe'`` the target is **224**² (``--size`` overrides it). The target photo is resized whole to
+    imsize² (``get_image``), not centre-cropped. tfrestore's ``alexnet`` is the same Caffe AlexNet; its input
+    mean is the net's own (the notebook subtracts VGG's BGR mean 103.939, 116.779, 123.680: < 1 grey level
+    apart)."""
+    net: str = "alexnet"
+    layer: str = "fc6"
+    imsize: int = 224
+    loss: str = "mean squared error of the features (nn.MSELoss)"
+    generator: dip.SkipSettings = dip.FEATURE_INVERSION_NET
+
+    def generator_size_for(self, imsize: int) -> int:
+        """The code's size for an imsize² target: the smallest multiple of 2^scales (64) not below imsize — the
+        notebook's imsize_net = 256 ("something divisible by a power of two") for 224 and 227."""
+        unit = 2 ** self.generator.scales
+        return -(-imsize // unit) * unit
+
+
+DIP_INVERT = DipInversion()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,16 +87,19 @@ class Degraded:
 
 @dataclasses.dataclass(frozen=True)
 class DipTask:
+    """One ``--task``: its degradation and classical baseline, and the optimisation settings of its notebook."""
     description: str
-    steps: int
-    noise_std: float
-    degrade: Callable[..., Degraded] | None     # (clean [1, H, W, 3] in [0, 1], sigma, mask kind, seed)
+    steps: int                  # Adam iterations
+    noise_std: float            # σ_p: N(0, σ_p²) added to the input code every step (0: a fixed code)
+    learning_rate: float
+    size: int                   # default working size (invert: the target's imsize)
+    degrade: Callable[..., Degraded] | None     # (clean [1, H, W, 3] in [0, 1], sigma 0–255 or None, mask, seed)
     baseline: Callable[[Degraded], np.ndarray] | None
     baseline_name: str
 
 
 def _denoise(clean, sigma, mask, seed):
-    s = sigma / 255.0
+    s = (sigma if sigma is not None else DIP_SIGMA) / 255.0
     y = np.clip(clean + np.random.default_rng(seed).normal(0, s, clean.shape), 0, 1).astype(np.float32)
     return Degraded(lambda x: x, y, y[0], None, s)
 
@@ -88,7 +125,7 @@ def _inpaint(clean, sigma, mask, seed):
 
 
 def _superres(clean, sigma, mask, seed):
-    op = degrade.Downsample(DIP_FACTOR, "lanczos")
+    op = degrade.Downsample(DIP_FACTOR, DIP_DOWNSAMPLER)
     y = np.clip(np.asarray(op(tf.constant(clean))), 0, 1)
     shown = np.repeat(np.repeat(y[0], DIP_FACTOR, 0), DIP_FACTOR, 1)       # nearest up-sampling, for display
     return Degraded(op, y, shown, None, 1.0 / 255.0)
@@ -125,24 +162,27 @@ def _richardson_lucy(d: Degraded) -> np.ndarray:
 
 
 DIP_TASKS = {
-    "denoise": DipTask("additive Gaussian noise σ = 25/255", 3000, dip.NOISE_STD_DENOISE, _denoise, _tv_baseline,
-                       "TV (Chambolle, weight 0.1)"),
+    "denoise": DipTask("additive Gaussian noise σ = 25/255", 3000, dip.NOISE_STD_DENOISE, dip.LEARNING_RATE,
+                       DIP_RESTORATION_SIZE, _denoise, _tv_baseline, "TV (Chambolle, weight 0.1)"),
     "inpaint": DipTask("text-like strokes removed (--mask=random|block|strokes|FILE)", 3000, dip.NOISE_STD_OTHER,
-                       _inpaint, _biharmonic, "biharmonic inpainting"),
-    "superres": DipTask("×4 Lanczos down-sampling", 2000, dip.NOISE_STD_OTHER, _superres, _bicubic, "bicubic"),
-    "deblur": DipTask("Gaussian blur 9×9 σ 2 + noise σ 2/255", 3000, dip.NOISE_STD_DENOISE, _deblur,
-                      _richardson_lucy, "Richardson-Lucy (30 iterations)"),
-    "invert": DipTask("feature inversion through --net's --layers tap", 3000, dip.NOISE_STD_DENOISE, None, None,
-                      "pixels + TV (M&V-style), same steps"),
+                       dip.LEARNING_RATE, DIP_RESTORATION_SIZE, _inpaint, _biharmonic, "biharmonic inpainting"),
+    "superres": DipTask("×4 Lanczos down-sampling", 2000, dip.NOISE_STD_OTHER, dip.LEARNING_RATE,
+                        DIP_RESTORATION_SIZE, _superres, _bicubic, "bicubic"),
+    "deblur": DipTask("Gaussian blur 9×9 σ 2 + noise σ 2/255", 3000, dip.NOISE_STD_DENOISE, dip.LEARNING_RATE,
+                      DIP_RESTORATION_SIZE, _deblur, _richardson_lucy, "Richardson-Lucy (30 iterations)"),
+    "invert": DipTask("feature inversion (feature_inversion.ipynb): AlexNet fc6 by default (--net, --layers)", 3100,
+                      0.0, 1e-3, DIP_INVERT.imsize, None, None, "pixels + TV (M&V-style), same steps"),
 }
 
 
-def _load_photo(image: str, size: int) -> np.ndarray:
+def _load_photo(image: str, size: int, crop: str = "center") -> np.ndarray:
+    """[1, size, size, 3] in [0, 1]: the centred square resized (``crop="center"``) or the whole photo resized
+    (``"none"``, feature inversion's ``get_image``)."""
     img = data.load_image(image)
     if min(img.shape[:2]) < size:
         print(f"warning: '{image}' is {img.shape[1]}×{img.shape[0]}, smaller than --size={size}; it is enlarged",
               flush=True)
-    return data.resize(img, size, crop="center").astype(np.float32)[None] / 255.0
+    return data.resize(img, size, crop=crop).astype(np.float32)[None] / 255.0
 
 
 def _observation_file(path: str, like: np.ndarray) -> np.ndarray:
@@ -172,13 +212,7 @@ def _curve_plot(path: Path, curve: list[dict], title: str) -> None:
         ax.legend()
 
 
-def run_dip(*, task: str = "denoise", image: str | None = None, size: int = 256, steps: int | None = None,
-            sigma: float | None = None, mask: str | None = None, corrupted: str | None = None,
-            net: str | None = None, layers: list[str] | None = None, weights: str = "auto",
-            optimizer: str | None = None, out: str | None = None, logdir: str | None = None, seed: int = 0,
-            resume: bool = False, progress: bool = True) -> dict:
-    """One DIP restoration; returns the metrics written to ``<out>/metrics.json``. ``optimizer="lbfgs"`` adds an
-    L-BFGS finish of ``LBFGS_FINISH`` iterations after the Adam steps (the paper's option)."""
+def _check_dip_flags(task, *, sigma, mask, corrupted, image, net, layers, weights, optimizer) -> None:
     if task not in DIP_TASKS:
         raise ValueError(f"unknown task '{task}' for dip; valid: {', '.join(DIP_TASKS)}")
     if task != "invert" and (net or layers or weights != "auto"):
@@ -192,41 +226,68 @@ def run_dip(*, task: str = "denoise", image: str | None = None, size: int = 256,
     if optimizer not in (None, "adam", "lbfgs"):
         raise ValueError(f"dip optimises with Adam, optionally finished by L-BFGS: --optimizer=adam or lbfgs, "
                          f"not {optimizer!r}")
-    image = image or "astronaut"
+    if task == "invert" and optimizer == "lbfgs":
+        raise ValueError("--optimizer=lbfgs (an L-BFGS finish) applies to the restoration tasks, not to invert")
+
+
+def _settings(task: str, p, schedule: optimizers.Schedule, size: int) -> dict:
+    """The settings a run used (read from its generator and schedule), for its metrics.json."""
+    return {"task": task, "steps": schedule.total, "learning_rate": schedule.stages[0].lr,
+            "input_noise_std": p.noise_std, "input_channels": int(p.z.shape[-1]), "input_scale": dip.INPUT_SCALE,
+            "size": size}
+
+
+def run_dip(*, task: str = "denoise", image: str | None = None, size: int | None = None, steps: int | None = None,
+            sigma: float | None = None, mask: str | None = None, corrupted: str | None = None,
+            net: str | None = None, layers: list[str] | None = None, weights: str = "auto",
+            optimizer: str | None = None, out: str | None = None, logdir: str | None = None, seed: int = 0,
+            resume: bool = False, progress: bool = True) -> dict:
+    """One DIP restoration or feature inversion; returns the metrics written to ``<out>/metrics.json``.
+    ``size``: the working size (restoration: default 256, cropped to a multiple of 32; invert: the target's
+    imsize, default 224). ``optimizer="lbfgs"`` adds an L-BFGS finish of ``LBFGS_FINISH`` iterations after the
+    Adam steps (the paper's option)."""
+    _check_dip_flags(task, sigma=sigma, mask=mask, corrupted=corrupted, image=image, net=net, layers=layers,
+                     weights=weights, optimizer=optimizer)
     spec = DIP_TASKS[task]
-    steps = steps or spec.steps
-    size = size - size % 32
-    clean = _load_photo(image, size)
     out_path = Path(out or f"runs/dip_{task}")
-    log_path = Path(logdir or out_path / "tb")
-    p = dip.generator_parameterization(size, noise_std=spec.noise_std, seed=seed,
-                                       output_scale=1.0 if task != "invert" else 255.0)
+    common = dict(image=image or "astronaut", steps=steps or spec.steps, out=out_path, seed=seed, resume=resume,
+                  logdir=Path(logdir or out_path / "tb"), progress=progress)
     if task == "invert":
-        return _dip_invert(p, clean, net=net or "alexnet", layers=layers, weights=weights, steps=steps, size=size,
-                           out=out_path, logdir=log_path, seed=seed, resume=resume, progress=progress, image=image)
-    d = spec.degrade(clean, sigma if sigma is not None else DIP_SIGMA, mask, seed)
+        return _dip_invert(spec, imsize=size or spec.size, net=net or DIP_INVERT.net,
+                           layer=(layers or [DIP_INVERT.layer])[0], weights=weights, **common)
+    return _dip_restore(task, spec, size=size or spec.size, sigma=sigma, mask=mask, corrupted=corrupted,
+                        lbfgs=optimizer == "lbfgs", **common)
+
+
+def _dip_restore(task, spec, *, image, size, steps, sigma, mask, corrupted, lbfgs, out, logdir, seed, resume,
+                 progress):
+    size = size - size % 2 ** dip.RESTORATION_NET.scales
+    clean = _load_photo(image, size)
+    p = dip.generator_parameterization(size, noise_std=spec.noise_std, seed=seed, **dip.RESTORATION_NET.kwargs())
+    d = spec.degrade(clean, sigma, mask, seed)        # sigma None: each task's own noise level
     if corrupted:
         y = _observation_file(corrupted, d.observation)
         f = clean.shape[1] // y.shape[1]
         d = dataclasses.replace(d, observation=y, shown=np.repeat(np.repeat(y[0], f, 0), f, 1))
     objective = O.DataTerm(d.observation, d.operator, sigma=d.sigma, mask=d.mask)
-    run = Optimization(objective, p, optimizers.Adam(epsilon_form="paper"),
-                       optimizers.Schedule([optimizers.Stage(steps, dip.LEARNING_RATE, jitter=False)]),
+    schedule = optimizers.Schedule([optimizers.Stage(steps, spec.learning_rate, jitter=False)])
+    settings = {**_settings(task, p, schedule, size), "ema_decay": p.decay,
+                "generator": dip.RESTORATION_NET.kwargs(), "data_sigma": d.sigma,
+                "observation_shape": list(d.observation.shape)}
+    run = Optimization(objective, p, optimizers.Adam(epsilon_form="paper"), schedule,
                        labels=[task], seed=seed, log_every=max(1, steps // 30),
-                       config={"paper": "dip", "task": task, "image": image, "size": size, "steps": steps,
-                               "noise_std": spec.noise_std, "degradation": spec.description})
-    quality = callbacks.Quality(clean, extra={"average": lambda r: r.param.average()}, logdir=log_path,
-                                path=out_path / "curve.json", ssim_every=5)
-    cbs = callbacks.standard(out_path, log_path, resume, progress, checkpoint_every=max(100, steps // 10)) + [quality]
+                       config={"paper": "dip", "image": image, "degradation": spec.description, **settings})
+    quality = callbacks.Quality(clean, extra={"average": lambda r: r.param.average()}, logdir=logdir,
+                                path=out / "curve.json", ssim_every=5)
+    cbs = callbacks.standard(out, logdir, resume, progress, checkpoint_every=max(100, steps // 10)) + [quality]
     print(f"deep image prior, {task} ({spec.description}) on '{image}' at {size}², {steps} Adam steps; "
-          f"{p.model.count_params() - sum(int(np.prod(v.shape)) for v in p.model.non_trainable_weights):,} "
-          "weights optimised", flush=True)
+          f"{_trainable_count(p.model):,} weights optimised", flush=True)
     result = run.run(cbs)
     output, average = result.images[0], p.average()[0]
     baseline = np.clip(spec.baseline(d), 0, 1)
     entries = {"corrupted input": d.shown, spec.baseline_name: baseline, f"DIP output ({steps} it.)": output,
                "DIP moving average": average}
-    if optimizer == "lbfgs":
+    if lbfgs:
         finish = Optimization(objective, p, optimizers.LBFGS(),
                               optimizers.Schedule([optimizers.Stage(LBFGS_FINISH, 1.0, jitter=False)]),
                               labels=[task], seed=seed)
@@ -238,78 +299,100 @@ def run_dip(*, task: str = "denoise", image: str | None = None, size: int = 256,
                  "psnr": best["psnr_output"], "ssim": best.get("ssim_output", "")})
     text = report.table(rows, [("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f")])
     print(text, flush=True)
-    _curve_plot(out_path / "curve.png", result.quality, f"DIP {task}: PSNR against the clean image")
+    _curve_plot(out / "curve.png", result.quality, f"DIP {task}: PSNR against the clean image")
     panels = [(clean[0], "clean"), (d.shown, "corrupted"), (baseline, spec.baseline_name),
               (np.clip(output, 0, 1), "DIP output"), (np.clip(average, 0, 1), "DIP moving average")]
-    summary = {"task": task, "image": image, "size": size, "steps": result.steps, "rows": rows,
-               "seconds": result.seconds_total, "seconds_per_1000_steps": 1000 * result.seconds_per_step,
-               "curve": result.quality}
-    report.write(out_path, title=f"deep image prior: {task} ({spec.description})", metrics=summary, table=text,
+    summary = {"task": task, "image": image, "size": size, "steps": result.steps, "settings": settings,
+               "rows": rows, "seconds": result.seconds_total,
+               "seconds_per_1000_steps": 1000 * result.seconds_per_step, "curve": result.quality,
+               "history": result.history}
+    report.write(out, title=f"deep image prior: {task} ({spec.description})", metrics=summary, table=text,
                  figure_panels=panels, pngs={"output": np.clip(output, 0, 1), "average": np.clip(average, 0, 1),
                                              "corrupted": d.shown, "baseline": baseline})
     print(f"{result.seconds:.0f} s ({1000 * result.seconds_per_step:.0f} s per 1,000 iterations at {size}²); "
-          f"outputs in {out_path} (figure.png, curve.png, metrics.json); TensorBoard: tensorboard --logdir {log_path}",
+          f"outputs in {out} (figure.png, curve.png, metrics.json); TensorBoard: tensorboard --logdir {logdir}",
           flush=True)
     return summary
 
 
-def _dip_invert(p, clean, *, net, layers, weights, steps, size, out, logdir, seed, resume, progress, image):
-    layer = nets.resolve_layer(net, (layers or ["conv5"])[0])
-    model = nets.build(net, weights=weights, seed=seed, image_size=size)
+def _trainable_count(model) -> int:
+    return int(sum(np.prod(v.shape) for v in model.trainable_weights))
+
+
+def _dip_invert(spec, *, image, imsize, steps, net, layer, weights, out, logdir, seed, resume, progress):
+    """feature_inversion.ipynb (:class:`DipInversion`) beside M&V-style pixel optimisation with TV."""
+    layer = nets.resolve_layer(net, layer)
+    clean = _load_photo(image, imsize, crop="none")
+    model = nets.build(net, weights=weights, seed=seed, image_size=imsize)
     if nets.weights_source(model) == "random":
         print("=" * 78 + f"\n  dip/invert on {net} with SEEDED RANDOM WEIGHTS: the run shows the method only.\n"
               + "=" * 78, flush=True)
     mean = nets.mean_rgb(net)
     x0 = clean * 255.0 - mean
     ext = Extractors(model)
-    data_term, _ = feature_objective(ext, net, [layer], x0)
-    p.output_offset = tf.constant(-mean, tf.float32)        # sigmoid × 255 − the net's mean colour: image space
+    data_term, _ = feature_objective(ext, net, [layer], x0, normalise=False, mean=True)     # nn.MSELoss
+    generator_size = DIP_INVERT.generator_size_for(imsize)
+    # sigmoid output × 255 − the net's mean colour: the net's image space
+    p = dip.generator_parameterization(generator_size, noise_std=spec.noise_std, seed=seed, output_scale=255.0,
+                                       output_offset=-mean, crop_to=imsize, **DIP_INVERT.generator.kwargs())
     to_input = lambda x: nets.to_input(net, x)             # noqa: E731
-    schedule = optimizers.Schedule([optimizers.Stage(steps, dip.LEARNING_RATE, jitter=False)])
+    schedule = optimizers.Schedule([optimizers.Stage(steps, spec.learning_rate, jitter=False)])
+    settings = {**_settings("invert", p, schedule, imsize), "net": net, "layer": layer, "imsize": imsize,
+                "generator_size": generator_size, "loss": DIP_INVERT.loss,
+                "generator": DIP_INVERT.generator.kwargs(), "generator_weights": _trainable_count(p.model)}
     run = Optimization(data_term, p, optimizers.Adam(epsilon_form="paper"), schedule, to_input=to_input,
                        labels=[layer], seed=seed, log_every=max(1, steps // 30), display_offset=mean,
-                       config={"paper": "dip", "task": "invert", "net": net, "layer": layer, "steps": steps})
+                       config={"paper": "dip", "image": image, **settings})
     to_unit = lambda x: (x + mean) / 255.0                 # noqa: E731
     quality = callbacks.Quality(clean, to_unit=to_unit, extra={"average": lambda r: r.param.average()},
                                 logdir=logdir, path=out / "curve.json", ssim_every=5)
-    print(f"deep image prior inverting {net} {layer} of '{image}' at {size}², {steps} steps", flush=True)
+    print(f"deep image prior inverting {net} {layer} of '{image}' at {imsize}² (generator {generator_size}², "
+          f"{settings['generator_weights']:,} weights), {steps} Adam steps at lr {spec.learning_rate:g}", flush=True)
     result = run.run(callbacks.standard(out, logdir, resume, progress, max(100, steps // 10)) + [quality])
-    # the comparison: pixels with the same feature loss plus TV (M&V's regulariser), same optimiser and budget
-    # M&V 2016's initial noise (from zeros a random-weight net's ReLUs would all start dead: no gradient)
-    pixels = param.Pixels(param.init_mv2016(1, size, 80.0, seed))
-    tv_weight = 1e-7 * size * size / 227 ** 2
-    baseline = Optimization(data_term + tv_weight * O.tv(beta=2.0), pixels, optimizers.Adam(),
-                            optimizers.Schedule([optimizers.Stage(steps, 1.0, jitter=False)]), to_input=to_input,
-                            labels=[layer], seed=seed, log_every=max(1, steps // 10))
-    base = baseline.run([callbacks.Progress()] if progress else [])
-    dip_img, avg = to_unit(result.images[0]), to_unit(p.average()[0])
-    base_img = to_unit(base.images[0])
+    base = _pixels_tv_baseline(ext, net, layer, x0, imsize=imsize, steps=steps, seed=seed, progress=progress)
+    dip_img, avg, base_img = to_unit(result.images[0]), to_unit(p.average()[0]), to_unit(base[0])
     rows = _quality_rows(clean, {"pixels + TV": np.clip(base_img, 0, 1), "DIP output": np.clip(dip_img, 0, 1),
                                  "DIP moving average": np.clip(avg, 0, 1)})
-    ours = {"pixels + TV": base.images, "DIP output": result.images}
     target = ext.features(net, layer, x0)
-    for r in rows:
-        if r["method"] in ours:
-            est = ext.features(net, layer, ours[r["method"]])
-            r["rel_feature_error"] = float(metrics.rel_sq_error(target, est)[0])
+    for r, est in zip(rows, (base, result.images, p.average())):      # all in image space
+        f = ext.features(net, layer, est)
+        r["rel_feature_error"] = float(metrics.rel_sq_error(target, f)[0])
+        r["feature_mse"] = float(np.mean((f - target) ** 2))
     text = report.table(rows, [("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"), ("SSIM", "ssim", ".4f"),
-                               ("rel. sq. feature error", "rel_feature_error", ".4g")])
+                               ("rel. sq. feature error", "rel_feature_error", ".4g"),
+                               ("feature MSE", "feature_mse", ".4g")])
     print(text, flush=True)
     _curve_plot(out / "curve.png", result.quality, f"DIP inversion of {net} {layer}")
-    summary = {"task": "invert", "net": net, "layer": layer, "weights": nets.weights_source(model), "rows": rows,
-               "seconds": result.seconds_total, "seconds_per_1000_steps": 1000 * result.seconds_per_step}
+    summary = {"task": "invert", "net": net, "layer": layer, "weights": nets.weights_source(model),
+               "settings": settings, "rows": rows, "history": result.history, "seconds": result.seconds_total,
+               "seconds_per_1000_steps": 1000 * result.seconds_per_step}
     report.write(out, title=f"deep image prior: inverting {net} {layer}", metrics=summary, table=text,
                  figure_panels=[(clean[0], "original"), (np.clip(base_img, 0, 1), "pixels + TV"),
                                 (np.clip(dip_img, 0, 1), "DIP output"), (np.clip(avg, 0, 1), "DIP average")])
     return summary
 
 
+def _pixels_tv_baseline(ext, net, layer, x0, *, imsize, steps, seed, progress) -> np.ndarray:
+    """M&V-style pixels: the normalised feature loss plus TV, Adam at lr 1 on the same budget, from M&V 2016's
+    initial noise (from zeros a random-weight net's ReLUs would all start dead: no gradient). Image space."""
+    data_term, _ = feature_objective(ext, net, [layer], x0)
+    tv_weight = 1e-7 * imsize * imsize / 227 ** 2
+    pixels = param.Pixels(param.init_mv2016(1, imsize, 80.0, seed))
+    run = Optimization(data_term + tv_weight * O.tv(beta=2.0), pixels, optimizers.Adam(),
+                       optimizers.Schedule([optimizers.Stage(steps, 1.0, jitter=False)]),
+                       to_input=lambda x: nets.to_input(net, x), labels=[layer], seed=seed,
+                       log_every=max(1, steps // 10))
+    return run.run([callbacks.Progress()] if progress else []).images
+
+
 # ---- autoencoder prior ------------------------------------------------------------------------------------------
 AE_SIGMAS = (0.1, 0.5)              # denoising noise levels, in the model's [−1, 1] units (the exercise)
 AE_ITERATIONS = (1000, 10000)       # the exercise compares these two (early stopping)
-AE_LR = 0.01
+AE_LR = 0.01                        # Adam's rate for the restorations (the exercise does not give it)
 AE_DIGITS = 16                      # digits restored in one graph
-AE_COVERAGE = "var_kurt"
+AE_RESTORATION_QUESTION = "Q4"      # Q5 restores with the final, regularised network
+AE_MASK = "random"                  # --mask default for inpainting: half the pixels dropped at random
+AE_INPAINT_SIGMA = 0.1              # the inpainting data term's σ (the exercise gives the form, not the value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,10 +410,15 @@ class AeRequest:
     progress: bool
 
 
-def _ae(req: AeRequest, coverage: str, train_steps: int | None):
-    return autoencoder.trained(latent=req.latent, coverage=coverage,
-                               steps=train_steps or autoencoder.TRAINING.steps, source=req.data_source,
+def _ae(req: AeRequest, question: str, train_steps: int | None):
+    """The network of one of the exercise's questions (its own training settings), at ``--latent``."""
+    return autoencoder.trained(question=question, latent=req.latent, steps=train_steps, source=req.data_source,
                                seed=req.seed, progress=req.progress)
+
+
+def _compared_questions(req: AeRequest) -> tuple[str, str]:
+    """Without the regulariser (Q1 at latent 100, Q2 at 10) and with it (Q4)."""
+    return autoencoder.unregularised_question(req.latent), AE_RESTORATION_QUESTION
 
 
 class _Snapshots(callbacks.Callback):
@@ -404,14 +492,21 @@ def _ae_train(req: AeRequest) -> dict:
     t0 = time.perf_counter()
     rows = []
     xv, _, desc = data.digits(28, req.data_source, "val")
-    for coverage in ("none", AE_COVERAGE):
-        model, summary = _ae(req, coverage, req.steps)
+    for question in _compared_questions(req):
+        model, summary = _ae(req, question, req.steps)
+        q = autoencoder.QUESTIONS[question]
         rec = autoencoder.reconstruct(model, xv)
-        rows.append({"coverage": coverage, "val_mse": float(np.mean((rec - xv) ** 2)),
+        rows.append({"question": question, "coverage": q.coverage, "steps": summary.get("steps"),
+                     "batch": summary.get("batch"), "learning_rate": summary.get("learning_rate"),
+                     "initial_val_loss": summary.get("initial_val", {}).get("loss", float("nan")),
+                     "val_loss": summary.get("final", {}).get("val_loss", float("nan")),
+                     "val_mse": float(np.mean((rec - xv) ** 2)),
                      "mean_baseline": float(np.mean((xv - xv.mean(0)) ** 2)),
                      **_coverage_stats(autoencoder.codes(model, xv)),
                      "train_s_per_1000": summary.get("seconds_per_1000_steps", float("nan"))})
-    text = report.table(rows, [("coverage", "coverage", ""), ("val MSE [0,1]", "val_mse", ".4f"),
+    text = report.table(rows, [("question", "question", ""), ("coverage", "coverage", ""), ("steps", "steps", ""),
+                               ("lr", "learning_rate", "g"), ("val loss at start", "initial_val_loss", ".4g"),
+                               ("val loss", "val_loss", ".4g"), ("val MSE [0,1]", "val_mse", ".4f"),
                                ("mean-digit MSE", "mean_baseline", ".4f"), ("var (U: .0833)", "mean_var", ".4f"),
                                ("kurtosis (U: 1.8)", "mean_kurtosis", ".3f"), ("cells filled", "cells_filled", ".3f"),
                                ("s / 1000 steps", "train_s_per_1000", ".1f")])
@@ -427,8 +522,9 @@ def _ae_scatter(req: AeRequest) -> dict:
     probes = autoencoder.out_of_class_probes(xv[0], _photo_probe(28), req.seed)
     probe_x = np.stack(list(probes.values()))
     panels, summary_rows = [], []
-    for coverage in ("none", AE_COVERAGE):
-        model, _ = _ae(req, coverage, req.steps)
+    for question in _compared_questions(req):
+        coverage = autoencoder.QUESTIONS[question].coverage
+        model, _ = _ae(req, question, req.steps)
         z = autoencoder.codes(model, xv)
         pz = autoencoder.codes(model, probe_x)
         _scatter_plot(out / f"scatter_{coverage}.png", z, yv, dict(zip(probes, pz)),
@@ -442,10 +538,11 @@ def _ae_scatter(req: AeRequest) -> dict:
         dd = np.sqrt(((z[:, None] - z[None]) ** 2).sum(-1))
         np.fill_diagonal(dd, np.inf)
         typical = float(np.median(dd.min(1)))
-        summary_rows.append({"coverage": coverage, **_coverage_stats(z), "nn_digits": typical,
-                             **{f"d_{n}": float(v) / typical for n, v in zip(probes, dist)}})
-    cols = [("coverage", "coverage", ""), ("var", "mean_var", ".4f"), ("kurtosis", "mean_kurtosis", ".3f"),
-            ("cells filled", "cells_filled", ".3f"), ("digit NN dist.", "nn_digits", ".3f")] + \
+        summary_rows.append({"question": question, "coverage": coverage, **_coverage_stats(z),
+                             "nn_digits": typical, **{f"d_{n}": float(v) / typical for n, v in zip(probes, dist)}})
+    cols = [("question", "question", ""), ("coverage", "coverage", ""), ("var", "mean_var", ".4f"),
+            ("kurtosis", "mean_kurtosis", ".3f"), ("cells filled", "cells_filled", ".3f"),
+            ("digit NN dist.", "nn_digits", ".3f")] + \
         [(f"d({n})", f"d_{n}", ".2f") for n in probes]
     text = report.table(summary_rows, cols)
     print("each probe's distance to the nearest digit code, in digit nearest-neighbour distances:\n" + text,
@@ -453,12 +550,13 @@ def _ae_scatter(req: AeRequest) -> dict:
     summary = {"task": "scatter", "data": desc, "rows": summary_rows}
     report.write(out, title="autoencoder prior: out-of-class probes and their reconstructions", metrics=summary,
                  table=text, figure_panels=panels, figure_columns=10)
-    print(f"outputs in {out} (scatter_none.png, scatter_{AE_COVERAGE}.png, figure.png)", flush=True)
+    names = ", ".join(f"scatter_{autoencoder.QUESTIONS[q].coverage}.png" for q in _compared_questions(req))
+    print(f"outputs in {out} ({names}, figure.png)", flush=True)
     return summary
 
 
 def _ae_restore(kind: str, req: AeRequest) -> dict:
-    model, _ = _ae(req, AE_COVERAGE, None)
+    model, _ = _ae(req, AE_RESTORATION_QUESTION, None)
     xv, _, desc = data.digits(28, req.data_source, "val")
     clean = xv[:AE_DIGITS] * 2 - 1                                          # model space [−1, 1]
     rng = np.random.default_rng(req.seed)
@@ -469,9 +567,10 @@ def _ae_restore(kind: str, req: AeRequest) -> dict:
             y = (clean + rng.normal(0, s, clean.shape)).astype(np.float32)
             settings.append((f"sigma={s:g}", y, None, s))
     else:
-        m = np.stack([_mask_array(req.mask or "random", (28, 28), req.seed + i) for i in range(len(clean))])
+        kind_of_mask = req.mask or AE_MASK
+        m = np.stack([_mask_array(kind_of_mask, (28, 28), req.seed + i) for i in range(len(clean))])
         m = m[..., None].astype(np.float32)
-        settings.append((f"mask={req.mask or 'random'}", (clean * m).astype(np.float32), m, 0.1))
+        settings.append((f"mask={kind_of_mask}", (clean * m).astype(np.float32), m, AE_INPAINT_SIGMA))
     rows, panels = [], []
     to01 = lambda x: np.clip((np.asarray(x) + 1) / 2, 0, 1)               # noqa: E731
     ref = to01(clean)
@@ -506,7 +605,8 @@ def _ae_restore(kind: str, req: AeRequest) -> dict:
     text = report.table(rows, [("setting", "setting", ""), ("method", "method", ""), ("PSNR (dB)", "psnr", ".2f"),
                                ("SSIM", "ssim", ".4f")])
     print(text, flush=True)
-    summary = {"task": kind, "data": desc, "digits": len(clean), "rows": rows}
+    summary = {"task": kind, "data": desc, "digits": len(clean), "rows": rows, "question": AE_RESTORATION_QUESTION,
+               "iterations": list(iterations), "learning_rate": AE_LR, "settings": [x[0] for x in settings]}
     report.write(req.out, title=f"autoencoder prior: {kind} ({desc})", metrics=summary, table=text,
                  figure_panels=panels, figure_columns=len(panels) // (3 * len(settings)))
     print(f"outputs in {req.out} (figure.png, metrics.json)", flush=True)
@@ -526,8 +626,10 @@ AE_TASKS = {
 DIP = types.SimpleNamespace(
     DESCRIPTION="deep image prior (Ulyanov et al. 2018): denoise, inpaint, ×4 super-resolution, deblur, invert",
     EXPERIMENT_FLAG="task", EXPERIMENTS={k: t.description for k, t in DIP_TASKS.items()},
-    DEFAULT_EXPERIMENT="denoise", run=run_dip)
+    DEFAULT_EXPERIMENT="denoise", run=run_dip, TASKS=DIP_TASKS, INVERT=DIP_INVERT, SIGMA=DIP_SIGMA,
+    FACTOR=DIP_FACTOR, DOWNSAMPLER=DIP_DOWNSAMPLER)
 AE_PRIOR = types.SimpleNamespace(
     DESCRIPTION="autoencoder prior on digits (the exercise): coverage regulariser, probes, denoise / inpaint",
     EXPERIMENT_FLAG="task", EXPERIMENTS={k: v[0] for k, v in AE_TASKS.items()}, DEFAULT_EXPERIMENT="denoise",
-    run=run_ae_prior)
+    run=run_ae_prior, SIGMAS=AE_SIGMAS, ITERATIONS=AE_ITERATIONS, LR=AE_LR,
+    RESTORATION_QUESTION=AE_RESTORATION_QUESTION, QUESTIONS=autoencoder.QUESTIONS)

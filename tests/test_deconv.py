@@ -136,6 +136,48 @@ def test_zero_init_is_identity_and_gaussian_is_centred():
     np.testing.assert_allclose(blur(spike, g, "zero"), centred, atol=1e-12)   # no wrap-around for a centred spike
 
 
+# ---- the notebooks' experiments, tiny runs through deconv_layer.run ------------------------------------------
+def _grey_photos(names, size, load):
+    """The held-out photos as the notebooks prepare them, written out here: grey = the RGB mean / 255, the whole
+    photo resized to size² ("resize") or its centre size² pixels ("crop")."""
+    from tfrestore import data
+    out = []
+    for n in names:
+        img = data.load_image(n, size) if load == "resize" else data.load_image(n)
+        if load == "crop":
+            top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
+            img = img[top:top + size, left:left + size]
+        out.append(img.astype(np.float64).mean(-1) / 255.0)
+    return np.stack(out)
+
+
+def _psnr(a, b):
+    return float(np.mean([10 * np.log10(1.0 / np.mean((x - y) ** 2)) for x, y in zip(a, b)]))
+
+
+def _reference_pairs(label, names):
+    """(blurred, clean) [N, H, W] for these photos, framed and blurred as the spec gives the arm (§2.2, §2.4,
+    §2.5) with scipy's own convolutions, and the pad."""
+    from scipy import ndimage
+    box, gauss = np.full((3, 3), 1 / 9), gaussian_kernel(5, 1.0)
+    spec = {   # (size, load, pad, padded before blurring, blur of one [H, W] image)
+        "box, padding 0": (128, "resize", 0, True, lambda x: ndimage.convolve(x, box, mode="constant")),
+        "box, padding 32": (128, "resize", 32, True, lambda x: ndimage.convolve(x, box, mode="constant")),
+        "gaussian, centred": (128, "resize", 32, True, lambda x: ndimage.convolve(x, gauss, mode="wrap")),
+        # stored in the top-left corner: the centred blur moved by (2, 2) pixels, circularly
+        "gaussian, off-centre (nb06: shifts by 2 px)": (128, "resize", 32, True, lambda x: np.roll(
+            ndimage.convolve(x, gauss, mode="wrap"), (2, 2), axis=(0, 1))),
+        "GOPRO-style deblurring (synthetic motion blur)": (128, "crop", 64, False, lambda x: ndimage.convolve(
+            x, np.full((1, 9), 1 / 9), mode="constant")),
+    }[label]
+    size, load, pad, before, blur = spec
+    frame = lambda a: np.pad(a, ((0, 0), (pad, pad), (pad, pad)))      # noqa: E731
+    clean = _grey_photos(names, size, load)
+    blurred = np.stack([blur(x) for x in frame(clean)]) if before else frame(np.stack([blur(x) for x in clean]))
+    return blurred, frame(clean), pad
+
+
+@pytest.mark.experiment("deconv", "four_factor")
 def test_four_factor_experiment_learns_the_inverse(tmp_path):
     from reproductions import deconv_layer
     res = deconv_layer.run(experiment="four_factor", steps=400, out=tmp_path, logdir=None)["results"]["four_factor"]
@@ -146,29 +188,118 @@ def test_four_factor_experiment_learns_the_inverse(tmp_path):
     assert np.linalg.norm(k - truth) < 0.6 * np.linalg.norm(identity - truth)
     assert res["deconv"]["psnr"] > res["blurred input"]["psnr"] + 3      # on held-out images
     assert res["deconv"]["psnr"] > res["conv"]["psnr"]
+    assert res["setting"]["image_size"] == [96, 96] and res["deconv"]["lr"] == 1e-2      # 48² + 24 px, Adam 1e-2
     assert (tmp_path / "figure.png").exists() and (tmp_path / "metrics.json").exists()
 
 
-def test_classification_experiment_runs_and_reports_test_accuracy(tmp_path):
+RESTORATION_RUNS = {   # experiment: (deconv kernel, conv kernel, deconv lr, conv lr, batch, epochs, pad) per §2
+    "box": ((4, 4), (4, 4), 1e-3, 1e-3, 8, 500, None),
+    "gaussian": ((4, 4), (4, 4), 5e-3, 5e-3, 16, 300, 32),
+    "gopro": ((10, 10), (10, 10), 1e-3, 1e-3, 16, 100, 64),
+}
+
+
+@pytest.mark.parametrize("experiment", [
+    pytest.param("box", marks=pytest.mark.experiment("deconv", "box")),
+    pytest.param("gaussian", marks=pytest.mark.experiment("deconv", "gaussian")),
+    pytest.param("gopro", marks=pytest.mark.experiment("deconv", "gopro")),
+])
+def test_restoration_experiments_degrade_train_and_start_as_the_notebooks(tmp_path, experiment):
+    """Each arm: the held-out blurred input is the spec's blur (scipy's convolution of the same photos), the
+    notebook's kernel sizes, rates, batch, epochs and padding are the ones used, the deconv layer starts as the
+    identity (zero taps: its first loss is the blurred input's own error over the training photos, × 0.5 with
+    nb05's scale), and training lowers the baseline convolution's loss from its random start."""
     from reproductions import deconv_layer
-    res = deconv_layer.run(experiment="classification", steps=1, out=tmp_path, logdir=None)["results"]
-    (setting, arms), = res.items()
+    from tfrestore import data
+    k_deconv, k_conv, lr, conv_lr, batch, epochs, pad = RESTORATION_RUNS[experiment]
+    steps = 6
+    res = deconv_layer.run(experiment=experiment, steps=steps, out=tmp_path, logdir=None)["results"]
+    assert len(res) == len(deconv_layer.RESTORATIONS[experiment])
+    train_names = [n for n in data.sample_image_names() if n not in deconv_layer.TEST_IMAGES]
+    for label, arm in res.items():
+        blurred, clean, p = _reference_pairs(label, deconv_layer.TEST_IMAGES)
+        inner = (slice(None), slice(p, clean.shape[1] - p), slice(p, clean.shape[2] - p))
+        assert arm["blurred input"]["psnr"] == pytest.approx(_psnr(np.clip(blurred[inner], 0, 1), clean[inner]),
+                                                             abs=2e-3)
+        s = arm["setting"]
+        assert (s["deconv_kernel_size"], s["conv_size"], s["batch"], s["epochs"], s["steps"]) == \
+            (list(k_deconv), list(k_conv), batch, epochs, steps)
+        assert (arm["deconv"]["lr"], arm["conv"]["lr"]) == (lr, conv_lr)
+        assert s["pad"] == (pad if pad is not None else int(label.split()[-1]))
+        blurred, clean, _ = _reference_pairs(label, train_names)      # one batch holds every training photo
+        scale = 0.5 if experiment == "box" else 1.0
+        assert arm["deconv"]["initial_train_loss"] == pytest.approx(np.mean((scale * blurred - clean) ** 2),
+                                                                    rel=1e-4)
+        assert arm["conv"]["train_loss"] < arm["conv"]["initial_train_loss"]
+        if experiment == "box":
+            assert arm["deconv"]["scale"] != 0.5      # learnable
+
+
+@pytest.mark.experiment("deconv", "classification")
+def test_classification_experiment_trains_both_arms_at_the_notebooks_settings(tmp_path):
+    """nb04: ConvNetTiny2 (100 outputs whatever the data) with the deconv or a 3×3 conv in front, Adam 1e-4,
+    batches of 32, 5 epochs over all the training images (50,000 with CIFAR-100, else the stated stand-in); a
+    few steps lower both arms' held-out loss from its start."""
+    from reproductions import deconv_layer
+    res = deconv_layer.run(experiment="classification", steps=40, out=tmp_path, logdir=None)["results"]
+    (heading, arms), = res.items()
+    setting = arms.pop("setting")
     assert set(arms) == {"deconv 4×4 in front", "conv 3×3 in front"}
-    assert all(0.0 <= a["test_accuracy"] <= 1.0 for a in arms.values())
+    assert (setting["lr"], setting["epochs"], setting["batch"], setting["steps"]) == (1e-4, 5, 32, 40)
+    assert setting["train_images"] == (2000 if "stand-in" in heading else 50_000)
+    for a in arms.values():
+        assert a["outputs"] == 100                          # ConvNetTiny2's head (§3.1)
+        assert a["test_loss"] < a["initial_test_loss"] - 0.3, a
 
 
+@pytest.mark.experiment("deconv", "classification_resnet")
+def test_resnet_experiment_deconv_arm_starts_as_the_bare_resnet(tmp_path):
+    """nb07: the zero-initialised deconv in front is the identity, so that arm starts exactly where the bare
+    ResNet-18 does, while a random 3×3 conv in front changes the start (§2.6); training lowers every arm's
+    held-out loss."""
+    from reproductions import deconv_layer
+    res = deconv_layer.run(experiment="classification_resnet", steps=3, out=tmp_path, logdir=None)["results"]
+    (heading, arms), = res.items()
+    setting = arms.pop("setting")
+    assert (setting["lr"], setting["epochs"], setting["batch"], setting["steps"]) == (1e-4, 10, 32, 3)
+    deconv, conv, alone = (arms[k] for k in ("resnet18 + deconv 4×4", "resnet18 + conv 3×3",
+                                             "resnet18 alone (the superseded identity run)"))
+    assert deconv["initial_test_loss"] == pytest.approx(alone["initial_test_loss"], rel=1e-5)
+    assert abs(conv["initial_test_loss"] - alone["initial_test_loss"]) > 1e-2
+    for a in (deconv, conv, alone):
+        assert a["outputs"] == 100 and a["test_loss"] < a["initial_test_loss"]
+
+
+@pytest.mark.experiment("deconv", "superres")
 def test_superres_reads_hr_lr_folder_pairs(tmp_path):
+    """nb08–nb10 on an HR/ + LR/ folder: the pairs are read (matched by sorted name), kept at the notebooks'
+    384², framed by 48 px of zeros, the last one held out; the blurred-input score is that pair's own PSNR
+    (computed here from the files); each loss arm has its kernel and rates (the 3×3 conv at 1e-2 only with MSE)."""
     import skimage.io
     from reproductions import deconv_layer
     from tfrestore import data
-    for i, name in enumerate(["astronaut", "chelsea", "coffee", "rocket", "grace_hopper"]):
-        hr = data.load_image(name, 128, crop="center")
-        (tmp_path / "HR").mkdir(exist_ok=True)
-        (tmp_path / "LR").mkdir(exist_ok=True)
-        skimage.io.imsave(tmp_path / "HR" / f"{i:04d}.png", hr, check_contrast=False)
-        skimage.io.imsave(tmp_path / "LR" / f"{i:04d}x2.png", hr[::2, ::2], check_contrast=False)
-    (tr_in, tr_out), (te_in, te_out) = deconv_layer._pairs(tmp_path, "HR", "LR", 128)
-    assert tr_in.shape == (4, 128, 128, 1) and te_out.shape == (1, 128, 128, 1)
-    assert 20 < float(tf.image.psnr(te_in, te_out, 1.0)[0]) < 45      # LR upsampled, close to but not the HR
-    res = deconv_layer.run(experiment="superres", steps=1, out=tmp_path / "out", data=str(tmp_path))
-    assert res["data"] == str(tmp_path) and len(res["results"]) == 3
+    hr_all, lr_all = [], []
+    for i, name in enumerate(["astronaut", "chelsea", "coffee"]):
+        hr = data.load_image(name, 384, crop="center")
+        lr = data.load_image(name, 192, crop="center")
+        lr = np.repeat(np.repeat(lr, 2, 0), 2, 1)            # up-sampled LR, already at the HR size
+        for folder, img in (("HR", hr), ("LR", lr)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            skimage.io.imsave(tmp_path / folder / f"{i:04d}.png", img, check_contrast=False)
+        hr_all.append(hr.astype(np.float64).mean(-1) / 255)
+        lr_all.append(lr.astype(np.float64).mean(-1) / 255)
+    (tr_in, tr_out), (te_in, te_out) = deconv_layer._pairs(tmp_path, "HR", "LR", 384)
+    assert tr_in.shape == (2, 384, 384, 1) and te_out.shape == (1, 384, 384, 1)
+    np.testing.assert_allclose(te_out[0, ..., 0], hr_all[-1], atol=1e-6)
+    res = deconv_layer.run(experiment="superres", steps=2, out=tmp_path / "out", data=str(tmp_path))
+    assert res["data"] == str(tmp_path)
+    want = {"l2": ((6, 6), 1e-3, 1e-2), "l1": ((6, 6), 1e-3, 1e-3), "ssim": ((2, 4), 1e-3, 1e-3)}
+    for label, arm in res["results"].items():
+        loss = label.split(", ")[1].split()[0]
+        kernel, lr, conv_lr = want.pop(loss)
+        assert arm["blurred input"]["psnr"] == pytest.approx(_psnr(lr_all[-1:], hr_all[-1:]), abs=1e-3)
+        assert arm["setting"]["image_size"] == [480, 480] and arm["setting"]["train_images"] == 2
+        assert (arm["setting"]["deconv_kernel_size"], arm["deconv"]["lr"], arm["conv"]["lr"]) == \
+            (list(kernel), lr, conv_lr)
+        assert arm["conv"]["train_loss"] < arm["conv"]["initial_train_loss"]
+    assert not want

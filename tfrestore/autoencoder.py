@@ -14,6 +14,9 @@ regulariser matching, over the batch, each latent dimension's variance and kurto
 ``none``            no regulariser (the exercise's Q1/Q2 network)
 =================  ===========================================================================================
 
+Each question's network is trained with its own settings (:data:`QUESTIONS`): Q1 and Q2 50 epochs of batch 48
+at lr 1e-3 without the regulariser (latent 100 and 10), Q4 100 epochs of batch 48 at lr 5e-4 with it.
+
 Restoration with the prior minimises ‖m ⊙ (x − y)‖² / (2σ²) + ‖AE(x) − x‖² over x (:class:`AutoencoderTerm`).
 """
 from __future__ import annotations
@@ -32,9 +35,49 @@ from .objectives import Context, Term
 COVERAGE_MODES = ("var_kurt", "moments", "kl_vector", "kl_batch_sum", "none")
 UNIFORM_MEAN, UNIFORM_VAR, UNIFORM_KURTOSIS = 0.5, 1.0 / 12.0, 9.0 / 5.0
 RECONSTRUCTION_WEIGHT = 20.0     # "the loss for the AE had 20 times more weight" (exercise, Q4)
-# The exercise's Q4 network: 100 epochs, batch 48, Adam lr 5e-4 (its saved model's name); 3,000 steps of 48 is
-# 100 epochs of the 1,437 embedded training digits.
-TRAINING = training.TrainingConfig(steps=3000, batch=48, learning_rate=5e-4, val_every=100, checkpoint_every=500)
+VAL_EVERY, CHECKPOINT_EVERY = 100, 500
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """How the exercise trained the network of one of its questions (seed 003: the answers' text and the saved
+    models' names ``em-M1_dm-M1_e-<epochs>_b-<batch>_z-<latent>_lr-<lr>``). An epoch is one pass over the training
+    digits, so the steps depend on the data (:meth:`config`)."""
+    description: str
+    latent: int
+    coverage: str
+    epochs: int
+    batch: int
+    learning_rate: float
+    reconstruction_weight: float = 1.0
+
+    def steps(self, n_train: int) -> int:
+        """epochs × ⌈n_train / batch⌉ (1,437 bundled digits in batches of 48: 30 steps an epoch)."""
+        return self.epochs * -(-n_train // self.batch)
+
+    def config(self, n_train: int, *, steps: int | None = None, seed: int = 0) -> training.TrainingConfig:
+        return training.TrainingConfig(steps=steps or self.steps(n_train), batch=self.batch,
+                                       learning_rate=self.learning_rate, val_every=VAL_EVERY,
+                                       checkpoint_every=CHECKPOINT_EVERY, seed=seed)
+
+
+# Q3 trains nothing (it reads Q2's codes); Q5's restorations use Q4's network. Q1 and Q2 share the saved model
+# "e-50_b-48_z-10_lr-0.001" (Q1's answer shows its 100-d latent, Q2 retrains with 10); Q4's is
+# "e-100_b-48_z-10_lr-0.0005_..._method-5".
+QUESTIONS = {
+    "Q1": Question("Q1: the autoencoder with a 100-d latent", latent=100, coverage="none", epochs=50, batch=48,
+                   learning_rate=1e-3),
+    "Q2": Question("Q2: retrained with a 10-d latent (scatter by class)", latent=10, coverage="none", epochs=50,
+                   batch=48, learning_rate=1e-3),
+    "Q4": Question("Q4: variance and kurtosis matched to U(0, 1) over the batch, the AE loss weighted 20",
+                   latent=10, coverage="var_kurt", epochs=100, batch=48, learning_rate=5e-4,
+                   reconstruction_weight=RECONSTRUCTION_WEIGHT),
+}
+
+
+def unregularised_question(latent: int) -> str:
+    """The exercise's network without the regulariser for a latent size: Q1's (100) or Q2's (10)."""
+    return "Q1" if latent == QUESTIONS["Q1"].latent else "Q2"
 
 
 def build(latent: int = 10, size: int = 28, seed: int = 0) -> keras.Model:
@@ -149,12 +192,18 @@ class AutoencoderTerm(Term):
         return tf.reduce_sum(tf.square(self.model(x, training=False) - x), axis=[1, 2, 3])
 
 
-def trained(*, latent: int = 10, coverage: str = "var_kurt", steps: int = 3000, source=None, seed: int = 0,
-            progress: bool = True, strategy=None) -> tuple[keras.Model, dict]:
-    """The autoencoder for these settings from ``$TFRESTORE_HOME/ae_prior/<name>/`` (trained there first, with
-    checkpoints and TensorBoard, when missing); returns (model, summary)."""
-    name = f"z{latent}_{coverage}_s{steps}_seed{seed}" + ("" if source is None else "_" + _source_tag(source))
-    folder = weights.home() / "ae_prior" / name
+def trained(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
+            seed: int = 0, progress: bool = True, strategy=None) -> tuple[keras.Model, dict]:
+    """The autoencoder of one of the exercise's questions (:data:`QUESTIONS`: latent size, regulariser, epochs,
+    batch, learning rate, loss weight) from ``$TFRESTORE_HOME/ae_prior/<name>/`` (trained there first, with
+    checkpoints and TensorBoard, when missing); returns (model, summary). ``latent`` overrides the question's;
+    ``steps`` (default: the question's epochs on this data) the training length. The summary holds the
+    validation losses before training (``initial_val``) and the trainer's history."""
+    q = _question(question)
+    latent = latent or q.latent
+    x, _, desc = data.digits(28, source, "train")
+    cfg = q.config(len(x), steps=steps, seed=seed)
+    folder = store_folder(question=question, latent=latent, steps=cfg.steps, source=source, seed=seed)
     path = folder / "model.weights.h5"
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
@@ -163,25 +212,47 @@ def trained(*, latent: int = 10, coverage: str = "var_kurt", steps: int = 3000, 
         model.load_weights(str(path))
         summary_file = folder / "summary.json"
         return model, json.loads(summary_file.read_text()) if summary_file.exists() else {}
-    x, y, desc = data.digits(28, source, "train")
     xv, _, _ = data.digits(28, source, "val")
-    cfg = dataclasses.replace(TRAINING, steps=steps, seed=seed)
     probe = xv[:8]
 
     def images(m):
         return {"inputs": probe, "reconstructions": reconstruct(m, probe)}
 
-    trainer = training.Trainer(model, loss_fn(coverage), {"x": x}, cfg, val={"x": xv}, strategy=strategy,
-                               images_fn=images, name="autoencoder",
-                               describe={"latent": latent, "coverage": coverage, "data": desc})
+    trainer = training.Trainer(model, loss_fn(q.coverage, q.reconstruction_weight), {"x": x}, cfg, val={"x": xv},
+                               strategy=strategy, images_fn=images, name="autoencoder",
+                               describe={"question": question, "latent": latent, "coverage": q.coverage,
+                                         "reconstruction_weight": q.reconstruction_weight, "data": desc})
     if progress:
-        print(f"training the autoencoder prior ({latent}-d latent, coverage {coverage}, {steps} steps) on {desc}; "
-              f"stored in {folder}", flush=True)
+        print(f"training the autoencoder prior of {question} ({latent}-d latent, coverage {q.coverage}, "
+              f"{cfg.steps} steps of {cfg.batch} at lr {cfg.learning_rate:g}) on {desc}; stored in {folder}",
+              flush=True)
+    initial_val = trainer.evaluate({"x": xv})
     summary = trainer.run(folder, logdir=folder / "tb", resume=True, progress=progress)
-    summary.update({"data": desc, "latent": latent, "coverage": coverage})
+    summary.update({"data": desc, "question": question, "latent": latent, "coverage": q.coverage,
+                    "batch": cfg.batch, "learning_rate": cfg.learning_rate,
+                    "reconstruction_weight": q.reconstruction_weight, "initial_val": initial_val,
+                    "history": trainer.history})
     files.save_keras_weights(path, model)
     files.write_json(folder / "summary.json", summary)
     return model, summary
+
+
+def _question(question: str) -> Question:
+    if question not in QUESTIONS:
+        raise ValueError(f"unknown question {question!r}; the exercise trains {', '.join(QUESTIONS)}")
+    return QUESTIONS[question]
+
+
+def store_folder(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
+                 seed: int = 0) -> Path:
+    """Where :func:`trained` keeps (or looks for) a question's network: ``$TFRESTORE_HOME/ae_prior/<name>/``;
+    ``steps`` None: the question's own schedule on this data."""
+    q = _question(question)
+    if steps is None:
+        steps = q.steps(len(data.digits(28, source, "train")[0]))
+    name = f"{question}_z{latent or q.latent}_{q.coverage}_s{steps}_seed{seed}" + \
+        ("" if source is None else "_" + _source_tag(source))
+    return weights.home() / "ae_prior" / name
 
 
 def _source_tag(source) -> str:
