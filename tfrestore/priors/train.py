@@ -8,13 +8,13 @@ Batches are sequential slices of the whitened training set with wrap-around (the
 the step number alone; with Adam's state and the step in the checkpoint a resumed training ends where the
 uninterrupted one would. Learning-rate breakpoints apply **before** the step they name, steps counted from 1 as
 the thesis' prior training counts them (:func:`learning_rates`; the inversion engine applies them after). Blocks
-of ``val_every`` steps run compiled; after each block the validation loss is computed, logged (TensorBoard,
-progress line) and, with ``stop_on_overfit``, checked.
+of ``val_every`` steps run compiled; after each block the validation loss is computed and, with
+``stop_on_overfit``, checked. The trainer is a stepper of the one :class:`~tfrestore.core.loop.Loop`, whose
+callbacks checkpoint (steps and minutes), print progress, write TensorBoard and stop on SIGINT / SIGTERM.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import files
+from ..core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
 from .model import PatchPrior, PriorConfig, dropout_seed
 from .patches import Prepared
 
@@ -67,7 +68,8 @@ def learning_rates(breakpoints: Sequence[tuple[int, float]], steps: int) -> np.n
 
 
 class PriorTrainer:
-    """Trains a :class:`PatchPrior` built inside ``strategy``'s scope (default: the default strategy)."""
+    """Trains a :class:`PatchPrior` built inside ``strategy``'s scope (default: the default strategy): a stepper
+    of :class:`~tfrestore.core.loop.Loop` (:meth:`loop`, or :meth:`run` for the whole training at once)."""
 
     def __init__(self, config: PriorConfig, prepared: Prepared, train: TrainConfig, *, strategy=None, seed: int = 0):
         self.strategy = strategy or tf.distribute.get_strategy()
@@ -81,8 +83,12 @@ class PriorTrainer:
         self.val_data = tf.constant(prepared.val)
         self._lr = tf.constant(learning_rates(train.breakpoints, train.steps))
         self._loss_sum = tf.Variable(0.0, dtype=tf.float32)
+        self._increases = tf.Variable(0, dtype=tf.int64, name="val_increases")
+        self._last_val = tf.Variable(np.inf, dtype=tf.float64, name="last_val")
         self._block = tf.function(self._steps)
-        self.history: list[dict] = []
+        self._t0, self._start, self._block_steps = time.perf_counter(), 0, 0
+        self.total_steps = train.steps
+        self.history: list[dict] = []        # one record per log point (over resumes), after run()
 
     # ---- the distributed step ------------------------------------------------------------------------------
     def _terms(self, batch, t):
@@ -125,76 +131,81 @@ class PriorTrainer:
         terms = self.prior.score_matching_terms(self.val_data, self.train_cfg.legacy_broadcast)
         return float(tf.reduce_mean(terms))
 
+    # ---- the Stepper protocol (tfrestore.core.loop) --------------------------------------------------------
+    @property
+    def steps_done(self) -> int:
+        return int(self.step.numpy())
+
+    def log_points(self) -> list[int]:
+        """Every ``val_every`` steps and the last step: where the validation loss is measured."""
+        tc = self.train_cfg
+        return sorted(set(range(tc.val_every, tc.steps + 1, tc.val_every)) | {tc.steps})
+
+    def state(self) -> dict:
+        """What a checkpoint holds to continue exactly: the prior, Adam's state, the step and the overfitting
+        counter (successive validation increases, and the last validation loss it compares with)."""
+        return {"prior": self.prior, "optimizer": self.optimizer, "step": self.step,
+                "val_increases": self._increases, "last_val": self._last_val}
+
+    def begin(self) -> None:
+        self._t0, self._start = time.perf_counter(), self.steps_done
+
+    def advance(self, stop: int) -> None:
+        """Steps ``steps_done`` … ``stop`` − 1 as one compiled block; their summed loss in ``_loss_sum``."""
+        done = self.steps_done
+        self._loss_sum.assign(0.0)
+        self._block(tf.constant(done, tf.int64), tf.constant(stop, tf.int64))
+        self._block_steps = stop - done
+
+    def measure(self) -> Measurement:
+        """loss: [1] the validation loss; scalars: train_loss (the block's mean), val_loss, lr (of the last step),
+        patches_per_s (this invocation). ``stop`` when the validation loss rose ``overfit_patience`` times in a
+        row and ``stop_on_overfit`` is set."""
+        tc, point = self.train_cfg, self.steps_done
+        val = self.validation_loss()
+        rose = val > float(self._last_val.numpy())
+        self._increases.assign(self._increases + 1 if rose else 0)
+        self._last_val.assign(val)
+        rate = (point - self._start) * tc.batch / max(time.perf_counter() - self._t0, 1e-9)
+        scalars = {"train_loss": float(self._loss_sum.numpy()) / max(self._block_steps, 1), "val_loss": val,
+                   "lr": float(self._lr[point - 1]), "patches_per_s": rate}
+        overfit = tc.stop_on_overfit and int(self._increases.numpy()) >= tc.overfit_patience
+        return Measurement(loss=np.array([val]), scalars=scalars,
+                           stop=f"validation loss rose {tc.overfit_patience} times in a row" if overfit else None)
+
+    def describe(self) -> dict:
+        return {"prior": self.cfg.to_json(), "training": dataclasses.asdict(self.train_cfg), "seed": self.seed,
+                "replicas": self.strategy.num_replicas_in_sync}
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The filter grid ([1, H, W, C] in [0, 1]) for TensorBoard; nothing for channel-wise priors."""
+        return {} if self.cfg.kind == "channelwise" else {"filters": filter_grid(self.prior)[None]}
+
     # ---- the driver -----------------------------------------------------------------------------------------
+    def loop(self, checkpoints: str | Path | None = None, *, logdir: str | Path | None = None,
+             resume: bool = False, progress: bool = True) -> Loop:
+        """The :class:`~tfrestore.core.loop.Loop` that trains this prior: checkpoints in ``checkpoints`` (every
+        ``checkpoint_every`` steps or 3 minutes, at the end and when stopped), progress lines, TensorBoard."""
+        tc, cbs = self.train_cfg, []
+        if checkpoints is not None:
+            cbs.append(Checkpoint(checkpoints, every=tc.checkpoint_every, resume=resume))
+        if progress:
+            cbs.append(Progress())
+        if logdir is not None:
+            cbs.append(TensorBoard(logdir, images_every=max(1, tc.checkpoint_every // tc.val_every)))
+        return Loop(self, cbs, name="prior")
+
     def run(self, out: str | Path | None = None, *, logdir: str | Path | None = None, resume: bool = False,
             progress: bool = True, stop_after: int | None = None) -> dict:
-        """Train to the end (or to ``stop_after`` steps, with a checkpoint); returns the summary."""
-        tc = self.train_cfg
-        manager = None
-        if out is not None:
-            ckpt = tf.train.Checkpoint(prior=self.prior, optimizer=self.optimizer, step=self.step)
-            manager = tf.train.CheckpointManager(ckpt, str(Path(out) / "ckpt"), max_to_keep=1)
-            if resume and manager.latest_checkpoint:
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-                hist = Path(out) / "history.json"
-                self.history = json.loads(hist.read_text()) if hist.exists() else []
-                print(f"resumed prior training from {manager.latest_checkpoint} at step {int(self.step.numpy())}",
-                      flush=True)
-            elif resume:
-                print(f"resume: no checkpoint in {Path(out) / 'ckpt'}; starting from step 0", flush=True)
-        writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
-        start = int(self.step.numpy())
-        points = sorted(set(range(tc.val_every, tc.steps + 1, tc.val_every)) | {tc.steps})
-        t0, last_ckpt, increases, stopped = time.perf_counter(), start, 0, "schedule done"
-        for point in points:
-            if point <= start:
-                continue
-            done = int(self.step.numpy())
-            self._loss_sum.assign(0.0)
-            self._block(tf.constant(done, tf.int64), tf.constant(point, tf.int64))
-            train_loss = float(self._loss_sum.numpy()) / (point - done)
-            val = self.validation_loss()
-            rate = (point - start) * tc.batch / max(time.perf_counter() - t0, 1e-9)
-            rec = {"step": point, "train_loss": train_loss, "val_loss": val, "lr": float(self._lr[point - 1]),
-                   "patches_per_s": rate}
-            if self.history and val > self.history[-1]["val_loss"]:
-                increases += 1
-            else:
-                increases = 0
-            self.history.append(rec)
-            if progress:
-                print(f"prior step {point:>6}/{tc.steps}  train {train_loss:.5g}  val {val:.5g}  "
-                      f"lr {rec['lr']:.3g}  {rate:,.0f} patches/s", flush=True)
-            if writer is not None:
-                with writer.as_default():
-                    for k in ("train_loss", "val_loss", "lr"):
-                        tf.summary.scalar(f"prior/{k}", rec[k], step=point)
-                    if point - last_ckpt >= tc.checkpoint_every or point == tc.steps:
-                        self._log_filters(point)
-                writer.flush()
-            overfit = tc.stop_on_overfit and increases >= tc.overfit_patience
-            stopping = overfit or (stop_after is not None and point >= stop_after)
-            if manager is not None and (point - last_ckpt >= tc.checkpoint_every or point == tc.steps or stopping
-                                        or (tc.stop_on_overfit and increases == 1)):
-                manager.save(checkpoint_number=point)
-                files.write_json(Path(out) / "history.json", self.history)
-                last_ckpt = point
-            if stopping:
-                stopped = "validation loss rose" if overfit else "stopped"
-                break
-        seconds = time.perf_counter() - t0
-        summary = {"steps": int(self.step.numpy()), "seconds": seconds, "stopped": stopped,
-                   "final": self.history[-1] if self.history else {},
-                   "patches_per_s": (int(self.step.numpy()) - start) * tc.batch / max(seconds, 1e-9)}
-        if writer is not None:
-            writer.close()
-        return summary
-
-    def _log_filters(self, step):
-        if self.cfg.kind == "channelwise":
-            return
-        grid = filter_grid(self.prior)
-        tf.summary.image("prior/filters", grid[None].astype(np.float32), step=step)
+        """Train to the end (or to ``stop_after`` steps, with a checkpoint in ``out/ckpt``); returns the summary
+        (steps, seconds, seconds_total, stopped, final: the last history record, patches_per_s)."""
+        loop = self.loop(None if out is None else Path(out) / "ckpt", logdir=logdir, resume=resume,
+                         progress=progress)
+        summary = loop.run(stop_after=stop_after)
+        self.history = summary.history
+        return {"steps": summary.steps, "seconds": summary.seconds, "seconds_total": summary.seconds_total,
+                "stopped": summary.stopped, "final": summary.history[-1] if summary.history else {},
+                "patches_per_s": summary.steps_run * self.train_cfg.batch / max(summary.seconds, 1e-9)}
 
 
 def filter_grid(prior: PatchPrior, count: int = 64, columns: int = 8) -> np.ndarray:
