@@ -22,7 +22,6 @@ one minimised, the others are logged.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -32,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import files
+from .core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
 
 LossFn = Callable[[keras.Model, dict, bool], dict]
 
@@ -132,17 +132,21 @@ def batch_indices(n: int, steps: int, batch: int, shuffle: bool, seed: int) -> n
 
 
 class Trainer:
-    """Trains ``model`` (built inside ``strategy``'s scope) on ``data`` (a dict of equal-length arrays).
+    """Trains ``model`` (built inside ``strategy``'s scope) on ``data`` (a dict of equal-length arrays or a
+    :class:`Source`); a :class:`tfrestore.core.loop.Loop` stepper, so checkpoints (by steps and minutes), progress
+    lines, TensorBoard, SIGINT / SIGTERM and ``stop_after`` are the loop's, as for every other long job.
 
     Args:
-        model: the Keras model; only its trainable weights are updated.
+        model: the Keras model; only its trainable weights are updated (or ``variables``).
         loss_fn: ``(model, batch, training) -> {"loss": scalar, other names: scalars}``.
         data, val: dicts of arrays, first axis the sample; ``val`` may be None.
         config: :class:`TrainingConfig`.
         strategy: a ``tf.distribute`` strategy (default: the current one).
-        images_fn: ``(model) -> {name: [N, H, W, C] in [0, 1]}``, logged to TensorBoard at every checkpoint.
-        name: prefix of the logged scalars.
+        images_fn: ``(model) -> {name: [N, H, W, C] in [0, 1]}``, logged to TensorBoard (the loop's snapshots).
+        name: prefix of the progress lines and the logged scalars.
         describe: the run's configuration, recorded in TensorBoard and ``config.json``.
+        variables: the variables trained (default the model's trainable ones).
+        checkpoint: more objects to save and restore with the state (e.g. other models).
     """
 
     def __init__(self, model: keras.Model, loss_fn: LossFn, data: dict | Source, config: TrainingConfig, *,
@@ -150,7 +154,7 @@ class Trainer:
                  describe: dict | None = None, variables: list | None = None, checkpoint: dict | None = None):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.model, self.loss_fn, self.cfg, self.name = model, loss_fn, config, name
-        self.images_fn, self.describe = images_fn, dict(describe or {})
+        self.images_fn, self.description = images_fn, dict(describe or {})
         self.source = data if isinstance(data, Source) else ArraySource(data)
         if config.batch % self.strategy.num_replicas_in_sync:
             raise ValueError(f"the batch ({config.batch}) must divide evenly over "
@@ -167,6 +171,7 @@ class Trainer:
         self._lr = tf.constant(config.learning_rates())
         self._sums: dict[str, tf.Variable] = {}
         self._block = tf.function(self._steps)
+        self._iterator, self._start, self._block_start, self._t0 = None, 0, 0, 0.0
         self.history: list[dict] = []
 
     def dataset(self, start: int) -> tf.data.Dataset:
@@ -211,80 +216,86 @@ class Trainer:
                 sums[k] = sums.get(k, 0.0) + float(v) * m
         return {k: v / n for k, v in sums.items()}
 
-    # ---- the driver -----------------------------------------------------------------------------------------
-    def _checkpoint(self, out):
-        ckpt = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                   **self.extra_checkpoint)
-        return ckpt, tf.train.CheckpointManager(ckpt, str(Path(out) / "ckpt"), max_to_keep=1)
+    # ---- the stepper (tfrestore.core.loop) -------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        return self.cfg.steps
 
-    def run(self, out: str | Path | None = None, *, logdir: str | Path | None = None, resume: bool = False,
-            progress: bool = True, stop_after: int | None = None) -> dict:
-        """Train to ``config.steps`` (or to the first validation point at or after ``stop_after``, with a
-        checkpoint); returns a summary with the last train and validation losses and the rate."""
+    @property
+    def steps_done(self) -> int:
+        return int(self.step.numpy())
+
+    def log_points(self) -> list[int]:
+        """Every ``val_every`` steps and the last step: where the loop measures, logs and may checkpoint."""
         cfg = self.cfg
-        manager = None
+        return sorted(set(range(cfg.val_every, cfg.steps + 1, cfg.val_every)) | {cfg.steps})
+
+    def state(self) -> dict:
+        """What a checkpoint holds: the model, Adam's state, the step and the extra objects."""
+        return {"model": self.model, "optimizer": self.optimizer, "step": self.step, **self.extra_checkpoint}
+
+    def begin(self) -> None:
+        """The input pipeline opened at the (restored) step; the loss terms' names learnt once from an eager call
+        on one sample."""
+        self._start = self._block_start = self.steps_done
+        self._iterator = iter(self.strategy.experimental_distribute_dataset(self.dataset(self._start))) \
+            if self._start < self.cfg.steps else None
+        if not self._sums:
+            probe = {k: tf.expand_dims(v, 0) for k, v in self.source.load(tf.constant(0, tf.int64),
+                                                                           tf.constant(0, tf.int64)).items()}
+            self._sums = {k: tf.Variable(0.0) for k in self.loss_fn(self.model, probe, False)}
+        self._t0 = time.perf_counter()
+
+    def advance(self, stop: int) -> None:
+        """Steps up to ``stop`` in one compiled block; the loss terms summed over it."""
+        self._block_start = self.steps_done
+        for v in self._sums.values():
+            v.assign(0.0)
+        self._block(self._iterator, tf.constant(self._block_start, tf.int64), tf.constant(stop, tf.int64))
+
+    def measure(self) -> Measurement:
+        """The block's mean training terms (``train_<term>``), the validation terms (``val_<term>``), the rate of
+        the last step and the samples per second since this run began."""
+        done = self.steps_done
+        n = max(done - self._block_start, 1)
+        scalars = {f"train_{k}": float(v.numpy()) / n for k, v in self._sums.items()}
+        if self.val is not None:
+            scalars.update({f"val_{k}": v for k, v in self.evaluate(self.val).items()})
+        scalars["lr"] = float(self._lr[max(done - 1, 0)].numpy())
+        scalars["samples_per_s"] = (done - self._start) * self.cfg.batch / max(time.perf_counter() - self._t0, 1e-9)
+        return Measurement(loss=np.array([scalars["train_loss"]]), scalars=scalars)
+
+    def describe(self) -> dict:
+        return {**self.description, **dataclasses.asdict(self.cfg)}
+
+    def snapshot(self) -> dict:
+        return self.images_fn(self.model) if self.images_fn is not None else {}
+
+    # ---- the driver -----------------------------------------------------------------------------------------
+    def run(self, out: str | Path | None = None, *, logdir: str | Path | None = None, resume: bool = False,
+            progress: bool = True, stop_after: int | None = None, checkpoint_seconds: float = 180.0) -> dict:
+        """Train to ``config.steps`` through the one loop: checkpoints in ``out/ckpt`` every
+        ``config.checkpoint_every`` steps or ``checkpoint_seconds`` of wall time, at the end and when stopped
+        (SIGINT / SIGTERM, or the first log point at or after ``stop_after``); ``resume`` continues from the latest
+        one. Returns a summary with the last train and validation losses and the rate; ``history`` holds every log
+        point's record over all invocations."""
+        say = print if progress else (lambda _line: None)
+        callbacks: list = [Progress()] if progress else []
+        if logdir is not None:
+            callbacks.append(TensorBoard(logdir, images_every=1, say=say))
         if out is not None:
-            ckpt, manager = self._checkpoint(out)
-            if resume and manager.latest_checkpoint:
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-                hist = Path(out) / "history.json"
-                self.history = json.loads(hist.read_text()) if hist.exists() else []
-                if progress:
-                    print(f"{self.name}: resumed from {manager.latest_checkpoint} at step {int(self.step.numpy())}",
-                          flush=True)
-            files.write_json(Path(out) / "config.json", {**self.describe, **dataclasses.asdict(cfg)})
-        writer = tf.summary.create_file_writer(str(logdir)) if logdir else None
-        if writer is not None:
-            with writer.as_default():
-                text = "\n".join(f"{k}: {v}" for k, v in {**self.describe, **dataclasses.asdict(cfg)}.items())
-                tf.summary.text(f"{self.name}/config", text, step=0)
-        start = int(self.step.numpy())
-        points = sorted(set(range(cfg.val_every, cfg.steps + 1, cfg.val_every)) | {cfg.steps})
-        t0, last_ckpt = time.perf_counter(), start
-        iterator = iter(self.strategy.experimental_distribute_dataset(self.dataset(start))) if start < cfg.steps \
-            else None
-        for point in points:
-            if point <= start:
-                continue
-            done = int(self.step.numpy())
-            if not self._sums:
-                # the loss terms' names, learnt once from an eager call on one sample
-                probe = {k: tf.expand_dims(v, 0) for k, v in self.source.load(tf.constant(0, tf.int64),
-                                                                               tf.constant(0, tf.int64)).items()}
-                self._sums = {k: tf.Variable(0.0) for k in self.loss_fn(self.model, probe, False)}
-            for v in self._sums.values():
-                v.assign(0.0)
-            self._block(iterator, tf.constant(done, tf.int64), tf.constant(point, tf.int64))
-            rec = {"step": point, **{f"train_{k}": float(v.numpy()) / (point - done) for k, v in self._sums.items()}}
-            if self.val is not None:
-                rec.update({f"val_{k}": v for k, v in self.evaluate(self.val).items()})
-            rec["samples_per_s"] = (point - start) * cfg.batch / max(time.perf_counter() - t0, 1e-9)
-            self.history.append(rec)
-            if progress:
-                val = f"  val {rec['val_loss']:.5g}" if "val_loss" in rec else ""
-                print(f"{self.name} step {point:>6}/{cfg.steps}  loss {rec['train_loss']:.5g}{val}  "
-                      f"{rec['samples_per_s']:,.0f} samples/s", flush=True)
-            stopping = stop_after is not None and point >= stop_after
-            checkpointing = point - last_ckpt >= cfg.checkpoint_every or point == cfg.steps or stopping
-            if writer is not None:
-                with writer.as_default():
-                    for k, v in rec.items():
-                        if k != "step":
-                            tf.summary.scalar(f"{self.name}/{k}", v, step=point)
-                    if checkpointing and self.images_fn is not None:
-                        for k, img in self.images_fn(self.model).items():
-                            tf.summary.image(f"{self.name}/{k}", np.clip(img, 0, 1), step=point, max_outputs=8)
-                writer.flush()
-            if manager is not None and checkpointing:
-                manager.save(checkpoint_number=point)
-                files.write_json(Path(out) / "history.json", self.history)
-                last_ckpt = point
-            if stopping:
-                break
-        seconds = time.perf_counter() - t0
-        if writer is not None:
-            writer.close()
-        steps = int(self.step.numpy())
-        return {"steps": steps, "seconds": seconds, "final": self.history[-1] if self.history else {},
-                "samples_per_s": (steps - start) * cfg.batch / max(seconds, 1e-9),
-                "seconds_per_1000_steps": 1000 * seconds / max(steps - start, 1)}
+            ckpt = Path(out) / "ckpt"
+            callbacks.append(Checkpoint(ckpt, every=self.cfg.checkpoint_every, every_seconds=checkpoint_seconds,
+                                        resume=resume and tf.train.latest_checkpoint(str(ckpt)) is not None,
+                                        say=say))
+            files.write_json(Path(out) / "config.json", self.describe())
+        loop = Loop(self, callbacks, name=self.name)
+        try:
+            summary = loop.run(stop_after=stop_after)
+        finally:
+            self.history = loop.history
+        steps_run = max(summary.steps_run, 1)
+        return {"steps": summary.steps, "seconds": summary.seconds, "seconds_total": summary.seconds_total,
+                "stopped": summary.stopped, "final": self.history[-1] if self.history else {},
+                "samples_per_s": summary.steps_run * self.cfg.batch / max(summary.seconds, 1e-9),
+                "seconds_per_1000_steps": 1000 * summary.seconds / steps_run}
