@@ -6,7 +6,8 @@ For each starting layer (``--layers``; default the thesis' evaluated ones: AlexN
 pool1 … pool3) the modules from it down to the image (DC_k … DC1) are
 1. trained **solo** (each on the classifier's true features: Adam 3e-4, batch 32, 3,000 steps, images in list
    order; the thesis' schedule ((0, 3e-4), (3000, 1e-4), (2000, 3e-5)) under its after-the-step rule, which never
-   leaves 3e-4) or loaded from ``$TFRESTORE_HOME/inverters/<net>/solo/``; chained as they are: **stacked**;
+   leaves 3e-4) or loaded from the store (``$TFRESTORE_HOME/inverter/<net>/solo/``, keyed by the settings that
+   determine the weights); chained as they are: **stacked**;
 2. fine-tuned together on the sum of their MSE losses, each fed its predecessor's reconstruction: **merged**
    (Adam (0: 3e-6), (1000: 1e-6), (2000: 3e-7); the weights are saved, which the original forgot);
 3. trained from scratch on the image loss alone: **end-to-end** (the early variant the thesis dropped).
@@ -30,7 +31,7 @@ import numpy as np
 
 from tfrestore import data as data_lib
 from tfrestore import inverters as I
-from tfrestore import classifier, metrics, nets, report, training
+from tfrestore import classifier, metrics, nets, report, store, training
 from tfrestore.inversion import Extractors, gram_features
 
 from . import common, mv2016
@@ -84,29 +85,50 @@ def _config(base: training.TrainingConfig, steps: int | None, seed: int) -> trai
     return dataclasses.replace(base.scaled(steps) if steps else base, seed=seed)
 
 
-def _train(taps, modules, specs, regime, source, val, cfg, out: Path, progress: bool, legacy_train_all: bool) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Training:
+    """What every training of a run shares: where the data and the classifier come from, the flags."""
+    net: str
+    taps: I.Taps
+    source: training.Source
+    val: np.ndarray
+    data: str                   # the data's store tag
+    classifier: str             # inverters.classifier_identity of the frozen net
+    command: str                # the command line that trains (or rebuilds) this run's modules
+    progress: bool
+    legacy: bool
+    overwrite: bool = False
+
+
+def _key(t: Training, specs, regime: str, cfg, *, seed: int, start=()) -> store.Key:
+    return I.stack_key(t.net, regime, specs, cfg, classifier=t.classifier, data=t.data, seed=seed,
+                       legacy_train_all=t.legacy, start=start)
+
+
+def _train(t: Training, modules, specs, regime: str, cfg, key: store.Key) -> dict | None:
+    """``modules`` from the store under ``key``, or trained under ``regime`` and stored first (then the training
+    summary is returned)."""
     t0 = time.perf_counter()
-    summary = I.train_modules(taps, modules, specs, source, val, cfg, regime=regime, out=out, logdir=out / "tb",
-                              resume=True, progress=progress, legacy_train_all=legacy_train_all)
-    for s in specs:
-        I.save_module(modules[s.name], out / f"{s.name}.weights.h5")
-    summary["wall"] = time.perf_counter() - t0
+    _, summary = I.train_stored(key, t.taps, modules, specs, t.source, t.val, cfg, regime=regime, command=t.command,
+                                progress=t.progress, overwrite=t.overwrite, legacy_train_all=t.legacy)
+    if summary is not None:
+        summary["wall"] = time.perf_counter() - t0
     return summary
 
 
-def _solo(taps, specs, source, val, cfg, net, progress, seed, legacy) -> tuple[dict, dict]:
-    """Solo modules, each loaded from the store or trained there first."""
-    modules = I.build_modules(taps, specs, seed=seed)
-    summaries = {}
-    for s in specs:
-        where = I.folder(net, "solo", s.name)
-        if I.load_module(modules[s.name], where / f"{s.name}.weights.h5"):
-            continue
-        if progress:
+def _solo(t: Training, specs, cfg, seed) -> tuple[dict, dict, dict]:
+    """Solo modules, each loaded from the store or trained there first; (modules, summaries of those trained here,
+    each module's store key)."""
+    modules = I.build_modules(t.taps, specs, seed=seed)
+    summaries, keys = {}, {}
+    for i, s in enumerate(specs):
+        keys[s.name] = key = _key(t, [s], "solo", cfg, seed=seed + i)     # build_modules seeds module i with seed + i
+        if t.progress and not key.path.exists():
             print(f"training {s.name} ({s.source} → {s.target}) solo, {cfg.steps} steps", flush=True)
-        summaries[s.name] = _train(taps, {s.name: modules[s.name]}, [s], "solo", source, val, cfg, where, progress,
-                                   legacy)
-    return modules, summaries
+        summary = _train(t, {s.name: modules[s.name]}, [s], "solo", cfg, key)
+        if summary is not None:
+            summaries[s.name] = summary
+    return modules, summaries, keys
 
 
 def _copy(taps, specs, solo, seed):
@@ -146,24 +168,30 @@ def _data(setting: NetSetting, net: str, folder: str | None, seed: int):
     return I.ImageSource(train_src, size, seed=seed), val, val_src, desc
 
 
-def _learned(net, chains, taps, solo, source, val, vgg, *, steps, seed, progress, legacy) -> tuple[list, dict]:
+def _learned(t: Training, chains, solo, solo_keys, vgg, *, steps, seed) -> tuple[list, dict]:
     """Per starting layer: the stacked, merged and end-to-end chains scored, beside the same chain untrained."""
-    feats = taps(val)
+    feats = t.taps(t.val)
     rows, recs = [], {}
+    merged_cfg, e2e_cfg = _config(I.MERGED, steps, seed), _config(I.SOLO, steps, seed)
     for start, specs in chains.items():
-        merged = _copy(taps, specs, solo, seed)
-        _train(taps, merged, specs, "merged", source, val, _config(I.MERGED, steps, seed),
-               I.folder(net, "merged", f"{specs[0].name}_to_DC1"), progress, legacy)
-        e2e = I.build_modules(taps, specs, seed=seed + 1000)
-        _train(taps, e2e, specs, "end_to_end", source, val, _config(I.SOLO, steps, seed),
-               I.folder(net, "end_to_end", f"{specs[0].name}_to_DC1"), progress, legacy)
+        merged = _copy(t.taps, specs, solo, seed)
+        _train(t, merged, specs, "merged", merged_cfg,
+               _key(t, specs, "merged", merged_cfg, seed=seed, start=[solo_keys[sp.name].digest for sp in specs]))
+        e2e = I.build_modules(t.taps, specs, seed=seed + 1000)
+        _train(t, e2e, specs, "end_to_end", e2e_cfg, _key(t, specs, "end_to_end", e2e_cfg, seed=seed + 1000))
         stacks = {"stacked": solo, "merged": merged, "end_to_end": e2e,
-                  "untrained (baseline)": I.build_modules(taps, specs, seed=seed)}
+                  "untrained (baseline)": I.build_modules(t.taps, specs, seed=seed)}
         for name, mods in stacks.items():
-            rec = np.asarray(I.run_chain(mods, specs, feats[I.tap(net, specs[0].source)])[-1])
+            rec = np.asarray(I.run_chain(mods, specs, feats[I.tap(t.net, specs[0].source)])[-1])
             recs[(start, name)] = rec
-            rows.append({"layer": start, "method": name, **_scores(val, rec, vgg)})
+            rows.append({"layer": start, "method": name, **_scores(t.val, rec, vgg)})
     return rows, recs
+
+
+def _command(net: str, layers: list[str] | None, data: str | None, steps: int | None, seed: int) -> str:
+    return (f"python main.py --paper=layer_inversion --net={net}" + (f" --layers={','.join(layers)}" if layers else "")
+            + (f" --data={data}" if data else "") + (f" --steps={steps}" if steps else "")
+            + (f" --seed={seed}" if seed else ""))
 
 
 def _mv2016(s, net, starts, val, vgg, *, steps, seed, progress) -> tuple[list, dict]:
@@ -184,9 +212,11 @@ def _mv2016(s, net, starts, val, vgg, *, steps, seed, progress) -> tuple[list, d
 
 def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | None = None, steps: int | None = None,
         weights: str = "auto", out: str | None = None, seed: int = 0, progress: bool = True,
-        legacy_train_all: bool = False) -> dict:
+        legacy_train_all: bool = False, overwrite: bool = False) -> dict:
     """``legacy_train_all``: update every module of a merged / end-to-end chain whatever its trainable flag (the
-    original's behaviour; by default only trainable modules are updated)."""
+    original's behaviour; by default only trainable modules are updated). Trained modules are artifacts of
+    ``tfrestore.store`` (``inverter/<net>/<regime>/…``), reused when their settings match; ``overwrite`` trains
+    them again."""
     if net not in NET_SETTINGS:
         raise ValueError(f"layer_inversion runs on {', '.join(NET_SETTINGS)}, not '{net}'")
     setting = NET_SETTINGS[net]
@@ -198,13 +228,13 @@ def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | No
     source, val, val_src, desc = _data(setting, net, data, seed)
     print(f"training data: {desc}; {len(val)} validation images", flush=True)
     all_specs = sorted({sp for c in chains.values() for sp in c}, key=lambda sp: int(sp.name[2:]), reverse=True)
-    taps = I.Taps(s.model, all_specs)
+    t = Training(net=net, taps=I.Taps(s.model, all_specs), source=source, val=val, data=training.data_tag(data),
+                 classifier=I.classifier_identity(s.model), command=_command(net, layers, data, steps, seed),
+                 progress=progress, legacy=legacy_train_all, overwrite=overwrite)
     t0 = time.perf_counter()
-    solo, solo_summaries = _solo(taps, all_specs, source, val, _config(I.SOLO, steps, seed), net, progress, seed,
-                                 legacy_train_all)
+    solo, solo_summaries, solo_keys = _solo(t, all_specs, _config(I.SOLO, steps, seed), seed)
     vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16", list(VGG_GRAM_TAPS))
-    rows, recs_all = _learned(net, chains, taps, solo, source, val, vgg, steps=steps, seed=seed, progress=progress,
-                              legacy=legacy_train_all)
+    rows, recs_all = _learned(t, chains, solo, solo_keys, vgg, steps=steps, seed=seed)
     for start in starts:
         layer = nets.resolve_layer(net, start)
         for label, rec in RECORDED.items():
@@ -237,5 +267,5 @@ def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | No
     report.write(s.out, title=f"learned inverters — {net}", metrics=summary, table=text, figure_panels=panels,
                  figure_columns=1 + 2 * len(methods))
     print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
-          f"{I.folder(net, 'solo', '').parent}", flush=True)
+          f"{store.home() / 'inverter' / net} (python -m tfrestore.store list inverter)", flush=True)
     return summary

@@ -408,12 +408,38 @@ class AeRequest:
     seed: int
     resume: bool
     progress: bool
+    prior_steps: int | None = None      # the restorations' network: trained for this many steps
+    overwrite: bool = False             # train the networks again even when stored
 
 
 def _ae(req: AeRequest, question: str, train_steps: int | None):
-    """The network of one of the exercise's questions (its own training settings), at ``--latent``."""
+    """The network of one of the exercise's questions (its own training settings), at ``--latent``, from the
+    store (trained there first when missing; one line names a reused one)."""
     return autoencoder.trained(question=question, latent=req.latent, steps=train_steps, source=req.data_source,
-                               seed=req.seed, progress=req.progress)
+                               seed=req.seed, progress=req.progress, overwrite=req.overwrite)
+
+
+def _restoration_ae(req: AeRequest):
+    """The network the restorations use (Q4's at ``--latent``), said in one line with the reason: trained for
+    ``--prior_steps`` steps when given (trained first if missing); else the one ``--task=train --steps=N`` stored
+    when this run has the same ``--steps`` (and ``--latent``, ``--data``, ``--seed``); else the question's own
+    schedule (trained first if missing)."""
+    q = AE_RESTORATION_QUESTION
+    same = dict(question=q, latent=req.latent, source=req.data_source, seed=req.seed)
+    n_default = autoencoder.QUESTIONS[q].steps(len(data.digits(28, req.data_source, "train")[0]))
+    if req.prior_steps:
+        steps, why = req.prior_steps, f"--prior_steps={req.prior_steps}"
+    elif req.steps and req.steps != n_default and autoencoder.stored(steps=req.steps, **same) is not None:
+        steps, why = req.steps, (f"the one `--task=train --steps={req.steps}` stored (same --steps, --latent, "
+                                 "--data, --seed)")
+    else:
+        steps = None
+        why = f"{q}'s own schedule" + (f"; none trained for --steps={req.steps} is stored (train one with "
+                                        f"`--task=train --steps={req.steps}`, or pick one with --prior_steps)"
+                                        if req.steps and req.steps != n_default else "")
+    print(f"autoencoder prior: {q}'s network ({req.latent}-d latent) trained for {steps or n_default:,} steps — "
+          f"{why}", flush=True)
+    return _ae(req, q, steps)
 
 
 def _compared_questions(req: AeRequest) -> tuple[str, str]:
@@ -471,9 +497,12 @@ def _coverage_stats(z: np.ndarray) -> dict:
 
 def run_ae_prior(*, task: str = "denoise", data: str | None = None, steps: int | None = None, latent: int = 10,
                  sigma: float | None = None, mask: str | None = None, out: str | None = None,
-                 logdir: str | None = None, seed: int = 0, resume: bool = False, progress: bool = True) -> dict:
+                 logdir: str | None = None, seed: int = 0, resume: bool = False, progress: bool = True,
+                 prior_steps: int | None = None, overwrite: bool = False) -> dict:
     """The autoencoder-prior exercise; ``steps`` is the AE's training length for ``train`` / ``scatter`` and the
-    restoration length for ``denoise`` / ``inpaint`` (default: 1,000 and 10,000 both)."""
+    restoration length for ``denoise`` / ``inpaint`` (default: 1,000 and 10,000 both), which restore with the AE
+    trained for ``prior_steps`` steps, else the one trained for ``steps`` when stored, else the default one
+    (:func:`_restoration_ae`). ``overwrite``: train the networks again even when stored."""
     if task not in AE_TASKS:
         raise ValueError(f"unknown task '{task}' for ae_prior; valid: {', '.join(AE_TASKS)}")
     if latent not in (10, 100):
@@ -482,9 +511,12 @@ def run_ae_prior(*, task: str = "denoise", data: str | None = None, steps: int |
         raise ValueError("--mask applies to --task=inpaint only")
     if sigma is not None and task != "denoise":
         raise ValueError("--sigma applies to --task=denoise only")
+    if prior_steps is not None and task not in ("denoise", "inpaint"):
+        raise ValueError(f"--prior_steps picks the restorations' autoencoder; for --task={task} use --steps")
     out_path = Path(out or f"runs/ae_prior_{task}")
     req = AeRequest(data_source=data, steps=steps, latent=latent, sigma=sigma, mask=mask, out=out_path,
-                    logdir=Path(logdir or out_path / "tb"), seed=seed, resume=resume, progress=progress)
+                    logdir=Path(logdir or out_path / "tb"), seed=seed, resume=resume, progress=progress,
+                    prior_steps=prior_steps, overwrite=overwrite)
     return AE_TASKS[task][1](req)
 
 
@@ -556,7 +588,7 @@ def _ae_scatter(req: AeRequest) -> dict:
 
 
 def _ae_restore(kind: str, req: AeRequest) -> dict:
-    model, _ = _ae(req, AE_RESTORATION_QUESTION, None)
+    model, ae_summary = _restoration_ae(req)
     xv, _, desc = data.digits(28, req.data_source, "val")
     clean = xv[:AE_DIGITS] * 2 - 1                                          # model space [−1, 1]
     rng = np.random.default_rng(req.seed)
@@ -606,6 +638,7 @@ def _ae_restore(kind: str, req: AeRequest) -> dict:
                                ("SSIM", "ssim", ".4f")])
     print(text, flush=True)
     summary = {"task": kind, "data": desc, "digits": len(clean), "rows": rows, "question": AE_RESTORATION_QUESTION,
+               "prior_steps": ae_summary.get("steps"),
                "iterations": list(iterations), "learning_rate": AE_LR, "settings": [x[0] for x in settings]}
     report.write(req.out, title=f"autoencoder prior: {kind} ({desc})", metrics=summary, table=text,
                  figure_panels=panels, figure_columns=len(panels) // (3 * len(settings)))

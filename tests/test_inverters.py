@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from digits_store import copy_classifier
-from tfrestore import classifier, files, inverters as I, nets, training
+from tfrestore import classifier, files, inverters as I, nets, store, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -204,7 +204,8 @@ def test_layer_inversion_tiny_run_on_digits_beats_the_mean_image_and_the_untrain
         assert scores[method]["mse"] < 0.6 * mean_mse < scores["untrained (baseline)"]["mse"], (method, scores)
         assert scores[method]["vgg"] < 0.5 * scores["untrained (baseline)"]["vgg"]
     assert (tmp_path / "li" / "figure.png").exists() and (tmp_path / "li" / "table.txt").exists()
-    stored = I.folder("digits", "merged", "DC2_to_DC1")
-    assert (stored / "DC2.weights.h5").exists() and (stored / "DC1.weights.h5").exists()
+    [merged_key] = store.find("inverter", "digits/merged/DC2_to_DC1")
+    stored = store.verify(merged_key)
+    assert stored.file("DC2.weights.h5").exists() and stored.file("DC1.weights.h5").exists()
     with pytest.raises(ValueError, match="starting layers"):
         layer_inversion.run(net="digits", layers=["fc4"])

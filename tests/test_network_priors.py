@@ -1,5 +1,4 @@
 """Network priors: the distributed trainer, the autoencoder prior, the deep image prior, the data term."""
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -70,15 +69,13 @@ LEARN_STEPS = 600       # of Q4's 3,000 (100 epochs of the 1,437 bundled digits)
 
 @pytest.fixture(scope="module")
 def ae_store(tmp_path_factory):
-    """A weight store the autoencoder-prior tests share: Q4's network (its own rate, batch and loss weights)
-    trained for LEARN_STEPS steps, filed also under the name of its full schedule, as a user who trained it has
-    it — the restoration tasks take that one (and would train it for 3,000 steps were it missing)."""
+    """A store the autoencoder-prior tests share: Q4's network (its own rate, batch and loss weights) trained for
+    LEARN_STEPS steps — the restoration tasks take that one with ``prior_steps=LEARN_STEPS`` (and would train the
+    default for 3,000 steps without it)."""
     home = tmp_path_factory.mktemp("ae_store")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TFRESTORE_HOME", str(home))
         autoencoder.trained(question="Q4", steps=LEARN_STEPS, progress=False)
-        shutil.copytree(autoencoder.store_folder(question="Q4", steps=LEARN_STEPS),
-                        autoencoder.store_folder(question="Q4"))
     return home
 
 
@@ -143,7 +140,8 @@ def test_autoencoder_prior_raises_psnr_on_noisy_digits(tmp_path, ae_store, monke
     """--task=denoise at σ 0.5 (model units): the restoration with Q4's network beats the noisy digits."""
     from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
-    m = network_priors.run_ae_prior(task="denoise", sigma=0.5, steps=300, out=str(tmp_path), progress=False)
+    m = network_priors.run_ae_prior(task="denoise", sigma=0.5, steps=300, out=str(tmp_path), progress=False,
+                                    prior_steps=LEARN_STEPS)
     assert m["question"] == "Q4" and m["iterations"] == [300] and m["learning_rate"] == 0.01
     rows = {r["method"]: r["psnr"] for r in m["rows"]}
     before, after = rows["corrupted"], rows["AE prior, 300 it."]
@@ -158,7 +156,8 @@ def test_autoencoder_prior_fills_in_missing_pixels(tmp_path, ae_store, monkeypat
     from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
     steps = 201           # log points every 50 steps reach it (with 200 they would come at every step)
-    m = network_priors.run_ae_prior(task="inpaint", steps=steps, out=str(tmp_path), progress=False)
+    m = network_priors.run_ae_prior(task="inpaint", steps=steps, out=str(tmp_path), progress=False,
+                                    prior_steps=LEARN_STEPS)
     rows = {r["method"]: r["psnr"] for r in m["rows"]}
     assert m["settings"] == ["mask=random"]
     assert rows[f"AE prior, {steps} it."] > rows["corrupted"] + 1.0, rows

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, files, training, weights
+from . import data, files, store, training
 from .objectives import Context, Term
 
 COVERAGE_MODES = ("var_kurt", "moments", "kl_vector", "kl_batch_sum", "none")
@@ -192,27 +192,75 @@ class AutoencoderTerm(Term):
         return tf.reduce_sum(tf.square(self.model(x, training=False) - x), axis=[1, 2, 3])
 
 
-def trained(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
-            seed: int = 0, progress: bool = True, strategy=None) -> tuple[keras.Model, dict]:
-    """The autoencoder of one of the exercise's questions (:data:`QUESTIONS`: latent size, regulariser, epochs,
-    batch, learning rate, loss weight) from ``$TFRESTORE_HOME/ae_prior/<name>/`` (trained there first, with
-    checkpoints and TensorBoard, when missing); returns (model, summary). ``latent`` overrides the question's;
-    ``steps`` (default: the question's epochs on this data) the training length. The summary holds the
-    validation losses before training (``initial_val``) and the trainer's history."""
+def key(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
+        seed: int = 0) -> store.Key:
+    """The store key of a question's network trained with these settings (``steps`` None: the question's own
+    schedule on this data): the question's loss and optimiser settings, the latent size, the steps, the data and the
+    seed — so ``--task=train --steps=N`` and a later task asking for the same N share one artifact."""
     q = _question(question)
     latent = latent or q.latent
-    x, _, desc = data.digits(28, source, "train")
-    cfg = q.config(len(x), steps=steps, seed=seed)
-    folder = store_folder(question=question, latent=latent, steps=cfg.steps, source=source, seed=seed)
-    path = folder / "model.weights.h5"
+    n_train = len(data.digits(28, source, "train")[0])
+    cfg = q.config(n_train, steps=steps, seed=seed)
+    return store.Key("autoencoder", f"{question}_z{latent}", {
+        "question": question, "latent": latent, "coverage": q.coverage,
+        "reconstruction_weight": q.reconstruction_weight, "data": training.data_tag(source),
+        "training": cfg.identity()})
+
+
+def command(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
+            seed: int = 0) -> str:
+    """The command line that trains (or, with ``--overwrite``, rebuilds) that network."""
+    q = _question(question)
+    latent = latent or q.latent
+    return ("python main.py --paper=ae_prior --task=train" + (f" --steps={steps}" if steps else "") +
+            (f" --latent={latent}" if latent != 10 else "") + (f" --data={source}" if source is not None else "") +
+            (f" --seed={seed}" if seed else ""))
+
+
+def stored(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
+           seed: int = 0) -> store.Artifact | None:
+    """That network's verified artifact, or None when it has not been trained (a damaged one: ArtifactError)."""
+    return store.load(key(question=question, latent=latent, steps=steps, source=source, seed=seed))
+
+
+def trained(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
+            seed: int = 0, progress: bool = True, strategy=None, overwrite: bool = False) -> tuple[keras.Model, dict]:
+    """The autoencoder of one of the exercise's questions (:data:`QUESTIONS`: latent size, regulariser, epochs,
+    batch, learning rate, loss weight) from the store (``autoencoder/<question>_z<latent>/<digest>/``; trained
+    there first, with checkpoints in its ``.work`` folder and TensorBoard, when missing or with ``overwrite``);
+    returns (model, summary). ``latent`` overrides the question's; ``steps`` (default: the question's epochs on
+    this data) the training length. The summary holds the validation losses before training (``initial_val``)
+    and the trainer's history."""
+    q = _question(question)
+    latent = latent or q.latent
+    k = key(question=question, latent=latent, steps=steps, source=source, seed=seed)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = build(latent, seed=seed)
-    if path.exists():
-        model.load_weights(str(path))
-        summary_file = folder / "summary.json"
-        return model, json.loads(summary_file.read_text()) if summary_file.exists() else {}
+
+    def make(work: Path, out: Path) -> dict:
+        summary = _fit(model, work, question=question, latent=latent, steps=steps, source=source, seed=seed,
+                       progress=progress, strategy=strategy)
+        files.save_keras_weights(out / "model.weights.h5", model)
+        files.write_json(out / "summary.json", summary)
+        training.keep_logs(work, out)
+        return {k_: v for k_, v in summary.items() if k_ != "history"}
+
+    art, built = training.stored(k, make, command=command(question=question, latent=latent, steps=steps,
+                                                          source=source, seed=seed),
+                                 overwrite=overwrite, what=f"autoencoder of {question}")
+    if not built:
+        model.load_weights(str(art.file("model.weights.h5")))
+    return model, json.loads(art.file("summary.json").read_text())
+
+
+def _fit(model: keras.Model, work: Path, *, question: str, latent: int, steps: int | None, source, seed: int,
+         progress: bool, strategy) -> dict:
+    """Train ``model`` as ``question`` says, checkpointing in ``work``; the summary with the run's settings."""
+    q = _question(question)
+    x, _, desc = data.digits(28, source, "train")
     xv, _, _ = data.digits(28, source, "val")
+    cfg = q.config(len(x), steps=steps, seed=seed)
     probe = xv[:8]
 
     def images(m):
@@ -224,37 +272,17 @@ def trained(*, question: str = "Q4", latent: int | None = None, steps: int | Non
                                          "reconstruction_weight": q.reconstruction_weight, "data": desc})
     if progress:
         print(f"training the autoencoder prior of {question} ({latent}-d latent, coverage {q.coverage}, "
-              f"{cfg.steps} steps of {cfg.batch} at lr {cfg.learning_rate:g}) on {desc}; stored in {folder}",
-              flush=True)
+              f"{cfg.steps} steps of {cfg.batch} at lr {cfg.learning_rate:g}) on {desc}", flush=True)
     initial_val = trainer.evaluate({"x": xv})
-    summary = trainer.run(folder, logdir=folder / "tb", resume=True, progress=progress)
+    summary = trainer.run(work, logdir=work / "tb", resume=True, progress=progress)
     summary.update({"data": desc, "question": question, "latent": latent, "coverage": q.coverage,
                     "batch": cfg.batch, "learning_rate": cfg.learning_rate,
                     "reconstruction_weight": q.reconstruction_weight, "initial_val": initial_val,
                     "history": trainer.history})
-    files.save_keras_weights(path, model)
-    files.write_json(folder / "summary.json", summary)
-    return model, summary
+    return summary
 
 
 def _question(question: str) -> Question:
     if question not in QUESTIONS:
         raise ValueError(f"unknown question {question!r}; the exercise trains {', '.join(QUESTIONS)}")
     return QUESTIONS[question]
-
-
-def store_folder(*, question: str = "Q4", latent: int | None = None, steps: int | None = None, source=None,
-                 seed: int = 0) -> Path:
-    """Where :func:`trained` keeps (or looks for) a question's network: ``$TFRESTORE_HOME/ae_prior/<name>/``;
-    ``steps`` None: the question's own schedule on this data."""
-    q = _question(question)
-    if steps is None:
-        steps = q.steps(len(data.digits(28, source, "train")[0]))
-    name = f"{question}_z{latent or q.latent}_{q.coverage}_s{steps}_seed{seed}" + \
-        ("" if source is None else "_" + _source_tag(source))
-    return weights.home() / "ae_prior" / name
-
-
-def _source_tag(source) -> str:
-    """A folder-name-safe tag of a data source (MNIST folder or .npz), so models of different data never mix."""
-    return Path(str(source)).name.replace(".", "_")

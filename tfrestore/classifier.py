@@ -1,20 +1,30 @@
 """Training the small digits classifier (``nets.build("digits")``) that stands in for a trained ImageNet network
 on a machine without one: scikit-learn's bundled digits (or MNIST with ``source``) up-sampled to 28×28 and shown
 as grey RGB 0–255, cross-entropy on the ``fc4`` logits, Adam, through :class:`tfrestore.training.Trainer` (so the
-same code runs under any ``tf.distribute`` strategy). The weights go to the weight store
-(``$TFRESTORE_HOME/weights/digits.weights.h5``), where ``nets.build("digits")`` finds them.
+same code runs under any ``tf.distribute`` strategy).
+
+A trained classifier is an artifact of :mod:`tfrestore.store` (``classifier/digits/<digest>/``: the weights,
+``summary.json``, the TensorBoard events, the manifest), keyed by what determines its weights (steps, seed, data,
+the training settings); an unfinished training resumes from the key's ``.work`` folder. The one
+``nets.build("digits")`` loads is *installed* as ``$TFRESTORE_HOME/weights/digits.weights.h5`` (a copy of a stored
+artifact). Command line: ``python -m tfrestore.classifier [--steps N] [--seed S] [--data MNIST] [--overwrite]``.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
+import hashlib
+import shutil
+import sys
+from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, files, nets, training, weights
+from . import data, files, nets, store, training, weights
 
 TRAINING = training.TrainingConfig(steps=1500, batch=64, learning_rate=1e-3, val_every=100, checkpoint_every=500)
+WEIGHTS_FILE = "digits.weights.h5"
 
 
 def digit_images(source=None, split: str = "train") -> tuple[np.ndarray, np.ndarray, str]:
@@ -28,13 +38,27 @@ def accuracy(model, images_rgb: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(np.asarray(logits), -1) == labels))
 
 
-def train(*, steps: int | None = None, source=None, seed: int = 0, progress: bool = True, strategy=None,
-          out=None) -> tuple[object, dict]:
-    """Train the digits net (checkpoints and TensorBoard under ``$TFRESTORE_HOME/classifiers/digits``), save it
-    to the weight store and return (model, summary with validation accuracy)."""
+def config(steps: int | None = None) -> training.TrainingConfig:
+    return TRAINING if steps is None else dataclasses.replace(TRAINING, steps=steps)
+
+
+def key(*, steps: int | None = None, source=None, seed: int = 0) -> store.Key:
+    """The store key of the classifier trained with these settings."""
+    return store.Key("classifier", "digits", {"net": "digits", "data": training.data_tag(source), "seed": seed,
+                                              "training": config(steps).identity()})
+
+
+def command(*, steps: int | None = None, source=None, seed: int = 0) -> str:
+    """How a user trains (or rebuilds, with ``--overwrite``) that classifier."""
+    return "python -m tfrestore.classifier" + (f" --steps={steps}" if steps else "") + \
+        (f" --seed={seed}" if seed else "") + (f" --data={source}" if source is not None else "")
+
+
+def _fit(work: Path, *, cfg: training.TrainingConfig, source, seed: int, progress: bool,
+         strategy) -> tuple[keras.Model, dict]:
+    """Train a fresh digits net, checkpointing in ``work`` (a rerun after an interruption continues there)."""
     x, y, desc = digit_images(source, "train")
     xv, yv, _ = digit_images(source, "val")
-    strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
         model = nets.build("digits", weights="random", seed=seed)
 
@@ -44,24 +68,111 @@ def train(*, steps: int | None = None, source=None, seed: int = 0, progress: boo
         acc = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, -1), batch["y"]), tf.float32))
         return {"loss": ce, "accuracy": acc}
 
-    cfg = TRAINING if steps is None else dataclasses.replace(TRAINING, steps=steps)
-    folder = out or weights.home() / "classifiers" / "digits"
     if progress:
         print(f"training the digits classifier ({cfg.steps} steps) on {desc}", flush=True)
     trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, val={"x": xv, "y": yv}, strategy=strategy,
                                name="classifier", describe={"net": "digits", "data": desc})
-    summary = trainer.run(folder, logdir=folder / "tb", resume=True, progress=progress)
+    summary = trainer.run(work, logdir=work / "tb", resume=True, progress=progress)
     summary.update({"val_accuracy": accuracy(model, xv, yv), "data": desc})
-    weights.save_weights(model, weights.weight_path("digits"), source=f"trained by tfrestore on {desc}")
-    files.write_json(folder / "summary.json", summary)
     return model, summary
 
 
-def get(*, steps: int | None = None, source=None, seed: int = 0, progress: bool = True):
-    """The trained digits net from the weight store, trained first when it is not there."""
-    if not weights.weight_path("digits").exists():
-        print(f"no trained digits classifier at {weights.weight_path('digits')}: training it now", flush=True)
-        train(steps=steps, source=source, seed=seed, progress=progress)
-    model = nets.build("digits", weights="auto")
-    summary = weights.home() / "classifiers" / "digits" / "summary.json"
-    return model, (json.loads(summary.read_text()) if summary.exists() else {})
+def train(*, steps: int | None = None, source=None, seed: int = 0, progress: bool = True, strategy=None,
+          overwrite: bool = False, install: bool = True) -> tuple[keras.Model, dict]:
+    """The digits net trained with these settings, from the store (trained there first when missing, or with
+    ``overwrite``); ``install`` makes it the one ``nets.build("digits")`` loads. Returns (model, summary with the
+    validation accuracy)."""
+    k = key(steps=steps, source=source, seed=seed)
+    strategy = strategy or tf.distribute.get_strategy()
+
+    def make(work: Path, out: Path) -> dict:
+        model, summary = _fit(work, cfg=config(steps), source=source, seed=seed, progress=progress,
+                              strategy=strategy)
+        weights.save_weights(model, out / WEIGHTS_FILE, source=f"tfrestore store: {k}, trained on {summary['data']}")
+        files.write_json(out / "summary.json", summary)
+        training.keep_logs(work, out)
+        return summary
+
+    art, _ = training.stored(k, make, command=command(steps=steps, source=source, seed=seed), overwrite=overwrite,
+                             what="digits classifier")
+    with strategy.scope():
+        model = nets.build("digits", weights=art.file(WEIGHTS_FILE))
+    if install:
+        _install(art)
+    return model, dict(art.meta)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _install(art: store.Artifact) -> None:
+    """Copy the artifact's weights to where ``nets.build("digits")`` looks; weights there that are no stored
+    artifact's (a user's own) are kept aside, never overwritten."""
+    src, dst = art.file(WEIGHTS_FILE), weights.weight_path("digits")
+    if dst.exists():
+        if _sha256(dst) == art.manifest["files"][WEIGHTS_FILE]["sha256"]:
+            return
+        if installed() is None:
+            k = 1
+            while dst.with_name(f"digits.own-{k}.weights.h5").exists():
+                k += 1
+            dst.rename(dst.with_name(f"digits.own-{k}.weights.h5"))
+            print(f"{dst} was not one of the store's classifiers: kept as {dst.with_name(f'digits.own-{k}.weights.h5')}",
+                  flush=True)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
+    print(f"digits classifier installed: {dst} = {art.key}", flush=True)
+
+
+def installed() -> store.Artifact | None:
+    """The stored artifact whose weights are installed for ``nets.build("digits")`` (matched by SHA-256), or
+    None (nothing installed, or weights from elsewhere)."""
+    path = weights.weight_path("digits")
+    if not path.exists():
+        return None
+    digest = _sha256(path)
+    for entry in store.entries("classifier"):
+        if entry.get("name") == "digits" and entry.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256") == digest:
+            return store.Artifact(store.Key("classifier", "digits", entry["config"]), Path(entry["path"]), entry)
+    return None
+
+
+def get(*, steps: int | None = None, source=None, seed: int = 0, progress: bool = True) -> tuple[keras.Model, dict]:
+    """The installed digits net (``nets.build("digits")``'s), saying which it is; when none is installed, the one
+    of these settings from the store (trained first when missing), installed."""
+    path = weights.weight_path("digits")
+    if not path.exists():
+        print(f"no digits classifier installed at {path}: using the store's ({command(steps=steps, source=source, seed=seed)})",
+              flush=True)
+        return train(steps=steps, source=source, seed=seed, progress=progress)
+    art = installed()
+    model = nets.build("digits", weights=path)
+    if art is None:
+        print(f"digits classifier: {path} (not trained by tfrestore's store)", flush=True)
+        return model, {}
+    meta = art.meta
+    print(f"digits classifier: {path} = {art.key}, {meta.get('steps')} steps on {meta.get('data')}", flush=True)
+    return model, dict(meta)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m tfrestore.classifier",
+                                     description="train the digits classifier into the store and install it")
+    parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {TRAINING.steps})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="MNIST's IDX folder or mnist.npz (default: embedded digits)")
+    parser.add_argument("--overwrite", action="store_true", help="train again even when stored")
+    args = parser.parse_args(argv)
+    try:
+        _, summary = train(steps=args.steps, source=args.data, seed=args.seed, overwrite=args.overwrite)
+    except ValueError as e:                    # store.ArtifactError included: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"validation accuracy {summary['val_accuracy']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,14 +13,16 @@ Module kinds (every layer with a bias; weights and biases glorot-uniform as the 
 
 A :class:`ModuleSpec` names its input tap and its target tap (``"image"``: RGB 0–255, the thesis' ``rgb_scaled``),
 so modules compose: :data:`CATALOGUE` holds DC1–DC9 (AlexNet) and DC1–DC10 (VGG16) as the spec's table, and
-:func:`chain` finds the modules from a starting layer down to the image. :class:`InverterTrainer` trains a set of
+:func:`chain` finds the modules from a starting layer down to the image. :func:`train_modules` trains a set of
 modules with :class:`tfrestore.training.Trainer` (a custom step under a ``tf.distribute`` strategy): ``solo`` (one
 module on the classifier's true input features), ``merged`` (the chain fine-tuned on the sum of every module's MSE,
-each fed its predecessor's reconstruction) or ``end_to_end`` (the image loss only).
+each fed its predecessor's reconstruction) or ``end_to_end`` (the image loss only). Trained modules are artifacts
+of :mod:`tfrestore.store` (:func:`stack_key`, :func:`train_stored`): ``inverter/<net>/<regime>/<name>/<digest>/``.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, files, nets, training, weights
+from . import data, files, nets, store, training
 
 IMAGE = "image"
 BIAS_INIT = "glorot"          # the thesis' biases: tf.get_variable's default glorot-uniform, not zeros (spec §1)
@@ -327,18 +329,61 @@ def train_modules(taps: Taps, modules: dict[str, keras.Model], specs: Sequence[M
     return trainer.run(out, logdir=logdir, resume=resume, progress=progress, stop_after=stop_after)
 
 
-# ---- storage -------------------------------------------------------------------------------------------------------
-def folder(net: str, regime: str, name: str) -> Path:
-    return weights.home() / "inverters" / net / regime / name
+# ---- storage: trained modules are artifacts of tfrestore.store -------------------------------------------------------
+def classifier_identity(model: keras.Model) -> str:
+    """What the frozen classifier is, for a key: ``"random"`` (seeded: the key's seed) or the SHA-256 (16 hex) of
+    the weight file it was loaded from — other weights under the same file name are another classifier."""
+    source = nets.weights_source(model)
+    path = Path(source)
+    if source == "random" or not path.is_file():
+        return str(source)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def stack_key(net: str, regime: str, specs: Sequence[ModuleSpec], config: training.TrainingConfig, *,
+              classifier: str, data: str, seed: int, bias_init: str = BIAS_INIT, legacy_train_all: bool = False,
+              start: Sequence[str] = ()) -> store.Key:
+    """The store key of ``specs`` trained under ``regime``: ``inverter/<net>/<regime>/<DCk>`` (solo: one module)
+    or ``…/<DCk>_to_<DCj>`` (a chain), configured by everything that determines the weights — the modules'
+    geometry, the classifier (:func:`classifier_identity`), the data tag, the modules' initialisation seed, the
+    training settings and, for a chain fine-tuned from solo modules, those modules' digests (``start``)."""
+    name = specs[0].name if len(specs) == 1 else f"{specs[0].name}_to_{specs[-1].name}"
+    return store.Key("inverter", f"{net}/{regime}/{name}", {
+        "net": net, "regime": regime, "modules": [dataclasses.asdict(s) for s in specs], "classifier": classifier,
+        "data": data, "seed": seed, "bias_init": bias_init, "legacy_train_all": legacy_train_all,
+        "start": list(start), "training": config.identity()})
+
+
+def train_stored(key: store.Key, taps: Taps, modules: dict[str, keras.Model], specs: Sequence[ModuleSpec],
+                 source: training.Source, val_images: np.ndarray, config: training.TrainingConfig, *,
+                 regime: str, command: str, progress: bool = True, overwrite: bool = False,
+                 legacy_train_all: bool = False, strategy=None) -> tuple[store.Artifact, dict | None]:
+    """``modules`` loaded from ``key``'s artifact, or trained (:func:`train_modules`, checkpoints in the key's
+    ``.work`` folder) and stored there first; returns (artifact, the training summary, None when reused)."""
+    def make(work: Path, out: Path) -> dict:
+        summary = train_modules(taps, modules, specs, source, val_images, config, regime=regime, out=work,
+                                logdir=work / "tb", resume=True, progress=progress,
+                                legacy_train_all=legacy_train_all, strategy=strategy)
+        for s in specs:
+            save_module(modules[s.name], out / module_file(s))
+        files.write_json(out / "summary.json", summary)
+        training.keep_logs(work, out)
+        return summary
+
+    art, built = training.stored(key, make, command=command, overwrite=overwrite, what=f"{regime} inverter")
+    if not built:
+        for s in specs:
+            modules[s.name].load_weights(str(art.file(module_file(s))))
+    return art, (dict(art.meta) if built else None)
+
+
+def module_file(spec: ModuleSpec) -> str:
+    return f"{spec.name}.weights.h5"
 
 
 def save_module(model: keras.Model, path: str | Path) -> Path:
     return files.save_keras_weights(path, model)
-
-
-def load_module(model: keras.Model, path: str | Path) -> bool:
-    path = Path(path)
-    if not path.exists():
-        return False
-    model.load_weights(str(path))
-    return True

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files
+from . import files, store
 from .core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
 
 LossFn = Callable[[keras.Model, dict, bool], dict]
@@ -110,6 +110,12 @@ class TrainingConfig:
             if pending and pending[0][0] <= t + 1:
                 lr[t + 1] = pending.pop(0)[1]
         return lr
+
+    def identity(self) -> dict:
+        """Every setting that determines the trained weights (not the logging and checkpoint intervals): the
+        config part of a stored artifact's key."""
+        skip = {"val_every", "checkpoint_every"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
     def __post_init__(self):
         if self.steps <= 0 or self.batch <= 0:
@@ -299,3 +305,35 @@ class Trainer:
                 "stopped": summary.stopped, "final": self.history[-1] if self.history else {},
                 "samples_per_s": summary.steps_run * self.cfg.batch / max(summary.seconds, 1e-9),
                 "seconds_per_1000_steps": 1000 * summary.seconds / steps_run}
+
+
+# ---- trainings kept in the artifact store ---------------------------------------------------------------------------
+def data_tag(source: str | Path | None) -> str:
+    """The data a training saw, for a store key: ``"embedded"`` (the bundled samples) or the user's resolved path."""
+    return "embedded" if source is None else str(Path(source).expanduser().resolve())
+
+
+def stored(key: store.Key, make: Callable[[Path, Path], dict], *, command: str, overwrite: bool = False,
+           what: str = "", say: Callable[[str], None] = print) -> tuple[store.Artifact, bool]:
+    """``(artifact, built)``: the trained artifact of ``key``, trained first by ``make(work, out)`` when it is not
+    stored (or ``overwrite``). ``make`` keeps its checkpoints in ``work`` (the key's ``.work`` folder, so an
+    interrupted training resumes there) and writes the files into ``out``; the store commits them with the
+    manifest. A reused artifact is named in one line; a damaged one is a one-line
+    :class:`tfrestore.store.ArtifactError` naming the file and ``command``."""
+    built = []
+
+    def _make(work: Path, out: Path) -> dict:
+        built.append(True)
+        return make(work, out)
+
+    art = store.build(key, _make, command=command, overwrite=overwrite, say=say)
+    if not built:
+        say(f"using the stored {what or key.kind} {art.path} (config digest {key.digest})")
+    return art, bool(built)
+
+
+def keep_logs(work: Path, out: Path) -> None:
+    """The training's TensorBoard events (``work/tb``) go into the artifact (``out/tb``) with its weights."""
+    import shutil
+    if (work / "tb").is_dir():
+        shutil.copytree(work / "tb", out / "tb")
