@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import sys
+import warnings
 
 # Quiet TensorFlow's C++ start-up notices (cuInit on CPU-only machines, CPU feature lines) before it is imported;
 # --verbose keeps them. The library itself changes no environment.
@@ -45,6 +46,8 @@ flags.DEFINE_integer("size", None, "working image size in pixels (dip: cropped t
 flags.DEFINE_integer("latent", None, "autoencoder latent size (ae_prior: 10 or 100)")
 flags.DEFINE_string("data", None, "a folder of images (or HR/LR, sharp/blur pairs) instead of the embedded samples")
 flags.DEFINE_bool("resume", None, "continue an interrupted run from its last checkpoint in --out")
+flags.DEFINE_bool("overwrite", False, "write into an --out folder that holds a finished or interrupted run, "
+                  "replacing its outputs (without it such a folder is refused)")
 flags.DEFINE_bool("list", False, "print papers, experiments, nets and their layer names, then exit")
 flags.DEFINE_bool("verbose", False, "show TensorFlow's and absl's informational log lines")
 
@@ -115,6 +118,13 @@ def _start_tensorflow_quietly() -> None:
                     sys.stderr.write(line)
 
 
+def _warning_text(message, category, filename, lineno, line=None) -> str:
+    """A warning as its own text (``warning: …``, or a banner as it is), without Python's ``file:line: Category:``
+    prefix and the echoed source line, which mean nothing to a user (--verbose keeps Python's format)."""
+    text = str(message).strip("\n")
+    return f"{text}\n" if "\n" in text else f"warning: {text}\n"
+
+
 def main(argv) -> int:
     if len(argv) > 1:
         print(f"error: unexpected argument{'s' if len(argv) > 2 else ''} {' '.join(argv[1:])!r}: every setting is "
@@ -127,6 +137,7 @@ def main(argv) -> int:
     if not FLAGS.verbose:
         _start_tensorflow_quietly()
     if not FLAGS.verbose:
+        warnings.formatwarning = _warning_text
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)      # e.g. the checkpoint saver's "Sharding callback"
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
@@ -134,32 +145,70 @@ def main(argv) -> int:
         _print_list()
         return 0
     import reproductions
-    from tfrestore import nets
-
+    from reproductions import common
     try:
         module = reproductions.get(FLAGS.paper)
-        accepted = accepted_flags(module)
-        wrong = [f for f in _given_flags() if f not in accepted]
-        if wrong:
-            raise ValueError(f"--paper={FLAGS.paper} does not take {', '.join('--' + f for f in wrong)}; "
-                             f"it takes {', '.join('--' + f for f in accepted)}")
-        for name in ("steps", "prior_steps", "size", "sigma"):
-            if FLAGS[name].value is not None and FLAGS[name].value <= 0:
-                raise ValueError(f"--{name} must be positive, got {FLAGS[name].value}")
-        if FLAGS.image is not None:           # checked before any network is built: one line, exit 2
-            from tfrestore import data
-            data.load_image(FLAGS.image)
-        if FLAGS.net is not None and FLAGS.net not in nets.REGISTRY:
-            raise ValueError(f"unknown net '{FLAGS.net}'; valid nets: {', '.join(nets.net_names())}")
+        _check_flags(module)
+        common.set_output_rule(common.OutputRule(overwrite=FLAGS.overwrite, resume=bool(FLAGS.resume)))
         config = {k: getattr(FLAGS, k) for k in _given_flags()}
+        if FLAGS.overwrite and "overwrite" in inspect.signature(module.run).parameters:
+            config["overwrite"] = True      # a paper that trains its own networks makes them again, too
         module.run(**config)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        return 2
+    except Exception as e:                  # noqa: BLE001 — only a user's error wrapped by TensorFlow is caught
+        message = _wrapped_user_error(e)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:          # SIGINT / SIGTERM: the engine saved a checkpoint first
         print(f"interrupted: {e or 'stopped'}", file=sys.stderr)
         return 130
+    finally:
+        common.set_output_rule(None)        # main() is also called in-process (tests): leave no rule behind
     return 0
+
+
+def _check_flags(module) -> None:
+    """The checks every paper shares, before any network is built: flags the paper takes, positive sizes, a
+    readable --image, a known --net, --overwrite or --resume (one ValueError each: one line, exit 2)."""
+    from tfrestore import nets
+    accepted = accepted_flags(module)
+    wrong = [f for f in _given_flags() if f not in accepted]
+    if wrong:
+        raise ValueError(f"--paper={FLAGS.paper} does not take {', '.join('--' + f for f in wrong)}; "
+                         f"it takes {', '.join('--' + f for f in accepted)}")
+    for name in ("steps", "prior_steps", "size", "sigma"):
+        if FLAGS[name].value is not None and FLAGS[name].value <= 0:
+            raise ValueError(f"--{name} must be positive, got {FLAGS[name].value}")
+    if FLAGS.image is not None:
+        from tfrestore import data
+        data.load_image(FLAGS.image)
+    if FLAGS.net is not None and FLAGS.net not in nets.REGISTRY:
+        raise ValueError(f"unknown net '{FLAGS.net}'; valid nets: {', '.join(nets.net_names())}")
+    if FLAGS.overwrite and FLAGS.resume:
+        raise ValueError("--overwrite replaces the run in --out and --resume continues it: give one of them")
+
+
+_USER_ERRORS = ("ValueError", "FileNotFoundError", "KeyError", "WeightsMismatchError", "ArtifactError")
+
+
+def _wrapped_user_error(e: Exception) -> str | None:
+    """The message of a user's error (a ValueError, FileNotFoundError, … raised by our code) that TensorFlow wrapped
+    on its way out — e.g. an unreadable image in a ``--data`` folder, read inside a ``tf.data`` pipeline, comes
+    back as an ``InvalidArgumentError`` holding the Python traceback; ``None`` for anything else (a bug: its
+    traceback is shown)."""
+    import re
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    if not isinstance(e, tf.errors.OpError):
+        return None
+    found = re.findall(rf"^(?:{'|'.join(_USER_ERRORS)}): (.+)$", str(e), flags=re.M)
+    return found[-1].strip() if found else None
 
 
 def _parse(argv: list[str]) -> list[str] | int:

@@ -42,6 +42,8 @@ from tfrestore import adversarial as A
 from tfrestore import classifier, data, files, nets, report, weights
 from tfrestore.priors import catalogue
 
+from . import common
+
 DESCRIPTION = "thesis adversarial restoration: prior-descent defence, stability, adaptive attacks, mean filter"
 EXPERIMENTS = {
     "stability": "labels after every defence step for clean / adversarial pairs; restored vs preserved",
@@ -563,7 +565,7 @@ def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, data: str
     if prior is not None:
         catalogue.entry(prior)
     setting = NET_SETTINGS[net]
-    out_path = Path(out or f"runs/adversarial_{net}_{experiment}")
+    out_path = common.claim_output(out or f"runs/adversarial_{net}_{experiment}")
     clf = _classifier(setting, net, weights, seed)
     t0 = time.perf_counter()
     pairs = make_pairs(clf, setting, net, data, setting.pairs, attack)

@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from tfrestore import data, files, nets
+from tfrestore import weights as weights_store
 from tfrestore import optim as optimizers
 from tfrestore.engine import Optimization, Problem, Result
 from tfrestore.inversion import Extractors, evaluate, summarise, table, write_outputs
@@ -26,15 +27,55 @@ class Setup:
     seed: int
 
 
+@dataclasses.dataclass
+class OutputRule:
+    """What a run may do to an output folder that already holds a run (issue 25 item 2). ``main.py`` sets it
+    from ``--overwrite`` and ``--resume`` (:func:`set_output_rule`); library calls (tests, notebooks) have none
+    and write where they are told."""
+    overwrite: bool = False
+    resume: bool = False
+
+
+_OUTPUT_RULE: OutputRule | None = None
+
+
+def set_output_rule(rule: OutputRule | None) -> None:
+    """Apply ``rule`` to every output folder this process claims (:func:`claim_output`); ``None``: no rule."""
+    global _OUTPUT_RULE
+    _OUTPUT_RULE = rule
+
+
+def claim_output(folder: str | Path) -> Path:
+    """The output folder of a run, checked before any work against the rule ``main.py`` set: a folder holding a
+    finished run (its ``metrics.json``) or an interrupted one (a ``ckpt/`` without ``metrics.json``) is refused
+    unless ``--overwrite`` (replace it) or ``--resume`` (continue it) was given, so that a rerun with other
+    settings never replaces a previous run's figure, metrics and checkpoint without a word."""
+    folder = Path(folder)
+    rule = _OUTPUT_RULE
+    if rule is None or rule.overwrite or rule.resume or not folder.is_dir():
+        return folder
+    if (folder / "metrics.json").exists():
+        what, resume = "a finished run (metrics.json)", ""
+    elif (folder / "ckpt").is_dir() or any(folder.glob("*/ckpt")):
+        what, resume = "an interrupted run (a checkpoint, no metrics.json)", "continue it with --resume, "
+    else:
+        return folder
+    raise ValueError(f"{folder} already holds {what}; {resume}write this run elsewhere with --out=DIR, or replace "
+                     "it with --overwrite")
+
+
 def setup(*, paper: str, net: str, experiment: str, weights: str = "auto", out: str | None = None,
           logdir: str | None = None, seed: int = 0) -> Setup:
-    model = nets.build(net, weights=weights, seed=seed)
+    out_path = claim_output(out or f"runs/{paper}_{net}_{experiment}")
+    model = nets.build(net, weights=weights, seed=seed, quiet=True)
     source = nets.weights_source(model)
-    if source == "random":
-        print("=" * 78 + f"\n  {paper}/{experiment} on {net} with SEEDED RANDOM WEIGHTS (seed {seed}).\n"
-              "  The run shows the method; the paper's pictures need the converted original weights.\n" + "=" * 78,
+    if source == "random":                 # one notice (nets.build's own warning is silenced: quiet=True)
+        why = (f"no converted weights at {weights_store.weight_path(net)}" if weights == "auto"
+               else f"--weights={weights}")
+        print("=" * 78 + f"\n  {paper}/{experiment} on {net} with SEEDED RANDOM WEIGHTS (seed {seed}): {why}.\n"
+              "  The run shows the method; the paper's pictures need the converted original weights:\n"
+              f"  convert {nets.spec(net).original} with `python -m weights_convert` (README.md).\n" + "=" * 78,
               flush=True)
-    out_path = Path(out or f"runs/{paper}_{net}_{experiment}")
     return Setup(net, model, Extractors(model), source, out_path, Path(logdir or out_path / "tb"), seed)
 
 

@@ -33,6 +33,8 @@ import tensorflow as tf
 from tfrestore import data, degrade, metrics, report
 from tfrestore.deconv import DeconvDFT2D
 
+from . import common
+
 DESCRIPTION = "learnable DFT deconvolution layer: deblurring, super-resolution, classification"
 TEST_IMAGES = ("astronaut", "coffee")
 FOUR_FACTOR_H = np.array([[1.0, 0.2, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0]])   # notebook 01's monic kernel
@@ -449,7 +451,7 @@ def run(*, experiment: str = DEFAULT_EXPERIMENT, steps: int | None = None, out: 
         logdir: str | None = None, seed: int = 0, data: str | None = None) -> dict:
     if experiment not in RUNNERS:
         raise ValueError(f"unknown experiment '{experiment}' for deconv; valid: {', '.join(RUNNERS)}")
-    out = Path(out or f"runs/deconv_{experiment}")
+    out = common.claim_output(out or f"runs/deconv_{experiment}")
     out.mkdir(parents=True, exist_ok=True)
     logdir = logdir or out / "tb"
     print(f"deconv layer: {EXPERIMENTS[experiment]}", flush=True)

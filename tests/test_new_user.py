@@ -1,16 +1,20 @@
 """What a new user hits (issue 25): every mistake is one `error:` line and exit code 2, before any work starts."""
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main_py(*args, timeout=300):
+def main_py(*args, timeout=300, env_home=None):
+    """main.py in a subprocess; ``env_home``: its own $TFRESTORE_HOME (a store nothing else shares)."""
+    env = {**os.environ, **({"TFRESTORE_HOME": str(env_home)} if env_home else {})}
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
 
 
 def one_error_line(r) -> str:
@@ -31,3 +35,110 @@ def test_flag_mistakes_are_one_line_and_exit_2_before_tensorflow_starts(args, wo
     r = main_py(*args, timeout=60)
     assert words in one_error_line(r)
     assert r.stdout == ""
+
+
+def test_a_finished_or_interrupted_run_is_never_overwritten_without_a_word(tmp_path):
+    """Issue 25 item 2: a rerun into a folder holding a finished run (metrics.json) or an interrupted one (ckpt/)
+    is refused with one line naming --out= and --overwrite, and nothing in the folder changes; --overwrite and
+    --resume together are refused too."""
+    finished, interrupted = tmp_path / "finished", tmp_path / "interrupted"
+    (interrupted / "ckpt").mkdir(parents=True)
+    finished.mkdir()
+    (finished / "metrics.json").write_text('{"mine": 1}')
+    (finished / "figure.png").write_bytes(b"my figure")
+    for folder, words in ((finished, "finished run"), (interrupted, "--resume")):
+        r = main_py("--paper=mv2015", "--layers=conv1", "--steps=2", f"--out={folder}", timeout=120)
+        line = one_error_line(r)
+        assert words in line and "--out=" in line and "--overwrite" in line, line
+    assert (finished / "metrics.json").read_text() == '{"mine": 1}'
+    assert (finished / "figure.png").read_bytes() == b"my figure"
+    assert sorted(p.name for p in finished.iterdir()) == ["figure.png", "metrics.json"]
+    r = main_py("--paper=mv2015", "--overwrite", "--resume", f"--out={finished}", timeout=120)
+    assert "give one of them" in one_error_line(r)
+
+
+def test_every_paper_claims_its_output_folder_before_any_work(tmp_path):
+    """The rule is one (reproductions.common.claim_output) and every paper that writes metrics.json applies it
+    before its first step: with main.py's rule set, each run() refuses a finished folder at once."""
+    import reproductions
+    from reproductions import common
+    (tmp_path / "metrics.json").write_text("{}")
+    common.set_output_rule(common.OutputRule())
+    try:
+        for paper in reproductions.PAPERS:
+            if paper == "forward":                  # writes forward.json only where --out says; no metrics.json
+                continue
+            with pytest.raises(ValueError, match="--overwrite"):
+                reproductions.get(paper).run(out=str(tmp_path), steps=1)
+        common.set_output_rule(common.OutputRule(overwrite=True))
+        assert common.claim_output(tmp_path) == tmp_path
+        common.set_output_rule(common.OutputRule(resume=True))
+        assert common.claim_output(tmp_path) == tmp_path
+    finally:
+        common.set_output_rule(None)
+    assert common.claim_output(tmp_path) == tmp_path              # library calls: no rule
+
+
+def test_unreadable_files_in_data_are_one_line_not_a_tensorflow_traceback(tmp_path):
+    """A --data folder of files named .png that are not images: read inside a tf.data pipeline, the ValueError
+    comes back wrapped in TensorFlow's InvalidArgumentError; main.py still gives one line and exit 2."""
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for i in range(3):
+        (junk / f"f{i}.png").write_text(f"not an image {i}")
+    r = main_py("--paper=foe_priors", f"--data={junk}", "--steps=2", "--prior_steps=2", f"--out={tmp_path / 'o'}",
+                timeout=180, env_home=tmp_path / "home")
+    assert "f0.png" in one_error_line(r) and "--data" in one_error_line(r)
+
+
+def test_a_users_error_wrapped_by_tensorflow_is_unwrapped_and_a_bug_is_not():
+    """main.py's fallback for errors raised inside TensorFlow (tf.data's py_function, tf.numpy_function): the
+    innermost user error's message, as one line; anything else stays a traceback."""
+    import tensorflow as tf
+    sys.path.insert(0, str(ROOT))
+    import main
+    text = ("Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: cannot read 'a.png' as an "
+            "image\n\n\t [[{{node PyFunc}}]] [Op:IteratorGetNext] name: ")
+    assert main._wrapped_user_error(tf.errors.InvalidArgumentError(None, None, text)) == \
+        "cannot read 'a.png' as an image"
+    assert main._wrapped_user_error(tf.errors.InvalidArgumentError(None, None, "ZeroDivisionError: boom")) is None
+    assert main._wrapped_user_error(RuntimeError("ValueError: not wrapped by TensorFlow")) is None
+
+
+def test_dip_refuses_an_all_black_mask_before_the_first_step(tmp_path):
+    """Issue 25 item 4: a mask that keeps no pixel is refused at once (it used to run the whole optimisation and
+    fail in the scikit-image baseline)."""
+    from PIL import Image
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "black.png")
+    r = main_py("--paper=dip", "--task=inpaint", f"--mask={tmp_path / 'black.png'}", "--size=64", "--steps=1",
+                f"--out={tmp_path / 'o'}", timeout=120)
+    assert "keeps no pixel" in one_error_line(r) and "step " not in r.stdout
+    assert not (tmp_path / "o" / "ckpt").exists()
+
+
+def test_dip_says_what_it_did_to_a_mask_or_observation_of_another_size(tmp_path, capsys):
+    """Issue 25 item 5: a grey-level mask is thresholded and a mask or --corrupted file of another size is resized
+    — each with one warning line saying so; a mask at the working size in black and white gives none."""
+    from PIL import Image
+    from reproductions import network_priors as NP
+    grey = np.full((80, 100), 255, np.uint8)
+    grey[:, :30] = 0
+    grey[10:20, 40:50] = 128                     # 100 of 8,000 pixels grey
+    Image.fromarray(grey).save(tmp_path / "grey.png")
+    m = NP._mask_array(str(tmp_path / "grey.png"), (64, 64), 0)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "1.2 % grey" in lines[0] and "thresholded at 127" in lines[0], lines
+    assert "100×80" in lines[1] and "resized to 64×64" in lines[1], lines
+    # centre crop (80×80 from x = 10) then resize: the black band x < 30 becomes the left quarter
+    assert m.shape == (64, 64) and set(np.unique(m)) == {0.0, 1.0}
+    assert m[:, :14].max() == 0 and m[:, 18:].mean() > 0.9
+    bw = np.zeros((64, 64), np.uint8)
+    bw[:, 32:] = 255
+    Image.fromarray(bw).save(tmp_path / "bw.png")
+    np.testing.assert_array_equal(NP._mask_array(str(tmp_path / "bw.png"), (64, 64), 0), bw / 255.0)
+    assert capsys.readouterr().out == ""
+    Image.fromarray(np.full((40, 30, 3), 200, np.uint8)).save(tmp_path / "small.png")
+    y = NP._observation_file(str(tmp_path / "small.png"), np.zeros((1, 16, 16, 3), np.float32))
+    line, = capsys.readouterr().out.splitlines()
+    assert y.shape == (1, 16, 16, 3) and "30×40" in line and "resized to that" in line
+    np.testing.assert_allclose(y, 200 / 255.0, atol=1e-6)
