@@ -33,6 +33,8 @@ from tfrestore import param
 from tfrestore.engine import Optimization
 from tfrestore.inversion import Extractors, feature_objective
 
+from . import common
+
 # ---- deep image prior -----------------------------------------------------------------------------------------
 # Ulyanov et al.'s notebooks (DmitryUlyanov/deep-image-prior): denoising.ipynb (σ = 25/255, 3,000 iterations, input
 # noise σ_p = 1/30, Adam lr 0.01, moving average 0.99), super-resolution.ipynb (×4, 2,000 iterations, σ_p = 0.03,
@@ -114,7 +116,26 @@ def _mask_array(kind: str, shape, seed) -> np.ndarray:
     path = Path(kind).expanduser()
     if not path.exists():
         raise ValueError(f"--mask must be random, block, strokes or a mask image file, got {kind!r}")
-    m = data.load_image(path, shape)[..., 0] > 127
+    return _mask_file(path, tuple(shape))
+
+
+def _mask_file(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask image (white = kept) as a 0/1 float32 [H, W] array at ``shape``; a file of another size is centre
+    cropped and resized like the photo, a grey-level one thresholded at 127 — each said in a warning line — and
+    one that keeps no pixel is refused (before the first step: the optimisation would otherwise run for hours and
+    then fail in the baseline)."""
+    raw = data.load_image(path)[..., 0]
+    grey = float(np.mean((raw > 0) & (raw < 255)))
+    if grey > 0:
+        print(f"warning: --mask {path} has {100 * grey:.1f} % grey pixels (neither black nor white); thresholded "
+              "at 127: lighter pixels are kept", flush=True)
+    if raw.shape != shape:
+        print(f"warning: --mask {path} is {raw.shape[1]}×{raw.shape[0]} pixels; centre-cropped and resized to "
+              f"{shape[1]}×{shape[0]} like the photo (--size)", flush=True)
+    m = data.resize(np.repeat(raw[..., None], 3, -1), shape, crop="center")[..., 0] > 127
+    if not m.any():
+        raise ValueError(f"--mask {path} keeps no pixel (all black after thresholding at 127): white marks the "
+                         "pixels kept, black the ones to fill in")
     return m.astype(np.float32)
 
 
@@ -137,6 +158,20 @@ def _deblur(clean, sigma, mask, seed):
     y = np.asarray(op(tf.constant(clean))) + np.random.default_rng(seed).normal(0, s, clean.shape)
     y = np.clip(y, 0, 1).astype(np.float32)
     return Degraded(op, y, y[0], None, s)
+
+
+def _degradation(task: str, sigma: float | None, mask: str | None, corrupted: str | None) -> str:
+    """What this run's observation is, in words (its figure title and log line; the --list text names flags)."""
+    if corrupted:
+        return f"observation from {corrupted}"
+    if task == "denoise":
+        return f"additive Gaussian noise σ = {sigma if sigma is not None else DIP_SIGMA:g}/255"
+    if task == "inpaint":
+        return f"{mask or 'strokes'} mask" if mask in (None, "random", "block", "strokes") else f"mask {mask}"
+    if task == "deblur":
+        noise = sigma if sigma is not None else DIP_BLUR_NOISE
+        return f"Gaussian blur {DIP_BLUR[0]}×{DIP_BLUR[0]} σ {DIP_BLUR[1]:g} + noise σ {noise:g}/255"
+    return DIP_TASKS[task].description
 
 
 def _tv_baseline(d: Degraded) -> np.ndarray:
@@ -186,10 +221,16 @@ def _load_photo(image: str, size: int, crop: str = "center") -> np.ndarray:
 
 
 def _observation_file(path: str, like: np.ndarray) -> np.ndarray:
-    y = data.load_image(path).astype(np.float32)[None] / 255.0
-    if y.shape[1:3] != like.shape[1:3]:
-        y = data.resize((y[0] * 255).astype(np.uint8), like.shape[1:3]).astype(np.float32)[None] / 255.0
-    return y
+    """``--corrupted``: [1, h, w, 3] in [0, 1] at the synthesised observation's size (``like``); a file of another
+    size is centre-cropped and resized like the photo, with a warning line (resizing changes its noise)."""
+    y = data.load_image(path)
+    want = tuple(like.shape[1:3])
+    if y.shape[:2] != want:
+        print(f"warning: --corrupted {path} is {y.shape[1]}×{y.shape[0]} pixels but the task observes "
+              f"{want[1]}×{want[0]} at this --size; centre-cropped and resized to that (its noise and blur are "
+              "resized too)", flush=True)
+        y = data.resize(y, want, crop="center")
+    return y.astype(np.float32)[None] / 255.0
 
 
 def _quality_rows(clean01, entries: dict[str, np.ndarray]) -> list[dict]:
@@ -249,14 +290,14 @@ def run_dip(*, task: str = "denoise", image: str | None = None, size: int | None
     _check_dip_flags(task, sigma=sigma, mask=mask, corrupted=corrupted, image=image, net=net, layers=layers,
                      weights=weights, optimizer=optimizer)
     spec = DIP_TASKS[task]
-    out_path = Path(out or f"runs/dip_{task}")
-    common = dict(image=image or "astronaut", steps=steps or spec.steps, out=out_path, seed=seed, resume=resume,
-                  logdir=Path(logdir or out_path / "tb"), progress=progress)
+    out_path = common.claim_output(out or f"runs/dip_{task}")
+    given = dict(image=image or "astronaut", steps=steps or spec.steps, out=out_path, seed=seed, resume=resume,
+                 logdir=Path(logdir or out_path / "tb"), progress=progress)
     if task == "invert":
         return _dip_invert(spec, imsize=size or spec.size, net=net or DIP_INVERT.net,
-                           layer=(layers or [DIP_INVERT.layer])[0], weights=weights, **common)
+                           layer=(layers or [DIP_INVERT.layer])[0], weights=weights, **given)
     return _dip_restore(task, spec, size=size or spec.size, sigma=sigma, mask=mask, corrupted=corrupted,
-                        lbfgs=optimizer == "lbfgs", **common)
+                        lbfgs=optimizer == "lbfgs", **given)
 
 
 def _dip_restore(task, spec, *, image, size, steps, sigma, mask, corrupted, lbfgs, out, logdir, seed, resume,
@@ -270,17 +311,18 @@ def _dip_restore(task, spec, *, image, size, steps, sigma, mask, corrupted, lbfg
         f = clean.shape[1] // y.shape[1]
         d = dataclasses.replace(d, observation=y, shown=np.repeat(np.repeat(y[0], f, 0), f, 1))
     objective = O.DataTerm(d.observation, d.operator, sigma=d.sigma, mask=d.mask)
+    described = _degradation(task, sigma, mask, corrupted)
     schedule = optimizers.Schedule([optimizers.Stage(steps, spec.learning_rate, jitter=False)])
     settings = {**_settings(task, p, schedule, size), "ema_decay": p.decay,
                 "generator": dip.RESTORATION_NET.kwargs(), "data_sigma": d.sigma,
                 "observation_shape": list(d.observation.shape)}
     run = Optimization(objective, p, optimizers.Adam(epsilon_form="paper"), schedule,
                        labels=[task], seed=seed, log_every=max(1, steps // 30),
-                       config={"paper": "dip", "image": image, "degradation": spec.description, **settings})
+                       config={"paper": "dip", "image": image, "degradation": described, **settings})
     quality = callbacks.Quality(clean, extra={"average": lambda r: r.param.average()}, logdir=logdir,
                                 path=out / "curve.json", ssim_every=5)
     cbs = callbacks.standard(out, logdir, resume, progress, checkpoint_every=max(100, steps // 10)) + [quality]
-    print(f"deep image prior, {task} ({spec.description}) on '{image}' at {size}², {steps} Adam steps; "
+    print(f"deep image prior, {task} ({described}) on '{image}' at {size}², {steps} Adam steps; "
           f"{_trainable_count(p.model):,} weights optimised", flush=True)
     result = run.run(cbs)
     output, average = result.images[0], p.average()[0]
@@ -306,7 +348,7 @@ def _dip_restore(task, spec, *, image, size, steps, sigma, mask, corrupted, lbfg
                "rows": rows, "seconds": result.seconds_total,
                "seconds_per_1000_steps": 1000 * result.seconds_per_step, "curve": result.quality,
                "history": result.history}
-    report.write(out, title=f"deep image prior: {task} ({spec.description})", metrics=summary, table=text,
+    report.write(out, title=f"deep image prior: {task} ({described})", metrics=summary, table=text,
                  figure_panels=panels, pngs={"output": np.clip(output, 0, 1), "average": np.clip(average, 0, 1),
                                              "corrupted": d.shown, "baseline": baseline})
     print(f"{result.seconds:.0f} s ({1000 * result.seconds_per_step:.0f} s per 1,000 iterations at {size}²); "
@@ -323,10 +365,11 @@ def _dip_invert(spec, *, image, imsize, steps, net, layer, weights, out, logdir,
     """feature_inversion.ipynb (:class:`DipInversion`) beside M&V-style pixel optimisation with TV."""
     layer = nets.resolve_layer(net, layer)
     clean = _load_photo(image, imsize, crop="none")
-    model = nets.build(net, weights=weights, seed=seed, image_size=imsize)
-    if nets.weights_source(model) == "random":
-        print("=" * 78 + f"\n  dip/invert on {net} with SEEDED RANDOM WEIGHTS: the run shows the method only.\n"
-              + "=" * 78, flush=True)
+    model = nets.build(net, weights=weights, seed=seed, image_size=imsize, quiet=True)
+    if nets.weights_source(model) == "random":          # the one notice (quiet=True silences nets.build's)
+        print("=" * 78 + f"\n  dip/invert on {net} with SEEDED RANDOM WEIGHTS: the run shows the method only; "
+              f"convert\n  {nets.spec(net).original} with `python -m weights_convert` (README.md).\n" + "=" * 78,
+              flush=True)
     mean = nets.mean_rgb(net)
     x0 = clean * 255.0 - mean
     ext = Extractors(model)
@@ -369,6 +412,9 @@ def _dip_invert(spec, *, image, imsize, steps, net, layer, weights, out, logdir,
     report.write(out, title=f"deep image prior: inverting {net} {layer}", metrics=summary, table=text,
                  figure_panels=[(clean[0], "original"), (np.clip(base_img, 0, 1), "pixels + TV"),
                                 (np.clip(dip_img, 0, 1), "DIP output"), (np.clip(avg, 0, 1), "DIP average")])
+    print(f"{result.seconds:.0f} s ({1000 * result.seconds_per_step:.0f} s per 1,000 iterations at {imsize}²); "
+          f"outputs in {out} (figure.png, curve.png, metrics.json); TensorBoard: tensorboard --logdir {logdir}",
+          flush=True)
     return summary
 
 
@@ -513,7 +559,7 @@ def run_ae_prior(*, task: str = "denoise", data: str | None = None, steps: int |
         raise ValueError("--sigma applies to --task=denoise only")
     if prior_steps is not None and task not in ("denoise", "inpaint"):
         raise ValueError(f"--prior_steps picks the restorations' autoencoder; for --task={task} use --steps")
-    out_path = Path(out or f"runs/ae_prior_{task}")
+    out_path = common.claim_output(out or f"runs/ae_prior_{task}")
     req = AeRequest(data_source=data, steps=steps, latent=latent, sigma=sigma, mask=mask, out=out_path,
                     logdir=Path(logdir or out_path / "tb"), seed=seed, resume=resume, progress=progress,
                     prior_steps=prior_steps, overwrite=overwrite)
