@@ -108,10 +108,10 @@ def test_mv2015_teaser_six_different_fc8_reconstructions_and_their_ci(tmp_path):
     assert [p["layer"] for p in m["problems"]] == ["fc8"] * 6 and m["config"]["lambda_tv"] == [100.0] * 6
     assert min(np.abs(recon[i] - recon[j]).max() for i in range(6) for j in range(i)) > 1.0   # six restarts
     assert (errors(m) < _initial_errors_2015("caffenet", ["fc8"], [6], [0])).all()
-    sqrt_err = np.sqrt(errors(m))                          # evaluation_protocols.md §2.1: mean ± 1.96·std/√N
+    sqrt_err = np.sqrt(errors(m))                          # evaluation_protocols.md §2.1: mean ± 1.96·std/√N, MATLAB's std (N − 1; table2.m)
     (cond,) = m["summary"]["conditions"]
     assert cond["n"] == 6 and cond["sqrt_rel_mean"] == pytest.approx(sqrt_err.mean(), rel=1e-6)
-    assert cond["sqrt_rel_ci95"] == pytest.approx(1.96 * sqrt_err.std() / np.sqrt(6), rel=1e-6)
+    assert cond["sqrt_rel_ci95"] == pytest.approx(1.96 * sqrt_err.std(ddof=1) / np.sqrt(6), rel=1e-6)
 
 
 @pytest.mark.experiment("mv2015", "beta")
