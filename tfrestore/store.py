@@ -212,8 +212,8 @@ def build(key: Key, make: Callable[[Path, Path], dict | None], *, command: str =
     returns metadata to record in the manifest. ``command`` is how a user rebuilds it (quoted in errors).
     """
     with lock(key, say):
-        existing = load(key)
-        if existing is not None and not overwrite:
+        existing = None if overwrite else load(key)      # overwrite: a damaged one is rebuilt, not refused
+        if existing is not None:
             return existing
         key.work.mkdir(parents=True, exist_ok=True)
         staging = key.path.with_name(f".{key.digest}.staging-{os.getpid()}")
