@@ -16,11 +16,13 @@ Experiments:
 - ``legacy_c2_to_c1``: the thesis' normalised MSE Σ(t − r)²/Σ(t·r) on conv2/lin, conv1/lin optimised directly with
   each regulariser of the thesis' comparison (none, TV, 3×3 slim, channel-wise, both, 8×8 full), Adam lr 0.3 for
   500 steps and a restart for 19,500.
-- ``train``: train (or continue training) a catalogue prior (``--prior``, ``--data``, ``--steps``).
+- ``train``: train (or continue training) a catalogue prior (``--prior``, ``--data``, ``--steps``, ``--overwrite``).
 
 ``--steps`` rescales a run: every phase, the jitter-on length and the result steps by the same factor (at least
-one step per phase). Priors come from ``$TFRESTORE_HOME/priors/<net>/<name>/`` and are trained there first when
-missing (``--data`` for your own images; ``--prior_steps`` shortens that training). A dropout prior with test-time
+one step per phase). Priors come from the artifact store (``$TFRESTORE_HOME/prior/<net>/<name>/<digest>/``, keyed by
+data, steps and seed) and are trained there first when missing (``--data`` for your own images; ``--prior_steps``
+picks or trains a prior of that length; without it any stored length is used, named in one line). ``train``
+reuses a stored prior of its settings unless ``--overwrite``. A dropout prior with test-time
 dropout draws the thesis' seeded mask afresh at every optimisation step (seed (42, step)). Differences from the
 thesis: jitter is M&V 2016's canvas jitter with T = t + 1 offsets (the thesis zero-padded and cropped); the VGG
 score uses tfrestore's VGG16 (relu1_1 … relu5_1) where the thesis used VGG19.
@@ -481,16 +483,25 @@ def legacy_c2_to_c1(s: common.Setup, *, image: str, layers, steps, prior_name, p
     return {"rows": rows}
 
 
-def train_prior(*, net: str, prior_name: str, steps: int | None, data: str | None, seed: int, resume: bool,
+def train_prior(*, net: str, prior_name: str, steps: int | None, data: str | None, seed: int, overwrite: bool,
                 progress: bool) -> dict:
-    """Train a catalogue prior into the store (no inversion, so no network is built unless its tap needs one)."""
-    _, summary = catalogue.train(prior_name, net, data=data, steps=steps, seed=seed, resume=resume,
+    """Train a catalogue prior into the store (no inversion, so no network is built unless its tap needs one). An
+    artifact of the same settings is reused (one line names it) unless ``overwrite``; an interrupted training of
+    them continues where it stopped."""
+    _, summary = catalogue.train(prior_name, net, data=data, steps=steps, seed=seed, overwrite=overwrite,
                                  progress=progress)
-    where = catalogue.folder(net, prior_name)
-    print(f"prior {prior_name} for {net}: {summary['steps']} steps in {summary['seconds']:.0f} s "
-          f"({summary['patches_per_s']:,.0f} patches/s), final train {summary['final'].get('train_loss', 0):.5g}, "
-          f"validation {summary['final'].get('val_loss', 0):.5g}; stored in {where} (filters.png)", flush=True)
+    if not summary["reused"]:
+        print(f"prior {prior_name} for {net}: {summary['steps']} steps in {summary['seconds']:.0f} s "
+              f"({summary['patches_per_s']:,.0f} patches/s), final train "
+              f"{summary['final'].get('train_loss', 0):.5g}, validation {summary['final'].get('val_loss', 0):.5g}; "
+              f"stored in {summary['path']} (filters.png)", flush=True)
     return summary
+
+
+def _overwrite_flag() -> bool:
+    """main.py's ``--overwrite``: it is one rule for every paper (``common.set_output_rule``), not a run() flag."""
+    rule = getattr(common, "_OUTPUT_RULE", None)
+    return bool(rule is not None and rule.overwrite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -517,17 +528,20 @@ DEFAULT_EXPERIMENT = "image_rec"
 def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, prior: str | None = None,
         layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto", out: str | None = None,
         logdir: str | None = None, steps: int | None = None, prior_steps: int | None = None, data: str | None = None,
-        seed: int = 0, resume: bool = False, jit_compile: bool = False, progress: bool = True) -> dict:
+        seed: int = 0, resume: bool = False, overwrite: bool = False, jit_compile: bool = False,
+        progress: bool = True) -> dict:
+    """``overwrite``: the ``train`` experiment trains its prior anew even when one of the same settings is stored
+    (replacing it once the new one is complete)."""
     if experiment not in EXPERIMENT_TABLE:
         raise ValueError(f"unknown experiment '{experiment}' for foe_priors; valid: {', '.join(EXPERIMENT_TABLE)}")
-    if net not in NETS:
-        raise ValueError(f"foe_priors runs on {' or '.join(NETS)}, not '{net}'")
     exp = EXPERIMENT_TABLE[experiment]
+    if net not in NETS and not (exp.trains and net == "digits"):       # the digits priors train here too
+        raise ValueError(f"foe_priors runs on {' or '.join(NETS)}, not '{net}'")
     prior_name = prior or exp.prior
     (catalogue.trained_entry if exp.trains else catalogue.entry)(prior_name)     # a clear error before any work
     if exp.trains:
         return exp.runner(net=net, prior_name=prior_name, steps=steps or prior_steps, data=data, seed=seed,
-                          resume=resume, progress=progress)
+                          overwrite=overwrite or _overwrite_flag(), progress=progress)   # an interruption resumes
     s = common.setup(paper="foe_priors", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
                      seed=seed)
     return exp.runner(s, image=image, layers=layers, steps=steps, prior_name=prior_name, prior_steps=prior_steps,

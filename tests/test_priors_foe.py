@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from reproductions import common
 from reproductions import foe_priors as F
-from tfrestore import nets, optim, param
+from tfrestore import nets, optim, param, store
 from tfrestore import objectives as O
 from tfrestore.engine import Optimization
 from tfrestore.priors import PatchPrior, PriorTerm, catalogue
@@ -130,7 +130,7 @@ def test_train_a_prior_then_invert_with_it(tmp_path, capsys, monkeypatch):
     summary = F.run(experiment="train", prior="full512", steps=40, out=str(tmp_path / "t"), progress=False)
     out = capsys.readouterr().out
     assert "patches/s" in out and "demonstration set" in out
-    stored = catalogue.folder("alexnet", "full512")
+    stored = catalogue.find("full512", "alexnet", steps=40).path
     for f in ("prior.json", "prior.h5", "patches.h5", "filters.png", "training.json"):
         assert (stored / f).exists(), f
     assert summary["steps"] == 40 and json.loads((stored / "training.json").read_text())["steps"] == 40
@@ -179,8 +179,8 @@ def _store_small(name: str, components: int, n_white: int) -> None:
     """A small untrained prior of the entry's kind, taps and channels, stored where catalogue.get finds it (the
     catalogue's feature-map priors are far too big to train in a test)."""
     e = catalogue.entry(name)
-    PatchPrior(dataclasses.replace(e.config, components=components, n_white=n_white), seed=1).save(
-        catalogue.folder("alexnet", name))
+    small = PatchPrior(dataclasses.replace(e.config, components=components, n_white=n_white), seed=1)
+    store.build(catalogue.key(name, "alexnet"), lambda work, out: small.save(out) and None)
 
 
 @pytest.mark.experiment("foe_priors", "featmap_inv")

@@ -1,10 +1,22 @@
 """The thesis' default priors (``utils/default_priors.py``, spec patch_priors §5.1 and §6) as data, trained on
-demand and stored under ``$TFRESTORE_HOME/priors/<net>/<name>/``:
+demand and kept in the artifact store (:mod:`tfrestore.store`) as ``Key("prior", "<net>/<name>", config)``, under
+``$TFRESTORE_HOME/prior/<net>/<name>/<digest>/``:
 
     prior.json, prior.h5     the prior (config, weights incl. normalisation and whitening)
-    patches.h5               raw training / validation patches, statistics and whitened sets (reused by retraining)
-    ckpt/, history.json      training checkpoints (``resume``) and the validation record
-    filters.png, training.json   the learned filters (unwhitened, by expert weight) and the training summary
+    patches.h5               raw training / validation patches, statistics and whitened sets
+    history.json             the validation record (one entry per log point)
+    training.json            the training summary; filters.png: the learned filters (unwhitened, by expert weight)
+    tb/                      TensorBoard logs;  manifest.json: config, files, sizes, SHA-256, the rebuild command
+
+The config holds what determines the prior: the entry's model and schedule, the training steps, the patch counts,
+the seed, the data ("embedded", or the ``--data`` folder's resolved path with a fingerprint of its file names,
+sizes and modification times) and, for feature-map priors, the network weights. So another ``--data`` or
+``--steps`` trains into its own artifact and never replaces one; the same settings train once (a second process
+waits for the first). An unfinished training keeps its checkpoints and patches in the key's ``.work`` folder and a
+rerun continues from there, even after ``kill -9``; the files appear together with the manifest, or not at all.
+
+``get`` / ``load`` without ``steps`` take the stored prior of that net, data and seed trained for any number of
+steps (the catalogue's own schedule first, else the newest) and say which; with ``steps`` exactly that one.
 
 Every mode the thesis defined is accepted (its assert rejected five of them: spec §9 item 6), ``tv_prior`` among
 them: total variation (β 2), a :class:`FixedEntry` with nothing to train — ``get`` gives a :class:`TVPrior` (an
@@ -16,12 +28,18 @@ thesis' 48,000.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
+from typing import Callable
 
-from .. import nets, weights
+import tensorflow as tf
+
+from .. import nets, store, weights
 from .model import PatchPrior, PriorConfig
-from .patches import extract, prepare, sources
+from .patches import checked_images, extract, prepare, sources
 from .train import PriorTrainer, TrainConfig, save_filter_grid
 from .tv import TVPrior
 
@@ -107,13 +125,13 @@ CATALOGUE: dict[str, Entry | FixedEntry] = {
 }
 
 
-def _image_sources(e: Entry, data: str | None) -> list:
+def _image_sources(e: Entry, data: str | None, size: int) -> list:
     if e.source == "digits":
         from ..classifier import digit_images
         train_x, _, _ = digit_images(data, "train")
         val_x, _, _ = digit_images(data, "val")
         return list(train_x) + list(val_x)          # extract() holds out the last 20 %: the validation digits
-    return sources(data)
+    return checked_images(sources(data), size, folder=data) if data else sources(None)
 
 
 def entry(name: str) -> Entry | FixedEntry:
@@ -131,56 +149,198 @@ def trained_entry(name: str) -> Entry:
     return e
 
 
-def folder(net: str, name: str) -> Path:
-    return weights.home() / "priors" / net / name
+# ---- what determines a prior: its store key ----------------------------------------------------------------------
+
+_LENGTH = ("steps", "training", "patches")        # how long / on how much it trained: free when steps is not given
 
 
-def load(name: str, net: str) -> PatchPrior | TVPrior | None:
-    """The stored prior (a fixed one is built), or None when it has not been trained yet."""
+def _stamp(paths: list[Path]) -> str:
+    """16 hex digits over the files' names, sizes and modification times (cheap: nothing is read)."""
+    h = hashlib.sha256()
+    for p in sorted(paths):
+        st = p.stat()
+        h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def data_config(data: str | None, source: str = "photos") -> str | dict:
+    """``"embedded"``, or the ``--data`` folder (or file) as its resolved path, file count and :func:`_stamp`."""
+    if data is None:
+        return "embedded"
+    path = Path(data).expanduser().resolve()
+    if not path.exists():
+        raise FileNotFoundError(f"--data {data}: no such folder")
+    if source == "photos" and not path.is_dir():
+        raise ValueError(f"--data {data} is a file; give a folder of images")
+    files = [p for p in path.iterdir() if p.is_file()] if path.is_dir() else [path]
+    return {"path": str(path), "files": len(files), "fingerprint": _stamp(files)}
+
+
+def _net_weights(net: str) -> str | dict:
+    """The weights a feature-map prior's patches come from: the stored file's stamp, or seeded random ones."""
+    path = weights.weight_path(net)
+    return {"path": str(path), "fingerprint": _stamp([path])} if path.exists() else "random (seed 0)"
+
+
+def _schedule(e: Entry, steps: int | None) -> TrainConfig:
+    return e.training if steps is None else e.training.scaled(steps)
+
+
+def key(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
+        patches: int | None = None) -> store.Key:
+    """The store key of a catalogue prior trained on ``data`` (None: the embedded set) for ``steps`` (None: the
+    catalogue's schedule) from ``seed`` on ``patches`` training patches (None: the entry's count)."""
+    e = trained_entry(name)
+    tc = _schedule(e, steps)
+    config = {"prior": e.config.to_json(), "tap": e.tap, "source": e.source, "steps": tc.steps,
+              "training": dataclasses.asdict(tc), "patches": patches or e.patches, "val_patches": e.val_patches,
+              "seed": seed, "data": data_config(data, e.source)}
+    if e.tap != "image":
+        config["weights"] = _net_weights(net)
+    return store.Key("prior", f"{net}/{name}", json.loads(json.dumps(config)))     # tuples as the manifest's lists
+
+
+def command(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0) -> str:
+    """The command line that trains this prior (quoted in messages and the manifest)."""
+    return (f"python main.py --paper=foe_priors --experiment=train --prior={name} --net={net}"
+            + (f" --steps={steps}" if steps else "") + (f" --data={data}" if data else "")
+            + (f" --seed={seed}" if seed else ""))
+
+
+def find(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
+         patches: int | None = None) -> store.Artifact | None:
+    """The stored, verified artifact of this prior, or None. With ``steps`` (or ``patches``) given, exactly that
+    training; without, any length on the same data, seed and weights — the catalogue's own schedule first, else
+    the newest. A damaged one raises :class:`~tfrestore.store.ArtifactError`."""
+    want = key(name, net, data=data, steps=steps, seed=seed, patches=patches)
+    exact = store.load(want)
+    if exact is not None or steps is not None or patches is not None:
+        return exact
+    loose = {k: v for k, v in want.config.items() if k not in _LENGTH}
+    for k in store.find("prior", want.name):                             # newest first
+        if {a: b for a, b in k.config.items() if a not in _LENGTH} == loose:
+            return store.verify(k)
+    return None
+
+
+def _describe(art: store.Artifact, e: Entry) -> str:
+    steps = art.key.config["steps"]
+    length = f"{steps:,} steps" + ("" if steps == e.training.steps else f", not the catalogue's {e.training.steps:,}")
+    return f"{art.path} ({length}, {art.manifest.get('created', '')})"
+
+
+_OLD_LAYOUT_SAID: set[Path] = set()
+
+
+def _mention_old_layout(say: Callable[[str], None]) -> None:
+    """Once per store: priors of the layout before the artifact store are not used (they record neither their
+    data nor their steps); say how to free their space."""
+    old = store.home() / "priors"
+    if old.is_dir() and old not in _OLD_LAYOUT_SAID:
+        _OLD_LAYOUT_SAID.add(old)
+        say(f"note: {old} holds priors of an earlier layout that records neither data nor steps; they are not "
+            f"used (remove the folder to free its space)")
+
+
+# ---- training, loading ---------------------------------------------------------------------------------------------
+
+def load(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
+         patches: int | None = None) -> PatchPrior | TVPrior | None:
+    """The stored prior (see :func:`find`; a fixed one is built), or None when it has not been trained yet."""
     e = entry(name)
     if isinstance(e, FixedEntry):
         return e.build()
-    f = folder(net, name)
-    return PatchPrior.load(f) if (f / "prior.json").exists() else None
+    art = find(name, net, data=data, steps=steps, seed=seed, patches=patches)
+    return None if art is None else PatchPrior.load(art.path)
 
 
 def train(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
-          resume: bool = True, progress: bool = True, logdir: str | Path | None = None, strategy=None,
-          out: Path | None = None, patches: int | None = None) -> tuple[PatchPrior, dict]:
-    """Extract patches (once), fit normalisation and whitening (once), train by score matching, save."""
+          progress: bool = True, logdir: str | Path | None = None, strategy=None, patches: int | None = None,
+          overwrite: bool = False, say: Callable[[str], None] = print) -> tuple[PatchPrior, dict]:
+    """The prior trained with these settings: the stored artifact if there is one (said in one line; ``overwrite``
+    trains it again and replaces it only when done), else extracted, whitened, trained by score matching and
+    stored — continuing an interrupted training of the same settings. Returns (prior, training summary)."""
     e = trained_entry(name)
-    out = Path(out or folder(net, name))
-    out.mkdir(parents=True, exist_ok=True)
+    k = key(name, net, data=data, steps=steps, seed=seed, patches=patches)
+    cmd = command(name, net, data=data, steps=steps, seed=seed)
+    _mention_old_layout(say)
+    built = []
+
+    def make(work: Path, out: Path) -> dict:
+        built.append(True)
+        return _train_into(name, net, e, k, work, out, data=data, seed=seed, patches=patches or e.patches,
+                           progress=progress, logdir=logdir, strategy=strategy, say=say)
+    try:
+        art = store.build(k, make, command=cmd, overwrite=overwrite, say=say)
+    except KeyboardInterrupt as err:          # SIGINT / SIGTERM: the Loop checkpointed into the key's .work
+        raise KeyboardInterrupt(f"{err}; rerun `{cmd}` to continue from there") from None
+    if not built:
+        say(f"prior {name} for {net}: using the stored {_describe(art, e)}; `{cmd} --overwrite` trains it anew")
+    summary = json.loads(art.file("training.json").read_text())
+    return PatchPrior.load(art.path), {**summary, "path": str(art.path), "reused": not built}
+
+
+def _train_into(name: str, net: str, e: Entry, k: store.Key, work: Path, out: Path, *, data, seed, patches,
+                progress, logdir, strategy, say) -> dict:
+    """store.build's ``make``: patches and checkpoints in ``work`` (kept over interruptions), the artifact's
+    files in ``out``."""
     tap = None if e.tap == "image" else e.tap
-    patch_file = out / "patches.h5"
+    patch_file = work / "patches.h5"
+    if not patch_file.exists() and (k.path / "patches.h5").exists():
+        try:                                        # --overwrite: the same settings extract the same patches
+            shutil.copy2(store.verify(k).file("patches.h5"), patch_file)
+        except store.ArtifactError:                 # a damaged artifact's patches are not trusted
+            pass
     model = nets.build(net, weights="auto") if tap else None
     if not patch_file.exists():
-        count = patches or e.patches
-        print(f"extracting {count:,} + {e.val_patches:,} {e.config.patch}×{e.config.patch} patches of "
-              f"{e.tap} ({'--data ' + data if data else 'the embedded ' + ('digits' if e.source == 'digits' else 'sample photos') + ': a demonstration set'})",
-              flush=True)
-        extract(patch_file, image_sources=_image_sources(e, data), patch=e.config.patch, count=count,
+        size = nets.input_size(net)
+        where = ("--data " + data) if data else \
+            "the embedded " + ("digits" if e.source == "digits" else "sample photos") + ": a demonstration set"
+        say(f"extracting {patches:,} + {e.val_patches:,} {e.config.patch}×{e.config.patch} patches of {e.tap} "
+            f"({where})")
+        extract(patch_file, image_sources=_image_sources(e, data, size), patch=e.config.patch, count=patches,
                 val_count=e.val_patches, net=net, tap=nets.resolve_layer(net, tap) if tap else None, model=model,
                 seed=seed)
     prepared = prepare(patch_file, e.config)
-    tc = e.training if steps is None else e.training.scaled(steps)
+    tc = e.training.scaled(k.config["steps"]) if k.config["steps"] != e.training.steps else e.training
     trainer = PriorTrainer(e.config, prepared, tc, strategy=strategy, seed=seed)
-    summary = trainer.run(out, logdir=logdir or out / "tb", resume=resume, progress=progress)
+    ckpt = work / "ckpt"
+    loop = trainer.loop(ckpt, logdir=logdir or work / "tb", resume=tf.train.latest_checkpoint(str(ckpt)) is not None,
+                        progress=progress)
+    run = loop.run()
     trainer.prior.save(out)
     if e.config.kind != "channelwise":
         save_filter_grid(trainer.prior, out / "filters.png", f"{name} on {net}")
-    summary = {**summary, "prior": name, "net": net, "tap": e.tap, "data": data or "embedded sample photos",
+    (out / "history.json").write_text(json.dumps(run.history, indent=1))
+    summary = {"steps": run.steps, "seconds": run.seconds_total, "stopped": run.stopped,
+               "final": run.history[-1] if run.history else {},
+               "patches_per_s": run.steps_run * tc.batch / max(run.seconds, 1e-9), "prior": name, "net": net,
+               "tap": e.tap, "data": data or "embedded " + ("digits" if e.source == "digits" else "sample photos"),
                "weights": nets.weights_source(model) if model is not None else "n/a (image prior)",
-               "config": e.config.to_json(), "training": {**dataclasses.asdict(tc)}}
+               "config": e.config.to_json(), "training": dataclasses.asdict(tc)}
     (out / "training.json").write_text(json.dumps(summary, indent=1, default=str))
-    return trainer.prior, summary
+    if logdir is None and (work / "tb").is_dir():
+        shutil.move(str(work / "tb"), str(out / "tb"))
+    try:                                            # the patches travel with the prior (no copy when possible)
+        os.link(patch_file, out / "patches.h5")
+    except OSError:
+        shutil.copy2(patch_file, out / "patches.h5")
+    return {"steps": run.steps, "stopped": run.stopped, "val_loss": summary["final"].get("val_loss"),
+            "data": summary["data"]}
 
 
-def get(name: str, net: str, *, data: str | None = None, steps: int | None = None,
-        seed: int = 0) -> PatchPrior | TVPrior:
-    """The stored prior, trained first if it is not there yet (``tv_prior``: a :class:`TVPrior`)."""
-    prior = load(name, net)
-    if prior is None:
-        print(f"prior '{name}' for {net} not found in {folder(net, name)}: training it now", flush=True)
-        prior, _ = train(name, net, data=data, steps=steps, seed=seed)
+def get(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
+        say: Callable[[str], None] = print) -> PatchPrior | TVPrior:
+    """The stored prior (see :func:`find`; said in one line naming it), trained first if there is none
+    (``tv_prior``: a :class:`TVPrior`)."""
+    e = entry(name)
+    if isinstance(e, FixedEntry):
+        return e.build()
+    art = find(name, net, data=data, steps=steps, seed=seed)
+    if art is not None:
+        say(f"prior {name} for {net}: {_describe(art, e)}")
+        return PatchPrior.load(art.path)
+    say(f"prior '{name}' for {net} is not stored yet (data: {data or 'embedded'}, "
+        f"{steps or e.training.steps:,} steps): training it now")
+    prior, _ = train(name, net, data=data, steps=steps, seed=seed, say=say)
     return prior

@@ -33,6 +33,39 @@ def sources(folder: str | None = None) -> list[str]:
     return [str(p) for p in data.image_folder(folder)] if folder else data.sample_image_names()
 
 
+def checked_images(paths: Sequence[str], size: int, *, folder: str, say=print) -> list[str]:
+    """The readable images of ``paths`` (files of an image folder), reading only each file's header; one line
+    for the unreadable ones (skipped) and one for those smaller than ``size`` × ``size`` (extraction resizes every
+    image to that, so these are enlarged and their patches partly interpolation). None readable: ValueError."""
+    from PIL import Image
+    readable, bad, small = [], [], 0
+    for p in paths:
+        try:
+            if p.endswith(".npy"):
+                h, w = np.load(p, mmap_mode="r").shape[:2]
+            else:
+                with Image.open(p) as im:
+                    w, h = im.size
+        except Exception as e:               # PIL's and numpy's errors on a damaged or foreign file
+            try:                             # what PIL cannot open, the loader (imageio) still may
+                h, w = data.load_image(p).shape[:2]
+            except (ValueError, OSError):
+                bad.append((Path(p).name, type(e).__name__))
+                continue
+        readable.append(p)
+        small += h < size or w < size
+    if not readable:
+        raise ValueError(f"--data {folder}: none of its {len(paths)} image files can be read (e.g. {bad[0][0]}: "
+                         f"{bad[0][1]}); give a folder of PNG, JPEG, BMP, TIFF, GIF or WebP images")
+    if bad:
+        say(f"warning: --data {folder}: {len(bad)} of {len(paths)} image files cannot be read and are skipped "
+            f"(e.g. {bad[0][0]})")
+    if small:
+        say(f"warning: --data {folder}: {small} of {len(readable)} images are smaller than {size}×{size}; they are "
+            f"enlarged to {size}×{size}, so their patches are partly interpolation")
+    return readable
+
+
 def _maps(image_sources: Sequence[str], size: int, net: str | None, tap: str | None, model, batch: int):
     """Yield (index, map [H, W, C] float32) per image, loading and resizing through tf.data (arrays given as
     sources are used as they are: RGB 0–255 images, e.g. the digits)."""

@@ -158,19 +158,21 @@ class PriorTrainer:
         self._block_steps = stop - done
 
     def measure(self) -> Measurement:
-        """loss: [1] the validation loss; scalars: train_loss (the block's mean), val_loss, lr (of the last step),
-        patches_per_s (this invocation). ``stop`` when the validation loss rose ``overfit_patience`` times in a
-        row and ``stop_on_overfit`` is set."""
+        """loss: [1] the block's mean training loss (the Loop's convention for trainings, so progress lines read
+        "loss … val …"); scalars: train_loss (the same), val_loss (held-out score-matching loss), lr (of the last
+        step), patches_per_s (this invocation). ``stop`` when the validation loss rose ``overfit_patience`` times
+        in a row and ``stop_on_overfit`` is set."""
         tc, point = self.train_cfg, self.steps_done
         val = self.validation_loss()
         rose = val > float(self._last_val.numpy())
         self._increases.assign(self._increases + 1 if rose else 0)
         self._last_val.assign(val)
         rate = (point - self._start) * tc.batch / max(time.perf_counter() - self._t0, 1e-9)
-        scalars = {"train_loss": float(self._loss_sum.numpy()) / max(self._block_steps, 1), "val_loss": val,
-                   "lr": float(self._lr[point - 1]), "patches_per_s": rate}
+        train_loss = float(self._loss_sum.numpy()) / max(self._block_steps, 1)
+        scalars = {"train_loss": train_loss, "val_loss": val, "lr": float(self._lr[point - 1]),
+                   "patches_per_s": rate}
         overfit = tc.stop_on_overfit and int(self._increases.numpy()) >= tc.overfit_patience
-        return Measurement(loss=np.array([val]), scalars=scalars,
+        return Measurement(loss=np.array([train_loss]), scalars=scalars,
                            stop=f"validation loss rose {tc.overfit_patience} times in a row" if overfit else None)
 
     def describe(self) -> dict:
