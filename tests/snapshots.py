@@ -66,6 +66,18 @@ def fingerprint(folder: Path) -> dict[str, str]:
     return out
 
 
+def _comparable(files: dict[str, str]) -> dict[str, str]:
+    """Outputs by path; stored artifacts by file name and content only (a refactoring may move the store's
+    layout — e.g. ``priors/<net>/<name>/`` to ``prior/<net>/<name>/<digest>/`` — without changing a bit)."""
+    out = {k: v for k, v in files.items() if not k.startswith("home/")}
+    names: dict[str, list[str]] = {}
+    for k, v in files.items():
+        if k.startswith("home/"):
+            names.setdefault(k.rsplit("/", 1)[-1], []).append(v)
+    out.update({f"home/*/{n}": ",".join(sorted(v)) for n, v in names.items()})
+    return out
+
+
 def run(name: str, args: list[str]) -> dict:
     work = BASE / name
     shutil.rmtree(work, ignore_errors=True)
@@ -99,7 +111,7 @@ def main() -> int:
     before = json.loads(Path(a.compare).read_text())
     differ = 0
     for name in names:
-        old, new = before.get(name, {}).get("files", {}), results[name]["files"]
+        old, new = (_comparable(before.get(name, {}).get("files", {})), _comparable(results[name]["files"]))
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         differ += bool(changed)
         print(f"{name:<18} {'identical' if not changed else 'DIFFERS: ' + ', '.join(changed[:8])}")
