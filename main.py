@@ -92,32 +92,6 @@ def _given_flags() -> list[str]:
     return [name for name in _CONFIG_FLAGS if FLAGS[name].present]
 
 
-_NATIVE_NOISE = ("cudart_stub.cc", "absl::InitializeLog", "cuInit", "cuda_platform.cc", "cpu_feature_guard.cc",
-                 "rebuild TensorFlow with the appropriate compiler flags", "Could not find cuda drivers",
-                 "oneDNN custom operations are on")
-
-
-def _start_tensorflow_quietly() -> None:
-    """Import TensorFlow and initialise its devices with the C++ start-up notices filtered out of stderr (they
-    bypass TF_CPP_MIN_LOG_LEVEL on CPU-only machines: "Could not find cuda drivers", "failed call to cuInit");
-    any other line written meanwhile is passed on."""
-    import tempfile
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as buf:
-        os.dup2(buf.fileno(), 2)
-        try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            buf.seek(0)
-            for line in buf.read().decode(errors="replace").splitlines(keepends=True):
-                if not any(n in line for n in _NATIVE_NOISE):
-                    sys.stderr.write(line)
-
-
 def _warning_text(message, category, filename, lineno, line=None) -> str:
     """A warning as its own text (``warning: …``, or a banner as it is), without Python's ``file:line: Category:``
     prefix and the echoed source line, which mean nothing to a user (--verbose keeps Python's format)."""
@@ -135,8 +109,8 @@ def main(argv) -> int:
               file=sys.stderr)
         return 2
     if not FLAGS.verbose:
-        _start_tensorflow_quietly()
-    if not FLAGS.verbose:
+        from tfrestore import quiet
+        quiet.start_tensorflow()        # without the C++ start-up notices (tfrestore.quiet)
         warnings.formatwarning = _warning_text
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)      # e.g. the checkpoint saver's "Sharding callback"

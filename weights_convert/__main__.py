@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import ConversionError  # noqa: E402
 from .architecture import ALLOW_FLAG, MAGNITUDE_LIMITS  # noqa: E402
@@ -44,7 +44,8 @@ def _args(argv):
         s.add_argument(ALLOW_FLAG, action="store_true", help=_ALLOW_HELP)
         s.add_argument("--width", type=float, default=1.0, help=argparse.SUPPRESS)   # slim test nets
         s.add_argument("--quiet", action="store_true", help="no progress bar")
-        s.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
+        s.add_argument("--debug", action="store_true",
+                       help="show the traceback of an unexpected error, and TensorFlow's start-up notices")
     return p.parse_args(argv)
 
 
@@ -107,6 +108,9 @@ def _memory_peak() -> float:
 def main(argv=None) -> int:
     """Exit codes: 0 converted (and verified), 1 converted but --verify found a difference or could not run the
     original, 2 the file cannot be converted (one ``error:`` line; nothing written)."""
+    if "--debug" not in (sys.argv[1:] if argv is None else argv):
+        from tfrestore import quiet
+        quiet.start_tensorflow()        # before _args (its --net choices import the nets); --debug keeps them
     a = _args(argv)
     try:
         return _run(a)

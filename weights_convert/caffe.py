@@ -160,8 +160,10 @@ def layers_of(net, path: str, with_blobs: bool = True, converted: list | None = 
     return out, fmt
 
 
-def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None = None, desc: str = "reading"):
-    """Yield the layers of a binary caffemodel one at a time (blobs as float32 numpy arrays, stored layout).
+def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None = None, desc: str = "reading",
+                    leave: bool = True):
+    """Yield the layers of a binary caffemodel one at a time (blobs as float32 numpy arrays, stored layout);
+    ``leave=False``: the progress bar is erased when done (a first pass, followed by the second's bar).
 
     The file is read sequentially, one top-level field at a time; a layer's protobuf message is dropped as soon as
     its blobs are numpy arrays. ``info`` (if given) receives "format" (V2 / V1 / V0), "name" and "converted"
@@ -177,7 +179,8 @@ def iter_caffemodel(path: str | Path, progress: bool = True, info: dict | None =
     header, count, last, start = NetParameter(), 0, None, 0
     after = lambda: f"after layer '{last}'" if last else "before the first layer"
     with open(path, "rb") as f, \
-            tqdm(total=size, unit="B", unit_scale=True, desc=f"{desc} {path.name}", disable=not progress) as bar:
+            tqdm(total=size, unit="B", unit_scale=True, desc=f"{desc} {path.name}", disable=not progress,
+                 leave=leave) as bar:
         try:
             for field, start, prefix, box in fields(f, size):
                 payload = box.pop()
@@ -268,7 +271,7 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
         _check_structure(arch, seen, caffemodel)
     if sink is not None:
         params = {l.name: l.params for l in structure or seen}
-        for cl in iter_caffemodel(caffemodel, progress, {}, desc="converting"):
+        for cl in iter_caffemodel(caffemodel, progress, {}, desc="2/2 converting"):
             if cl.blobs and cl.name in arch.by_name:
                 sink(cl.name, _map_layer(model.get_layer(cl.name), cl, params[cl.name], caffemodel))
             cl.blobs = []
@@ -284,7 +287,8 @@ def _validate(model, arch: Architecture, caffemodel: Path, structure, *, keep: b
     kinds = {l.name: l.type for l in structure} if structure is not None else None
     weighted = {s.name for s in arch.layers if s.kind in ("conv", "fc")}
     arrays, seen, names, info = {}, [], set(), {}
-    for cl in iter_caffemodel(caffemodel, progress, info, desc="checking"):
+    passes = "1/1 checking" if keep else "1/2 checking"     # with a sink a converting pass follows
+    for cl in iter_caffemodel(caffemodel, progress, info, desc=passes, leave=keep):
         if cl.name in names:
             raise ConversionError(f"{caffemodel}: two layers are named '{cl.name}'; layer names must be unique")
         names.add(cl.name)
