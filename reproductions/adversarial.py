@@ -179,8 +179,9 @@ def make_pairs(clf: A.Classifier, setting: NetSetting, net: str, folder: str | N
     have = A.load_examples(where)
     todo = [i for i, s in enumerate(stems) if s not in have]
     if todo:
-        print(f"{attack_name} ({attack_setting.describe()}): attacking {len(todo)} images (the others are reused "
-              f"from {where})", flush=True)
+        reused = len(stems) - len(todo)     # none on a first run: say so only when some are
+        print(f"{attack_name} ({attack_setting.describe()}): attacking {len(todo)} images"
+              + (f" ({reused} made before are reused from {where})" if reused else f"; kept in {where}"), flush=True)
         t0 = time.perf_counter()
         for at in range(0, len(todo), 50):
             idx = todo[at:at + 50]

@@ -138,10 +138,12 @@ def conditions(problem: Problem) -> list[str]:
 
 
 def optimise(problem: Problem | Sequence[Problem], s: Setup, *, image_rgb: np.ndarray, config: dict, title: str,
-             log_every: int, resume: bool = False, jit_compile: bool = False, progress: bool = True) -> dict:
+             log_every: int, resume: bool = False, jit_compile: bool = False, progress: bool = True,
+             has_target: bool = True) -> dict:
     """Optimise a reproduction's problem as one batched run — or several batches (a list of problems, e.g. one
     per layer group) one after another, each in its own graph with its checkpoints in ``out/graph<k>`` — then
-    print one table and write one set of outputs."""
+    print one table and write one set of outputs. ``has_target=False`` (activation maximisation): the figure
+    shows no "original" panel and no feature error, which mean nothing without a target image."""
     parts = [problem] if isinstance(problem, Problem) else list(problem)
     whole = parts[0] if len(parts) == 1 else _merged(parts)
     config = {**config, **whole.settings, "layers": whole.layers, "steps": whole.total_steps,
@@ -164,7 +166,7 @@ def optimise(problem: Problem | Sequence[Problem], s: Setup, *, image_rgb: np.nd
     summary = summarise(rows, conditions(whole))
     text = table(rows, whole.labels, s.net, s.weights, summary=summary)
     print(text, flush=True)
-    originals = np.repeat(image_rgb[None], len(whole.labels), 0)
+    originals = np.repeat(image_rgb[None], len(whole.labels), 0) if has_target else None
     title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
     write_outputs(s.out, result, whole.labels, originals, nets.mean_rgb(s.net), rows, config, title, text,
                   summary=summary)

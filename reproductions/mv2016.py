@@ -380,4 +380,5 @@ def run(*, net: str = "alexnet", layers: list[str] | None = None, image: str = "
     jitter = {k: p.settings[k] for k in ("jitter_T", "jitter_t") if k in p.settings}
     print(f"{variant}: jitter {jitter}, {p.schedule}", flush=True)
     return common.optimise(p, s, image_rgb=img, config=config, title=f"M&V 2016 {experiment} — {net}",
-                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)
+                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress,
+                           has_target=experiment != "maximization")

@@ -37,24 +37,34 @@ def test_flag_mistakes_are_one_line_and_exit_2_before_tensorflow_starts(args, wo
     assert r.stdout == ""
 
 
-def test_a_finished_or_interrupted_run_is_never_overwritten_without_a_word(tmp_path):
+def test_a_finished_or_interrupted_run_is_never_overwritten_without_a_word(tmp_path, capfd):
     """Issue 25 item 2: a rerun into a folder holding a finished run (metrics.json) or an interrupted one (ckpt/)
     is refused with one line naming --out= and --overwrite, and nothing in the folder changes; --overwrite and
-    --resume together are refused too."""
+    --resume together are refused too. The finished case through a subprocess, the others through main.main()."""
     finished, interrupted = tmp_path / "finished", tmp_path / "interrupted"
     (interrupted / "ckpt").mkdir(parents=True)
     finished.mkdir()
     (finished / "metrics.json").write_text('{"mine": 1}')
     (finished / "figure.png").write_bytes(b"my figure")
-    for folder, words in ((finished, "finished run"), (interrupted, "--resume")):
-        r = main_py("--paper=mv2015", "--layers=conv1", "--steps=2", f"--out={folder}", timeout=120)
-        line = one_error_line(r)
-        assert words in line and "--out=" in line and "--overwrite" in line, line
+    r = main_py("--paper=mv2015", "--layers=conv1", "--steps=2", f"--out={finished}", timeout=120)
+    line = one_error_line(r)
+    assert "finished run" in line and "--out=" in line and "--overwrite" in line, line
     assert (finished / "metrics.json").read_text() == '{"mine": 1}'
     assert (finished / "figure.png").read_bytes() == b"my figure"
     assert sorted(p.name for p in finished.iterdir()) == ["figure.png", "metrics.json"]
-    r = main_py("--paper=mv2015", "--overwrite", "--resume", f"--out={finished}", timeout=120)
-    assert "give one of them" in one_error_line(r)
+    sys.path.insert(0, str(ROOT))
+    import main
+    for args, words in (([f"--out={interrupted}"], ("interrupted run", "--resume", "--overwrite", "--out=")),
+                        ([f"--out={finished}", "--overwrite", "--resume"], ("give one of them",))):
+        main.FLAGS.unparse_flags()
+        main.FLAGS(["main.py", "--paper=mv2015", "--layers=conv1", "--steps=2", *args])
+        try:
+            code, err = main.main(["main.py"]), capfd.readouterr().err
+        finally:
+            main.FLAGS.unparse_flags()
+        lines = [l for l in err.splitlines() if l.strip()]
+        assert code == 2 and len(lines) == 1 and all(w in lines[0] for w in words), (code, err)
+    assert sorted(p.name for p in interrupted.iterdir()) == ["ckpt"] and not any((interrupted / "ckpt").iterdir())
 
 
 def test_every_paper_claims_its_output_folder_before_any_work(tmp_path):
@@ -142,3 +152,55 @@ def test_dip_says_what_it_did_to_a_mask_or_observation_of_another_size(tmp_path,
     line, = capsys.readouterr().out.splitlines()
     assert y.shape == (1, 16, 16, 3) and "30×40" in line and "resized to that" in line
     np.testing.assert_allclose(y, 200 / 255.0, atol=1e-6)
+
+
+def test_a_run_prints_only_its_own_progress_and_results(tmp_path):
+    """Issue 25 items 8, 9: a tiny mv2015 run writes nothing to stderr (no C++ start-up notice, no Python warning
+    with its source line), names its random weights once, and reports seconds_total = seconds for a run never
+    resumed."""
+    import json
+    out = tmp_path / "o"
+    r = main_py("--paper=mv2015", "--layers=conv1", "--steps=2", f"--out={out}", env_home=tmp_path / "home",
+                timeout=180)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-1500:]
+    assert r.stdout.count("SEEDED RANDOM") == 1 and "Warning" not in r.stdout and "I0000" not in r.stdout
+    first = json.loads((out / "metrics.json").read_text())
+    assert first["seconds_total"] == first["seconds"] > 0
+
+
+def test_weights_convert_prints_its_result_line_only(tmp_path):
+    """Issue 25 item 8: the converter printed 7 lines (TensorFlow's C++ notices, cuInit, two progress bars); with
+    --quiet now one result line on stdout and nothing on stderr."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import caffe_files
+    proto, model, _ = caffe_files.write(tmp_path, caffe_files.alexnet_layers(width=1 / 16), 227)
+    r = subprocess.run([sys.executable, "-m", "weights_convert", "caffe", "--net=alexnet", f"--caffemodel={model}",
+                        f"--prototxt={proto}", "--width=0.0625", f"--out={tmp_path / 'a.weights.h5'}", "--quiet"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-1500:]
+    assert len(r.stdout.splitlines()) == 1 and r.stdout.startswith("converted "), r.stdout
+
+
+def test_an_unknown_layer_is_a_short_line_with_the_nearest_names():
+    """Issue 25 item 9: the unknown-layer error listed every tap and alias (about 1,500 characters on ResNet-18);
+    now the nearest names and a pointer to --list."""
+    from tfrestore import nets
+    with pytest.raises(ValueError) as e:
+        nets.resolve_layer("resnet18", "layer9")
+    text = str(e.value)
+    assert len(text) < 200 and "did you mean layer4" in text and "python main.py --list" in text, text
+    with pytest.raises(ValueError, match="its layers include conv1, relu1"):
+        nets.resolve_layer("alexnet", "zzz")
+
+
+def test_the_maximisation_figure_has_no_original_and_no_error(tmp_path, monkeypatch):
+    """Issue 25 item 9: activation maximisation has no target image; its figure showed an "original" panel and an
+    "err" caption that meant nothing there (an inversion keeps both)."""
+    from reproductions import mv2016
+    from tfrestore import report
+    seen = []
+    monkeypatch.setattr(report, "figure", lambda path, panels, *a, **k: seen.append([c for _, c in panels]))
+    mv2016.run(experiment="maximization", layers=["conv1"], units=[0], steps=2, weights="random", progress=False,
+               out=str(tmp_path / "max"))
+    captions, = seen
+    assert captions and "original" not in captions and not any("err" in c for c in captions), captions

@@ -150,11 +150,13 @@ def table(rows: list[dict], labels: Sequence[str], net: str = "", weights: str =
     return text + f"\ntop-1 label kept over the run: {share}"
 
 
-def write_outputs(out: str | Path, result: Result, labels: Sequence[str], originals_rgb: np.ndarray,
+def write_outputs(out: str | Path, result: Result, labels: Sequence[str], originals_rgb: np.ndarray | None,
                   mean_rgb: np.ndarray, rows: list[dict], config: dict, title: str, table_text: str = "",
                   summary: dict | None = None) -> Path:
     """Reconstructions (stretched and clipped PNG, raw .npy), the saved iterate, a figure grid, metrics.json
-    (with the run's :func:`summarise` summary under ``"summary"`` when given)."""
+    (with the run's :func:`summarise` summary under ``"summary"`` when given). ``originals_rgb=None``: the
+    problems have no target image (activation maximisation), so the figure shows neither an "original" panel
+    nor a feature error."""
     rgb = result.images + mean_rgb                   # RGB 0–255, unclipped
     pngs = {}
     for i, lab in enumerate(labels):
@@ -163,10 +165,12 @@ def write_outputs(out: str | Path, result: Result, labels: Sequence[str], origin
     arrays = {"reconstructions": rgb.astype(np.float32)}
     if result.saved_iterate is not None:
         arrays["saved_iterate"] = (result.saved_iterate + mean_rgb).astype(np.float32)
-    originals = np.unique(np.asarray(originals_rgb).reshape(len(originals_rgb), -1), axis=0)
-    panels = [(o.reshape(rgb.shape[1:]) / 255.0, "original") for o in originals]
-    panels += [(report.stretch(rgb[i]), f"{labels[i]}\nerr {rows[i]['rel_sq_feature_error']:.3g}")
-               for i in range(len(rgb))]
+    panels = []
+    if originals_rgb is not None:
+        originals = np.unique(np.asarray(originals_rgb).reshape(len(originals_rgb), -1), axis=0)
+        panels = [(o.reshape(rgb.shape[1:]) / 255.0, "original") for o in originals]
+    panels += [(report.stretch(rgb[i]), labels[i] if originals_rgb is None else
+                f"{labels[i]}\nerr {rows[i]['rel_sq_feature_error']:.3g}") for i in range(len(rgb))]
     payload = {"config": config, "steps": result.steps, "seconds": result.seconds,
                "seconds_total": result.seconds_total, "interrupted": result.interrupted,
                "seconds_per_step": result.seconds_per_step, "saved_iterate_step": result.saved_step,

@@ -97,8 +97,18 @@ def resolve_layer(name_or_model: str | keras.Model, layer: str) -> str:
     al = aliases(net) if net in REGISTRY else {}
     if layer in al:
         return al[layer]
-    raise ValueError(f"unknown layer '{layer}' for net '{net}'. Valid layers: {', '.join(taps)}"
-                     + (f". Aliases: {', '.join(al)}" if al else ""))
+    raise ValueError(_unknown_layer(net, layer, taps, al))
+
+
+def _unknown_layer(net: str, layer: str, taps: list[str], al: dict) -> str:
+    """One short line: the nearest names, a few main layers and where the full list is (listing every tap and
+    alias ran to 1,500 characters on ResNet-18)."""
+    import difflib
+    near = difflib.get_close_matches(layer, list(taps) + list(al), n=3, cutoff=0.6)
+    main = figure_layers(net) if net in REGISTRY else list(taps)
+    hint = f"did you mean {' or '.join(near)}?" if near else f"its layers include {', '.join(main[:10])}, …;"
+    return (f"unknown layer '{layer}' for net '{net}'; {hint} `python main.py --list` names all {len(taps)} "
+            f"layers{' and their aliases' if al else ''}")
 
 
 def feature_extractor(model: keras.Model, layers: Sequence[str] | str) -> keras.Model:
