@@ -242,6 +242,10 @@ def _mention_old_layout(say: Callable[[str], None]) -> None:
             f"used (remove the folder to free its space)")
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)                 # in order with the progress lines, also into a file or a pipe
+
+
 # ---- training, loading ---------------------------------------------------------------------------------------------
 
 def load(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
@@ -256,7 +260,7 @@ def load(name: str, net: str, *, data: str | None = None, steps: int | None = No
 
 def train(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
           progress: bool = True, logdir: str | Path | None = None, strategy=None, patches: int | None = None,
-          overwrite: bool = False, say: Callable[[str], None] = print) -> tuple[PatchPrior, dict]:
+          overwrite: bool = False, say: Callable[[str], None] = _say) -> tuple[PatchPrior, dict]:
     """The prior trained with these settings: the stored artifact if there is one (said in one line; ``overwrite``
     trains it again and replaces it only when done), else extracted, whitened, trained by score matching and
     stored — continuing an interrupted training of the same settings. Returns (prior, training summary)."""
@@ -330,7 +334,7 @@ def _train_into(name: str, net: str, e: Entry, k: store.Key, work: Path, out: Pa
 
 
 def get(name: str, net: str, *, data: str | None = None, steps: int | None = None, seed: int = 0,
-        say: Callable[[str], None] = print) -> PatchPrior | TVPrior:
+        say: Callable[[str], None] = _say) -> PatchPrior | TVPrior:
     """The stored prior (see :func:`find`; said in one line naming it), trained first if there is none
     (``tv_prior``: a :class:`TVPrior`)."""
     e = entry(name)
