@@ -197,8 +197,7 @@ class ResultSteps(callbacks.Callback):
     resumed run keeps them) and become the result's images at the end; a problem whose step was not reached
     (an interrupted run) keeps its last iterate. ``steps``: one per problem, counted within this run (1…total).
 
-    The steps must be log points: :meth:`log_steps` names them and :class:`_Optimization` adds them (until the
-    engine asks its callbacks itself)."""
+    The steps must be log points: :meth:`log_steps` names them and the loop adds them."""
 
     def __init__(self, steps: Sequence[int]):
         self.steps = np.asarray(steps, np.int64)
@@ -207,31 +206,26 @@ class ResultSteps(callbacks.Callback):
     def log_steps(self) -> set[int]:
         return set(self.steps.tolist())
 
-    def setup(self, run):
+    def setup(self, loop):
         if self.images is None:
-            self.images = tf.Variable(tf.zeros_like(run.images()), name="result_images")
+            self.images = tf.Variable(tf.zeros_like(loop.stepper.images()), name="result_images")
 
     def state(self) -> dict:
         return {"result_images": self.images} if self.images is not None else {}
 
-    def on_log_point(self, run, point):
+    def on_log_point(self, loop, point):
         due = self.steps == point.step
         if due.any():
-            self.images.assign(tf.where(due[:, None, None, None], run.images(), self.images))
+            self.images.assign(tf.where(due[:, None, None, None], loop.stepper.images(), self.images))
 
-    def on_run_end(self, run, result):
+    def on_run_end(self, loop, result):
         reached = (self.steps <= result.steps)[:, None, None, None]
         result.images = np.where(reached, self.images.numpy(), result.images)
 
 
 class _Optimization(Optimization):
-    """The engine, with two additions it should make itself (reported): log points also at the steps callbacks
-    name (``log_steps()``), and prior terms told the step being taken (``PriorTerm.step``: a dropout prior's mask
-    is keyed by it)."""
-
-    def log_points(self) -> list[int]:
-        extra = {s for cb in getattr(self, "_callbacks", []) if hasattr(cb, "log_steps") for s in cb.log_steps()}
-        return sorted(set(super().log_points()) | {s for s in extra if 0 < s <= self.total_steps})
+    """The engine, with prior terms told the step being taken (``PriorTerm.step``: a dropout prior's mask is keyed
+    by it)."""
 
     def follow_steps(self, objective: O.Objective) -> None:
         for term in objective.terms:

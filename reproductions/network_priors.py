@@ -499,9 +499,9 @@ class _Snapshots(callbacks.Callback):
     def __init__(self, steps):
         self.steps, self.images = set(steps), {}
 
-    def on_log_point(self, run, point):
+    def on_log_point(self, loop, point):
         if point.step in self.steps:
-            self.images[point.step] = run.images()
+            self.images[point.step] = loop.stepper.images()
 
 
 def _log_every_hitting(step: int) -> int:

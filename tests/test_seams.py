@@ -66,13 +66,13 @@ class Recorder(callbacks.Callback):
     def __init__(self):
         self.events = []
 
-    def on_run_begin(self, run):
-        self.events.append(("begin", run.steps_done))
+    def on_run_begin(self, loop):
+        self.events.append(("begin", loop.stepper.steps_done))
 
-    def on_log_point(self, run, point):
+    def on_log_point(self, loop, point):
         self.events.append(("point", point.step, point.last, sorted(point.values)))
 
-    def on_run_end(self, run, result):
+    def on_run_end(self, loop, result):
         self.events.append(("end", result.steps))
 
 

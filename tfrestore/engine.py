@@ -6,9 +6,10 @@
 Blocks of steps run as one compiled ``tf.function`` (a ``tf.while_loop``; ``jit_compile=True`` for XLA), so Python
 only wakes up at log points: steps t with (t − 1) % log_every == 0 and the last step (M&V 2015's "saved iterate"
 convention: t = 1, 26, 51, …). At each log point the engine evaluates the objective (centre window, no jitter) and
-hands a :class:`~tfrestore.callbacks.LogPoint` to its callbacks (progress, TensorBoard, saved iterate,
-checkpoints: :mod:`tfrestore.callbacks`). L-BFGS runs through the same loop: a block is one L-BFGS call between
-restarts.
+hands a :class:`~tfrestore.core.loop.LogPoint` to its callbacks (progress, TensorBoard, saved iterate,
+checkpoints: :mod:`tfrestore.callbacks`). The optimisation is a *stepper* of :class:`tfrestore.core.loop.Loop`, the
+one loop every long job runs through (which owns log points, checkpoints, signals and the run's clock). L-BFGS
+runs through the same loop: a block is one L-BFGS call between restarts.
 
 What is optimised is a parameterisation's ``variables`` (:mod:`tfrestore.param`: pixels, or a generator network's
 weights); the optimiser keeps its slots per variable. Jitter and projections are transforms
@@ -18,9 +19,6 @@ RNG keyed by (seed, step), so a resumed run ends exactly where the uninterrupted
 from __future__ import annotations
 
 import dataclasses
-import signal
-import threading
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -29,6 +27,7 @@ import tensorflow as tf
 
 from . import callbacks as callbacks_lib
 from . import optim as optimizers
+from .core.loop import Loop, Measurement, Summary
 from .objectives import Context, Objective
 from .param import Parameterization
 from .transforms import Jitter
@@ -67,7 +66,7 @@ class Result:
     images: np.ndarray                 # [N, H, W, C] final reconstructions, image space
     values: dict[str, np.ndarray]      # term name -> [N] at the end (centre window)
     loss: np.ndarray                   # [N]
-    history: list[dict]                # per log point: step, loss (mean), lr
+    history: list[dict]                # per log point over every invocation: step, loss (mean), lr
     steps: int                         # steps done in total
     seconds: float                     # optimisation wall time of this invocation
     steps_run: int                     # steps run in this invocation (fewer after a resume)
@@ -150,7 +149,6 @@ class Optimization:
         self._reset = tf.constant(np.stack([a[1] for a in arrays], axis=1))
         self._jit = tf.constant(arrays[0][2])
         self.iteration = tf.Variable(0, dtype=tf.int32, name="step")
-        self.seconds_before = tf.Variable(0.0, dtype=tf.float64, name="seconds")   # earlier invocations' time
         self.slots = [{k: tf.Variable(s, name=f"{k}{i}") for k, s in optimizer.slots(tuple(v.shape)).items()}
                       for i, v in enumerate(param.variables)]
         if isinstance(optimizer, optimizers.LBFGS):
@@ -169,13 +167,16 @@ class Optimization:
         return self.schedule.total
 
     def state(self) -> dict:
-        """Everything a checkpoint holds: variables, optimiser slots, step counter, the callbacks' state."""
-        out = {"step": self.iteration, "seconds": self.seconds_before, **self.param.trackables()}
+        """What a checkpoint holds of the optimisation: variables, optimiser slots, step counter (the loop adds its
+        clock, history and the callbacks' state)."""
+        out = {"step": self.iteration, **self.param.trackables()}
         for i, slots in enumerate(self.slots):
             out.update({f"slot{i}_{k}": v for k, v in slots.items()})
-        for j, cb in enumerate(getattr(self, "_callbacks", [])):
-            out.update({f"cb{j}_{k}": v for k, v in cb.state().items()})
         return out
+
+    def applies(self) -> dict[str, np.ndarray]:
+        """{term: [N] bool}: which terms mean something for which problem (TensorBoard leaves the others out)."""
+        return self.objective.applicability(len(self.labels))
 
     def describe(self) -> dict:
         """The run's configuration as flat text-friendly values (for TensorBoard and outputs)."""
@@ -296,86 +297,55 @@ class Optimization:
             pts = list(range(1, total + 1, self.log_every))
         return pts if pts and pts[-1] == total else pts + [total]
 
+    # ---- the stepper protocol of core.loop.Loop ---------------------------------------------------------------
+    def begin(self) -> None:
+        pass
+
+    def advance(self, stop: int) -> None:
+        self.step(stop - self.steps_done)
+
+    def measure(self) -> Measurement:
+        """The objective per problem and its terms at the current iterate (centre window, no jitter), and the
+        mean learning rate of the last step (0 for L-BFGS, which has none)."""
+        loss, values = self.evaluate()
+        uses_lr = not isinstance(self.optimizer, optimizers.LBFGS) and self.steps_done > 0
+        return Measurement(loss=loss, values=values,
+                           scalars={"lr": float(np.mean(self._lr[self.steps_done - 1])) if uses_lr else 0.0})
+
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """The reconstructions for TensorBoard: [N, H, W, C] in [0, 1] (M&V's joint min-max stretch)."""
+        from . import report
+        return {"reconstructions": report.stretch(self.display(self.images()))}
+
+    def finish(self, summary: Summary) -> "Result":
+        """The run's :class:`Result` (callbacks' ``on_run_end`` may add to it: the saved iterate, a quality
+        curve, per-problem result steps)."""
+        last = summary.last
+        loss, values = (last.loss, last.values) if last is not None else self.evaluate()
+        return Result(images=self.images(), values=values, loss=loss, history=summary.history, steps=summary.steps,
+                      seconds=summary.seconds, steps_run=summary.steps_run, seconds_total=summary.seconds_total,
+                      interrupted=summary.interrupted)
+
     def run(self, callbacks: Sequence[callbacks_lib.Callback] | None = None, *, out: str | Path | None = None,
             logdir: str | Path | None = None, resume: bool = False, progress: bool = True,
             checkpoint_every: int = 100, stop_after: int | None = None) -> Result:
-        """Optimise to the end of the schedule, calling the callbacks at every log point.
+        """Optimise to the end of the schedule through :class:`~tfrestore.core.loop.Loop`, calling the callbacks
+        at every log point.
 
         Without ``callbacks`` the standard set is used (:func:`tfrestore.callbacks.standard`): checkpoints in
-        ``out/ckpt`` every ``checkpoint_every`` steps (``resume`` continues from the latest), TensorBoard in
-        ``logdir``, the saved iterate, progress lines. ``stop_after`` ends the run (with a checkpoint) at the first
-        log point at or after that step, as a time-limited job would; ``resume=True`` later finishes it.
+        ``out/ckpt`` every ``checkpoint_every`` steps or 3 minutes (``resume`` continues from the latest),
+        TensorBoard in ``logdir``, the saved iterate, progress lines. ``stop_after`` ends the run (with a
+        checkpoint) at the first log point at or after that step, as a time-limited job would; ``resume=True``
+        later finishes it. SIGINT / SIGTERM stop at the next log point with a checkpoint (KeyboardInterrupt).
         """
         if callbacks is None:
             callbacks = callbacks_lib.standard(out, logdir, resume, progress, checkpoint_every,
                                                saved_every=self.log_every)
         self._callbacks = list(callbacks)
-        ordered = sorted(self._callbacks, key=lambda c: not c.restores)
-        for cb in ordered:
-            cb.setup(self)
-        for cb in ordered:
-            cb.on_run_begin(self)
-        start, total = self.steps_done, self.total_steps
-        uses_lr = not isinstance(self.optimizer, optimizers.LBFGS)
-        history, loss, values = [], None, None
-        t0, base_seconds = time.perf_counter(), float(self.seconds_before.numpy())
-        with _SignalFlag() as signalled:
-            for point in self.log_points():
-                if point <= start:
-                    continue
-                self.step(point - self.steps_done)
-                loss, values = self.evaluate()
-                stopping = (stop_after is not None and point >= stop_after) or signalled.raised
-                lp = callbacks_lib.LogPoint(step=point, total=total, loss=loss, values=values,
-                                            lr=float(np.mean(self._lr[point - 1])) if uses_lr else 0.0,
-                                            seconds=time.perf_counter() - t0, start_step=start,
-                                            last=point == total or stopping)
-                history.append({"step": point, "loss": lp.mean_loss, "lr": lp.lr})
-                self.seconds_before.assign(base_seconds + lp.seconds)    # goes into this point's checkpoint
-                for cb in ordered:
-                    cb.on_log_point(self, lp)
-                if stopping:
-                    break
-        seconds = time.perf_counter() - t0
-        if loss is None:
-            loss, values = self.evaluate()
-        result = Result(images=self.images(), values=values, loss=loss, history=history, steps=self.steps_done,
-                        seconds=seconds, steps_run=self.steps_done - start,
-                        seconds_total=float(self.seconds_before.numpy()), interrupted=signalled.raised)
-        for cb in ordered:
-            cb.on_run_end(self, result)
-        if signalled.raised:
-            raise KeyboardInterrupt(f"{signalled.name} at step {result.steps} of {total}; the state is "
-                                    "checkpointed (resume to continue)")
-        return result
+        return Loop(self, self._callbacks).run(stop_after=stop_after)
 
     @classmethod
     def from_problem(cls, problem: Problem, **kwargs) -> "Optimization":
         """An optimisation of a :class:`Problem`; ``kwargs`` are the run-level settings (to_input, seed, …)."""
         return cls(problem.objective, problem.param, problem.optimizer, problem.schedule, jitter=problem.jitter,
                    project=problem.project, labels=problem.labels, **kwargs)
-
-
-class _SignalFlag:
-    """While active (main thread only), SIGINT and SIGTERM set ``raised`` instead of killing the process, so the
-    run stops at its next log point with a checkpoint; a second signal interrupts at once."""
-
-    def __init__(self):
-        self.raised, self.name, self._old = False, "", {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.raised:
-            raise KeyboardInterrupt(signal.Signals(signum).name)
-        self.raised, self.name = True, signal.Signals(signum).name
-        print(f"{self.name}: stopping at the next log point with a checkpoint", flush=True)
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False

@@ -19,8 +19,13 @@ The split is Keras' ``fit`` / ``train_step``: the loop is generic, the step is t
 - ``measure() -> Measurement``: the numbers of this log point (without changing the model: no batch-norm
   updates, no optimiser state);
 - ``describe() -> dict``: the run's configuration, for TensorBoard and the outputs;
-- optionally ``snapshot() -> {name: [N, H, W, C] in [0, 1]}`` (images for TensorBoard) and ``labels``
-  (one name per problem of a batched job).
+- optionally ``snapshot() -> {name: [N, H, W, C] in [0, 1]}`` (images for TensorBoard), ``labels`` (one name per
+  problem of a batched job), ``applies() -> {term: [N] bool}`` (which terms mean something for which problem), and
+  ``finish(summary) -> result``: what :meth:`Loop.run` returns and the callbacks' ``on_run_end`` receives (the
+  image optimisation's ``Result``, which callbacks may add to); without it, the :class:`Summary`.
+
+A callback with ``log_steps() -> set[int]`` adds log points at those steps (e.g. the thesis' per-problem result
+checkpoints).
 """
 from __future__ import annotations
 
@@ -181,8 +186,10 @@ class Loop:
         history = self.history
         t0, base = time.perf_counter(), float(self.seconds_before.numpy())
         last_point, stopped = None, "done"
+        asked = {int(t) for cb in self.callbacks if hasattr(cb, "log_steps") for t in cb.log_steps()}
+        points = sorted(set(s.log_points()) | {t for t in asked if 0 < t <= total})
         with _SignalFlag(self.name) as signalled:
-            for step in s.log_points():
+            for step in points:
                 if step <= s.steps_done:
                     continue
                 s.advance(step)
@@ -210,12 +217,13 @@ class Loop:
         summary = Summary(steps=s.steps_done, steps_run=s.steps_done - start, seconds=seconds,
                           seconds_total=base + seconds, history=history, last=last_point, stopped=stopped,
                           checkpoint_seconds=sum(getattr(cb, "seconds_spent", 0.0) for cb in self.callbacks))
+        result = s.finish(summary) if hasattr(s, "finish") else summary
         for cb in ordered:
-            cb.on_run_end(self, summary)
+            cb.on_run_end(self, result)
         if signalled.raised:
             raise KeyboardInterrupt(f"{signalled.name} at step {summary.steps} of {total}; the state is "
                                     "checkpointed (resume to continue)")
-        return summary
+        return result
 
 
 class _SignalFlag:
@@ -356,7 +364,11 @@ class TensorBoard(Callback):
         self._writer, self._count = None, 0
 
     def on_run_begin(self, loop):
-        fresh = loop.stepper.steps_done == 0
+        stepper = loop.stepper
+        self.labels = self.labels or list(getattr(stepper, "labels", None) or [])
+        if not self.applies and hasattr(stepper, "applies"):
+            self.applies = dict(stepper.applies())
+        fresh = stepper.steps_done == 0
         if fresh:
             self._set_aside_earlier_events()
         self._writer = tf.summary.create_file_writer(str(self.logdir))
