@@ -110,3 +110,18 @@ def test_unshuffled_batches_walk_the_list_in_order_and_wrap_like_the_thesis():
     fed = np.stack([b["i"].numpy() for b in trainer.dataset(0)])
     np.testing.assert_array_equal(fed, thesis_batches(5, 4, 7))
     np.testing.assert_array_equal(np.stack([b["i"].numpy() for b in trainer.dataset(3)]), fed[3:])   # resumed
+
+
+def test_one_schedule_type_serves_every_breakpoint_rule():
+    """optim.Schedule is the trainings' schedule too: each rule's rates by hand, and the stages they compress to."""
+    from tfrestore import optim
+    bps = ((0, 3e-4), (3, 1e-4), (2, 3e-5))
+    before = optim.Schedule.from_breakpoints(bps, 6, rule="before", initial=1.0)     # sorted: 2 → 3e-5, 3 → 1e-4
+    np.testing.assert_array_equal(before.rates(), np.float32([3e-4, 3e-4, 3e-5, 1e-4, 1e-4, 1e-4]))
+    after = optim.Schedule.from_breakpoints(bps, 6, rule="after", initial=3e-4)     # in order, after the step
+    np.testing.assert_array_equal(after.rates(), np.float32([3e-4, 3e-4, 3e-4, 1e-4, 3e-5, 3e-5]))
+    count = optim.Schedule.from_breakpoints(((0, 1.0), (3, 0.1)), 5, rule="count")  # from the 3rd step (count 3)
+    np.testing.assert_array_equal(count.rates(), np.float32([1.0, 1.0, 0.1, 0.1, 0.1]))
+    assert [(s.steps, s.lr) for s in count.stages] == [(2, 1.0), (3, pytest.approx(0.1))]
+    with pytest.raises(ValueError, match="must be one of before, after, count"):
+        optim.Schedule.from_breakpoints(bps, 6, rule="later")

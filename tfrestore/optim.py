@@ -5,7 +5,9 @@ Each optimiser has ``slots(shape)`` (its state, created as variables by the engi
 graph. ``reset`` is true on the first step of a schedule stage (the learning rate just changed).
 
 A :class:`Schedule` is a list of stages; it expands into per-step arrays (lr, reset, jitter) the compiled loop
-indexes, so resuming at any step reproduces the uninterrupted run.
+indexes, so resuming at any step reproduces the uninterrupted run. It is the one schedule type: the trainings
+(:mod:`tfrestore.training`, :mod:`tfrestore.priors.train`) build theirs with :meth:`Schedule.from_breakpoints`
+under the rule their original used.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ class Stage:
     steps: int
     lr: float
     jitter: bool = True
+
+
+BREAKPOINT_RULES = ("before", "after", "count")
 
 
 class Schedule:
@@ -64,6 +69,62 @@ class Schedule:
                 print(f"schedule scaled to {steps} steps: stage {i + 1} of {len(self.stages)} ({s.steps} steps at lr "
                       f"{s.lr:g}{'' if s.jitter else ', no jitter'}) rounds to 0 steps and is dropped", flush=True)
         return Schedule([dataclasses.replace(s, steps=int(c)) for s, c in zip(self.stages, counts) if c > 0])
+
+    def rates(self) -> np.ndarray:
+        """[total] float32: the learning rate of every step (index t: the step with 1-based count t + 1)."""
+        return self.arrays()[0]
+
+    @classmethod
+    def from_rates(cls, rates: Sequence[float], *, jitter: bool = True) -> "Schedule":
+        """The piecewise-constant schedule running ``rates[t]`` at step t (one stage per run of equal rates)."""
+        rates = np.asarray(rates, np.float32)
+        if rates.ndim != 1 or not len(rates):
+            raise ValueError(f"a schedule needs a 1-D array of at least one rate, got shape {rates.shape}")
+        cuts = [0] + [t for t in range(1, len(rates)) if rates[t] != rates[t - 1]] + [len(rates)]
+        return cls([Stage(b - a, float(rates[a]), jitter) for a, b in zip(cuts[:-1], cuts[1:])])
+
+    @classmethod
+    def from_breakpoints(cls, breakpoints: Sequence[tuple[int, float]], steps: int, *, rule: str,
+                         initial: float | None = None) -> "Schedule":
+        """A schedule of ``steps`` steps from ``(step, lr)`` breakpoints under one of the rules the originals use
+        (``BREAKPOINT_RULES``; t is the 0-based step, c = t + 1 its count):
+
+        - ``"before"`` (tfrestore's own trainings): sorted by step; step t runs at the rate of the breakpoint with
+          the largest step ≤ t, ``initial`` before any.
+        - ``"after"`` (the thesis' ``lr_lower_points``, learned_inverters.md §3, mv2016.md §9.2): start at
+          ``initial`` (the first entry's rate); after count c has run, if the next unconsumed entry's step is ≤ c,
+          adopt its rate and consume it — one entry per step, in the order given (an entry out of order waits for
+          every entry before it).
+        - ``"count"`` (the thesis' prior training, patch_priors.md §9 item 7): sorted by step, the first at step 0;
+          before count c the next entry with step ≤ c takes effect, one per step — (0, a) from the first step,
+          (10000, b) from the 10,000th.
+        """
+        if rule not in BREAKPOINT_RULES:
+            raise ValueError(f"breakpoint rule must be one of {', '.join(BREAKPOINT_RULES)}, got {rule!r}")
+        if rule == "before":
+            lr = np.full(steps, np.nan if initial is None else initial, np.float32)
+            for step, rate in sorted(breakpoints):
+                lr[step:] = rate
+            if np.isnan(lr).any():
+                raise ValueError("rule 'before' needs an initial rate or a breakpoint at step 0")
+            return cls.from_rates(lr)
+        if rule == "after":
+            first = breakpoints[0][1] if breakpoints else initial
+            lr, pending = np.full(steps, first if initial is None else initial, np.float32), list(breakpoints)
+            for t in range(steps - 1):                  # after count t + 1: the rate of step t + 1
+                lr[t + 1] = lr[t]
+                if pending and pending[0][0] <= t + 1:
+                    lr[t + 1] = pending.pop(0)[1]
+            return cls.from_rates(lr)
+        bps = sorted(breakpoints, key=lambda b: b[0])   # "count"; entries at the same step keep their order
+        if not bps or bps[0][0] > 0:
+            raise ValueError("the breakpoints must start at step 0")
+        lr, nxt, current = np.zeros(steps, np.float32), 0, bps[0][1]
+        for count in range(1, steps + 1):
+            if nxt < len(bps) and bps[nxt][0] <= count:
+                current, nxt = bps[nxt][1], nxt + 1
+            lr[count - 1] = current
+        return cls.from_rates(lr)
 
     def __repr__(self):
         return "Schedule(" + ", ".join(f"{s.steps}@{s.lr:g}{'' if s.jitter else ' nojitter'}"

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files, store
+from . import files, optim, store
 from .core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
 
 LossFn = Callable[[keras.Model, dict, bool], dict]
@@ -97,19 +97,15 @@ class TrainingConfig:
                                    checkpoint_every=max(1, steps // 2),
                                    breakpoints=tuple((int(s * f), lr) for s, lr in self.breakpoints))
 
+    def schedule(self) -> optim.Schedule:
+        """The learning-rate schedule (:meth:`tfrestore.optim.Schedule.from_breakpoints` under
+        ``breakpoint_rule``)."""
+        return optim.Schedule.from_breakpoints(self.breakpoints, self.steps, rule=self.breakpoint_rule,
+                                               initial=self.learning_rate)
+
     def learning_rates(self) -> np.ndarray:
         """[steps] the rate of every step under ``breakpoint_rule``."""
-        lr = np.full(self.steps, self.learning_rate, np.float32)
-        if self.breakpoint_rule == "before":
-            for step, rate in sorted(self.breakpoints):
-                lr[step:] = rate
-            return lr
-        pending = list(self.breakpoints)
-        for t in range(self.steps - 1):           # after step t (count t + 1): the rate of step t + 1
-            lr[t + 1] = lr[t]
-            if pending and pending[0][0] <= t + 1:
-                lr[t + 1] = pending.pop(0)[1]
-        return lr
+        return self.schedule().rates()
 
     def identity(self) -> dict:
         """Every setting that determines the trained weights (not the logging and checkpoint intervals): the
@@ -188,7 +184,9 @@ class Trainer:
         rows = table.flat_map(lambda idx, d: tf.data.Dataset.from_tensor_slices((idx, d)))
         samples = rows.map(lambda i, t: self.source.load(i, t), num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
-        return samples.batch(self.cfg.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()     # several workers: each keeps its replicas' slices of every global batch
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return samples.batch(self.cfg.batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE).with_options(options)
 
     # ---- the distributed step ------------------------------------------------------------------------------
     def _replica_step(self, batch):
@@ -287,7 +285,7 @@ class Trainer:
         point's record over all invocations."""
         say = print if progress else (lambda _line: None)
         callbacks: list = [Progress()] if progress else []
-        if logdir is not None:
+        if logdir is not None and self.strategy.extended.should_save_summary:    # one worker's curves, not all
             callbacks.append(TensorBoard(logdir, images_every=1, say=say))
         if out is not None:
             ckpt = Path(out) / "ckpt"

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import files
+from .. import files, optim
 from ..core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
 from .model import PatchPrior, PriorConfig, dropout_seed
 from .patches import Prepared
@@ -56,15 +56,7 @@ def learning_rates(breakpoints: Sequence[tuple[int, float]], steps: int) -> np.n
     before step ``count`` (1, 2, …) the next breakpoint (s, lr) with s ≤ count takes effect, one per step — so
     (0, lr) from the first step and (10000, lr) from the 10,000th. Breakpoints are sorted by step first (spec §9
     item 7)."""
-    bps = sorted(breakpoints, key=lambda b: b[0])        # by step; entries at the same step keep their order
-    if not bps or bps[0][0] > 0:
-        raise ValueError("the breakpoints must start at step 0")
-    lr, nxt, current = np.zeros(steps, np.float32), 0, bps[0][1]
-    for count in range(1, steps + 1):
-        if nxt < len(bps) and bps[nxt][0] <= count:
-            current, nxt = bps[nxt][1], nxt + 1
-        lr[count - 1] = current
-    return lr
+    return optim.Schedule.from_breakpoints(breakpoints, steps, rule="count").rates()
 
 
 class PriorTrainer:
@@ -193,7 +185,7 @@ class PriorTrainer:
             cbs.append(Checkpoint(checkpoints, every=tc.checkpoint_every, resume=resume))
         if progress:
             cbs.append(Progress())
-        if logdir is not None:
+        if logdir is not None and self.strategy.extended.should_save_summary:    # one worker's curves, not all
             cbs.append(TensorBoard(logdir, images_every=max(1, tc.checkpoint_every // tc.val_every)))
         return Loop(self, cbs, name="prior")
 
