@@ -108,7 +108,7 @@ def test_autoencoder_learns_the_digits_and_resumes_exactly(tmp_path, ae_store, m
 @pytest.mark.experiment("ae_prior", "train")
 def test_ae_prior_train_task_trains_q2_and_q4_with_their_settings(tmp_path, ae_store, monkeypatch):
     """--task=train: the unregularised network (Q2 at latent 10) and Q4's, each at its own rate and loss weight;
-    both validation losses fall from the untrained network's."""
+    both validation losses fall by 5 % at least from the untrained network's."""
     from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
     m = network_priors.run_ae_prior(task="train", steps=40, out=str(tmp_path), progress=False)
@@ -118,7 +118,9 @@ def test_ae_prior_train_task_trains_q2_and_q4_with_their_settings(tmp_path, ae_s
     assert (rows["Q4"]["coverage"], rows["Q4"]["learning_rate"]) == ("var_kurt", 5e-4)
     for r in rows.values():
         assert r["steps"] == 40 and r["batch"] == 48
-        assert r["val_loss"] < r["initial_val_loss"], r
+        # a fall of 5 % at least (40 steps: Q2 −14 %, Q4 −50 %), not measurement noise: a run whose optimiser never
+        # steps ends within ~0.2 % of its start (Q2: 0.5566 against 0.5555)
+        assert r["val_loss"] < 0.95 * r["initial_val_loss"], r
 
 
 @pytest.mark.experiment("ae_prior", "scatter")
