@@ -264,6 +264,11 @@ class Checkpoint(Callback):
     Step-triggered checkpoints are skipped while checkpointing has taken more than ``max_share`` of the wall
     time so far (a short run would otherwise spend a fifth of its time saving); time-triggered, final and
     stopping checkpoints are always written.
+
+    Under ``MultiWorkerMirroredStrategy`` (the stepper's ``strategy``) every worker saves, as TF requires (a save
+    may run collective ops), but only the chief into ``directory``: the others write into
+    ``directory/workertemp_<task>``, removed after each save (TF's documented multi-worker pattern). Every
+    worker restores from ``directory``, so on several machines it must be one shared folder for ``resume``.
     """
 
     restores = True
@@ -273,15 +278,19 @@ class Checkpoint(Callback):
         self.directory, self.every, self.every_seconds = Path(directory), int(every), float(every_seconds)
         self.resume, self.max_share, self.say = resume, float(max_share), say
         self._manager, self._last_step, self._last_time, self._t0 = None, 0, 0.0, 0.0
+        self._temporary: Path | None = None          # a non-chief worker's write folder (multi-worker training)
         self.seconds_spent = 0.0
         self.restored_from: str | None = None
 
     def on_run_begin(self, loop):
         ckpt = tf.train.Checkpoint(**loop.state())
-        self._manager = tf.train.CheckpointManager(ckpt, str(self.directory), max_to_keep=1)
-        if self.resume and self._manager.latest_checkpoint:
-            ckpt.restore(self._manager.latest_checkpoint).assert_existing_objects_matched()
-            self.restored_from = self._manager.latest_checkpoint
+        self._temporary = _worker_temp_dir(self.directory, getattr(loop.stepper, "strategy", None))
+        self._manager = tf.train.CheckpointManager(ckpt, str(self._temporary or self.directory), max_to_keep=1)
+        latest = self._manager.latest_checkpoint if self._temporary is None else \
+            tf.train.latest_checkpoint(str(self.directory))          # a non-chief worker restores the chief's
+        if self.resume and latest:
+            ckpt.restore(latest).assert_existing_objects_matched()
+            self.restored_from = latest
             self.say(f"{loop.name + ': ' if loop.name else ''}resumed from {self.restored_from} at step "
                      f"{loop.stepper.steps_done} of {loop.stepper.total_steps}")
         elif self.resume:
@@ -302,8 +311,18 @@ class Checkpoint(Callback):
     def save(self, step: int) -> None:
         t = time.perf_counter()
         self._manager.save(checkpoint_number=step)
+        if self._temporary is not None:              # a non-chief worker's copy: written (collectives), not kept
+            tf.io.gfile.rmtree(str(self._temporary))
         self._last_step, self._last_time = step, time.perf_counter()
         self.seconds_spent += self._last_time - t
+
+
+def _worker_temp_dir(directory: Path, strategy) -> Path | None:
+    """Where a worker that must not keep checkpoints writes them: ``directory/workertemp_<task>`` for a
+    non-chief worker of a multi-worker strategy (``extended.should_checkpoint`` false), else None."""
+    if strategy is None or strategy.extended.should_checkpoint:
+        return None
+    return directory / f"workertemp_{strategy.cluster_resolver.task_id}"
 
 
 class Progress(Callback):
