@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -134,3 +135,36 @@ def test_ae_prior_denoise_reuses_the_autoencoder_train_stored_with_the_same_step
     assert "training the autoencoder" not in out and f"using the stored autoencoder of Q4 {q4.path}" in out
     assert "trained for 30 steps — the one `--task=train --steps=30` stored" in out
     assert m["prior_steps"] == 30 and m["iterations"] == [30]
+
+
+def test_a_training_killed_between_checkpoints_continues_on_rerun_to_the_uninterrupted_weights(tmp_path):
+    """kill -9 (no chance to save) after the step-500 checkpoint of a 1,100-step classifier training: the rerun
+    of the same command continues from the key's .work folder and stores exactly the uninterrupted weights."""
+    def start(home):
+        env = {**os.environ, "TFRESTORE_HOME": str(home)}
+        return subprocess.Popen([sys.executable, "-m", "tfrestore.classifier", "--steps=1100"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    straight = start(tmp_path / "a")
+    killed = start(tmp_path / "b")
+    k = classifier.key(steps=1100)
+    work = tmp_path / "b" / k.work.relative_to(store.home())
+    deadline = time.time() + 240
+    while not list(work.rglob("ckpt-500.index")):
+        assert killed.poll() is None and time.time() < deadline, killed.stdout.read()[-2000:]
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert straight.wait(timeout=240) == 0, straight.stdout.read()[-2000:]
+    rerun = start(tmp_path / "b")
+    out = rerun.communicate(timeout=240)[0]
+    assert rerun.returncode == 0 and "resumed from" in out and "at step 500 of 1100" in out, out[-2000:]
+    files = [home / k.path.relative_to(store.home()) / classifier.WEIGHTS_FILE
+             for home in (tmp_path / "a", tmp_path / "b")]
+    import h5py
+    with h5py.File(files[0], "r") as fa, h5py.File(files[1], "r") as fb:
+        names = []
+        fa.visit(lambda n: names.append(n) if isinstance(fa[n], h5py.Dataset) else None)
+        assert names
+        for n in names:
+            np.testing.assert_array_equal(fa[n][()], fb[n][()], err_msg=n)
