@@ -8,11 +8,13 @@ from typing import Sequence
 
 import numpy as np
 
-from tfrestore import data, files, nets
+from tfrestore import data, nets
 from tfrestore import weights as weights_store
 from tfrestore import optim as optimizers
 from tfrestore.engine import Optimization, Problem, Result
-from tfrestore.inversion import Extractors, evaluate, summarise, table, write_outputs
+from tfrestore.inversion import Extractors, evaluate, outputs, summarise, table
+
+from . import paper
 
 
 @dataclasses.dataclass
@@ -137,41 +139,74 @@ def conditions(problem: Problem) -> list[str]:
                                             for k, v in varying.items()]) for i in range(n)]
 
 
-def optimise(problem: Problem | Sequence[Problem], s: Setup, *, image_rgb: np.ndarray, config: dict, title: str,
-             log_every: int, resume: bool = False, jit_compile: bool = False, progress: bool = True,
-             has_target: bool = True) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Reporting:
+    """How :func:`solve` runs a reproduction's problem and reports it: the target image (RGB uint8, H×W×3) shown
+    beside the reconstructions, the run's config (into metrics.json), the title, how often an iterate is logged
+    (steps), resume / XLA / progress bar, and ``has_target=False`` for activation maximisation (no "original"
+    panel and no feature error, which mean nothing without a target image)."""
+    image_rgb: np.ndarray
+    config: dict
+    title: str
+    log_every: int
+    resume: bool = False
+    jit_compile: bool = False
+    progress: bool = True
+    has_target: bool = True
+
+
+def solve(problem: Problem | Sequence[Problem], s: Setup, how: Reporting) -> paper.Result:
     """Optimise a reproduction's problem as one batched run — or several batches (a list of problems, e.g. one
-    per layer group) one after another, each in its own graph with its checkpoints in ``out/graph<k>`` — then
-    print one table and write one set of outputs. ``has_target=False`` (activation maximisation): the figure
-    shows no "original" panel and no feature error, which mean nothing without a target image."""
+    per layer group) one after another, each in its own graph with its checkpoints in ``out/graph<k>`` — print one
+    table, and return the outputs in memory (:meth:`paper.Result.write` writes them; :func:`finish` too)."""
     parts = [problem] if isinstance(problem, Problem) else list(problem)
     whole = parts[0] if len(parts) == 1 else _merged(parts)
-    config = {**config, **whole.settings, "layers": whole.layers, "steps": whole.total_steps,
+    config = {**how.config, **whole.settings, "layers": whole.layers, "steps": whole.total_steps,
               "weights": s.weights, "net": s.net, "seed": s.seed, "graphs": [p.layers for p in parts]}
-    results, canvases = [], []
-    for k, part in enumerate(parts):
-        out, logdir = (s.out, s.logdir) if len(parts) == 1 else (s.out / f"graph{k}", s.logdir / f"graph{k}")
-        run = Optimization.from_problem(part, to_input=lambda x: nets.to_input(s.net, x),
-                                        display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=log_every,
-                                        jit_compile=jit_compile, config=config)
-        where = "one graph" if len(parts) == 1 else f"graph {k + 1} of {len(parts)}"
-        print(f"{title}: {len(part.labels)} problems in {where}, objective {part.objective!r}", flush=True)
-        try:
-            results.append(run.run(out=out, logdir=logdir, resume=resume, progress=progress))
-        except KeyboardInterrupt as e:
-            raise KeyboardInterrupt(f"{e}; continue with --resume --out={s.out}") from None
-        canvases.append(run.param.image().numpy())
-    result = results[0] if len(results) == 1 else Result.concatenate(results)
+    result, canvas = _run_parts(parts, s, how, config)
     rows = evaluate(s.extractors, s.net, whole.layers, whole.x0, result.images, whole.masks)
     summary = summarise(rows, conditions(whole))
     text = table(rows, whole.labels, s.net, s.weights, summary=summary)
     print(text, flush=True)
-    originals = np.repeat(image_rgb[None], len(whole.labels), 0) if has_target else None
-    title = f"{title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
-    write_outputs(s.out, result, whole.labels, originals, nets.mean_rgb(s.net), rows, config, title, text,
-                  summary=summary)
-    files.save_npy(s.out / "canvas.npy", np.concatenate(canvases))   # the whole variable: a later phase starts here
-    print(f"wall {result.seconds:.1f}s, {result.seconds_per_step * 1000:.1f} ms/step ({len(whole.labels)} problems "
-          f"in {len(parts)} graph{'s' if len(parts) > 1 else ''}); outputs in {s.out} (figure.png, metrics.json); "
+    originals = np.repeat(how.image_rgb[None], len(whole.labels), 0) if how.has_target else None
+    title = f"{how.title} ({'random weights' if s.weights == 'random' else 'converted weights'})"
+    out = paper.Result(**outputs(result, whole.labels, originals, nets.mean_rgb(s.net), rows, config, title,
+                                 table_text=text, summary=summary))
+    out.arrays["canvas"] = canvas          # the whole variable (jitter margin too): a later phase starts here
+    return out
+
+
+def _run_parts(parts: Sequence[Problem], s: Setup, how: Reporting, config: dict) -> tuple[Result, np.ndarray]:
+    """Each batch in its own graph, one after another: their results as one, and the whole canvases."""
+    results, canvases = [], []
+    for k, part in enumerate(parts):
+        out, logdir = (s.out, s.logdir) if len(parts) == 1 else (s.out / f"graph{k}", s.logdir / f"graph{k}")
+        run = Optimization.from_problem(part, to_input=lambda x: nets.to_input(s.net, x),
+                                        display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=how.log_every,
+                                        jit_compile=how.jit_compile, config=config)
+        where = "one graph" if len(parts) == 1 else f"graph {k + 1} of {len(parts)}"
+        print(f"{how.title}: {len(part.labels)} problems in {where}, objective {part.objective!r}", flush=True)
+        try:
+            results.append(run.run(out=out, logdir=logdir, resume=how.resume, progress=how.progress))
+        except KeyboardInterrupt as e:
+            raise KeyboardInterrupt(f"{e}; continue with --resume --out={s.out}") from None
+        canvases.append(run.param.image().numpy())
+    return (results[0] if len(results) == 1 else Result.concatenate(results)), np.concatenate(canvases)
+
+
+def finish(result: paper.Result, s: Setup) -> dict:
+    """Write a solved run's outputs into ``s.out`` once, print where they are, and return its metrics as
+    metrics.json holds them (JSON types: lists, not tuples or arrays)."""
+    result.write(s.out)
+    m = result.metrics
+    n, graphs = len(m["problems"]), len(m["config"]["graphs"])
+    print(f"wall {m['seconds']:.1f}s, {m['seconds_per_step'] * 1000:.1f} ms/step ({n} problems "
+          f"in {graphs} graph{'s' if graphs > 1 else ''}); outputs in {s.out} (figure.png, metrics.json); "
           f"TensorBoard: tensorboard --logdir {s.logdir}", flush=True)
-    return json.loads((s.out / "metrics.json").read_text())
+    return json.loads(json.dumps({"title": result.title, **m}, default=str))
+
+
+def optimise(problem: Problem | Sequence[Problem], s: Setup, **how) -> dict:
+    """:func:`solve` and :func:`finish` in one call; ``how``: the fields of :class:`Reporting` (``image_rgb``,
+    ``config``, ``title``, ``log_every``, …). Returns the metrics."""
+    return finish(solve(problem, s, Reporting(**how)), s)

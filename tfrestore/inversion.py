@@ -157,6 +157,15 @@ def write_outputs(out: str | Path, result: Result, labels: Sequence[str], origin
     (with the run's :func:`summarise` summary under ``"summary"`` when given). ``originals_rgb=None``: the
     problems have no target image (activation maximisation), so the figure shows neither an "original" panel
     nor a feature error."""
+    return report.write(out, **outputs(result, labels, originals_rgb, mean_rgb, rows, config, title,
+                                       table_text=table_text, summary=summary))
+
+
+def outputs(result: Result, labels: Sequence[str], originals_rgb: np.ndarray | None, mean_rgb: np.ndarray,
+            rows: list[dict], config: dict, title: str, *, table_text: str = "", summary: dict | None = None) -> dict:
+    """What :func:`write_outputs` writes, in memory: the keyword arguments of :func:`tfrestore.report.write`
+    (``title``, ``metrics``, ``table``, ``figure_panels``, ``pngs``, ``arrays``, ``png_text``), so that a run can
+    keep its results until it writes them once, at the end."""
     rgb = result.images + mean_rgb                   # RGB 0–255, unclipped
     pngs = {}
     for i, lab in enumerate(labels):
@@ -179,8 +188,8 @@ def write_outputs(out: str | Path, result: Result, labels: Sequence[str], origin
     if summary is not None:
         payload["summary"] = summary
     png_text = {"Title": title, "net": str(config.get("net", "")), "weights": str(config.get("weights", ""))}
-    return report.write(out, title=title, metrics=payload, table=table_text, figure_panels=panels, pngs=pngs,
-                        arrays=arrays, png_text=png_text)
+    return dict(title=title, metrics=payload, table=table_text, figure_panels=panels, pngs=pngs, arrays=arrays,
+                png_text=png_text)
 
 
 def gram_features(model: keras.Model, net: str, layers: Sequence[str]):
