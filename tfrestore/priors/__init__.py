@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from .. import optim
 from ..objectives import Context, Term
 from .model import PatchPrior, PriorConfig
 from .tv import TVPrior
@@ -64,13 +65,15 @@ def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: fl
     """``steps`` of descent on weight·energy(x) from x0 [N, H, W, C], each problem with its own Adam state, as one
     differentiable ``tf.while_loop`` (gradients flow back to x0 and to the prior's weights).
 
-    Adam is TF's rule x ← x − lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) (spec §4.5); ``optimizer="sgd"``: x ← x − lr·g.
-    ``mask``: a fixed component mask for dropout priors ([K]; the defence runs with dropout off by default).
-    ``observe``: ``fn(x) -> [N]`` recorded before the first step and after every step; then the result is
-    ``(x, observations [steps + 1, N])`` (e.g. the classifier's label after each step of the defence).
+    The step is :class:`tfrestore.optim.Adam`'s update with TF's ε placement (``epsilon_form="tf1"``):
+    x ← x − lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) (spec §4.5); ``optimizer="sgd"``: :class:`tfrestore.optim.SGD`,
+    x ← x − lr·g. ``mask``: a fixed component mask for dropout priors ([K]; the defence runs with dropout off by
+    default). ``observe``: ``fn(x) -> [N]`` recorded before the first step and after every step; then the result
+    is ``(x, observations [steps + 1, N])`` (e.g. the classifier's label after each step of the defence).
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    rule = optim.Adam(beta1, beta2, epsilon, epsilon_form="tf1") if optimizer == "adam" else optim.SGD()
     x0 = tf.convert_to_tensor(x0, tf.float32)
 
     def grad(x):
@@ -80,14 +83,9 @@ def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: fl
         return tape.gradient(e, x)
 
     def body(t, x, m, v):
-        g = grad(x)
-        if optimizer == "sgd":
-            return t + 1, x - lr * g, m, v
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * tf.square(g)
-        tt = tf.cast(t + 1, tf.float32)
-        step = lr * tf.sqrt(1 - beta2 ** tt) / (1 - beta1 ** tt)
-        return t + 1, x - step * m / (tf.sqrt(v) + epsilon), m, v
+        # the optimiser's own rule at step t (0-based; Adam's bias correction uses t + 1); SGD keeps m, v as zeros
+        x, slots = rule.update(x, grad(x), {"m": m, "v": v}, lr, False, t)
+        return t + 1, x, slots["m"], slots["v"]
 
     zeros = tf.zeros_like(x0)
     if observe is None:
