@@ -89,9 +89,11 @@ CATALOGUE: dict[str, tuple[ModuleSpec, ...]] = {"alexnet": _alexnet(), "vgg16": 
 
 
 def catalogue(net: str) -> tuple[ModuleSpec, ...]:
-    family = {"alexnet": "alexnet", "caffenet": "alexnet", "vgg16": "vgg16", "digits": "digits"}.get(net)
+    """The module set of ``net`` (the registry's ``inverters`` fact: CaffeNet shares AlexNet's)."""
+    family = nets.REGISTRY[net].inverters if net in nets.REGISTRY else None
     if family is None:
-        raise ValueError(f"learned inverters exist for alexnet, caffenet, vgg16 and digits, not '{net}'")
+        having = [n for n in nets.net_names() if nets.spec(n).inverters]
+        raise ValueError(f"learned inverters exist for {', '.join(having)}, not '{net}'")
     return CATALOGUE[family]
 
 

@@ -30,6 +30,7 @@ class NetSpec:
     logits: str = "fc8"                      # the classification layer (pre-softmax): what attacks and labels use
     weight_format: str | None = None         # "caffe" / "onnx": the `python -m weights_convert` command for `original`
     gram_taps: tuple[str, ...] = ()          # the taps a Gram (VGG) score reads from this net (GRAM_NET's: GRAM_TAPS)
+    inverters: str | None = None             # the learned inverters' module set (tfrestore.inverters.CATALOGUE key)
 
     @property
     def scale01(self) -> bool:
@@ -83,14 +84,14 @@ REGISTRY: dict[str, NetSpec] = {
     "alexnet": NetSpec(builders.alexnet, 227, "BGR", _ALEX_MEAN, None, "bvlc_alexnet.caffemodel",
                        "BVLC AlexNet, conv→ReLU→LRN→pool (Krizhevsky order; M&V 2016)", "alexnet", _ALEX_MCN,
                        figure_layers=_ALEX_MCN[:20], hidden_taps=("pool5_flat",),
-                       layer_group=_alex_groups(_ALEX_MCN), weight_format="caffe"),
+                       layer_group=_alex_groups(_ALEX_MCN), weight_format="caffe", inverters="alexnet"),
     "caffenet": NetSpec(builders.caffenet, 227, "BGR", _ALEX_MEAN, None, "bvlc_reference_caffenet.caffemodel",
                         "BVLC reference CaffeNet, conv→ReLU→pool→LRN (M&V 2015)", "alexnet", _CAFFENET_MCN,
                         figure_layers=_CAFFENET_MCN[:20], hidden_taps=("pool5_flat",),
-                        layer_group=_alex_groups(_CAFFENET_MCN), weight_format="caffe"),
+                        layer_group=_alex_groups(_CAFFENET_MCN), weight_format="caffe", inverters="alexnet"),
     "vgg16": NetSpec(builders.vgg16, 224, "BGR", _VGG_MEAN, None, "VGG_ILSVRC_16_layers.caffemodel",
                      "Caffe VGG16 (configuration D)", "vgg", _VGG_MCN, hidden_taps=("pool5_flat",),
-                     layer_group=_vgg_groups(), weight_format="caffe"),
+                     layer_group=_vgg_groups(), weight_format="caffe", inverters="vgg16"),
     "vgg19": NetSpec(builders.vgg19, 224, "BGR", _VGG_MEAN, None, "VGG_ILSVRC_19_layers.caffemodel",
                      "Caffe VGG19 (configuration E, max pooling; the thesis' VGG score)", "vgg", _VGG19_MCN,
                      hidden_taps=("pool5_flat",), layer_group=_vgg_groups(builders.VGG19_BLOCKS),
@@ -106,7 +107,7 @@ REGISTRY: dict[str, NetSpec] = {
                            "resnet", stage_aliases=_RESNET_STAGES, logits="fc", weight_format="onnx"),
     "digits": NetSpec(builders.digits, 28, "RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "none: trained by tfrestore",
                       "small CNN for the embedded 28×28 digits, trained here (tfrestore.classifier)", "digits",
-                      hidden_taps=("pool2_flat",), logits="fc4"),
+                      hidden_taps=("pool2_flat",), logits="fc4", inverters="digits"),
 }
 
 
