@@ -15,8 +15,8 @@ PAPERS = {
     "foe_priors": "reproductions.foe_priors",
     "adversarial": "reproductions.adversarial",
     "layer_inversion": "reproductions.layer_inversion",
-    "dip": "reproductions.network_priors:DIP",
-    "ae_prior": "reproductions.network_priors:AE_PRIOR",
+    "dip": "reproductions.dip",
+    "ae_prior": "reproductions.ae_prior",
 }
 
 

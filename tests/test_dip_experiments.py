@@ -1,4 +1,4 @@
-"""The deep image prior's five tasks run through ``--paper=dip`` (``run_dip``, in-process) at a tiny size, and the
+"""The deep image prior's five tasks run through ``--paper=dip`` (``reproductions.dip.run``, in-process) at a tiny size, and the
 command line's refusals.
 
 Settings typed here from the DIP notebooks (DmitryUlyanov/deep-image-prior: denoising, super-resolution and
@@ -6,7 +6,7 @@ inpainting notebooks; ``feature_inversion.ipynb`` = spec ``mv2016.md`` §10), no
 import numpy as np
 import pytest
 
-from reproductions import network_priors
+from reproductions import dip, paper
 
 RESTORATION_NET = {"channels_down": (128,) * 5, "channels_up": (128,) * 5, "channels_skip": (4,) * 5,
                    "kernel_down": 3, "kernel_up": 3, "kernel_skip": 1, "pad": "reflection", "downsample": "stride",
@@ -23,6 +23,12 @@ RESTORATIONS = {   # task: (input noise σ_p, Adam lr, the data term's σ in [0,
 }
 
 
+def _run(out, **flags) -> dict:
+    """``--paper=dip`` in-process: the paper's own Flags, writing into ``out``, seed 0."""
+    f = dip.Flags(**flags)
+    return dip.run(f, paper.RunContext.create(dip.default_out(f), out=out, seed=0, progress=False))
+
+
 @pytest.mark.parametrize("task", [
     pytest.param("denoise", marks=pytest.mark.experiment("dip", "denoise")),
     pytest.param("inpaint", marks=pytest.mark.experiment("dip", "inpaint")),
@@ -36,8 +42,8 @@ def test_dip_restoration_tasks_fit_their_observation(tmp_path, task, monkeypatch
     noise_std, lr, data_sigma = RESTORATIONS[task]
     steps = 8
     extra = {"optimizer": "lbfgs"} if task == "superres" else {}      # the paper's L-BFGS finish, on one task
-    monkeypatch.setattr(network_priors, "LBFGS_FINISH", 1)            # of 50
-    m = network_priors.run_dip(task=task, size=64, steps=steps, out=str(tmp_path), progress=False, **extra)
+    monkeypatch.setattr(dip, "LBFGS_FINISH", 1)            # of 50
+    m = _run(tmp_path, task=task, size=64, steps=steps, **extra)
     s = m["settings"]
     assert (s["steps"], s["learning_rate"], s["input_channels"], s["input_scale"], s["ema_decay"]) == \
         (steps, lr, 32, 0.1, 0.99)
@@ -63,7 +69,7 @@ def test_dip_feature_inversion_uses_the_notebooks_settings_and_lowers_the_featur
     64 above the target (224 → 256 in the notebook; 56 → 64 here), cropped to the target, Adam 1e-3 over its
     weights, AlexNet's fc6 matched by the mean squared error — which falls from the untrained generator's."""
     steps = 8
-    m = network_priors.run_dip(task="invert", size=56, steps=steps, out=str(tmp_path), progress=False)
+    m = _run(tmp_path, task="invert", size=56, steps=steps)
     s = m["settings"]
     assert (s["net"], s["layer"], s["learning_rate"], s["input_noise_std"], s["steps"]) == \
         ("alexnet", "fc6", 1e-3, 0.0, steps)

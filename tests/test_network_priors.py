@@ -64,6 +64,13 @@ def _digits():
     return x, xv
 
 
+def _ae_run(out, **flags) -> dict:
+    """``--paper=ae_prior`` in-process: the paper's own Flags, writing into ``out``, seed 0."""
+    from reproductions import ae_prior, paper
+    f = ae_prior.Flags(**flags)
+    return ae_prior.run(f, paper.RunContext.create(ae_prior.default_out(f), out=out, seed=0, progress=False))
+
+
 LEARN_STEPS = 600       # of Q4's 3,000 (100 epochs of the 1,437 bundled digits)
 
 
@@ -109,9 +116,8 @@ def test_autoencoder_learns_the_digits_and_resumes_exactly(tmp_path, ae_store, m
 def test_ae_prior_train_task_trains_q2_and_q4_with_their_settings(tmp_path, ae_store, monkeypatch):
     """--task=train: the unregularised network (Q2 at latent 10) and Q4's, each at its own rate and loss weight;
     both validation losses fall by 5 % at least from the untrained network's."""
-    from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
-    m = network_priors.run_ae_prior(task="train", steps=40, out=str(tmp_path), progress=False)
+    m = _ae_run(tmp_path, task="train", steps=40)
     rows = {r["question"]: r for r in m["rows"]}
     assert set(rows) == {"Q2", "Q4"}
     assert (rows["Q2"]["coverage"], rows["Q2"]["learning_rate"]) == ("none", 1e-3)
@@ -127,9 +133,8 @@ def test_ae_prior_train_task_trains_q2_and_q4_with_their_settings(tmp_path, ae_s
 def test_ae_prior_scatter_task_shows_the_regulariser_spreading_the_codes(tmp_path, ae_store, monkeypatch):
     """--task=scatter: Q4's regulariser pulls each latent dimension's kurtosis towards U(0, 1)'s 9/5, which the
     unregularised Q2 codes do not; every probe gets a finite distance to the digits' codes."""
-    from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
-    m = network_priors.run_ae_prior(task="scatter", steps=40, out=str(tmp_path), progress=False)
+    m = _ae_run(tmp_path, task="scatter", steps=40)
     rows = {r["question"]: r for r in m["rows"]}
     assert abs(rows["Q4"]["mean_kurtosis"] - 1.8) < abs(rows["Q2"]["mean_kurtosis"] - 1.8), rows
     for r in rows.values():
@@ -140,10 +145,9 @@ def test_ae_prior_scatter_task_shows_the_regulariser_spreading_the_codes(tmp_pat
 @pytest.mark.experiment("ae_prior", "denoise")
 def test_autoencoder_prior_raises_psnr_on_noisy_digits(tmp_path, ae_store, monkeypatch):
     """--task=denoise at σ 0.5 (model units): the restoration with Q4's network beats the noisy digits."""
-    from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
-    m = network_priors.run_ae_prior(task="denoise", sigma=0.5, steps=300, out=str(tmp_path), progress=False,
-                                    prior_steps=LEARN_STEPS)
+    m = _ae_run(tmp_path, task="denoise", sigma=0.5, steps=300,
+                prior_steps=LEARN_STEPS)
     assert m["question"] == "Q4" and m["iterations"] == [300] and m["learning_rate"] == 0.01
     rows = {r["method"]: r["psnr"] for r in m["rows"]}
     before, after = rows["corrupted"], rows["AE prior, 300 it."]
@@ -155,11 +159,10 @@ def test_autoencoder_prior_raises_psnr_on_noisy_digits(tmp_path, ae_store, monke
 @pytest.mark.experiment("ae_prior", "inpaint")
 def test_autoencoder_prior_fills_in_missing_pixels(tmp_path, ae_store, monkeypatch):
     """--task=inpaint (half the pixels dropped): the restoration with Q4's network beats the masked digits."""
-    from reproductions import network_priors
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
     steps = 201           # log points every 50 steps reach it (with 200 they would come at every step)
-    m = network_priors.run_ae_prior(task="inpaint", steps=steps, out=str(tmp_path), progress=False,
-                                    prior_steps=LEARN_STEPS)
+    m = _ae_run(tmp_path, task="inpaint", steps=steps,
+                prior_steps=LEARN_STEPS)
     rows = {r["method"]: r["psnr"] for r in m["rows"]}
     assert m["settings"] == ["mask=random"]
     assert rows[f"AE prior, {steps} it."] > rows["corrupted"] + 1.0, rows

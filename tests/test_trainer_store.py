@@ -123,15 +123,13 @@ def test_ae_prior_denoise_reuses_the_autoencoder_train_stored_with_the_same_step
     """``--task=train --steps=30`` stores Q2's and Q4's networks through ``_ae`` (Q4's alone here: the same call, half
     the time), then ``--task=denoise --steps=30`` restores with that Q4 network, saying which and why, and trains
     nothing."""
-    from reproductions import network_priors
-    req = network_priors.AeRequest(data_source=None, steps=30, latent=10, sigma=None, mask=None, out=tmp_path,
-                                   logdir=tmp_path, seed=0, resume=False, progress=True)
-    network_priors._ae(req, "Q4", req.steps)
+    from reproductions import ae_prior, paper
+    flags = ae_prior.Flags(task="denoise", steps=30, sigma=0.5)
+    ae_prior._ae(flags, paper.RunContext.create("unused", out=tmp_path), "Q4", flags.steps)
     assert "training the autoencoder prior of Q4" in capsys.readouterr().out
-    m = network_priors.run_ae_prior(task="denoise", steps=30, sigma=0.5, out=str(tmp_path / "denoise"),
-                                    progress=True)
+    m = ae_prior.run(flags, paper.RunContext.create(ae_prior.default_out(flags), out=tmp_path / "denoise"))
     out = capsys.readouterr().out
-    q4 = store.load(network_priors.autoencoder.key(question="Q4", steps=30))
+    q4 = store.load(ae_prior.autoencoder.key(question="Q4", steps=30))
     assert "training the autoencoder" not in out and f"using the stored autoencoder of Q4 {q4.path}" in out
     assert "trained for 30 steps — the one `--task=train --steps=30` stored" in out
     assert m["prior_steps"] == 30 and m["iterations"] == [30]
