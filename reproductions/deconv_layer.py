@@ -17,6 +17,11 @@ Classification uses the full CIFAR-100 training set (50,000) and its test split 
 it is available (cached or downloadable), else a synthetic 32×32 stand-in of 2,000 training images; which one
 ran is stated in the results' heading and in ``metrics.json``. Baseline convolutions are initialised as PyTorch's
 ``Conv2d`` default (uniform ±1/√fan_in, weights and bias), as the notebooks' were.
+
+Training runs through :class:`tfrestore.training.Trainer` (compiled step blocks, checkpoints in ``<out>/<arm>/ckpt``
+so ``--resume`` continues an interrupted arm, TensorBoard, progress lines, SIGINT / SIGTERM) with the batches
+``keras.Model.fit`` was given before (:class:`_FitBatches`): a fixed order whose batches never span two passes for
+the restorations, a seeded shuffle per pass for classification.
 """
 from __future__ import annotations
 
@@ -30,10 +35,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import data, degrade, metrics, report
+from tfrestore import data, degrade, metrics, report, training
 from tfrestore.deconv import DeconvDFT2D
 
-from . import common
+from . import common, paper
+from .paper import flag
 
 DESCRIPTION = "learnable DFT deconvolution layer: deblurring, super-resolution, classification"
 TEST_IMAGES = ("astronaut", "coffee")
@@ -109,17 +115,15 @@ def _ssim_loss(y, p):
     return 1.0 - tf.reduce_mean(tf.image.ssim(y, p, data_range))
 
 
-LOSSES = {"l2": "mse", "l1": "mae", "ssim": _ssim_loss}
+class _SsimLoss(keras.losses.Loss):
+    """:func:`_ssim_loss` as a Keras loss (what ``compile`` made of the function: a scalar, reduced as itself)."""
+
+    def call(self, y_true, y_pred):
+        return _ssim_loss(y_true, y_pred)
 
 
-def _progress(name: str, steps: int) -> keras.callbacks.Callback:
-    """A line every tenth of the run: step, loss."""
-    every = max(steps // 10, 1)
-
-    def line(epoch, logs):
-        if (epoch + 1) % every == 0 or epoch + 1 == steps:
-            print(f"  {name}: step {epoch + 1}/{steps}  loss {logs['loss']:.5g}", flush=True)
-    return keras.callbacks.LambdaCallback(on_epoch_end=line)
+# the notebooks' losses as keras.Model.compile reduced them (the mean over the batch, "sum_over_batch_size")
+LOSSES = {"l2": keras.losses.MeanSquaredError(), "l1": keras.losses.MeanAbsoluteError(), "ssim": _SsimLoss()}
 
 
 def torch_default_conv(filters: int, kernel_size, in_channels: int, seed: int) -> keras.layers.Conv2D:
@@ -137,18 +141,74 @@ def _steps_for(epochs: int, n_train: int, batch: int | None) -> int:
     return epochs * (1 if batch is None else -(-n_train // batch))
 
 
-def _fit(layer, x, y, *, lr, steps, loss, batch, logdir, name, seed):
-    """Train ``layer`` alone for ``steps`` gradient updates (batches in a fixed order; a batch never spans two
-    passes, so the last one of a pass is smaller, as a PyTorch DataLoader's)."""
-    keras.utils.set_random_seed(seed)
+class _FitBatches(training.Source):
+    """The training arrays (a dict of equal-length arrays, first axis the sample) batched as the experiments gave
+    them to ``keras.Model.fit`` before they trained through :class:`tfrestore.training.Trainer`:
+    ``Dataset.from_tensor_slices(arrays)[.shuffle(n, seed)].batch(batch).repeat()`` — in order, a batch never
+    spanning two passes (the last one of a pass is smaller, as a PyTorch DataLoader's), or reshuffled every pass
+    with a fixed seed (``shuffle_seed``). The Trainer takes the batches from :meth:`batches`; :meth:`load` serves
+    only its one-sample probe of the loss terms (eager)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch: int, shuffle_seed: int | None = None):
+        self.arrays, self.batch, self.shuffle_seed = arrays, batch, shuffle_seed
+        self.size = len(next(iter(arrays.values())))
+
+    def load(self, index, draw) -> dict:
+        return {k: tf.convert_to_tensor(v[int(index)]) for k, v in self.arrays.items()}
+
+    def batches(self, start: int) -> tf.data.Dataset:
+        """The batches of steps start, start + 1, … (a resumed training continues the same sequence)."""
+        ds = tf.data.Dataset.from_tensor_slices(self.arrays)
+        if self.shuffle_seed is not None:
+            ds = ds.shuffle(self.size, seed=self.shuffle_seed)
+        return ds.batch(self.batch).repeat().skip(start)
+
+
+class _FitTrainer(training.Trainer):
+    """:class:`tfrestore.training.Trainer` on :class:`_FitBatches`, logging at step 1 (the loss at the initial
+    weights), every tenth of the run and the last two steps (the last log point's training loss is then the last
+    batch's, as fit's last epoch of one step reported it)."""
+
+    def dataset(self, start: int) -> tf.data.Dataset:
+        return self.source.batches(start)
+
+    def log_points(self) -> list[int]:
+        n = self.cfg.steps
+        return sorted(({1, n - 1, n} | set(range(max(n // 10, 1), n + 1, max(n // 10, 1)))) - {0})
+
+
+def _train(model: keras.Model, batches: _FitBatches, loss_fn, *, lr: float, steps: int, ctx: paper.RunContext,
+           name: str) -> dict:
+    """Train ``model`` for ``steps`` gradient updates with Adam at ``lr`` (Keras' defaults otherwise, as
+    ``model.compile(keras.optimizers.Adam(lr))``) on ``batches``; checkpoints in ``ctx.out/name`` (continued with
+    ``ctx.resume``), TensorBoard in ``ctx.logdir/name``. Returns the first and the last batch's training terms
+    (``initial_train_<term>``, ``train_<term>``; the first is the loss at the initial weights)."""
+    config = training.TrainingConfig(steps=steps, batch=batches.batch, learning_rate=lr, shuffle=False,
+                                     checkpoint_every=max(steps // 2, 1))
+    trainer = _FitTrainer(model, loss_fn, batches, config, name=name, describe={"arm": name})
+    trainer.run(ctx.out / name, logdir=ctx.logdir / name, resume=ctx.resume, progress=ctx.progress)
+    first, last = trainer.history[0], trainer.history[-1]
+    terms = [k[len("train_"):] for k in last if k.startswith("train_")]
+    return {**{f"initial_train_{t}": first[f"train_{t}"] for t in terms}, **{f"train_{t}": last[f"train_{t}"]
+                                                                             for t in terms}}
+
+
+def _fit(layer, pairs: tuple[np.ndarray, np.ndarray], *, lr: float, steps: int, loss: str, batch: int | None,
+         ctx: paper.RunContext, name: str):
+    """Train ``layer`` alone on ``pairs`` (degraded x, clean y: [N, H, W, 1] each) for ``steps`` gradient updates in
+    batches of ``batch`` (None: the whole set) in a fixed order (:class:`_FitBatches`); the model and its first and
+    last training losses."""
+    x, y = pairs
+    keras.utils.set_random_seed(ctx.seed)
     inp = keras.Input(x.shape[1:])
     model = keras.Model(inp, layer(inp), name=name)
-    model.compile(keras.optimizers.Adam(lr), LOSSES[loss])
-    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch or len(x)).repeat()
-    cbs = [_progress(name, steps)] + ([keras.callbacks.TensorBoard(str(Path(logdir) / name))] if logdir else [])
-    hist = model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=cbs, shuffle=False)
-    losses = hist.history["loss"]          # one batch each: the first is the loss at the initial weights
-    return model, {"initial_train_loss": float(losses[0]), "train_loss": float(losses[-1])}
+    loss_of = LOSSES[loss]
+
+    def loss_fn(m, b, training_):
+        return {"loss": loss_of(b["y"], m(b["x"], training=training_))}
+    terms = _train(model, _FitBatches({"x": x, "y": y}, batch or len(x)), loss_fn, lr=lr, steps=steps, ctx=ctx,
+                   name=name)
+    return model, {"initial_train_loss": terms["initial_train_loss"], "train_loss": terms["train_loss"]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,21 +310,23 @@ def _arm_data(arm: Restoration, folder):
     return (_pad(arm.degrade(tr), arm.pad), _pad(tr, arm.pad)), (_pad(arm.degrade(te), arm.pad), _pad(te, arm.pad))
 
 
-def _restoration(arm: Restoration, *, steps, folder, logdir, seed):
-    (xtr, ytr), (xte, yte) = _arm_data(arm, folder)
-    steps = steps or _steps_for(arm.epochs, len(xtr), arm.batch)
+def _restoration(arm: Restoration, flags: "Flags", ctx: paper.RunContext):
+    """One restoration arm: its data, the deconv layer and the same-size conv trained, held-out scores; the
+    results and (input, deconv, conv, target) of the first test image."""
+    (xtr, ytr), (xte, yte) = _arm_data(arm, flags.data)
+    steps = flags.steps or _steps_for(arm.epochs, len(xtr), arm.batch)
     name = report.safe_name(arm.label)
     out = {"blurred input": _scores(xte, yte, arm.border)}
-    fit = dict(steps=steps, loss=arm.loss, batch=arm.batch, logdir=logdir, seed=seed)
+    fit = dict(steps=steps, loss=arm.loss, batch=arm.batch, ctx=ctx)
     dl = DeconvDFT2D(**arm.deconv)
-    dm, dloss = _fit(dl, xtr, ytr, lr=arm.lr, name=f"{name}_deconv", **fit)
+    dm, dloss = _fit(dl, (xtr, ytr), lr=arm.lr, name=f"{name}_deconv", **fit)
     deconv_out = np.asarray(dm(xte))          # one layer: a direct call, no traced predict function
     out["deconv"] = {**_scores(deconv_out, yte, arm.border), **dloss,
                      "lr": arm.lr, "kernel": np.round(dl.kernel().numpy(), 4).tolist()}
     if dl.learnable_scale:
         out["deconv"]["scale"] = float(dl.scale.numpy())
-    conv = torch_default_conv(1, arm.conv_size, in_channels=1, seed=seed)
-    cm, closs = _fit(conv, xtr, ytr, lr=arm.baseline_lr, name=f"{name}_conv", **fit)
+    conv = torch_default_conv(1, arm.conv_size, in_channels=1, seed=ctx.seed)
+    cm, closs = _fit(conv, (xtr, ytr), lr=arm.baseline_lr, name=f"{name}_conv", **fit)
     conv_out = np.asarray(cm(xte))
     out["conv"] = {**_scores(conv_out, yte, arm.border), **closs, "lr": arm.baseline_lr}
     out["setting"] = {"steps": steps, "epochs": arm.epochs, "train_images": len(xtr), "batch": arm.batch,
@@ -274,11 +336,12 @@ def _restoration(arm: Restoration, *, steps, folder, logdir, seed):
 
 
 def _restorations(experiment):
-    def runner(*, steps, folder, logdir, seed):
+    def runner(flags: Flags, ctx: paper.RunContext):
         results, example = {}, None
         for arm in RESTORATIONS[experiment]:
-            label = arm.label + (" (synthetic motion blur)" if arm.label.startswith("GOPRO") and not folder else "")
-            results[label], ex = _restoration(arm, steps=steps, folder=folder, logdir=logdir, seed=seed)
+            synthetic = arm.label.startswith("GOPRO") and not flags.data
+            label = arm.label + (" (synthetic motion blur)" if synthetic else "")
+            results[label], ex = _restoration(arm, flags, ctx)
             results[label].update(arm.extra)
             example = example or ex
         return results, example
@@ -363,26 +426,36 @@ def _held_out(model, x, y, batch: int = 500) -> tuple[float, float]:
     return float(-log_p[np.arange(len(labels)), labels].mean()), float((logits.argmax(1) == labels).mean())
 
 
-def _classify(experiment: str, arms, *, steps, logdir, seed):
+def _classification_terms(model, batch, training_):
+    """Cross-entropy of the logits (the mean over the batch) and top-1 accuracy, as ``compile(loss=
+    SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])`` reported them."""
+    logits = model(batch["x"], training=training_)
+    labels = tf.reshape(tf.cast(batch["y"], tf.int64), [-1])
+    hits = tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float32)
+    return {"loss": _CROSS_ENTROPY(batch["y"], logits), "accuracy": tf.reduce_mean(hits)}
+
+
+_CROSS_ENTROPY = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _classify(experiment: str, arms, flags: "Flags", ctx: paper.RunContext):
+    """Train each arm (name → model builder) on CIFAR-100 or the stand-in; held-out loss and accuracy before
+    and after."""
     setting = CLASSIFICATIONS[experiment]
-    xtr, ytr, xte, yte, source = _cifar(seed)
-    steps = steps or _steps_for(setting.epochs, len(xtr), CLASSIFICATION_BATCH)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    xtr, ytr, xte, yte, source = _cifar(ctx.seed)
+    steps = flags.steps or _steps_for(setting.epochs, len(xtr), CLASSIFICATION_BATCH)
     results = {}
     for name, build in arms.items():
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(ctx.seed)
         model = build()
-        model.compile(keras.optimizers.Adam(setting.lr), loss, metrics=["accuracy"])
         initial_loss, initial_acc = _held_out(model, xte, yte)
-        batches = tf.data.Dataset.from_tensor_slices((xtr, ytr)).shuffle(len(xtr), seed=seed).batch(
-            CLASSIFICATION_BATCH).repeat()
-        cbs = [_progress(name, steps)] + ([keras.callbacks.TensorBoard(str(Path(logdir) / report.safe_name(name)))]
-                                          if logdir else [])
-        h = model.fit(batches, epochs=steps, steps_per_epoch=1, verbose=0, callbacks=cbs, shuffle=False)
+        batches = _FitBatches({"x": xtr, "y": ytr}, CLASSIFICATION_BATCH, shuffle_seed=ctx.seed)
+        terms = _train(model, batches, _classification_terms, lr=setting.lr, steps=steps, ctx=ctx,
+                       name=report.safe_name(name))
         test_loss, acc = _held_out(model, xte, yte)
         results[name] = {"test_accuracy": float(acc), "test_loss": float(test_loss),
                          "initial_test_accuracy": float(initial_acc), "initial_test_loss": float(initial_loss),
-                         "train_accuracy": float(h.history["accuracy"][-1]), "outputs": int(model.output_shape[-1])}
+                         "train_accuracy": terms["train_accuracy"], "outputs": int(model.output_shape[-1])}
     results["setting"] = {"notebook": setting.notebook, "data": source, "train_images": len(xtr),
                           "test_images": len(xte), "epochs": setting.epochs, "steps": steps,
                           "batch": CLASSIFICATION_BATCH, "lr": setting.lr}
@@ -396,14 +469,18 @@ def _front(kind: str, seed: int):
     return torch_default_conv(3, 3, in_channels=3, seed=seed)
 
 
-def classification(*, steps, folder, logdir, seed):
+def classification(flags: "Flags", ctx: paper.RunContext):
+    """nb04: ConvNetTiny2 with the deconv layer or a 3×3 conv in front."""
+    seed = ctx.seed
     return _classify("classification", {
         "deconv 4×4 in front": lambda: _convnet_tiny2(_front("deconv", seed)),
-        "conv 3×3 in front": lambda: _convnet_tiny2(_front("conv", seed))}, steps=steps, logdir=logdir, seed=seed)
+        "conv 3×3 in front": lambda: _convnet_tiny2(_front("conv", seed))}, flags, ctx)
 
 
-def classification_resnet(*, steps, folder, logdir, seed):
+def classification_resnet(flags: "Flags", ctx: paper.RunContext):
+    """nb07: ResNet-18 at 32² with the deconv layer, a 3×3 conv or nothing in front."""
     from tfrestore import nets
+    seed = ctx.seed
 
     def resnet(front):
         def build():
@@ -416,7 +493,7 @@ def classification_resnet(*, steps, folder, logdir, seed):
     return _classify("classification_resnet", {
         "resnet18 + deconv 4×4": resnet(lambda: _front("deconv", seed)),
         "resnet18 + conv 3×3": resnet(lambda: _front("conv", seed)),
-        "resnet18 alone (the superseded identity run)": resnet(None)}, steps=steps, logdir=logdir, seed=seed)
+        "resnet18 alone (the superseded identity run)": resnet(None)}, flags, ctx)
 
 
 RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS}, "classification": classification,
@@ -447,19 +524,34 @@ def _figure_panels(example):
     return [(img[0, ..., 0], cap) for img, cap in zip(example, ("input", "deconv layer", "conv baseline", "target"))]
 
 
-def run(*, experiment: str = DEFAULT_EXPERIMENT, steps: int | None = None, out: str | None = None,
-        logdir: str | None = None, seed: int = 0, data: str | None = None) -> dict:
-    if experiment not in RUNNERS:
-        raise ValueError(f"unknown experiment '{experiment}' for deconv; valid: {', '.join(RUNNERS)}")
-    out = common.claim_output(out or f"runs/deconv_{experiment}")
-    out.mkdir(parents=True, exist_ok=True)
-    logdir = logdir or out / "tb"
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of ``--paper=deconv``."""
+    experiment: str = flag(DEFAULT_EXPERIMENT, "the notebook reproduced (see --list)")
+    steps: int | None = flag(None, "gradient updates per arm (default the notebook's epochs × ⌈images / batch⌉)",
+                             source="deconv_layer.md §2")
+    data: str | None = flag(None, "a folder of images (or HR/LR, sharp/blur pairs) instead of the embedded photos")
+
+    def __post_init__(self) -> None:
+        if self.experiment not in RUNNERS:
+            raise ValueError(f"unknown experiment '{self.experiment}' for deconv; valid: {', '.join(RUNNERS)}")
+
+
+def default_out(flags: Flags) -> str:
+    """``runs/deconv_<experiment>``."""
+    return f"runs/deconv_{flags.experiment}"
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> dict:
+    """One experiment: its arms trained, the held-out table printed, the outputs written once; the metrics."""
+    experiment = flags.experiment
+    ctx = dataclasses.replace(ctx, out=common.claim_output(ctx.out))
     print(f"deconv layer: {EXPERIMENTS[experiment]}", flush=True)
-    results, example = RUNNERS[experiment](steps=steps, folder=data, logdir=logdir, seed=seed)
+    results, example = RUNNERS[experiment](flags, ctx)
     text = _table(results)
-    payload = {"experiment": experiment, "description": EXPERIMENTS[experiment], "steps_override": steps,
-               "data": data or "embedded sample photos", "results": results}
-    report.write(out, title=EXPERIMENTS[experiment], metrics=payload, table=text,
-                 figure_panels=_figure_panels(example))
-    print(f"outputs in {out}", flush=True)
+    payload = {"experiment": experiment, "description": EXPERIMENTS[experiment], "steps_override": flags.steps,
+               "data": flags.data or "embedded sample photos", "results": results}
+    paper.Result(title=EXPERIMENTS[experiment], metrics=payload, table=text,
+                 figure_panels=_figure_panels(example)).write(ctx.out)
+    print(f"outputs in {ctx.out}", flush=True)
     return payload

@@ -177,10 +177,52 @@ def _reference_pairs(label, names):
     return blurred, frame(clean), pad
 
 
+def _run(out, **flags) -> dict:
+    """``--paper=deconv`` in-process: the paper's own Flags, writing into ``out``, seed 0."""
+    from reproductions import deconv_layer, paper
+    f = deconv_layer.Flags(**flags)
+    return deconv_layer.run(f, paper.RunContext.create(deconv_layer.default_out(f), out=out, seed=0,
+                                                       progress=False))
+
+
+@pytest.mark.parametrize("batch, shuffle", [(4, False), (4, True), (None, False)])
+def test_training_gives_the_weights_keras_fit_gave(tmp_path, batch, shuffle):
+    """The experiments train through training.Trainer with the batches they gave keras.Model.fit before: 11
+    images in batches of 4 (4, 4, 3 per pass, a batch never spanning two passes), reshuffled per pass with the
+    seed (classification), or the whole set; 9 steps of Adam give fit's weights and first / last losses bit for
+    bit."""
+    import keras
+    import tensorflow as tf
+    from reproductions import deconv_layer, paper
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (11, 8, 8, 1)).astype(np.float32)
+    y = (0.5 * x + 0.1).astype(np.float32)
+    seed, steps = 3, 9
+
+    def model():
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((8, 8, 1))
+        return keras.Model(inp, deconv_layer.torch_default_conv(1, 3, 1, seed)(inp))
+    ref = model()
+    ref.compile(keras.optimizers.Adam(1e-2), "mse")
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    ds = (ds.shuffle(11, seed=seed) if shuffle else ds).batch(batch or 11).repeat()
+    losses = ref.fit(ds, epochs=steps, steps_per_epoch=1, verbose=0, shuffle=False).history["loss"]
+    trained = model()
+    ctx = paper.RunContext.create("unused", out=tmp_path, seed=seed, progress=False)
+    batches = deconv_layer._FitBatches({"x": x, "y": y}, batch or 11, shuffle_seed=seed if shuffle else None)
+    terms = deconv_layer._train(trained, batches, lambda m, b, t: {"loss": deconv_layer.LOSSES["l2"](
+        b["y"], m(b["x"], training=t))}, lr=1e-2, steps=steps, ctx=ctx, name="arm")
+    for a, b in zip(ref.weights, trained.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert (terms["initial_train_loss"], terms["train_loss"]) == (losses[0], losses[-1])
+    assert (tmp_path / "arm" / "ckpt").is_dir()          # the Trainer's checkpoint: --resume continues it
+
+
 @pytest.mark.experiment("deconv", "four_factor")
 def test_four_factor_experiment_learns_the_inverse(tmp_path):
     from reproductions import deconv_layer
-    res = deconv_layer.run(experiment="four_factor", steps=400, out=tmp_path, logdir=None)["results"]["four_factor"]
+    res = _run(tmp_path, experiment="four_factor", steps=400)["results"]["four_factor"]
     k, truth = np.array(res["deconv"]["kernel"]), np.array(res["true_kernel"])
     identity = np.zeros_like(truth)
     identity[0, 0] = 1
@@ -213,7 +255,7 @@ def test_restoration_experiments_degrade_train_and_start_as_the_notebooks(tmp_pa
     from tfrestore import data
     k_deconv, k_conv, lr, conv_lr, batch, epochs, pad = RESTORATION_RUNS[experiment]
     steps = 6
-    res = deconv_layer.run(experiment=experiment, steps=steps, out=tmp_path, logdir=None)["results"]
+    res = _run(tmp_path, experiment=experiment, steps=steps)["results"]
     assert len(res) == len(deconv_layer.RESTORATIONS[experiment])
     train_names = [n for n in data.sample_image_names() if n not in deconv_layer.TEST_IMAGES]
     for label, arm in res.items():
@@ -241,7 +283,7 @@ def test_classification_experiment_trains_both_arms_at_the_notebooks_settings(tm
     batches of 32, 5 epochs over all the training images (50,000 with CIFAR-100, else the stated stand-in); a
     few steps lower both arms' held-out loss from its start."""
     from reproductions import deconv_layer
-    res = deconv_layer.run(experiment="classification", steps=40, out=tmp_path, logdir=None)["results"]
+    res = _run(tmp_path, experiment="classification", steps=40)["results"]
     (heading, arms), = res.items()
     setting = arms.pop("setting")
     assert set(arms) == {"deconv 4×4 in front", "conv 3×3 in front"}
@@ -258,7 +300,7 @@ def test_resnet_experiment_deconv_arm_starts_as_the_bare_resnet(tmp_path):
     ResNet-18 does, while a random 3×3 conv in front changes the start (§2.6); training lowers every arm's
     held-out loss."""
     from reproductions import deconv_layer
-    res = deconv_layer.run(experiment="classification_resnet", steps=3, out=tmp_path, logdir=None)["results"]
+    res = _run(tmp_path, experiment="classification_resnet", steps=3)["results"]
     (heading, arms), = res.items()
     setting = arms.pop("setting")
     assert (setting["lr"], setting["epochs"], setting["batch"], setting["steps"]) == (1e-4, 10, 32, 3)
@@ -291,7 +333,7 @@ def test_superres_reads_hr_lr_folder_pairs(tmp_path):
     (tr_in, tr_out), (te_in, te_out) = deconv_layer._pairs(tmp_path, "HR", "LR", 384)
     assert tr_in.shape == (2, 384, 384, 1) and te_out.shape == (1, 384, 384, 1)
     np.testing.assert_allclose(te_out[0, ..., 0], hr_all[-1], atol=1e-6)
-    res = deconv_layer.run(experiment="superres", steps=2, out=tmp_path / "out", data=str(tmp_path))
+    res = _run(tmp_path / "out", experiment="superres", steps=2, data=str(tmp_path))
     assert res["data"] == str(tmp_path)
     want = {"l2": ((6, 6), 1e-3, 1e-2), "l1": ((6, 6), 1e-3, 1e-3), "ssim": ((2, 4), 1e-3, 1e-3)}
     for label, arm in res["results"].items():
