@@ -36,6 +36,7 @@ class OutputRule:
     and write where they are told."""
     overwrite: bool = False
     resume: bool = False
+    announce: str | None = None         # printed once the folder is accepted: the expected cost (main.py)
 
 
 _OUTPUT_RULE: OutputRule | None = None
@@ -53,17 +54,82 @@ def claim_output(folder: str | Path) -> Path:
     unless ``--overwrite`` (replace it) or ``--resume`` (continue it) was given, so that a rerun with other
     settings never replaces a previous run's figure, metrics and checkpoint without a word."""
     folder = Path(folder)
+    for parent in (folder, *folder.parents):    # else TensorFlow's summary writer fails with a traceback
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"--out={folder}: {parent} is a file, not a folder; give a folder for the outputs")
     rule = _OUTPUT_RULE
-    if rule is None or rule.overwrite or rule.resume or not folder.is_dir():
-        return folder
+    if rule is not None and not (rule.overwrite or rule.resume) and folder.is_dir():
+        _refuse_a_run_in(folder)
+    if rule is not None and rule.announce:
+        print(rule.announce, flush=True)
+        rule.announce = None
+    return folder
+
+
+def _refuse_a_run_in(folder: Path) -> None:
+    """Raise (one line, exit 2) when ``folder`` holds a finished or an interrupted run."""
     if (folder / "metrics.json").exists():
         what, resume = "a finished run (metrics.json)", ""
     elif (folder / "ckpt").is_dir() or any(folder.glob("*/ckpt")):
         what, resume = "an interrupted run (a checkpoint, no metrics.json)", "continue it with --resume, "
     else:
-        return folder
+        return
     raise ValueError(f"{folder} already holds {what}; {resume}write this run elsewhere with --out=DIR, or replace "
                      "it with --overwrite")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What a long run costs on the 2-core CPU tfrestore is developed on, from measured short runs: the time is
+    ``start_s`` plus, per phase, its share of the steps times its seconds per step; ``peak_gb`` is the process'
+    peak resident memory (VmHWM). ``size``: the working size the numbers are for (DIP: time scales with
+    size²)."""
+    phases: tuple[tuple[float, float], ...]     # (share of the steps, seconds per step)
+    start_s: float                              # start-up, evaluation, baselines, figure
+    peak_gb: float
+    default_steps: int                          # the paper's budget (no --steps)
+    measured: str                               # how the numbers were measured
+    size: int | None = None
+    layers: int | None = None                   # the problems the step time is for (fewer --layers: less)
+
+
+# (paper, experiment, net) → cost; None for a paper whose net is not a choice. Measured one run at a time on the
+# 2-core development machine (peak: /usr/bin/time's maximum RSS); README "What a run costs" has the table.
+_MV2015 = Cost(((1.0, 0.58),), 14.0, 1.8, 400, "idle, issue 15's 4:06 on alexnet; peak 2026-12-07", layers=20)
+_DIP = dict(start_s=43.0, peak_gb=1.6, size=256, measured="at load ~6, 2026-12-07; README's idle 2.3 s per step")
+COSTS: dict[tuple[str, str, str | None], Cost] = {
+    ("mv2015", "layers", "alexnet"): _MV2015,
+    ("mv2015", "layers", "caffenet"): _MV2015,         # the same layers and sizes as AlexNet
+    ("mv2016", "inversion", "alexnet"): Cost(((1.0, 0.97),), 18.0, 1.8, 350, "at load ~4.8, 2026-12-07", layers=20),
+    ("foe_priors", "image_rec", "alexnet"): Cost(((0.5, 0.47), (0.5, 5.2)), 57.0, 5.0, 10000,
+                                                 "issue 25's --steps=20 run; without training the prior"),
+    ("dip", "denoise", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
+    ("dip", "inpaint", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
+    ("dip", "deblur", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
+    ("dip", "superres", None): Cost(((1.0, 2.4),), default_steps=2000, **_DIP),
+    ("dip", "invert", None): Cost(((1.0, 0.54),), 47.0, 1.7, 3100, "at load ~5.6, 2026-12-07", size=224),
+    ("layer_inversion", "", "alexnet"): Cost(((1.0, 130.0),), 120.0, 5.7, 3000,
+                                            "roughly: a --steps=10 run at load ~6, 2026-12-07", layers=5),
+}
+
+
+def expected_cost(paper: str, experiment: str, net: str | None, *, steps: int | None = None,
+                  size: int | None = None, layers: int | None = None) -> str | None:
+    """The line printed before a long run starts: "expected: ~X min, ~Y GB peak on 2 CPU cores (measured …)";
+    None when the run has no measured cost. ``layers``: how many problems --layers asked for (the time is
+    scaled down by their share; memory is not)."""
+    c = COSTS.get((paper, experiment, net))
+    if c is None:
+        return None
+    n, size = steps or c.default_steps, size or c.size
+    scale = (size / c.size) ** 2 if c.size else 1.0
+    share = min(1.0, layers / c.layers) if layers and c.layers else 1.0
+    seconds = c.start_s + n * scale * share * sum(part * s for part, s in c.phases)
+    memory = c.peak_gb * max(1.0, scale) if c.size else c.peak_gb
+    when = (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400
+            else f"{seconds / 3600:.1f} h" if seconds < 36000 else f"{seconds / 3600:.0f} h")
+    return (f"expected: ~{when}, ~{memory:.1f} GB peak on 2 CPU cores ({n:,} steps"
+            + (f" at {size}²" if c.size else "") + f"; measured {c.measured})")
 
 
 def setup(*, paper: str, net: str, experiment: str, weights: str = "auto", out: str | None = None,
