@@ -4,7 +4,7 @@
 Experiments (``--experiment``):
 - ``stability`` (default): for every (clean, oblivious adversarial) pair, the label after every step of Adam on
   the prior energy alone (full prior: lr 0.6, 30 steps; dropout prior, dropout off: 10 steps), recorded after
-  step 1 too (the original's off-by-one: ``run(legacy_log_offset=True)``); the spec's statistics and the trade-off
+  step 1 too (the original's off-by-one: ``Options(legacy_log_offset=True)``); the spec's statistics and the trade-off
   curve. Where the net's setting lists margin attacks (digits), a sweep of attacks that leave their examples
   further across the boundary (DeepFool's overshoot, a fixed-ε PGD), restored counts after the last step.
 - ``adaptive``: DeepFool (100 steps, explicit) against classifier ∘ defence (4 Adam steps at lr 0.6, gradients
@@ -31,6 +31,7 @@ settings (``attack.json``) and reused while those settings hold.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ from tfrestore import adversarial as A
 from tfrestore import classifier, data, files, nets, report, weights
 from tfrestore.priors import catalogue
 
-from . import common
+from . import common, paper
 
 DESCRIPTION = "thesis adversarial restoration: prior-descent defence, stability, adaptive attacks, mean filter"
 EXPERIMENTS = {
@@ -290,10 +291,10 @@ def _stability(ctx: Context) -> dict:
         text = _series_table(st, RECORDED_FULL if name == "full prior" else None)
         texts.append(f"{name} '{prior_name}', {defence.describe()}, {st['pairs']} pairs\n{text}")
         print(texts[-1], flush=True)
-    _tradeoff_plot(ctx.out / "tradeoff.png", results, len(pairs.src))
     margin, margin_text = _margin(ctx, defences["full prior"], next(iter(results.values())))
     texts += [margin_text] if margin_text else []
-    return {"series": results, "margin": margin, "text": "\n\n".join(texts)}
+    return {"series": results, "margin": margin, "text": "\n\n".join(texts),
+            "plots": {"tradeoff.png": functools.partial(_tradeoff_plot, curves=results, pairs=len(pairs.src))}}
 
 
 _MARGIN_COLUMNS = [("oblivious attack", "attack", ""), ("pairs", "pairs", "d"),
@@ -426,8 +427,9 @@ def _adaptive(ctx: Context) -> dict:
                                 ("same-norm noise", "restored_noise", "d")])
                 + f"\n\ndropout ensemble ({ens_seconds:.0f} s)\n{ens_text}")
     print(text_all, flush=True)
-    _histogram(ctx.out / "norms.png", summ, f"perturbation norms, {prior_name}")
-    return {"summary": summ, "restoration": restore, "transfer": transfer, "ensemble": ens_summ,
+    norms_plot = functools.partial(_histogram, summ=summ, title=f"perturbation norms, {prior_name}")
+    return {"plots": {"norms.png": norms_plot}, "summary": summ, "restoration": restore, "transfer": transfer,
+            "ensemble": ens_summ,
             "attack": dataclasses.asdict(A.ADAPTIVE_DEEPFOOL), "defence": {"steps": defence.steps, "lr": defence.lr},
             "text": text_all, "attack_seconds": seconds}
 
@@ -549,43 +551,76 @@ def _energies(ctx: Context) -> dict:
 RUNNERS = {"stability": _stability, "adaptive": _adaptive, "mean_filter": _mean_filter, "energies": _energies}
 
 
-def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, data: str | None = None,
-        prior: str | None = None, steps: int | None = None, prior_steps: int | None = None,
-        attack: str = "deepfool", weights: str = "auto", out: str | None = None, seed: int = 0,
-        legacy_log_offset: bool = False) -> dict:
-    """``steps``: defence steps (default: the experiment's); ``prior_steps``: training steps for priors trained on
-    demand; ``attack``: the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd — the thesis'
-    settings, spec §2 — or a margin attack: deepfool_overshoot0.2 / 0.5 / 1, pgd_eps0.05); ``legacy_log_offset``:
-    the original's stability logging (labels after steps 2 … n + 1, spec §10 item 2)."""
-    if experiment not in RUNNERS:
-        raise ValueError(f"unknown experiment '{experiment}' for adversarial; valid: {', '.join(RUNNERS)}")
-    if net not in NET_SETTINGS:
-        raise ValueError(f"adversarial runs on {' or '.join(NET_SETTINGS)}, not '{net}'")
-    if attack not in OBLIVIOUS_ATTACKS:
-        raise ValueError(f"--attack must be one of {', '.join(OBLIVIOUS_ATTACKS)}, got '{attack}'")
-    if prior is not None:
-        catalogue.entry(prior)
-    setting = NET_SETTINGS[net]
-    out_path = common.claim_output(out or f"runs/adversarial_{net}_{experiment}")
-    clf = _classifier(setting, net, weights, seed)
-    t0 = time.perf_counter()
-    pairs = make_pairs(clf, setting, net, data, setting.pairs, attack)
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of adversarial (main.py builds them from these fields)."""
+    net: str = paper.flag("alexnet", "alexnet (the thesis') or digits (trained here)", source="adversarial.md §1")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "stability, adaptive, mean_filter or energies")
+    data: str | None = paper.flag(None, "an image folder (alexnet); default: the embedded photos / digits")
+    prior: str | None = paper.flag(None, "the defence's catalogue prior (default: the net's, e.g. full512)",
+                                   source="adversarial.md §3")
+    steps: int | None = paper.flag(None, "defence steps (default: the experiment's: 30 / 10 / 4)",
+                                   source="adversarial.md §3, §4")
+    prior_steps: int | None = paper.flag(None, "training steps for priors trained on demand")
+    attack: str = paper.flag("deepfool", "the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd — the "
+                             "thesis' settings — or deepfool_overshoot0.2 / 0.5 / 1, pgd_eps0.05)",
+                             source="adversarial.md §2")
+    weights: str = paper.flag("auto", "'auto', 'random' or a .weights.h5 file of the classifier")
+
+    def __post_init__(self):
+        if self.experiment not in RUNNERS:
+            raise ValueError(f"unknown experiment '{self.experiment}' for adversarial; valid: {', '.join(RUNNERS)}")
+        if self.net not in NET_SETTINGS:
+            raise ValueError(f"adversarial runs on {' or '.join(NET_SETTINGS)}, not '{self.net}'")
+        if self.attack not in OBLIVIOUS_ATTACKS:
+            raise ValueError(f"--attack must be one of {', '.join(OBLIVIOUS_ATTACKS)}, got '{self.attack}'")
+        if self.prior is not None:
+            catalogue.entry(self.prior)
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/adversarial_{flags.net}_{flags.experiment}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(Flags):
+    """:class:`Flags` plus what only the library sets: the original's bug, behind an explicit option."""
+    legacy_log_offset: bool = paper.flag(False, "the original's stability logging (labels after steps 2 … n + 1)",
+                                         source="adversarial.md §10 item 2")
+
+
+def _context(flags: Flags, ctx: paper.RunContext, clf: A.Classifier) -> Context:
+    """The attacked pairs (made or reused) and the flags every experiment reads."""
+    setting = NET_SETTINGS[flags.net]
+    pairs = make_pairs(clf, setting, flags.net, flags.data, setting.pairs, flags.attack)
     if len(pairs.src) == 0:
         raise ValueError("no adversarial pairs: every attack failed")
-    median = float(np.median(pairs.perturbation_norms()))
-    print(f"{len(pairs.src)} (clean, {attack}) pairs; median L2 perturbation {median:.2f}", flush=True)
-    ctx = Context(net=net, setting=setting, clf=clf, pairs=pairs, attack=attack, prior=prior, steps=steps,
-                  prior_steps=prior_steps, seed=seed, out=out_path, folder=data,
-                  dataset="embedded" if not data else Path(data).name, legacy_log_offset=legacy_log_offset)
+    print(f"{len(pairs.src)} (clean, {flags.attack}) pairs; median L2 perturbation "
+          f"{float(np.median(pairs.perturbation_norms())):.2f}", flush=True)
+    return Context(net=flags.net, setting=setting, clf=clf, pairs=pairs, attack=flags.attack, prior=flags.prior,
+                   steps=flags.steps, prior_steps=flags.prior_steps, seed=ctx.seed, out=ctx.out, folder=flags.data,
+                   dataset="embedded" if not flags.data else Path(flags.data).name,
+                   legacy_log_offset=isinstance(flags, Options) and flags.legacy_log_offset)
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
+    """Makes (or reuses) the oblivious pairs, runs ``flags.experiment`` on them and writes its table, plots and
+    metrics into ``ctx.out`` at the end. ``flags`` may be :class:`Options` (the original's stability logging)."""
+    out_path = common.claim_output(ctx.out)
+    clf = _classifier(NET_SETTINGS[flags.net], flags.net, flags.weights, ctx.seed)
+    t0 = time.perf_counter()
+    ex = _context(flags, ctx, clf)
     out_path.mkdir(parents=True, exist_ok=True)
-    result = RUNNERS[experiment](ctx)
+    outcome = RUNNERS[flags.experiment](ex)
     weights_src = nets.weights_source(clf.model)
-    summary = {"experiment": experiment, "net": net, "weights": weights_src, "attack": attack,
-               "attack_setting": dataclasses.asdict(OBLIVIOUS_ATTACKS[attack]), "pairs": len(pairs.src),
-               "median_perturbation": median,
-               "seconds": time.perf_counter() - t0, **{k: v for k, v in result.items() if k != "text"}}
-    report.write(out_path, title=f"adversarial {experiment} on {net} (weights: {weights_src})", metrics=summary,
-                 table=result["text"])
+    summary = {"experiment": flags.experiment, "net": flags.net, "weights": weights_src, "attack": flags.attack,
+               "attack_setting": dataclasses.asdict(OBLIVIOUS_ATTACKS[flags.attack]), "pairs": len(ex.pairs.src),
+               "median_perturbation": float(np.median(ex.pairs.perturbation_norms())),
+               "seconds": time.perf_counter() - t0,
+               **{k: v for k, v in outcome.items() if k not in ("text", "plots")}}
+    result = paper.Result(title=f"adversarial {flags.experiment} on {flags.net} (weights: {weights_src})",
+                          metrics=summary, table=outcome["text"], plots=outcome.get("plots", {}))
+    result.write(out_path)
     print(f"{summary['seconds']:.0f} s; outputs in {out_path} (table.txt, metrics.json"
-          f"{', tradeoff.png' if experiment == 'stability' else ''})", flush=True)
-    return summary
+          f"{', tradeoff.png' if flags.experiment == 'stability' else ''})", flush=True)
+    return result

@@ -40,10 +40,10 @@ from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param, transforms
 from tfrestore.engine import Optimization, Problem
-from tfrestore.inversion import evaluate, feature_objective, gram_features, image_space, table, write_outputs
+from tfrestore.inversion import evaluate, feature_objective, gram_features, image_space, outputs, table
 from tfrestore.priors import PriorTerm, catalogue
 
-from . import common, mv2016
+from . import common, mv2016, paper
 
 DESCRIPTION = "thesis FoE / ICA patch priors: prior-regularised inversion vs pure MSE vs M&V 2016; prior training"
 NETS = ("alexnet", "vgg16")
@@ -233,18 +233,19 @@ class _Optimization(Optimization):
                 term.step = self.iteration
 
 
-def _optimise_with_result_steps(problem: Problem, s: common.Setup, *, result_steps: Sequence[int], image_rgb,
-                                config: dict, title: str, log_every: int, resume: bool, jit_compile: bool,
-                                progress: bool) -> dict:
-    """``common.optimise`` for one batch, each problem's result taken at its own step (:class:`ResultSteps`)."""
-    config = {**config, **problem.settings, "layers": problem.layers, "steps": problem.total_steps,
+def _solve_with_result_steps(problem: Problem, s: common.Setup, how: common.Reporting,
+                             result_steps: Sequence[int]) -> paper.Result:
+    """``common.solve`` for one batch, each problem's result taken at its own step (:class:`ResultSteps`); the
+    outputs stay in memory."""
+    config = {**how.config, **problem.settings, "layers": problem.layers, "steps": problem.total_steps,
               "weights": s.weights, "net": s.net, "seed": s.seed}
     run = _Optimization.from_problem(problem, to_input=lambda x: nets.to_input(s.net, x),
-                                     display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=log_every,
-                                     jit_compile=jit_compile, config=config)
+                                     display_offset=nets.mean_rgb(s.net), seed=s.seed, log_every=how.log_every,
+                                     jit_compile=how.jit_compile, config=config)
     run.follow_steps(problem.objective)
-    print(f"{title}: {len(problem.labels)} problems, objective {problem.objective!r}", flush=True)
-    cbs = callbacks.standard(s.out, s.logdir, resume, progress, saved_every=log_every) + [ResultSteps(result_steps)]
+    print(f"{how.title}: {len(problem.labels)} problems, objective {problem.objective!r}", flush=True)
+    cbs = callbacks.standard(s.out, s.logdir, how.resume, how.progress, saved_every=how.log_every) + \
+        [ResultSteps(result_steps)]
     try:
         result = run.run(cbs)
     except KeyboardInterrupt as e:
@@ -252,10 +253,9 @@ def _optimise_with_result_steps(problem: Problem, s: common.Setup, *, result_ste
     rows = evaluate(s.extractors, s.net, problem.layers, problem.x0, result.images, problem.masks)
     text = table(rows, problem.labels, s.net, s.weights)
     print(text, flush=True)
-    originals = np.repeat(image_rgb[None], len(problem.labels), 0)
-    write_outputs(s.out, result, problem.labels, originals, nets.mean_rgb(s.net), rows, config,
-                  f"{title} ({_weights_word(s)})", text)
-    return {"rows": rows, "result": result}
+    originals = np.repeat(how.image_rgb[None], len(problem.labels), 0)
+    return paper.Result(**outputs(result, problem.labels, originals, nets.mean_rgb(s.net), rows, config,
+                                  f"{how.title} ({_weights_word(s)})", table_text=text))
 
 
 def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, layers, seed: int,
@@ -313,27 +313,36 @@ def _sub(s: common.Setup, name: str) -> common.Setup:
     return dataclasses.replace(s, out=s.out / name, logdir=s.logdir / name)
 
 
-def image_rec(s: common.Setup, *, image: str, layers, steps, prior_name, prior_steps, data, resume, progress,
-              jit_compile) -> dict:
-    net = s.net
-    img = common.load(net, image)
-    layers = common.resolve_layers(net, layers) if layers else list(DEFAULT_LAYERS[net])
-    plan = image_rec_plan(net, layers, steps)
-    prior = catalogue.get(prior_name, net, data=data, steps=prior_steps, seed=s.seed)
-    p1, phase2 = image_rec_problems(net=net, image_rgb=img, extractors=s.extractors, prior=prior, layers=layers,
+def _image_rec_runs(s: common.Setup, flags: "Flags", ctx: paper.RunContext, plan: Plan, img: np.ndarray, prior,
+                    layers: list[str]) -> dict[str, paper.Result]:
+    """The three inversions of every layer, in memory: pure MSE, MSE + the prior from its canvas, M&V 2016."""
+    p1, phase2 = image_rec_problems(net=s.net, image_rgb=img, extractors=s.extractors, prior=prior, layers=layers,
                                     seed=s.seed, plan=plan)
-    run = dict(image_rgb=img, log_every=max(1, min(100, plan.phase_steps[0] // 4)), resume=resume,
-               jit_compile=jit_compile, progress=progress)
-    config = {"paper": "foe_priors", "experiment": "image_rec", "image": image, "prior": prior_name}
-    common.optimise(p1, _sub(s, "pure_mse"), config=config, title=f"pure MSE — {net}", **run)
-    canvas = np.load(s.out / "pure_mse" / "canvas.npy")
+    config = {"paper": "foe_priors", "experiment": "image_rec", "image": flags.image, "prior": flags.prior_name}
+    how = common.Reporting(image_rgb=img, config=config, title=f"pure MSE — {s.net}",
+                           log_every=max(1, min(100, plan.phase_steps[0] // 4)), resume=ctx.resume,
+                           progress=ctx.progress)
+    runs = {"pure_mse": common.solve(p1, _sub(s, "pure_mse"), how)}
     # phase 2 counts its steps on from phase 1's: a result step g is step g − phase 1 of this run
-    _optimise_with_result_steps(phase2(canvas), _sub(s, prior_name), config=config, title=f"MSE + {prior_name} — {net}",
-                                result_steps=[r - plan.phase_steps[0] for r in plan.result_steps], **run)
-    mv = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=net, image_rgb=img, extractors=s.extractors,
+    runs[flags.prior_name] = _solve_with_result_steps(
+        phase2(runs["pure_mse"].arrays["canvas"]), _sub(s, flags.prior_name),
+        dataclasses.replace(how, title=f"MSE + {flags.prior_name} — {s.net}"),
+        result_steps=[r - plan.phase_steps[0] for r in plan.result_steps])
+    mv = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=s.net, image_rgb=img, extractors=s.extractors,
                         layers=layers, seed=s.seed, steps=sum(plan.phase_steps))
-    common.optimise(mv, _sub(s, "mv2016"), config={**config, "method": "mv2016"}, title=f"M&V 2016 — {net}", **run)
-    recs = {m: np.load(s.out / m / "reconstructions.npy") for m in ("pure_mse", prior_name, "mv2016")}
+    runs["mv2016"] = common.solve(mv, _sub(s, "mv2016"), dataclasses.replace(
+        how, config={**config, "method": "mv2016"}, title=f"M&V 2016 — {s.net}"))
+    return runs
+
+
+def image_rec(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
+    net, prior_name = s.net, flags.prior_name
+    img = common.load(net, flags.image)
+    layers = common.resolve_layers(net, flags.layers) if flags.layers else list(DEFAULT_LAYERS[net])
+    plan = image_rec_plan(net, layers, flags.steps)
+    prior = catalogue.get(prior_name, net, data=flags.data, steps=flags.prior_steps, seed=s.seed)
+    runs = _image_rec_runs(s, flags, ctx, plan, img, prior, layers)
+    recs = {m: r.arrays["reconstructions"] for m, r in runs.items()}
     energies = {m: prior.energy(np.clip(r, 0, 255)).numpy().tolist() for m, r in recs.items()}
     vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16",
                         ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
@@ -346,6 +355,11 @@ def image_rec(s: common.Setup, *, image: str, layers, steps, prior_name, prior_s
     text += "\n\nprior energy of the clipped reconstructions (" + prior_name + "):\n" + "\n".join(
         f"  {m:<12} " + "  ".join(f"{l} {e:.4g}" for l, e in zip(layers, es)) for m, es in energies.items())
     print(text, flush=True)
+    for name, r in runs.items():                           # each inversion's outputs, written once
+        if name == prior_name:
+            r.write(s.out / name)
+        else:
+            common.finish(r, _sub(s, name))                 # with its wall-time line
     panels = [p for m in recs for p in [(img / 255.0, f"original / {m}")] +
               [(np.clip(recs[m][i], 0, 255) / 255.0, f"{m}\n{l}") for i, l in enumerate(layers)]]   # a row each
     report.write(s.out, title=f"FoE prior inversion — {net} ({_weights_word(s)})", table=text,
@@ -394,19 +408,18 @@ def _run_phases(s, objective_phases, init, labels, lr, progress, title, name):
     return x, result
 
 
-def featmap_inv(s: common.Setup, *, image: str, layers, steps, prior_name, prior_steps, data, resume, progress,
-                jit_compile) -> dict:
-    setting = FEATMAP_INV
-    if layers:
-        match, target = common.resolve_layers(s.net, layers)[:2]
+def featmap_inv(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
+    setting, prior_name, progress = FEATMAP_INV, flags.prior_name, ctx.progress
+    if flags.layers:
+        match, target = common.resolve_layers(s.net, flags.layers)[:2]
         setting = dataclasses.replace(setting, match=match, target=target)
-    img = common.load(s.net, image)
-    prior = catalogue.get(prior_name, s.net, data=data, steps=prior_steps, seed=s.seed)
+    img = common.load(s.net, flags.image)
+    prior = catalogue.get(prior_name, s.net, data=flags.data, steps=flags.prior_steps, seed=s.seed)
     e = catalogue.entry(prior_name)
     if isinstance(e, catalogue.Entry) and nets.resolve_layer(s.net, e.tap) != setting.target:
         raise ValueError(f"prior '{prior_name}' models {e.tap}, but the variable here is {setting.target}")
     true_map, data_term, init = _map_problem(s, image_rgb=img, setting=setting, n=1, seed=s.seed)
-    phases = scaled_phases(setting.phases, steps)
+    phases = scaled_phases(setting.phases, flags.steps)
     with_prior = data_term + e.weight * PriorTerm(prior, name=prior_name)
     objectives = [with_prior if k >= setting.prior_from else data_term for k in range(len(phases))]
     mse_only, _ = _run_phases(s, list(zip(objectives[:setting.prior_from], phases)), init, ["mse"], setting.lr,
@@ -442,21 +455,21 @@ def _legacy_weights(name: str) -> np.ndarray:
     return np.array(out, np.float32)
 
 
-def legacy_c2_to_c1(s: common.Setup, *, image: str, layers, steps, prior_name, prior_steps, data, resume,
-                    progress, jit_compile) -> dict:
+def legacy_c2_to_c1(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
     setting = LEGACY
-    img = common.load(s.net, image)
+    img = common.load(s.net, flags.image)
     n = len(LEGACY_VARIANTS)
     true_map, data_term, init = _map_problem(s, image_rgb=img, setting=setting, n=n, seed=s.seed)
     objective = data_term
     for name in sorted({name for _, regs in LEGACY_VARIANTS for name, _ in regs}):
         w = _legacy_weights(name)
-        term = PriorTerm(catalogue.get(name, s.net, data=data, steps=prior_steps, seed=s.seed), name=name,
+        prior = catalogue.get(name, s.net, data=flags.data, steps=flags.prior_steps, seed=s.seed)
+        term = PriorTerm(prior, name=name,
                          problems=np.flatnonzero(w).tolist())      # evaluated only where a variant uses it
         objective = objective + w * term
-    phases = scaled_phases(setting.phases, steps)           # the thesis: 500, then a restart for 19,500
+    phases = scaled_phases(setting.phases, flags.steps)     # the thesis: 500, then a restart for 19,500
     labels = [v[0] for v in LEGACY_VARIANTS]
-    rec, result = _run_phases(s, [(objective, k) for k in phases], init, labels, setting.lr, progress,
+    rec, result = _run_phases(s, [(objective, k) for k in phases], init, labels, setting.lr, ctx.progress,
                               f"{setting.match}/lin → {setting.target}/lin", "variants")
     truth = np.repeat(true_map, n, 0)
     data_name = f"feature/{setting.match}"
@@ -477,25 +490,19 @@ def legacy_c2_to_c1(s: common.Setup, *, image: str, layers, steps, prior_name, p
     return {"rows": rows}
 
 
-def train_prior(*, net: str, prior_name: str, steps: int | None, data: str | None, seed: int, overwrite: bool,
-                progress: bool) -> dict:
+def train_prior(flags: "Flags", ctx: paper.RunContext) -> dict:
     """Train a catalogue prior into the store (no inversion, so no network is built unless its tap needs one). An
-    artifact of the same settings is reused (one line names it) unless ``overwrite``; an interrupted training of
-    them continues where it stopped."""
-    _, summary = catalogue.train(prior_name, net, data=data, steps=steps, seed=seed, overwrite=overwrite,
-                                 progress=progress)
+    artifact of the same settings is reused (one line names it) unless ``ctx.overwrite``; an interrupted training
+    of them continues where it stopped."""
+    net, prior_name = flags.net, flags.prior_name
+    _, summary = catalogue.train(prior_name, net, data=flags.data, steps=flags.steps or flags.prior_steps,
+                                 seed=ctx.seed, overwrite=ctx.overwrite, progress=ctx.progress)
     if not summary["reused"]:
         print(f"prior {prior_name} for {net}: {summary['steps']} steps in {summary['seconds']:.0f} s "
               f"({summary['patches_per_s']:,.0f} patches/s), final train "
               f"{summary['final'].get('train_loss', 0):.5g}, validation {summary['final'].get('val_loss', 0):.5g}; "
               f"stored in {summary['path']} (filters.png)", flush=True)
     return summary
-
-
-def _overwrite_flag() -> bool:
-    """main.py's ``--overwrite``: it is one rule for every paper (``common.set_output_rule``), not a run() flag."""
-    rule = getattr(common, "_OUTPUT_RULE", None)
-    return bool(rule is not None and rule.overwrite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -519,24 +526,49 @@ EXPERIMENTS = {k: v.description for k, v in EXPERIMENT_TABLE.items()}
 DEFAULT_EXPERIMENT = "image_rec"
 
 
-def run(*, net: str = "alexnet", experiment: str = DEFAULT_EXPERIMENT, prior: str | None = None,
-        layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto", out: str | None = None,
-        logdir: str | None = None, steps: int | None = None, prior_steps: int | None = None, data: str | None = None,
-        seed: int = 0, resume: bool = False, overwrite: bool = False, jit_compile: bool = False,
-        progress: bool = True) -> dict:
-    """``overwrite``: the ``train`` experiment trains its prior anew even when one of the same settings is stored
-    (replacing it once the new one is complete)."""
-    if experiment not in EXPERIMENT_TABLE:
-        raise ValueError(f"unknown experiment '{experiment}' for foe_priors; valid: {', '.join(EXPERIMENT_TABLE)}")
-    exp = EXPERIMENT_TABLE[experiment]
-    if net not in NETS and not (exp.trains and net == "digits"):       # the digits priors train here too
-        raise ValueError(f"foe_priors runs on {' or '.join(NETS)}, not '{net}'")
-    prior_name = prior or exp.prior
-    (catalogue.trained_entry if exp.trains else catalogue.entry)(prior_name)     # a clear error before any work
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of foe_priors (main.py builds them from these fields)."""
+    net: str = paper.flag("alexnet", "alexnet or vgg16 (the thesis'); --experiment=train also digits",
+                          source="patch_priors.md §7.1")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "image_rec, featmap_inv, legacy_c2_to_c1 or train")
+    prior: str | None = paper.flag(None, "a catalogue prior (default: the experiment's: full512 / fullc1l6000)",
+                                   source="patch_priors.md §6, §7")
+    layers: tuple[str, ...] | None = paper.flag(None, "layers inverted (image_rec; default: the thesis' eight) or "
+                                                "match,target (featmap_inv)", source="patch_priors.md §7.1, §7.2")
+    image: str = paper.flag("chelsea", "embedded sample image name or an image file")
+    weights: str = paper.flag("auto", "'auto', 'random' or a .weights.h5 file of the inverted net")
+    steps: int | None = paper.flag(None, "rescales every phase, jitter length and result step (train: the prior's "
+                                   "training steps)", source="patch_priors.md §7.1")
+    prior_steps: int | None = paper.flag(None, "training steps of a prior that is trained first (default: any "
+                                         "stored length, else the thesis schedule)", source="patch_priors.md §5")
+    data: str | None = paper.flag(None, "a folder of images the priors are trained on (default: the embedded ones)")
+
+    def __post_init__(self):
+        if self.experiment not in EXPERIMENT_TABLE:
+            raise ValueError(f"unknown experiment '{self.experiment}' for foe_priors; valid: "
+                             f"{', '.join(EXPERIMENT_TABLE)}")
+        exp = EXPERIMENT_TABLE[self.experiment]
+        if self.net not in NETS and not (exp.trains and self.net == "digits"):     # the digits priors train here
+            raise ValueError(f"foe_priors runs on {' or '.join(NETS)}, not '{self.net}'")
+        (catalogue.trained_entry if exp.trains else catalogue.entry)(self.prior_name)   # a clear error first
+
+    @property
+    def prior_name(self) -> str:
+        """--prior, or the experiment's default prior."""
+        return self.prior or EXPERIMENT_TABLE[self.experiment].prior
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/foe_priors_{flags.net}_{flags.experiment}"
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> dict:
+    """Runs ``flags.experiment``; ``train`` trains its prior into the store (anew with ``ctx.overwrite``, replacing
+    a stored one of the same settings once the new one is complete), the others write into ``ctx.out``."""
+    exp = EXPERIMENT_TABLE[flags.experiment]
     if exp.trains:
-        return exp.runner(net=net, prior_name=prior_name, steps=steps or prior_steps, data=data, seed=seed,
-                          overwrite=overwrite or _overwrite_flag(), progress=progress)   # an interruption resumes
-    s = common.setup(paper="foe_priors", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
-                     seed=seed)
-    return exp.runner(s, image=image, layers=layers, steps=steps, prior_name=prior_name, prior_steps=prior_steps,
-                      data=data, resume=resume, progress=progress, jit_compile=jit_compile)
+        return exp.runner(flags, ctx)                   # an interruption resumes
+    s = common.setup(paper="foe_priors", net=flags.net, experiment=flags.experiment, weights=flags.weights,
+                     out=str(ctx.out), logdir=str(ctx.logdir), seed=ctx.seed)
+    return exp.runner(s, flags, ctx)

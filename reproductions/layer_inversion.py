@@ -34,7 +34,7 @@ from tfrestore import inverters as I
 from tfrestore import classifier, metrics, nets, report, store, training
 from tfrestore.inversion import Extractors, gram_features
 
-from . import common, mv2016
+from . import common, mv2016, paper
 
 DESCRIPTION = "thesis learned inversion modules: solo / stacked / merged / end-to-end, vs M&V 2016"
 DIGITS_VALIDATION = 4           # held-out digits scored (and inverted by M&V 2016 too)
@@ -98,6 +98,9 @@ class Training:
     progress: bool
     legacy: bool
     overwrite: bool = False
+    all_specs: tuple = ()       # every module of the run's chains, deepest first
+    val_names: tuple[str, ...] = ()     # the validation images' names (files, or digit<i>)
+    description: str = ""       # the training data, in words
 
 
 def _key(t: Training, specs, regime: str, cfg, *, seed: int, start=()) -> store.Key:
@@ -194,12 +197,12 @@ def _command(net: str, layers: list[str] | None, data: str | None, steps: int | 
             + (f" --seed={seed}" if seed else ""))
 
 
-def _mv2016(s, net, starts, val, vgg, *, steps, seed, progress) -> tuple[list, dict]:
+def _mv2016(s, net, starts, val, vgg, *, steps, progress) -> tuple[list, dict]:
     """M&V 2016 on the same images and layers (one batched optimisation per image)."""
     ext, recs = Extractors(s.model), {}
     for i, img in enumerate(val.astype(np.uint8)):
         prob = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=net, image_rgb=img, extractors=ext,
-                              layers=starts, seed=seed, steps=steps or None)
+                              layers=starts, seed=s.seed, steps=steps or None)
         common.optimise(prob, dataclasses.replace(s, out=s.out / f"mv2016_{i}", logdir=s.logdir / f"mv2016_{i}"),
                         image_rgb=img, config={"paper": "layer_inversion", "method": "mv2016"},
                         title=f"M&V 2016 on validation image {i}", log_every=50, progress=progress)
@@ -210,62 +213,116 @@ def _mv2016(s, net, starts, val, vgg, *, steps, seed, progress) -> tuple[list, d
     return rows, recs
 
 
-def run(*, net: str = "alexnet", layers: list[str] | None = None, data: str | None = None, steps: int | None = None,
-        weights: str = "auto", out: str | None = None, seed: int = 0, progress: bool = True,
-        legacy_train_all: bool = False, overwrite: bool = False) -> dict:
-    """``legacy_train_all``: update every module of a merged / end-to-end chain whatever its trainable flag (the
-    original's behaviour; by default only trainable modules are updated). Trained modules are artifacts of
-    ``tfrestore.store`` (``inverter/<net>/<regime>/…``), reused when their settings match; ``overwrite`` trains
-    them again."""
-    if net not in NET_SETTINGS:
-        raise ValueError(f"layer_inversion runs on {', '.join(NET_SETTINGS)}, not '{net}'")
-    setting = NET_SETTINGS[net]
-    starts = list(layers or setting.layers)
-    chains = {l: I.chain(net, l) for l in starts}                       # validates the layers
-    if setting.images == "digits" and weights == "auto":
-        classifier.get(seed=seed, progress=progress)                    # trained here when not in the store
-    s = common.setup(paper="layer_inversion", net=net, experiment="compare", weights=weights, out=out, seed=seed)
-    source, val, val_src, desc = _data(setting, net, data, seed)
-    print(f"training data: {desc}; {len(val)} validation images", flush=True)
-    all_specs = sorted({sp for c in chains.values() for sp in c}, key=lambda sp: int(sp.name[2:]), reverse=True)
-    t = Training(net=net, taps=I.Taps(s.model, all_specs), source=source, val=val, data=training.data_tag(data),
-                 classifier=I.classifier_identity(s.model), command=_command(net, layers, data, steps, seed),
-                 progress=progress, legacy=legacy_train_all, overwrite=overwrite)
-    t0 = time.perf_counter()
-    solo, solo_summaries, solo_keys = _solo(t, all_specs, _config(I.SOLO, steps, seed), seed)
-    vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16", list(VGG_GRAM_TAPS))
-    rows, recs_all = _learned(t, chains, solo, solo_keys, vgg, steps=steps, seed=seed)
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of layer_inversion (main.py builds them from these fields)."""
+    net: str = paper.flag("alexnet", "alexnet, vgg16 (the thesis') or digits (trained here)",
+                          source="learned_inverters.md §4.3")
+    layers: tuple[str, ...] | None = paper.flag(None, "starting layers (default: the thesis' evaluated ones: "
+                                                "AlexNet conv1/lin … conv5/lin, VGG16 pool1 … pool3)",
+                                                source="learned_inverters.md §4.3")
+    data: str | None = paper.flag(None, "an image folder (the last 20 % of its sorted files: validation); default: "
+                                  "the embedded photos")
+    steps: int | None = paper.flag(None, "every training's length and M&V 2016's budget (schedules scaled); "
+                                   "default: the thesis' 3,000", source="learned_inverters.md §4.1")
+    weights: str = paper.flag("auto", "'auto', 'random' or a .weights.h5 file of the inverted net")
+
+    def __post_init__(self):
+        if self.net not in NET_SETTINGS:
+            raise ValueError(f"layer_inversion runs on {', '.join(NET_SETTINGS)}, not '{self.net}'")
+        for start in self.layers or ():
+            I.chain(self.net, start)                                        # names the valid starting layers
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/layer_inversion_{flags.net}_compare"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options(Flags):
+    """:class:`Flags` plus what only the library sets: the original's behaviour, behind an explicit option."""
+    legacy_train_all: bool = paper.flag(False, "update every module of a merged / end-to-end chain whatever its "
+                                        "trainable flag (the original's behaviour)",
+                                        source="learned_inverters.md §3, §7")
+
+
+def _recorded_rows(setting: NetSetting, net: str, starts: list[str]) -> list[dict]:
+    """The spec's recorded AlexNet numbers (§6) for the starting layers they cover."""
+    rows = []
     for start in starts:
         layer = nets.resolve_layer(net, start)
         for label, rec in RECORDED.items():
             if setting.recorded and layer in rec:
                 v, m, nm = rec[layer]
                 rows.append({"layer": start, "method": f"{label}, recorded", "vgg": v, "mse": m, "nmse": nm})
-    learned_seconds = time.perf_counter() - t0
-    if setting.mv2016:
-        mv_rows, mv_recs = _mv2016(s, net, starts, val, vgg, steps=steps, seed=seed, progress=progress)
-        rows += mv_rows
-        recs_all.update(mv_recs)
-    rows.sort(key=lambda r: (starts.index(r["layer"]), r["method"]))
-    methods = ("stacked", "merged", "end_to_end") + (("mv2016",) if setting.mv2016 else ())
+    return rows
+
+
+def _training(flags: Flags, ctx: paper.RunContext, s: common.Setup, chains: dict) -> Training:
+    """The facts every training of this run shares (data, taps, store tags, the rebuild command)."""
+    setting = NET_SETTINGS[flags.net]
+    source, val, val_src, desc = _data(setting, flags.net, flags.data, ctx.seed)
+    print(f"training data: {desc}; {len(val)} validation images", flush=True)
+    all_specs = sorted({sp for c in chains.values() for sp in c}, key=lambda sp: int(sp.name[2:]), reverse=True)
+    return Training(net=flags.net, taps=I.Taps(s.model, all_specs), source=source, val=val,
+                    data=training.data_tag(flags.data), classifier=I.classifier_identity(s.model),
+                    command=_command(flags.net, flags.layers, flags.data, flags.steps, ctx.seed),
+                    progress=ctx.progress, legacy=isinstance(flags, Options) and flags.legacy_train_all,
+                    overwrite=ctx.overwrite,
+                    all_specs=tuple(all_specs), val_names=tuple(str(v) for v in val_src), description=desc)
+
+
+def _panels(val: np.ndarray, recs: dict, starts: list[str], methods: tuple[str, ...]) -> list:
+    """Per starting layer: the first validation image, then each method's reconstruction and its |error| ×4."""
     panels = []
     for start in starts:
         panels.append((val[0] / 255.0, f"original ({start})"))
         for name in methods:
-            rec = np.clip(recs_all[(start, name)][0], 0, 255) / 255.0
+            rec = np.clip(recs[(start, name)][0], 0, 255) / 255.0
             panels += [(rec, f"{name} from {start}"), (np.abs(rec - val[0] / 255.0).mean(-1) * 4, "|error| ×4")]
+    return panels
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
+    """Trains (or loads from ``tfrestore.store``, ``inverter/<net>/<regime>/…``) the modules of every chain, scores
+    them on the validation images and writes figure, table and metrics into ``ctx.out`` at the end.
+    ``ctx.overwrite`` trains stored modules again; ``flags`` may be :class:`Options` (the original's training of
+    every module)."""
+    net, setting, seed = flags.net, NET_SETTINGS[flags.net], ctx.seed
+    starts = list(flags.layers or setting.layers)
+    chains = {l: I.chain(net, l) for l in starts}
+    if setting.images == "digits" and flags.weights == "auto":
+        classifier.get(seed=seed, progress=ctx.progress)                # trained here when not in the store
+    s = common.setup(paper="layer_inversion", net=net, experiment="compare", weights=flags.weights,
+                     out=str(ctx.out), logdir=str(ctx.logdir), seed=seed)
+    t = _training(flags, ctx, s, chains)
+    t0 = time.perf_counter()
+    solo, solo_summaries, solo_keys = _solo(t, list(t.all_specs), _config(I.SOLO, flags.steps, seed), seed)
+    vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16", list(VGG_GRAM_TAPS))
+    rows, recs_all = _learned(t, chains, solo, solo_keys, vgg, steps=flags.steps, seed=seed)
+    rows += _recorded_rows(setting, net, starts)
+    learned_seconds = time.perf_counter() - t0
+    if setting.mv2016:
+        mv_rows, mv_recs = _mv2016(s, net, starts, t.val, vgg, steps=flags.steps, progress=ctx.progress)
+        rows += mv_rows
+        recs_all.update(mv_recs)
+    rows.sort(key=lambda r: (starts.index(r["layer"]), r["method"]))
+    methods = ("stacked", "merged", "end_to_end") + (("mv2016",) if setting.mv2016 else ())
     head = (f"net: {net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network" if s.weights ==
-                                          "random" else s.weights) + f"   data: {desc}   VGG score: tfrestore's VGG16")
+                                          "random" else s.weights) + f"   data: {t.description}   VGG score: "
+            "tfrestore's VGG16")
     text = head + "\n" + report.table(rows, [("layer", "layer", ""), ("method", "method", ""), ("MSE", "mse", ".4g"),
                                              ("NMSE", "nmse", ".4g"), ("VGG score", "vgg", ".4g")])
     print(text, flush=True)
-    summary = {"net": net, "weights": s.weights, "layers": starts, "data": desc, "scores": rows,
+    summary = {"net": net, "weights": s.weights, "layers": starts, "data": t.description, "scores": rows,
                "solo_training": solo_summaries, "learned_seconds": learned_seconds,
-               "training": {"solo": dataclasses.asdict(_config(I.SOLO, steps, seed)),
-                            "merged": dataclasses.asdict(_config(I.MERGED, steps, seed))},
-               "validation_images": [str(v) for v in val_src]}
-    report.write(s.out, title=f"learned inverters — {net}", metrics=summary, table=text, figure_panels=panels,
-                 figure_columns=1 + 2 * len(methods))
+               "training": {"solo": dataclasses.asdict(_config(I.SOLO, flags.steps, seed)),
+                            "merged": dataclasses.asdict(_config(I.MERGED, flags.steps, seed))},
+               "validation_images": list(t.val_names)}
+    result = paper.Result(title=f"learned inverters — {net}", metrics=summary, table=text,
+                          figure_panels=_panels(t.val, recs_all, starts, methods),
+                          figure_columns=1 + 2 * len(methods))
+    result.write(s.out)
     print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
           f"{store.home() / 'inverter' / net} (python -m tfrestore.store list inverter)", flush=True)
-    return summary
+    return result

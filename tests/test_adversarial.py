@@ -244,12 +244,13 @@ def digits_store(tmp_path_factory):
 
 
 def _run(monkeypatch, home, out, **flags):
-    from reproductions import adversarial as R
+    from reproductions import adversarial as R, paper
     monkeypatch.setenv("TFRESTORE_HOME", str(home))
     monkeypatch.setitem(R.NET_SETTINGS, "digits", dataclasses.replace(
         R.NET_SETTINGS["digits"], pairs=24, adaptive_pairs=3, ensemble_pairs=1,
         margin_attacks=("deepfool_overshoot1",)))
-    return R.run(net="digits", out=str(out), **flags)
+    f = R.Flags(net="digits", **flags)
+    return R.run(f, paper.RunContext.create(R.default_out(f), out=out)).metrics
 
 
 @pytest.mark.experiment("adversarial", "stability")
@@ -321,9 +322,9 @@ def test_energies_tiny_run_adversarials_have_higher_prior_energy(digits_store, m
     assert noise["mean_difference"] < 0 and "noise" in noise["set"]
     from reproductions import adversarial as R
     with pytest.raises(ValueError, match="alexnet or digits"):
-        R.run(net="vgg16")
+        R.Flags(net="vgg16")
     with pytest.raises(ValueError, match="--attack must be one of"):
-        R.run(net="digits", attack="lbfgs")
+        R.Flags(net="digits", attack="lbfgs")
 
 
 def test_legacy_stability_logging_is_the_originals_off_by_one():

@@ -181,11 +181,13 @@ print("SAME")
 @pytest.mark.experiment("layer_inversion")
 def test_layer_inversion_tiny_run_on_digits_beats_the_mean_image_and_the_untrained_chain(tmp_path, tmp_path_factory,
                                                                                         monkeypatch):
-    from reproductions import layer_inversion
+    from reproductions import layer_inversion, paper
     import os
     copy_classifier(tmp_path_factory, Path(os.environ["TFRESTORE_HOME"]))      # the session's trained net
     monkeypatch.setattr(layer_inversion, "DIGITS_VALIDATION", 2)      # the VGG Gram score is most of the time
-    res = layer_inversion.run(net="digits", layers=["pool1"], steps=200, out=str(tmp_path / "li"), progress=False)
+    flags = layer_inversion.Flags(net="digits", layers=("pool1",), steps=200)
+    res = layer_inversion.run(flags, paper.RunContext.create(layer_inversion.default_out(flags), out=tmp_path / "li",
+                                                             progress=False)).metrics
     scores = {r["method"]: r for r in res["scores"]}
     assert set(scores) == {"stacked", "merged", "end_to_end", "untrained (baseline)"}   # M&V 2016: ImageNet's
     assert res["weights"] != "random" and set(res["solo_training"]) == {"DC2", "DC1"}
@@ -208,4 +210,15 @@ def test_layer_inversion_tiny_run_on_digits_beats_the_mean_image_and_the_untrain
     stored = store.verify(merged_key)
     assert stored.file("DC2.weights.h5").exists() and stored.file("DC1.weights.h5").exists()
     with pytest.raises(ValueError, match="starting layers"):
-        layer_inversion.run(net="digits", layers=["fc4"])
+        layer_inversion.Flags(net="digits", layers=("fc4",))
+
+
+def test_inverter_module_sets_come_from_the_registry(monkeypatch):
+    """Which module set a net uses is the registry's ``inverters`` fact, not a test of the net's name."""
+    import dataclasses
+    from tfrestore import nets
+    assert I.catalogue("caffenet") is I.CATALOGUE["alexnet"] and I.catalogue("digits") is I.CATALOGUE["digits"]
+    with pytest.raises(ValueError, match="not 'resnet18'"):
+        I.catalogue("resnet18")
+    monkeypatch.setitem(nets.REGISTRY, "resnet18", dataclasses.replace(nets.REGISTRY["resnet18"], inverters="vgg16"))
+    assert I.catalogue("resnet18") is I.CATALOGUE["vgg16"]

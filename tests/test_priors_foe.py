@@ -2,7 +2,6 @@
 tiny size through ``foe_priors.run``, the two-phase schedules and result steps against the spec's numbers, the
 result-step callback, and a dropout prior's per-step masks inside an inversion."""
 import dataclasses
-import inspect
 import json
 
 import h5py
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from reproductions import common
+from reproductions import common, paper
 from reproductions import foe_priors as F
 from tfrestore import nets, optim, param, store
 from tfrestore import objectives as O
@@ -120,6 +119,12 @@ SPEC_WEIGHT = {"conv2": 3e-3}                                   # spec §7.1, Al
 SPEC_RECORDED = {"conv2": (0.21567, 543.155, 0.044630)}        # spec §8.1, (VGG score, MSE, NMSE)
 
 
+def _run(out, **flags):
+    """foe_priors.run as main.py calls it, into ``out``, without progress bars."""
+    f = F.Flags(**flags)
+    return F.run(f, paper.RunContext.create(F.default_out(f), out=out, progress=False))
+
+
 @pytest.mark.experiment("foe_priors", "train")
 @pytest.mark.experiment("foe_priors", "image_rec")
 def test_train_a_prior_then_invert_with_it(tmp_path, capsys, monkeypatch):
@@ -127,7 +132,7 @@ def test_train_a_prior_then_invert_with_it(tmp_path, capsys, monkeypatch):
     prior's. ``image_rec``: conv2 in 2 + 2 steps with that prior — the spec's weight in the objective, the prior
     phase ends at a lower prior energy than the same phase without the prior, the result from the last step, the
     thesis' recorded numbers beside ours."""
-    summary = F.run(experiment="train", prior="full512", steps=40, out=str(tmp_path / "t"), progress=False)
+    summary = _run(tmp_path / "t", experiment="train", prior="full512", steps=40)
     out = capsys.readouterr().out
     assert "patches/s" in out and "demonstration set" in out
     stored = catalogue.find("full512", "alexnet", steps=40).path
@@ -143,12 +148,12 @@ def test_train_a_prior_then_invert_with_it(tmp_path, capsys, monkeypatch):
     assert held_out == pytest.approx(summary["final"]["val_loss"], rel=1e-4)
     assert held_out < float(untrained.score_matching_loss(prepared.val))
     with pytest.raises(ValueError, match="nothing to train"):
-        F.run(experiment="train", prior="tv_prior")
+        F.Flags(experiment="train", prior="tv_prior")
 
     layers, rec, made = ["conv2"], tmp_path / "rec", []
     real_setup = common.setup                           # keep the run's network for the comparison below
     monkeypatch.setattr(common, "setup", lambda **kw: made.append(real_setup(**kw)) or made[-1])
-    result = F.run(layers=layers, steps=4, out=str(rec), progress=False)
+    result = _run(rec, layers=tuple(layers), steps=4)
     methods = {row["method"] for row in result["scores"]}
     assert {"pure_mse", "full512", "mv2016", "full512 (thesis, recorded)"} <= methods
     recorded = [r for r in result["scores"] if r["method"] == "full512 (thesis, recorded)"]
@@ -172,7 +177,7 @@ def test_train_a_prior_then_invert_with_it(tmp_path, capsys, monkeypatch):
     images = run.run([]).images + nets.mean_rgb("alexnet")
     e_without = prior.energy(np.clip(images, 0, 255)).numpy()
     assert (np.array(result["prior_energy"]["full512"]) < e_without).all(), (result["prior_energy"], e_without)
-    assert "optimizer" not in inspect.signature(F.run).parameters          # main.py refuses --optimizer
+    assert "optimizer" not in {f.name for f in dataclasses.fields(F.Flags)}     # main.py refuses --optimizer
 
 
 def _store_small(name: str, components: int, n_white: int) -> None:
@@ -186,7 +191,7 @@ def _store_small(name: str, components: int, n_white: int) -> None:
 @pytest.mark.experiment("foe_priors", "featmap_inv")
 def test_featmap_inv_recovers_conv1_from_conv2(tmp_path):
     _store_small("fullc1l6000", 6, 12)
-    result = F.run(experiment="featmap_inv", steps=4, out=str(tmp_path), progress=False)
+    result = _run(tmp_path, experiment="featmap_inv", steps=4)
     rel = {r["method"]: r["conv1_rel"] for r in result["rows"]}
     assert rel["MSE only"] < rel["initial map"] and rel["MSE + fullc1l6000"] < rel["initial map"], rel
     m = json.loads((tmp_path / "metrics.json").read_text())
@@ -203,7 +208,7 @@ def test_legacy_c2_to_c1_minimises_the_dot_normalised_mse(tmp_path):
     _store_small("fullc1l6000", 6, 12)
     _store_small("slimc1l2000", 6, 12)
     _store_small("chanpriorc1l150", 4, 64)
-    result = F.run(experiment="legacy_c2_to_c1", steps=2, out=str(tmp_path), progress=False)
+    result = _run(tmp_path, experiment="legacy_c2_to_c1", steps=2)
     model = nets.build("alexnet", weights="auto", seed=0)
     img = common.load("alexnet", "chelsea")
     target = nets.feature_extractor(model, ["conv2"])(nets.to_input("alexnet", img[None] - nets.mean_rgb("alexnet")))

@@ -41,7 +41,7 @@ ROWS = [
     Row(P, "stability", "dropout priors: Adam lr 0.6, 10 steps", (0.6, 10), "adversarial.md §3, §7.2",
         "(adversarial.DROPOUT_LR, adversarial.DROPOUT_STEPS)", STABILITY),
     Row(P, "stability", "labels recorded after every step, step 1 included (bug 2 fixed; legacy behind a flag)", False,
-        "adversarial.md §3, §10", "adversarial.Context.__dataclass_fields__['legacy_log_offset'].default",
+        "adversarial.md §3, §10", "adversarial.Options.__dataclass_fields__['legacy_log_offset'].default",
         f"{T}::test_legacy_stability_logging_is_the_originals_off_by_one,"
         f"{T}::test_defence_gradients_match_finite_differences_and_labels_follow_each_step"),
     Row(P, "stability", "recorded 'eval full' preserved, points 0–10", [1069, 1068, 1067, 1067, 1065, 1064, 1062, 1061,
