@@ -1,24 +1,45 @@
 """``--paper=forward``: run an image through a network and print each requested tap's shape and statistics."""
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import numpy as np
 
 from tfrestore import data, files, nets
 
+from . import paper
+
 DESCRIPTION = "forward pass: shape and statistics of each requested layer"
 
 
-def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = "astronaut", weights: str = "auto",
-        out: str | None = None, seed: int = 0) -> dict:
-    model = nets.build(net, weights=weights, seed=seed)
-    layers = layers or nets.layer_names(net)
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of ``--paper=forward``."""
+    net: str = paper.flag("caffenet", "the network (see --list)")
+    layers: tuple[str, ...] | None = paper.flag(None, "the layers to report (default: every layer)")
+    image: str = paper.flag("astronaut", "the image (a sample name or a file)")
+    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+
+    def __post_init__(self) -> None:
+        if self.net not in nets.REGISTRY:
+            raise ValueError(f"unknown net '{self.net}'; valid nets: {', '.join(nets.net_names())}")
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/forward_{flags.net}"
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> dict:
+    """Print, for each layer, the shape (without the batch axis) and mean, std, min and max of its output on the
+    image; write them to ``ctx.out/forward.json`` and return them."""
+    net = flags.net
+    model = nets.build(net, weights=flags.weights, seed=ctx.seed)
+    layers = list(flags.layers or nets.layer_names(net))
     extractor = nets.feature_extractor(model, layers)
-    img = data.load_image(image, nets.input_size(net))
+    img = data.load_image(flags.image, nets.input_size(net))
     feats = extractor(nets.preprocess(net, img[None]))
     rows = {}
-    print(f"{net} on '{image}' (weights: {nets.weights_source(model)})")
+    print(f"{net} on '{flags.image}' (weights: {nets.weights_source(model)})")
     print(f"{'layer':<24}{'shape':<22}{'mean':>12}{'std':>12}{'min':>12}{'max':>12}")
     for name in layers:
         a = np.asarray(feats[name])
@@ -27,7 +48,6 @@ def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = 
         r = rows[name]
         print(f"{name:<24}{str(tuple(r['shape'])):<22}{r['mean']:>12.4g}{r['std']:>12.4g}{r['min']:>12.4g}"
               f"{r['max']:>12.4g}")
-    result = {"net": net, "image": image, "weights": nets.weights_source(model), "layers": rows}
-    if out:
-        files.write_json(Path(out) / "forward.json", result)
+    result = {"net": net, "image": flags.image, "weights": nets.weights_source(model), "layers": rows}
+    files.write_json(ctx.out / "forward.json", result)
     return result

@@ -30,7 +30,7 @@ from tfrestore import param
 from tfrestore.engine import Problem
 from tfrestore.inversion import Extractors, feature_objective, image_space
 
-from . import common
+from . import common, paper
 
 DESCRIPTION = "M&V 2015 inversion (CaffeNet by default; alexnet, vgg16 too): all 20 layers, σ, λ tables, 400 steps"
 NETS = ("caffenet", "alexnet", "vgg16")
@@ -182,27 +182,49 @@ def problem(fig: Figure, *, net: str, image_rgb: np.ndarray, extractors: Extract
                              "mask": [r[4] for r in rows]})
 
 
-def run(*, net: str = "caffenet", layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
-        out: str | None = None, logdir: str | None = None, steps: int | None = None, seed: int = 0,
-        optimizer: str | None = None, experiment: str = DEFAULT_EXPERIMENT, resume: bool = False,
-        jit_compile: bool = False, progress: bool = True) -> dict:
-    if experiment not in FIGURES:
-        raise ValueError(f"unknown experiment '{experiment}' for mv2015; valid: {', '.join(FIGURES)}")
-    if net not in NETS:
-        raise ValueError(f"mv2015 runs on caffenet (the paper's), alexnet or vgg16, not '{net}'")
-    s = common.setup(paper="mv2015", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
-                     seed=seed)
-    img = common.load(net, image)
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of ``--paper=mv2015``."""
+    net: str = paper.flag("caffenet", "the network: caffenet (the paper's), alexnet or vgg16",
+                          source="mv2015.md §3")
+    layers: tuple[str, ...] | None = paper.flag(None, "layers to invert (default: the figure's layers)")
+    image: str = paper.flag("chelsea", "the image to invert (a sample name or a file)")
+    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    steps: int | None = paper.flag(None, "optimisation steps; the figure's schedule (400 or 600) is rescaled",
+                                   source="mv2015.md §2, §5")
+    optimizer: str | None = paper.flag(None, "replace the paper's momentum 0.9 (e.g. adam)", source="mv2015.md §2")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "the figure of experiment_cnn.m (see --list)")
+
+    def __post_init__(self) -> None:
+        if self.experiment not in FIGURES:
+            raise ValueError(f"unknown experiment '{self.experiment}' for mv2015; valid: {', '.join(FIGURES)}")
+        if self.net not in NETS:
+            raise ValueError(f"mv2015 runs on caffenet (the paper's), alexnet or vgg16, not '{self.net}'")
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/mv2015_{flags.net}_{flags.experiment}"
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> dict:
+    """Run one figure (``flags.experiment``) and write its outputs into ``ctx.out``; returns the metrics.
+    (XLA: build the problem with :func:`problem` and run it with ``common.solve``,
+    ``Reporting(jit_compile=True)``.)"""
+    net, experiment = flags.net, flags.experiment
+    s = common.setup(paper="mv2015", net=net, experiment=experiment, weights=flags.weights, out=ctx.out,
+                     logdir=ctx.logdir, seed=ctx.seed)
+    img = common.load(net, flags.image)
     fig = FIGURES[experiment]
     # one graph per M&V layer group: as fast as one graph of every layer, less memory (common.layer_groups)
-    parts = [problem(fig, net=net, image_rgb=img, extractors=s.extractors, layers=group, seed=seed + k,
-                     steps=steps, optimizer=optimizer)
-             for k, group in enumerate(common.layer_groups(net, _figure_layers(net, fig, layers)))]
-    config = {"paper": "mv2015", "experiment": experiment, "image": image, "sigma": SIGMA, "lambda_l2": LAMBDA_L2,
-              "alpha": ALPHA, "paper_images": list(fig.paper_images)}
-    if fig.paper_images and Path(image).stem not in {Path(name).stem for name in fig.paper_images}:
+    parts = [problem(fig, net=net, image_rgb=img, extractors=s.extractors, layers=group, seed=ctx.seed + k,
+                     steps=flags.steps, optimizer=flags.optimizer)
+             for k, group in enumerate(common.layer_groups(net, _figure_layers(net, fig, flags.layers)))]
+    config = {"paper": "mv2015", "experiment": experiment, "image": flags.image, "sigma": SIGMA,
+              "lambda_l2": LAMBDA_L2, "alpha": ALPHA, "paper_images": list(fig.paper_images)}
+    if fig.paper_images and Path(flags.image).stem not in {Path(name).stem for name in fig.paper_images}:
         print(f"the paper's {fig.description.split(':')[0]} used {', '.join(fig.paper_images)}; this run "
-              f"inverts '{image}' (--image)", flush=True)
+              f"inverts '{flags.image}' (--image)", flush=True)
     print(f"schedule {parts[0].schedule}", flush=True)
-    return common.optimise(parts, s, image_rgb=img, config=config, title=f"M&V 2015 {experiment} — {net}",
-                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)
+    how = common.Reporting(image_rgb=img, config=config, title=f"M&V 2015 {experiment} — {net}",
+                           log_every=LOG_EVERY, resume=ctx.resume, progress=ctx.progress)
+    return common.finish(common.solve(parts, s, how), s)

@@ -12,9 +12,10 @@ reproduces the spec's AlexNet and VGG16 tables). Constants: ``shared/spec/mv2016
 
 The stage change restarts the optimiser's state — m *and* the squared-gradient accumulator G — because the
 released inversion runs its two stages as two chained ``nnpreimage`` calls (``exp_inversion.m``, spec §4), each
-with fresh state; inside one call the code also meant to clear G (the §2 typo). ``problem(...,
-keep_accumulator=True)`` keeps G instead (spec §2 / §8's "reset m, keep G", the typo's behaviour as if both stages
-ran in one call); the choice is recorded in the run's config (``optimizer.reset_accumulator``).
+with fresh state; inside one call the code also meant to clear G (the §2 typo).
+``problem(..., choices=Choices(keep_accumulator=True))`` keeps G instead (spec §2 / §8's "reset m, keep G", the
+typo's behaviour as if both stages ran in one call); the choice is recorded in the run's config
+(``optimizer.reset_accumulator``).
 
 Activation maximisation works at any layer: the classification layer (fc8) takes category numbers, every other
 layer channel indices (``units``; one-hot at the spatial centre of the channel, spec §5).
@@ -51,7 +52,7 @@ from tfrestore import param, transforms
 from tfrestore.engine import Problem
 from tfrestore.inversion import Extractors, feature_objective, group_by_layer, image_space
 
-from . import common
+from . import common, paper
 
 DESCRIPTION = "M&V 2016 natural pre-images: inversion (300 jittered + 50), activation maximisation, caricature"
 
@@ -286,23 +287,50 @@ def default_layers(setting: Setting, net: str) -> list[str]:
     return list(setting.layers[family])
 
 
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    """What a problem may change from the paper's defaults: ``optimizer`` (``"adam"``: the thesis variant, §9;
+    another name replaces AdaGrad-momentum), ``c_values`` (one inversion constant C per problem instead of the
+    thesis table), ``units`` (maximisation's category numbers at the classification layer, channel indices
+    elsewhere), ``raw_caricature_target`` (the caricature's target computed from the raw RGB image, exp_enhance.m's
+    quirk) and ``keep_accumulator`` (keep AdaGrad's G at the stage change; see the module docstring)."""
+    optimizer: str | None = None
+    c_values: Sequence[float] | None = None
+    units: Sequence[int] | None = None
+    raw_caricature_target: bool = False
+    keep_accumulator: bool = not RESET_ACCUMULATOR_AT_STAGE_CHANGE
+
+
+@dataclasses.dataclass(frozen=True)
+class _Batch:
+    """What either variant (authors' or thesis') builds its problem from, besides the weighted data term: one layer
+    and one label per problem, the data-term settings recorded in the config, and the run's choices."""
+    net: str
+    image_rgb: np.ndarray
+    extractors: Extractors
+    setting: Setting
+    layer_of: list[str]
+    labels: list[str]
+    settings: dict
+    seed: int
+    steps: int | None
+    choices: Choices
+
+
 def problem(setting: Setting, *, net: str, image_rgb: np.ndarray, extractors: Extractors, layers=None,
-            seed: int = 0, steps: int | None = None, optimizer: str | None = None, c_values=None,
-            units: Sequence[int] | None = None, raw_caricature_target: bool = False,
-            keep_accumulator: bool = not RESET_ACCUMULATOR_AT_STAGE_CHANGE) -> Problem:
+            seed: int = 0, steps: int | None = None, choices: Choices = Choices()) -> Problem:
     """The batch of one experiment: a problem per layer (per layer and C for the sweep, per layer and unit for
-    maximisation). ``units``: maximisation's category numbers (classification layer) or channel indices.
-    ``keep_accumulator``: keep AdaGrad's G at the stage change (see the module docstring).
-    ``optimizer="adam"``: the thesis variant (inversion experiments only)."""
+    maximisation). ``choices``: what differs from the paper's defaults (:class:`Choices`);
+    ``choices.optimizer="adam"``: the thesis variant (inversion experiments only)."""
     chosen = common.resolve_layers(net, layers) if layers else default_layers(setting, net)
     if setting.c_sweep:
         chosen = [l for l in chosen for _ in setting.c_sweep]
-    thesis = optimizer == THESIS_OPTIMIZER
+    thesis = choices.optimizer == THESIS_OPTIMIZER
     if thesis and not setting.weighted_by_c:
         raise ValueError(f"--optimizer={THESIS_OPTIMIZER} is the thesis' inversion benchmark (spec mv2016.md §9); "
                          "maximisation and caricatures run M&V's AdaGrad-momentum (leave --optimizer unset)")
     inputs = Inputs(net, tuple(chosen), extractors, image_space(net, image_rgb[None]), image_rgb,
-                    tuple(units) if units else None, raw_caricature_target,
+                    tuple(choices.units) if choices.units else None, choices.raw_caricature_target,
                     THESIS_DATA_NORMALISATION if thesis else True)
     data_term, labels, layer_of = setting.data_term(inputs)
     n = len(layer_of)
@@ -312,73 +340,98 @@ def problem(setting: Setting, *, net: str, image_rgb: np.ndarray, extractors: Ex
             weight = np.array(setting.c_sweep * (n // len(setting.c_sweep)), np.float32)
             labels = [f"{l} C{ci:g}" for l, ci in zip(layer_of, weight)]
         else:
-            weight = np.array(c_values or [c_for(net, l) for l in layer_of], np.float32)
+            weight = np.array(choices.c_values or [c_for(net, l) for l in layer_of], np.float32)
         settings["C"] = weight.tolist()
     else:
         weight = np.ones(n, np.float32)
     settings["data_weight"] = weight.tolist()
-    build = _thesis_problem if thesis else _authors_problem
-    return build(weight * data_term, net=net, image_rgb=image_rgb, layer_of=layer_of, labels=labels,
-                 extractors=extractors, setting=setting, settings=settings, seed=seed, steps=steps,
-                 optimizer=optimizer, keep_accumulator=keep_accumulator)
+    batch = _Batch(net, image_rgb, extractors, setting, layer_of, labels, settings, seed, steps, choices)
+    return (_thesis_problem if thesis else _authors_problem)(weight * data_term, batch)
 
 
-def _authors_problem(data_term, *, net, image_rgb, layer_of, labels, extractors, setting, settings, seed, steps,
-                     optimizer, keep_accumulator) -> Problem:
+def _authors_problem(data_term: O.Objective, b: _Batch) -> Problem:
     """nnpreimage: canvas jitter, bounded range, AdaGrad-momentum with η = H·W·LR."""
-    n, size = len(layer_of), image_rgb.shape[0]
+    n, size = len(b.layer_of), b.image_rgb.shape[0]
     objective = data_term + O.bounded_range(ALPHA, B) + O.tv(BETA, mean=True, scale=V)
-    t = np.array([nets.jitter_t(extractors.model, l) for l in layer_of])
+    t = np.array([nets.jitter_t(b.extractors.model, l) for l in b.layer_of])
     jitter = transforms.Jitter(size, t, n)
     canvas = size + jitter.margin
-    x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
-    if setting.init_from_image:          # each image in the middle of its own canvas, where its centre window is
+    x0 = np.repeat(image_space(b.net, b.image_rgb[None]), n, axis=0)
+    if b.setting.init_from_image:        # each image in the middle of its own canvas, where its centre window is
         init = param.place_in_canvas(x0, canvas, (t - 1) // 2)
     else:
-        init = param.init_mv2016(n, canvas, B, seed)
-    opt = common.pick_optimizer(optimizer, optimizers.AdaGradMomentum(RHO, reset_accumulator=not keep_accumulator))
+        init = param.init_mv2016(n, canvas, B, b.seed)
+    opt = common.pick_optimizer(b.choices.optimizer,
+                                optimizers.AdaGradMomentum(RHO, reset_accumulator=not b.choices.keep_accumulator))
     adagrad = isinstance(opt, optimizers.AdaGradMomentum)
-    sched = authors_schedule(setting, steps, size) if adagrad else schedule(setting, steps)
-    return Problem(objective=objective, param=param.Pixels(init), optimizer=opt, schedule=sched, labels=labels,
-                   jitter=jitter, project=lambda x: transforms.project_colour_norm(x, B_PLUS), layers=layer_of,
-                   x0=x0, settings={**settings, "jitter_T": t.tolist()})
+    sched = authors_schedule(b.setting, b.steps, size) if adagrad else schedule(b.setting, b.steps)
+    return Problem(objective=objective, param=param.Pixels(init), optimizer=opt, schedule=sched, labels=b.labels,
+                   jitter=jitter, project=lambda x: transforms.project_colour_norm(x, B_PLUS), layers=b.layer_of,
+                   x0=x0, settings={**b.settings, "jitter_T": t.tolist()})
 
 
-def _thesis_problem(data_term, *, net, image_rgb, layer_of, labels, extractors, setting, settings, seed, steps,
-                    optimizer, keep_accumulator) -> Problem:
+def _thesis_problem(data_term: O.Objective, b: _Batch) -> Problem:
     """The thesis' mv2016 benchmark (§9.3): pad-and-crop jitter, SoftRange, Adam from the target image."""
-    n, size = len(layer_of), image_rgb.shape[0]
-    mean = nets.mean_rgb(net)
-    family = nets.spec(net).family
-    t = np.array([thesis_jitter_t(net, l) for l in layer_of])
+    n, size = len(b.layer_of), b.image_rgb.shape[0]
+    mean = nets.mean_rgb(b.net)
+    family = nets.spec(b.net).family
+    t = np.array([thesis_jitter_t(b.net, l) for l in b.layer_of])
     soft_range = ThesisSoftRange(ALPHA, B, offset=mean - np.asarray(THESIS_NETWORK_MEAN[family], np.float32))
     objective = data_term + soft_range + O.tv(BETA, mean=True, scale=V)
-    x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
+    x0 = np.repeat(image_space(b.net, b.image_rgb[None]), n, axis=0)
     centre = np.asarray(THESIS_RANGE_CENTRE, np.float32) - mean          # μ_RGB in image space
     opt = optimizers.Adam(epsilon=THESIS_ADAM_EPSILON, epsilon_form="tf1", clip_value=THESIS_GRAD_CLIP)
     return Problem(objective=objective, param=param.Pixels(x0.copy()), optimizer=opt,
-                   schedule=thesis_schedule(steps), labels=labels,
+                   schedule=thesis_schedule(b.steps), labels=b.labels,
                    jitter=transforms.PadCropJitter(size, t, n, fill=-mean),
-                   project=lambda x: transforms.project_colour_norm(x, B_PLUS, centre=centre), layers=layer_of,
-                   x0=x0, settings={**settings, "jitter_t": t.tolist()})
+                   project=lambda x: transforms.project_colour_norm(x, B_PLUS, centre=centre), layers=b.layer_of,
+                   x0=x0, settings={**b.settings, "jitter_t": t.tolist()})
 
 
-def run(*, net: str = "alexnet", layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
-        out: str | None = None, logdir: str | None = None, steps: int | None = None, seed: int = 0,
-        optimizer: str | None = None, experiment: str = DEFAULT_EXPERIMENT, resume: bool = False,
-        jit_compile: bool = False, progress: bool = True, units: Sequence[int] | None = None) -> dict:
-    if experiment not in EXPERIMENT_SETTINGS:
-        raise ValueError(f"unknown experiment '{experiment}' for mv2016; valid: {', '.join(EXPERIMENT_SETTINGS)}")
-    s = common.setup(paper="mv2016", net=net, experiment=experiment, weights=weights, out=out, logdir=logdir,
-                     seed=seed)
-    img = common.load(net, image)
-    p = problem(EXPERIMENT_SETTINGS[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=layers,
-                seed=seed, steps=steps, optimizer=optimizer, units=units)
-    variant = "thesis (§9)" if optimizer == THESIS_OPTIMIZER else "authors (nnpreimage)"
-    config = {"paper": "mv2016", "experiment": experiment, "image": image, "B": B, "B_plus": B_PLUS, "V": V,
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of ``--paper=mv2016``."""
+    net: str = paper.flag("alexnet", "the network (the paper's AlexNet; VGG16 and the other nets too)",
+                          source="mv2016.md §6, §7")
+    layers: tuple[str, ...] | None = paper.flag(None, "layers (default: the experiment's)")
+    image: str = paper.flag("chelsea", "the image (a sample name or a file)")
+    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    steps: int | None = paper.flag(None, "optimisation steps; the 300 jittered (+ 50 plain) steps are rescaled",
+                                   source="mv2016.md §4")
+    optimizer: str | None = paper.flag(None, "replace AdaGrad-momentum; 'adam': the thesis variant",
+                                       source="mv2016.md §2, §9")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "inversion, c_sweep, maximization or caricature",
+                                 source="mv2016.md §5")
+
+    def __post_init__(self) -> None:
+        if self.experiment not in EXPERIMENT_SETTINGS:
+            raise ValueError(f"unknown experiment '{self.experiment}' for mv2016; valid: "
+                             f"{', '.join(EXPERIMENT_SETTINGS)}")
+        if self.net not in nets.REGISTRY:
+            raise ValueError(f"unknown net '{self.net}'; valid nets: {', '.join(nets.net_names())}")
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/mv2016_{flags.net}_{flags.experiment}"
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> dict:
+    """Run one experiment (``flags.experiment``) and write its outputs into ``ctx.out``; returns the metrics.
+    (Other units to maximise, the accumulator kept, XLA: build the problem with :func:`problem` and
+    :class:`Choices`, and run it with ``common.solve``.)"""
+    net, experiment = flags.net, flags.experiment
+    s = common.setup(paper="mv2016", net=net, experiment=experiment, weights=flags.weights, out=ctx.out,
+                     logdir=ctx.logdir, seed=ctx.seed)
+    img = common.load(net, flags.image)
+    p = problem(EXPERIMENT_SETTINGS[experiment], net=net, image_rgb=img, extractors=s.extractors,
+                layers=flags.layers, seed=ctx.seed, steps=flags.steps,
+                choices=Choices(optimizer=flags.optimizer))
+    variant = "thesis (§9)" if flags.optimizer == THESIS_OPTIMIZER else "authors (nnpreimage)"
+    config = {"paper": "mv2016", "experiment": experiment, "image": flags.image, "B": B, "B_plus": B_PLUS, "V": V,
               "alpha": ALPHA, "beta": BETA, "variant": variant, "optimizer": p.optimizer.config()}
     jitter = {k: p.settings[k] for k in ("jitter_T", "jitter_t") if k in p.settings}
     print(f"{variant}: jitter {jitter}, {p.schedule}", flush=True)
-    return common.optimise(p, s, image_rgb=img, config=config, title=f"M&V 2016 {experiment} — {net}",
-                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress,
+    how = common.Reporting(image_rgb=img, config=config, title=f"M&V 2016 {experiment} — {net}",
+                           log_every=LOG_EVERY, resume=ctx.resume, progress=ctx.progress,
                            has_target=experiment != "maximization")
+    return common.finish(common.solve(p, s, how), s)

@@ -32,7 +32,7 @@ from tfrestore import param
 from tfrestore.engine import Problem
 from tfrestore.inversion import Extractors, image_space
 
-from . import common
+from . import common, paper
 
 DESCRIPTION = "representation-inversion study: VGG16-BN / ResNet-18 L2 inversion (lr, TV, layers, resnet)"
 STEPS = 300
@@ -142,18 +142,45 @@ def problem(study: Study, *, net: str, image_rgb: np.ndarray, extractors: Extrac
                              "loss_layers": ["+".join(common.resolve_layers(net, names)) for _, names in variants]})
 
 
-def run(*, net: str | None = None, layers: list[str] | None = None, image: str = "chelsea", weights: str = "auto",
-        out: str | None = None, logdir: str | None = None, steps: int | None = None, seed: int = 0,
-        optimizer: str | None = None, experiment: str = DEFAULT_EXPERIMENT, resume: bool = False,
-        jit_compile: bool = False, progress: bool = True) -> dict:
-    if experiment not in STUDIES:
-        raise ValueError(f"unknown experiment '{experiment}' for representation_study; valid: {', '.join(STUDIES)}")
-    net = net or STUDIES[experiment].net
-    s = common.setup(paper="representation_study", net=net, experiment=experiment, weights=weights, out=out,
-                     logdir=logdir, seed=seed)
-    img = common.load(net, image)
-    p = problem(STUDIES[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=layers, seed=seed,
-                steps=steps, optimizer=optimizer)
-    config = {"paper": "representation_study", "experiment": experiment, "image": image, "labels": p.labels}
-    return common.optimise(p, s, image_rgb=img, config=config, title=f"Representation study {experiment} — {net}",
-                           log_every=LOG_EVERY, resume=resume, jit_compile=jit_compile, progress=progress)
+@dataclasses.dataclass(frozen=True)
+class Flags:
+    """The command-line flags of ``--paper=representation_study``."""
+    net: str | None = paper.flag(None, "the network (default: the question's, vgg16_bn or resnet18; alexnet and "
+                                 "caffenet run Q1–Q3 too)", source="seeds/004")
+    layers: tuple[str, ...] | None = paper.flag(None, "layers to invert instead of the question's variants (one "
+                                                "step-decay problem each)")
+    image: str = paper.flag("chelsea", "the image to invert (a sample name or a file)")
+    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    steps: int | None = paper.flag(None, "optimisation steps", source="seeds/004: 300")
+    optimizer: str | None = paper.flag(None, "replace the study's Adam", source="seeds/004")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "the study's question (see --list)")
+
+    def __post_init__(self) -> None:
+        if self.experiment not in STUDIES:
+            raise ValueError(f"unknown experiment '{self.experiment}' for representation_study; valid: "
+                             f"{', '.join(STUDIES)}")
+
+    @property
+    def network(self) -> str:
+        """The net the run uses: ``net``, or the question's own."""
+        return self.net or STUDIES[self.experiment].net
+
+
+def default_out(flags: Flags) -> str:
+    return f"runs/representation_study_{flags.network}_{flags.experiment}"
+
+
+def run(flags: Flags, ctx: paper.RunContext) -> dict:
+    """Run one question of the study (``flags.experiment``) and write its outputs into ``ctx.out``; returns the
+    metrics. (XLA: build the problem with :func:`problem` and run it with ``common.solve``,
+    ``Reporting(jit_compile=True)``.)"""
+    net, experiment = flags.network, flags.experiment
+    s = common.setup(paper="representation_study", net=net, experiment=experiment, weights=flags.weights,
+                     out=ctx.out, logdir=ctx.logdir, seed=ctx.seed)
+    img = common.load(net, flags.image)
+    p = problem(STUDIES[experiment], net=net, image_rgb=img, extractors=s.extractors, layers=flags.layers,
+                seed=ctx.seed, steps=flags.steps, optimizer=flags.optimizer)
+    config = {"paper": "representation_study", "experiment": experiment, "image": flags.image, "labels": p.labels}
+    how = common.Reporting(image_rgb=img, config=config, title=f"Representation study {experiment} — {net}",
+                           log_every=LOG_EVERY, resume=ctx.resume, progress=ctx.progress)
+    return common.finish(common.solve(p, s, how), s)

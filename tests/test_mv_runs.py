@@ -6,11 +6,12 @@ import contextlib
 import dataclasses
 import functools
 import io
+import json
 
 import numpy as np
 import pytest
 
-from reproductions import common, forward, mv2015, mv2016, representation_study as study
+from reproductions import common, forward, mv2015, mv2016, paper, representation_study as study
 from tfrestore import data, nets, param
 from tfrestore import objectives as O
 from tfrestore.engine import Optimization
@@ -70,9 +71,12 @@ def image_space(net, rgb):
     return np.asarray(rgb, np.float32)[None] - nets.mean_rgb(net)
 
 
-def run(module, tmp_path, **kwargs):
+def run(module, tmp_path, **flags):
+    """``module.run`` as main.py calls it (its Flags and a RunContext), with random weights, on IMAGE, seed 0."""
+    f = module.Flags(weights="random", image=IMAGE, **{k: tuple(v) if k == "layers" else v for k, v in flags.items()})
+    ctx = paper.RunContext.create(module.default_out(f), out=tmp_path, seed=0, progress=False)
     with contextlib.redirect_stdout(io.StringIO()) as printed:
-        metrics = module.run(weights="random", image=IMAGE, out=str(tmp_path), progress=False, **kwargs)
+        metrics = module.run(f, ctx)
     recon = np.load(tmp_path / "reconstructions.npy") - nets.mean_rgb(metrics["config"]["net"])
     return metrics, recon, printed.getvalue()
 
@@ -227,26 +231,25 @@ def _without_data_term(p):
                                                          if not t.name.startswith("inner")]))
 
 
-def _regularisers_only(experiment, **kwargs):
+def _regularisers_only(experiment, units=None, **kwargs):
     """The same problem, seeds and steps with the data term removed: what the regularisers alone do."""
     img = common.load("alexnet", IMAGE)
     p = mv2016.problem(mv2016.EXPERIMENT_SETTINGS[experiment], net="alexnet", image_rgb=img,
-                       extractors=extractors("alexnet"), **kwargs)
+                       extractors=extractors("alexnet"), choices=mv2016.Choices(units=units), **kwargs)
     run_ = Optimization.from_problem(_without_data_term(p), to_input=lambda x: nets.to_input("alexnet", x), seed=0)
     return run_.run(progress=False).images
 
 
 @pytest.mark.experiment("mv2016", "maximization")
 def test_mv2016_maximisation_raises_the_chosen_channels_above_the_regularisers_alone(tmp_path):
-    units = [0, 5]
-    m, recon, _ = run(mv2016, tmp_path, net="alexnet", experiment="maximization", layers=["conv1"], units=units,
-                      steps=3)
-    assert [p["label"] for p in m["problems"]] == ["conv1:channel 0", "conv1:channel 5"]
+    units = list(mv2016.MAXIMIZATION_CHANNELS)          # a layer other than fc8: its default channels 0 … 6
+    m, recon, _ = run(mv2016, tmp_path, net="alexnet", experiment="maximization", layers=["conv1"], steps=3)
+    assert [p["label"] for p in m["problems"]] == [f"conv1:channel {u}" for u in range(7)]
     t = m["terms"]                                                  # weight 1 (§5), not C
     np.testing.assert_allclose(m["final_loss"], np.array(t["inner/conv1"]) + np.array(t["bounded_range6"])
                                + np.array(t["tv2"]), rtol=1e-4)
     base = _regularisers_only("maximization", layers=["conv1"], units=units, steps=3)
-    centre = lambda x: features("alexnet", "conv1", x)[np.arange(2), 27, 27, units]     # conv1 is 55×55
+    centre = lambda x: features("alexnet", "conv1", x)[np.arange(len(units)), 27, 27, units]   # conv1 is 55×55
     assert (centre(recon) > centre(base) + 1.0).all(), (centre(recon), centre(base))
 
 
@@ -325,13 +328,37 @@ def test_study_resnet_inverts_the_second_stage_and_its_first_conv(tmp_path):
     assert (errors(m) < initial).all(), (errors(m), initial)
 
 
+# ---- the shared run: results in memory until the end -------------------------------------------------------------
+
+def test_solve_keeps_the_outputs_in_memory_and_finish_writes_them_once(tmp_path):
+    """common.solve returns the run's outputs without writing any (issue 22: results stay in memory between
+    steps); common.finish writes them once and returns metrics.json's content; canvas.npy is the whole variable
+    (no jitter here: the reconstructions less the mean colour)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        s = common.setup(paper="representation_study", net="alexnet", experiment="layers", weights="random",
+                         out=tmp_path, seed=0)
+        img = common.load("alexnet", IMAGE)
+        p = study.problem(study.STUDIES["layers"], net="alexnet", image_rgb=img, extractors=s.extractors,
+                          layers=["conv1"], steps=2)
+        how = common.Reporting(image_rgb=img, config={"paper": "test"}, title="test", log_every=1, progress=False)
+        result = common.solve(p, s, how)
+        written = sorted(f.name for f in tmp_path.iterdir() if f.is_file())
+        metrics = common.finish(result, s)
+    assert written == [], written
+    assert metrics == json.loads((tmp_path / "metrics.json").read_text()) and metrics["steps"] == 2
+    recon, canvas = np.load(tmp_path / "reconstructions.npy"), np.load(tmp_path / "canvas.npy")
+    np.testing.assert_array_equal(recon, result.arrays["reconstructions"])
+    np.testing.assert_allclose(canvas + nets.mean_rgb("alexnet"), recon, atol=1e-3)
+
+
 # ---- forward -----------------------------------------------------------------------------------------------------
 
 @pytest.mark.experiment("forward")
 def test_forward_reports_caffe_shapes_and_conv1_statistics(tmp_path):
+    f = forward.Flags(net="caffenet", layers=("conv1", "pool5", "fc8"), image=IMAGE, weights="random")
     with contextlib.redirect_stdout(io.StringIO()):
-        out = forward.run(net="caffenet", layers=["conv1", "pool5", "fc8"], image=IMAGE, weights="random",
-                          out=str(tmp_path))
+        out = forward.run(f, paper.RunContext.create(forward.default_out(f), out=tmp_path, seed=0))
+    assert json.loads((tmp_path / "forward.json").read_text()) == out      # what it returns is what it wrote
     # Caffe geometry: conv1 11×11 stride 4 on 227 → 55; pool5 6×6×256; fc8 1000 classes
     assert [out["layers"][l]["shape"] for l in ("conv1", "pool5", "fc8")] == [[55, 55, 96], [6, 6, 256], [1000]]
     model = nets.build("caffenet", weights="random", seed=0)

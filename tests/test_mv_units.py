@@ -2,6 +2,8 @@
 SoftRange, one whole step written out by hand), activation-maximisation units, caricature layers and starting
 canvas, the optimiser state at the stage change; and the run summary the protocols ask for (95 % CI, top-1 share).
 Spec: ``../shared/spec/mv2016.md``, ``evaluation_protocols.md`` §2."""
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -28,8 +30,11 @@ def image():
 
 
 def build(alexnet, image, experiment, **kwargs):
+    """mv2016.problem with ``kwargs`` split between its own arguments and its :class:`mv2016.Choices`."""
+    names = {f.name for f in dataclasses.fields(mv2016.Choices)}
+    choices = mv2016.Choices(**{k: v for k, v in kwargs.items() if k in names})
     return mv2016.problem(mv2016.EXPERIMENT_SETTINGS[experiment], net="alexnet", image_rgb=image,
-                          extractors=alexnet, **kwargs)
+                          extractors=alexnet, choices=choices, **{k: v for k, v in kwargs.items() if k not in names})
 
 
 # ---- the thesis variant (--optimizer=adam, §9.2–§9.4) ------------------------------------------------------------

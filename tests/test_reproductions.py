@@ -7,11 +7,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reproductions import common, mv2015, mv2016
+from reproductions import common, forward, mv2015, mv2016, representation_study
 from tfrestore import nets, param
 from tfrestore.inversion import Extractors
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flags_refuse_what_the_paper_does_not_run_and_keep_the_default_output_folders():
+    """Each paper's Flags name the valid choices when given another; default_out keeps each paper's folder rule
+    (runs/<paper>_<net>_<experiment>, the study's net being its question's own)."""
+    for make, match in ((lambda: mv2015.Flags(experiment="fig99"), "valid: layers, teaser, beta"),
+                        (lambda: mv2015.Flags(net="resnet18"), "caffenet .*alexnet or vgg16, not 'resnet18'"),
+                        (lambda: mv2016.Flags(experiment="inverse"), "valid: inversion, c_sweep, maximization"),
+                        (lambda: mv2016.Flags(net="alexnet2"), "valid nets: .*caffenet"),
+                        (lambda: representation_study.Flags(experiment="q5"), "valid: lr_schedules, tv_sweep"),
+                        (lambda: forward.Flags(net="lenet"), "valid nets: .*vgg16")):
+        with pytest.raises(ValueError, match=match):
+            make()
+    assert mv2015.default_out(mv2015.Flags(net="alexnet", experiment="beta")) == "runs/mv2015_alexnet_beta"
+    assert mv2016.default_out(mv2016.Flags()) == "runs/mv2016_alexnet_inversion"
+    study = representation_study
+    assert study.default_out(study.Flags(experiment="resnet")) == "runs/representation_study_resnet18_resnet"
+    assert study.default_out(study.Flags(net="alexnet")) == "runs/representation_study_alexnet_layers"
+    assert forward.default_out(forward.Flags(net="vgg16")) == "runs/forward_vgg16"
 
 
 @pytest.fixture(scope="module")

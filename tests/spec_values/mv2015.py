@@ -31,7 +31,7 @@ ROWS = [
     Row(P, "*", "CaffeNet layer groups of l1 … l20", [0] * 6 + [1] * 6 + [2] * 8, "mv2015.md §4",
         "[tfrestore.nets.spec('caffenet').layer_group[l] for l in tfrestore.nets.spec('caffenet').matconvnet_order[:20]]"),
     Row(P, "*", "network: CaffeNet (pool before LRN), 227×227 input", ("caffenet", 227), "mv2015.md §3",
-        "(__import__('inspect').signature(mv2015.run).parameters['net'].default, tfrestore.nets.input_size('caffenet'))"),
+        "(mv2015.Flags().net, tfrestore.nets.input_size('caffenet'))"),
     Row(P, "*", "error: relative squared feature error, no square root (Φ0 = 1, Φ = 3 → 4)", 4.0,
         "evaluation_protocols.md §1.1", "float(tfrestore.metrics.rel_sq_error(np.ones((1, 4)), 3 * np.ones((1, 4)))[0])",
         f"{RUNS}::test_mv2015_neighbourhood_matches_only_a_5x5_window_of_the_code"),
