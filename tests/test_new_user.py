@@ -49,13 +49,15 @@ def test_a_finished_or_interrupted_run_is_never_overwritten_without_a_word(tmp_p
     r = main_py("--paper=mv2015", "--layers=conv1", "--steps=2", f"--out={finished}", timeout=120)
     line = one_error_line(r)
     assert "finished run" in line and "--out=" in line and "--overwrite" in line, line
+    assert "expected:" not in r.stdout          # the cost line comes once the folder is accepted
     assert (finished / "metrics.json").read_text() == '{"mine": 1}'
     assert (finished / "figure.png").read_bytes() == b"my figure"
     assert sorted(p.name for p in finished.iterdir()) == ["figure.png", "metrics.json"]
     sys.path.insert(0, str(ROOT))
     import main
     for args, words in (([f"--out={interrupted}"], ("interrupted run", "--resume", "--overwrite", "--out=")),
-                        ([f"--out={finished}", "--overwrite", "--resume"], ("give one of them",))):
+                        ([f"--out={finished}", "--overwrite", "--resume"], ("give one of them",)),
+                        ([f"--out={finished / 'figure.png' / 'run'}"], ("figure.png is a file, not a folder",))):
         main.FLAGS.unparse_flags()
         main.FLAGS(["main.py", "--paper=mv2015", "--layers=conv1", "--steps=2", *args])
         try:
@@ -69,17 +71,20 @@ def test_a_finished_or_interrupted_run_is_never_overwritten_without_a_word(tmp_p
 
 def test_every_paper_claims_its_output_folder_before_any_work(tmp_path):
     """The rule is one (reproductions.common.claim_output) and every paper that writes metrics.json applies it
-    before its first step: with main.py's rule set, each run() refuses a finished folder at once."""
+    before its first step: with main.py's rule set, each run refuses a finished folder at once."""
     import reproductions
-    from reproductions import common
+    from reproductions import common, paper
     (tmp_path / "metrics.json").write_text("{}")
     common.set_output_rule(common.OutputRule())
     try:
-        for paper in reproductions.PAPERS:
-            if paper == "forward":                  # writes forward.json only where --out says; no metrics.json
+        for name in reproductions.PAPERS:
+            if name == "forward":                   # writes forward.json only where --out says; no metrics.json
                 continue
+            module = reproductions.get(name)
+            flags = module.Flags()
+            ctx = paper.RunContext.create(module.default_out(flags), out=tmp_path, progress=False)
             with pytest.raises(ValueError, match="--overwrite"):
-                reproductions.get(paper).run(out=str(tmp_path), steps=1)
+                module.run(flags, ctx)
         common.set_output_rule(common.OutputRule(overwrite=True))
         assert common.claim_output(tmp_path) == tmp_path
         common.set_output_rule(common.OutputRule(resume=True))
@@ -130,12 +135,12 @@ def test_dip_says_what_it_did_to_a_mask_or_observation_of_another_size(tmp_path,
     """Issue 25 item 5: a grey-level mask is thresholded and a mask or --corrupted file of another size is resized
     — each with one warning line saying so; a mask at the working size in black and white gives none."""
     from PIL import Image
-    from reproductions import network_priors as NP
+    from reproductions import dip as NP
     grey = np.full((80, 100), 255, np.uint8)
     grey[:, :30] = 0
     grey[10:20, 40:50] = 128                     # 100 of 8,000 pixels grey
     Image.fromarray(grey).save(tmp_path / "grey.png")
-    m = NP._mask_array(str(tmp_path / "grey.png"), (64, 64), 0)
+    m = NP.mask_array(str(tmp_path / "grey.png"), (64, 64), 0)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and "1.2 % grey" in lines[0] and "thresholded at 127" in lines[0], lines
     assert "100×80" in lines[1] and "resized to 64×64" in lines[1], lines
@@ -145,7 +150,7 @@ def test_dip_says_what_it_did_to_a_mask_or_observation_of_another_size(tmp_path,
     bw = np.zeros((64, 64), np.uint8)
     bw[:, 32:] = 255
     Image.fromarray(bw).save(tmp_path / "bw.png")
-    np.testing.assert_array_equal(NP._mask_array(str(tmp_path / "bw.png"), (64, 64), 0), bw / 255.0)
+    np.testing.assert_array_equal(NP.mask_array(str(tmp_path / "bw.png"), (64, 64), 0), bw / 255.0)
     assert capsys.readouterr().out == ""
     Image.fromarray(np.full((40, 30, 3), 200, np.uint8)).save(tmp_path / "small.png")
     y = NP._observation_file(str(tmp_path / "small.png"), np.zeros((1, 16, 16, 3), np.float32))
@@ -164,6 +169,7 @@ def test_a_run_prints_only_its_own_progress_and_results(tmp_path):
                 timeout=180)
     assert r.returncode == 0 and r.stderr == "", r.stderr[-1500:]
     assert r.stdout.count("SEEDED RANDOM") == 1 and "Warning" not in r.stdout and "I0000" not in r.stdout
+    assert r.stdout.startswith("expected: ~") and "GB peak on 2 CPU cores" in r.stdout.splitlines()[0], r.stdout
     first = json.loads((out / "metrics.json").read_text())
     assert first["seconds_total"] == first["seconds"] > 0
 
@@ -196,11 +202,29 @@ def test_an_unknown_layer_is_a_short_line_with_the_nearest_names():
 def test_the_maximisation_figure_has_no_original_and_no_error(tmp_path, monkeypatch):
     """Issue 25 item 9: activation maximisation has no target image; its figure showed an "original" panel and an
     "err" caption that meant nothing there (an inversion keeps both)."""
-    from reproductions import mv2016
+    from reproductions import mv2016, paper
     from tfrestore import report
     seen = []
     monkeypatch.setattr(report, "figure", lambda path, panels, *a, **k: seen.append([c for _, c in panels]))
-    mv2016.run(experiment="maximization", layers=["conv1"], units=[0], steps=2, weights="random", progress=False,
-               out=str(tmp_path / "max"))
+    flags = mv2016.Flags(experiment="maximization", steps=2, weights="random")
+    mv2016.run(flags, paper.RunContext.create(mv2016.default_out(flags), out=tmp_path / "max", progress=False))
     captions, = seen
     assert captions and "original" not in captions and not any("err" in c for c in captions), captions
+
+
+def test_the_expected_cost_line_is_worked_out_from_the_measured_table(monkeypatch):
+    """The start-up line "expected: ~X min, ~Y GB peak on 2 CPU cores (…)": start-up plus each phase's share of
+    the steps times its seconds per step; DIP's step time scales with size²; fewer --layers scale the time by
+    their share; a run without a measured cost prints nothing."""
+    from reproductions import common
+    monkeypatch.setitem(common.COSTS, ("p", "e", "n"), common.Cost(((0.5, 1.0), (0.5, 5.0)), 60.0, 2.5, 1000,
+                                                                   "test", layers=20))
+    monkeypatch.setitem(common.COSTS, ("d", "e", None), common.Cost(((1.0, 2.0),), 30.0, 1.5, 3000, "test",
+                                                                    size=256))
+    line = common.expected_cost("p", "e", "n")                   # 60 + 1000 · (0.5 + 2.5) s = 51 min
+    assert line.startswith("expected: ~51 min, ~2.5 GB peak on 2 CPU cores (1,000 steps;"), line
+    assert common.expected_cost("p", "e", "n", steps=100, layers=5).startswith("expected: ~2 min")  # 60 + 75 s
+    assert common.expected_cost("d", "e", None).startswith("expected: ~1.7 h")   # 30 + 3000 · 2 s = 6,030 s
+    assert common.expected_cost("d", "e", None, size=128, steps=600).startswith("expected: ~6 min")  # 30 + 300
+    assert common.expected_cost("p", "e", "n", steps=2, layers=1).startswith("expected: ~60 s")  # 60 + 0.3 s
+    assert common.expected_cost("p", "other", "n") is None
