@@ -4,12 +4,14 @@
     python main.py --paper=mv2015 --net=alexnet
     python main.py --paper=forward --net=vgg16 --layers=conv1_1,pool5 --image=chelsea
 
-Each paper's ``run()`` declares, by its keyword arguments, which flags it takes; a flag given on the command line
-that the chosen paper does not take is an error that lists the ones it does.
+Each paper declares the flags it takes as a frozen ``Flags`` dataclass (reproductions/paper.py: typed fields,
+defaults with their sources, validation) and runs as ``run(flags, ctx)`` with the run-level settings every paper
+shares in a ``RunContext`` (--out, --logdir, --seed, --resume, --overwrite). A flag given on the command line that
+the chosen paper does not take is an error that lists the ones it does.
 """
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import logging
 import os
 import sys
@@ -54,6 +56,7 @@ flags.DEFINE_bool("verbose", False, "show TensorFlow's and absl's informational 
 
 def _print_list() -> None:
     import reproductions
+    from reproductions import paper
     from tfrestore import nets
 
     print("Papers (--paper):")
@@ -66,6 +69,8 @@ def _print_list() -> None:
             mark = " (default)" if exp == default else ""
             print(f"      --{flag}={exp:<{32 - len(flag)}} {text}{mark}")
         print(f"      flags: {', '.join('--' + f for f in accepted_flags(mod))}")
+        for line in paper.describe(mod.Flags):
+            print(f"        {line}")
     print("\nNets (--net) and their layers (--layers):")
     for name in nets.net_names():
         spec = nets.REGISTRY[name]
@@ -77,10 +82,31 @@ def _print_list() -> None:
             print("      aliases: " + " ".join(f"{a}={c}" for a, c in al.items()))
 
 
+_CONTEXT_FLAGS = ("out", "logdir", "seed", "resume")     # every paper's, in its RunContext (and --overwrite)
+
+
 def accepted_flags(module) -> list[str]:
-    """The command-line flags a paper's ``run()`` takes: its keyword arguments that are flags."""
-    params = inspect.signature(module.run).parameters
-    return [name for name in _CONFIG_FLAGS if name in params]
+    """The command-line flags a paper takes: its ``Flags`` fields and the run context's."""
+    names = {f.name for f in dataclasses.fields(module.Flags)} | set(_CONTEXT_FLAGS)
+    return [name for name in _CONFIG_FLAGS if name in names]
+
+
+def _flag_default(module, name: str):
+    """A paper's own default for a flag (its ``Flags`` field), or None."""
+    return next((f.default for f in dataclasses.fields(module.Flags) if f.name == name), None)
+
+
+def _run_paper(module) -> None:
+    """Builds the paper's ``Flags`` (validated there: one ValueError naming the fix) and its ``RunContext`` from the
+    command line, and runs it."""
+    from reproductions import paper
+    config = {k: getattr(FLAGS, k) for k in _given_flags()}
+    given = {k: paper.convert(v, paper.field_type(module.Flags, k)) for k, v in config.items()
+             if k not in _CONTEXT_FLAGS}
+    flags_ = module.Flags(**given)              # validation: one ValueError naming the fix
+    ctx = paper.RunContext.create(module.default_out(flags_), out=FLAGS.out, logdir=FLAGS.logdir, seed=FLAGS.seed,
+                                  resume=bool(FLAGS.resume), overwrite=FLAGS.overwrite)
+    module.run(flags_, ctx)
 
 
 _CONFIG_FLAGS = ("net", "layers", "image", "weights", "out", "logdir", "steps", "seed", "optimizer", "experiment",
@@ -123,12 +149,10 @@ def main(argv) -> int:
     try:
         module = reproductions.get(FLAGS.paper)
         _check_flags(module)
-        common.set_output_rule(common.OutputRule(overwrite=FLAGS.overwrite, resume=bool(FLAGS.resume)))
-        config = {k: getattr(FLAGS, k) for k in _given_flags()}
-        if FLAGS.overwrite and "overwrite" in inspect.signature(module.run).parameters:
-            config["overwrite"] = True      # a paper that trains its own networks makes them again, too
-        module.run(**config)
-    except (ValueError, FileNotFoundError, KeyError) as e:
+        common.set_output_rule(common.OutputRule(overwrite=FLAGS.overwrite, resume=bool(FLAGS.resume),
+                                                 announce=_expected(module)))
+        _run_paper(module)
+    except (ValueError, OSError, KeyError) as e:     # OSError: a path that is not there, not a folder, not writable
         print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     except Exception as e:                  # noqa: BLE001 — only a user's error wrapped by TensorFlow is caught
@@ -143,6 +167,16 @@ def main(argv) -> int:
     finally:
         common.set_output_rule(None)        # main() is also called in-process (tests): leave no rule behind
     return 0
+
+
+def _expected(module) -> str | None:
+    """The expected time and memory of this run (reproductions.common.COSTS), for the long papers."""
+    from reproductions import common
+    flag = getattr(module, "EXPERIMENT_FLAG", "experiment")
+    experiment = FLAGS[flag].value or getattr(module, "DEFAULT_EXPERIMENT", "")
+    net = FLAGS.net or _flag_default(module, "net")
+    return common.expected_cost(FLAGS.paper, experiment, net, steps=FLAGS.steps, size=FLAGS.size,
+                                layers=len(FLAGS.layers) if FLAGS.layers else None)
 
 
 def _check_flags(module) -> None:

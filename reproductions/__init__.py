@@ -1,8 +1,8 @@
-"""One module per paper or experiment; each exposes ``DESCRIPTION``, ``EXPERIMENTS`` (where it has several) and a
-keyword-only ``run(...) -> dict`` whose arguments are the command-line flags it takes.
+"""One module per paper or experiment; each exposes ``DESCRIPTION``, ``EXPERIMENTS`` (where it has several) and the
+paper contract (:mod:`reproductions.paper`): a frozen ``Flags`` dataclass of the command-line flags it takes,
+``default_out(flags)`` and ``run(flags, ctx)``.
 
-``PAPERS`` maps the ``--paper`` flag of ``main.py`` to the module that runs it (``module:NAME`` where one module
-holds several papers as namespaces with the same attributes).
+``PAPERS`` maps the ``--paper`` flag of ``main.py`` to the module that runs it.
 """
 import importlib
 
