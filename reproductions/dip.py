@@ -337,8 +337,8 @@ def _restore(flags: Flags, ctx: paper.RunContext) -> dict:
     run = Optimization(objective, p, optimizers.Adam(epsilon_form="paper"), schedule,
                        labels=[task], seed=ctx.seed, log_every=max(1, steps // 30),
                        config={"paper": "dip", "image": image, "degradation": described, **settings})
-    quality = callbacks.Quality(clean, extra={"average": lambda r: r.param.average()}, logdir=ctx.logdir,
-                                path=ctx.out / "curve.json", ssim_every=5)
+    quality = callbacks.Quality(clean, extra={"average": lambda r: r.param.average()}, path=ctx.out / "curve.json",
+                                ssim_every=5)
     cbs = callbacks.standard(ctx.out, ctx.logdir, ctx.resume, ctx.progress,
                              checkpoint_every=max(100, steps // 10)) + [quality]
     print(f"deep image prior, {task} ({described}) on '{image}' at {size}², {steps} Adam steps; "
@@ -434,7 +434,7 @@ def _invert(flags: Flags, ctx: paper.RunContext) -> dict:
                        config={"paper": "dip", "image": image, **settings})
     to_unit = lambda x: (x + mean) / 255.0                 # noqa: E731
     quality = callbacks.Quality(clean, to_unit=to_unit, extra={"average": lambda r: r.param.average()},
-                                logdir=ctx.logdir, path=ctx.out / "curve.json", ssim_every=5)
+                                path=ctx.out / "curve.json", ssim_every=5)
     print(f"deep image prior inverting {net} {layer} of '{image}' at {imsize}² (generator {generator_size}², "
           f"{settings['generator_weights']:,} weights), {steps} Adam steps at lr {spec.learning_rate:g}", flush=True)
     result = run.run(callbacks.standard(ctx.out, ctx.logdir, ctx.resume, ctx.progress, max(100, steps // 10))

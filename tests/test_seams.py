@@ -297,3 +297,22 @@ def test_tensorboard_logs_only_terms_that_apply_and_never_interleaves_runs(tmp_p
         [e.step for e in acc.Scalars("a/loss")]
     assert steps == [1, 3]                       # only the new run's points, in order
     assert list((tmp_path / "tb" / "previous-1").glob("events.out.tfevents.*"))   # the earlier run is kept
+
+
+def test_one_tensorboard_writer_holds_the_run_and_its_quality_curve(tmp_path):
+    """The loop's TensorBoard callback is the one writer: the quality curve's PSNR goes into the same event file
+    as the losses, with the value metrics.psnr gives for the logged images."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    clean = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 3)).astype(np.float32)
+    x0 = clean + np.random.default_rng(1).normal(0, 0.2, clean.shape).astype(np.float32)
+    run = Optimization(O.data_term(clean), param.Pixels(x0), optim.SGD(), optim.Schedule([optim.Stage(4, 0.1)]),
+                       log_every=2)
+    quality = callbacks.Quality(clean)
+    result = run.run([callbacks.TensorBoard(tmp_path), quality])
+    events = list(tmp_path.glob("events.out.tfevents.*"))
+    assert len(events) == 1
+    acc = EventAccumulator(str(events[0]), size_guidance={"tensors": 0}).Reload()
+    psnr = {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("quality/psnr_output")}
+    assert "loss/mean" in acc.Tags()["tensors"] and sorted(psnr) == [1, 3, 4]
+    final = float(np.mean(metrics.psnr(clean.astype(np.float64), np.clip(result.images, 0, 1), 1.0)))
+    assert psnr[4] == pytest.approx(final, rel=1e-6) == result.quality[-1]["psnr_output"]   # (TB keeps float32)

@@ -55,7 +55,8 @@ class SavedIterate(Callback):
 class Quality(Callback):
     """PSNR and SSIM against a clean reference at every log point: of the current images and of any ``extra``
     images (e.g. the deep image prior's moving average), so the early-stopping curve is visible. Logged to
-    TensorBoard (``quality/psnr``, …), kept in ``curve`` and written to ``path`` (JSON; a resumed run reads the
+    TensorBoard (``quality/psnr_output``, …, through the run's :class:`TensorBoard` callback, the one writer), kept
+    in ``curve`` and written to ``path`` (JSON; a resumed run reads the
     points before its start back from there).
 
     Args:
@@ -66,22 +67,20 @@ class Quality(Callback):
     """
 
     def __init__(self, reference: np.ndarray, *, to_unit=lambda x: x, data_range: float = 1.0,
-                 extra: dict | None = None, logdir: str | Path | None = None, path: str | Path | None = None,
-                 ssim_every: int = 1):
+                 extra: dict | None = None, path: str | Path | None = None, ssim_every: int = 1):
         from . import metrics
         self._metrics = metrics
         self.reference, self.to_unit, self.data_range = np.asarray(reference, np.float64), to_unit, data_range
         self.extra, self.ssim_every = dict(extra or {}), max(1, int(ssim_every))
-        self.logdir, self.path = logdir, None if path is None else Path(path)
+        self.path = None if path is None else Path(path)
         self.curve: list[dict] = []
-        self._writer, self._count = None, 0
+        self._tensorboard, self._count = None, 0
 
     def on_run_begin(self, loop):
         run = loop.stepper
         if self.path is not None and self.path.exists() and run.steps_done > 0:
             self.curve = [p for p in json.loads(self.path.read_text()) if p["step"] <= run.steps_done]
-        if self.logdir is not None:
-            self._writer = tf.summary.create_file_writer(str(self.logdir))
+        self._tensorboard = next((c for c in loop.callbacks if isinstance(c, TensorBoard)), None)
 
     def on_log_point(self, loop, point):
         run, rec = loop.stepper, {"step": point.step}
@@ -94,19 +93,13 @@ class Quality(Callback):
                 rec[f"ssim_{name}"] = float(np.mean(self._metrics.ssim(self.reference, est, self.data_range)))
         self.curve.append(rec)
         self._count += 1
-        if self._writer is not None:
-            with self._writer.as_default():
-                for k, v in rec.items():
-                    if k != "step":
-                        tf.summary.scalar(f"quality/{k}", v, step=point.step)
-            self._writer.flush()
+        if self._tensorboard is not None:
+            self._tensorboard.write_scalars(point.step, {f"quality/{k}": v for k, v in rec.items() if k != "step"})
         if self.path is not None:
             from . import files
             files.write_json(self.path, self.curve)
 
     def on_run_end(self, loop, result):
-        if self._writer is not None:
-            self._writer.close()
         result.quality = self.curve
 
 

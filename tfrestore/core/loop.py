@@ -438,6 +438,15 @@ class TensorBoard(Callback):
         self._count += 1
         self._writer.flush()
 
+    def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        """Scalars from another callback (e.g. a quality curve), through this one writer."""
+        if self._writer is None:
+            return
+        with self._writer.as_default():
+            for tag, value in scalars.items():
+                tf.summary.scalar(tag, float(value), step=step)
+        self._writer.flush()
+
     def on_run_end(self, loop, summary):
         if self._writer is not None:
             self._writer.close()
