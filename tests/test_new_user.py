@@ -228,3 +228,15 @@ def test_the_expected_cost_line_is_worked_out_from_the_measured_table(monkeypatc
     assert common.expected_cost("d", "e", None, size=128, steps=600).startswith("expected: ~6 min")  # 30 + 300
     assert common.expected_cost("p", "e", "n", steps=2, layers=1).startswith("expected: ~60 s")  # 60 + 0.3 s
     assert common.expected_cost("p", "other", "n") is None
+
+
+def test_the_thesis_nmse_of_an_orthogonal_estimate_is_inf_without_a_warning_line():
+    """A 2-step layer_inversion run printed "warning: divide by zero encountered in divide": the dot-product NMSE
+    of an all-zero reconstruction. The value (inf) says it; no warning line."""
+    import warnings
+    from tfrestore import metrics
+    t, r = np.ones((2, 3)), np.stack([np.zeros(3), np.full(3, 2.0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = metrics.nmse_dot(t, r)
+    np.testing.assert_array_equal(got, [np.inf, 3.0 / 6.0])        # Σ(t − r)² / Σ(t·r): 3 / 6

@@ -56,9 +56,12 @@ def mse(reference, estimate) -> np.ndarray:
 
 
 def nmse_dot(reference, estimate) -> np.ndarray:
-    """[N] the thesis' ``NormedMSELoss``: Σ(t − r)² / Σ(t·r) — a dot-product denominator, not ‖t‖²."""
+    """[N] the thesis' ``NormedMSELoss``: Σ(t − r)² / Σ(t·r) — a dot-product denominator, not ‖t‖². An
+    estimate orthogonal to the reference (e.g. all zero, as an untrained inverter's ReLU output can be) scores
+    inf, silently: the value says it, a NumPy warning line would only puzzle a user."""
     t, r = _flat(reference), _flat(estimate)
-    return np.sum((t - r) ** 2, axis=1) / np.sum(t * r, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sum((t - r) ** 2, axis=1) / np.sum(t * r, axis=1)
 
 
 def psnr(reference, estimate, data_range: float = 255.0) -> np.ndarray:
