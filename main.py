@@ -181,7 +181,8 @@ def _expected(module) -> str | None:
 
 def _check_flags(module) -> None:
     """The checks every paper shares, before any network is built: flags the paper takes, positive sizes, a
-    readable --image, a known --net, --overwrite or --resume (one ValueError each: one line, exit 2)."""
+    readable --image, a known --net and --layers of it, --overwrite or --resume (one ValueError each: one line,
+    exit 2)."""
     from tfrestore import nets
     accepted = accepted_flags(module)
     wrong = [f for f in _given_flags() if f not in accepted]
@@ -196,6 +197,10 @@ def _check_flags(module) -> None:
         data.load_image(FLAGS.image)
     if FLAGS.net is not None and FLAGS.net not in nets.REGISTRY:
         raise ValueError(f"unknown net '{FLAGS.net}'; valid nets: {', '.join(nets.net_names())}")
+    net = FLAGS.net or _flag_default(module, "net")
+    if FLAGS.layers and net in nets.REGISTRY:   # a wrong name: one line, before the net and its random-weights notice
+        for layer in FLAGS.layers:
+            nets.resolve_layer(net, layer)
     if FLAGS.overwrite and FLAGS.resume:
         raise ValueError("--overwrite replaces the run in --out and --resume continues it: give one of them")
 
