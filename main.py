@@ -241,4 +241,9 @@ if __name__ == "__main__":
         print(__doc__ + "\n" + FLAGS.main_module_help())
         sys.exit(0)
     parsed = _parse(sys.argv)
-    sys.exit(parsed if isinstance(parsed, int) else main(parsed))
+    code = parsed if isinstance(parsed, int) else main(parsed)
+    if code == 130:     # interrupted: the state is checkpointed and every file closed; the interpreter's teardown of
+        sys.stdout.flush()      # TensorFlow's objects (data pipelines, a large model) can take tens of seconds
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)

@@ -136,16 +136,16 @@ def test_ae_prior_denoise_reuses_the_autoencoder_train_stored_with_the_same_step
 
 
 def test_a_training_killed_between_checkpoints_continues_on_rerun_to_the_uninterrupted_weights(tmp_path):
-    """kill -9 (no chance to save) after the step-500 checkpoint of a 1,100-step classifier training: the rerun
+    """kill -9 (no chance to save) after the step-500 checkpoint of a 700-step classifier training: the rerun
     of the same command continues from the key's .work folder and stores exactly the uninterrupted weights."""
     def start(home):
         env = {**os.environ, "TFRESTORE_HOME": str(home)}
-        return subprocess.Popen([sys.executable, "-m", "tfrestore.classifier", "--steps=1100"], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "tfrestore.classifier", "--steps=700"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     straight = start(tmp_path / "a")
     killed = start(tmp_path / "b")
-    k = classifier.key(steps=1100)
+    k = classifier.key(steps=700)
     work = tmp_path / "b" / k.work.relative_to(store.home())
     deadline = time.time() + 240
     while not list(work.rglob("ckpt-500.index")):
@@ -156,7 +156,7 @@ def test_a_training_killed_between_checkpoints_continues_on_rerun_to_the_uninter
     assert straight.wait(timeout=240) == 0, straight.stdout.read()[-2000:]
     rerun = start(tmp_path / "b")
     out = rerun.communicate(timeout=240)[0]
-    assert rerun.returncode == 0 and "resumed from" in out and "at step 500 of 1100" in out, out[-2000:]
+    assert rerun.returncode == 0 and "resumed from" in out and "at step 500 of 700" in out, out[-2000:]
     files = [home / k.path.relative_to(store.home()) / classifier.WEIGHTS_FILE
              for home in (tmp_path / "a", tmp_path / "b")]
     import h5py
