@@ -343,3 +343,21 @@ def test_legacy_stability_logging_is_the_originals_off_by_one():
     np.testing.assert_array_equal(legacy, np.concatenate([longer[:, :1], longer[:, 2:]], 1))   # after 2, 3, 4
     np.testing.assert_allclose(legacy_changes, np.concatenate([longer_changes[:, :1], longer_changes[:, 2:]], 1),
                                rtol=1e-5)
+
+
+def test_making_pairs_says_reused_only_for_examples_made_before(tmp_path_factory, tmp_path, monkeypatch, capsys):
+    """Issue 25 item 9: a first run says where its examples are kept; only a later one, finding some, says they
+    are reused (and attacks only the rest)."""
+    from digits_store import copy_classifier
+    from reproductions import adversarial as R
+    copy_classifier(tmp_path_factory, tmp_path)
+    monkeypatch.setenv("TFRESTORE_HOME", str(tmp_path))
+    clf = R._classifier(R.NET_SETTINGS["digits"], "digits", "auto", 0)
+    capsys.readouterr()
+    first = R.make_pairs(clf, R.NET_SETTINGS["digits"], "digits", None, 4, "fgsm")
+    said = capsys.readouterr().out
+    assert "attacking 4 images; kept in" in said and "reused from" not in said   # (was: "the others are reused from")
+    R.make_pairs(clf, R.NET_SETTINGS["digits"], "digits", None, 6, "fgsm")
+    said = capsys.readouterr().out
+    made = len(first.src)
+    assert f"({made} made before are reused from" in said and f"attacking {6 - made} images" in said

@@ -64,7 +64,7 @@ def test_dip_restoration_tasks_fit_their_observation(tmp_path, task, monkeypatch
 
 
 @pytest.mark.experiment("dip", "invert")
-def test_dip_feature_inversion_uses_the_notebooks_settings_and_lowers_the_feature_error(tmp_path):
+def test_dip_feature_inversion_uses_the_notebooks_settings_and_lowers_the_feature_error(tmp_path, capsys):
     """feature_inversion.ipynb at a tiny size: the 6-scale zero-padded generator on a fixed code one multiple of
     64 above the target (224 → 256 in the notebook; 56 → 64 here), cropped to the target, Adam 1e-3 over its
     weights, AlexNet's fc6 matched by the mean squared error — which falls from the untrained generator's."""
@@ -81,6 +81,7 @@ def test_dip_feature_inversion_uses_the_notebooks_settings_and_lowers_the_featur
     # the objective is the mean over fc6's 4,096 values (nn.MSELoss), not their sum nor a normalised error:
     # its last value (one step before the end) is of the order of the output's own mean squared feature error
     assert 0.3 < history[-1]["loss"] / dip_row["feature_mse"] < 3, (history[-1], dip_row)
+    assert f"outputs in {tmp_path}" in capsys.readouterr().out        # issue 25 item 9: invert says where, too
 
 
 def test_dip_command_line_refuses_what_a_task_does_not_take(capfd):
