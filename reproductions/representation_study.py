@@ -3,7 +3,9 @@
 Each question of the study is a ready setting; all its variants run as one batched optimisation:
 
 - ``lr_schedules`` (Q1): constant 1e-3 (the study's baseline) versus constant 1e-2 and a step decay 1e-1 → 1e-2 → 1e-3.
-- ``tv_sweep`` (Q2): TV weight 0 / 1e-3 / 1e-2 / 1e-1 with the step-decay schedule.
+- ``tv_sweep`` (Q2.1, Q2.2): TV weight 0 / 1e-3 / 1e-2 / 1e-1 with the step-decay schedule.
+- ``feature_weight`` (Q2.3): the feature loss's portion raised (× 1 / 10 / 100) against Q2.2's largest TV weight
+  (the study names no values; these are tfrestore's, stated in the outputs).
 - ``layers`` (Q3): ``conv1_1`` vs ``pool5`` vs ``conv3_1`` + ``fc6`` together.
 - ``resnet`` (Q4): ResNet-18 ``layer2`` (the second residual stage, "res2") and ``layer2.0.conv1`` (a block's first
   conv, "middle2").
@@ -34,7 +36,7 @@ from tfrestore.inversion import Extractors, image_space
 
 from . import common, paper
 
-DESCRIPTION = "representation-inversion study: VGG16-BN / ResNet-18 L2 inversion (lr, TV, layers, resnet)"
+DESCRIPTION = "representation-inversion study: VGG16-BN / ResNet-18 L2 inversion (lr, TV, feature weight, layers, resnet)"
 STEPS = 300
 LOG_EVERY = 10               # the study saves the image every 10 epochs
 ADAM_EPSILON = 1e-7          # Keras' default, as the study's code used
@@ -43,7 +45,9 @@ BASELINE_LR = 1e-3           # Q1: the study's constant baseline
 CONSTANT_LR = 1e-2           # Q1: a larger constant rate
 STEP_DECAY_LRS = (1e-1, 1e-2, 1e-3)   # Q1: thirds of the run; the schedule of every other question
 DEFAULT_TV = 1e-2            # TV weight of Q3 / Q4 and of a --layers run
-TV_SWEEP = (0.0, 1e-3, 1e-2, 1e-1)    # Q2
+TV_SWEEP = (0.0, 1e-3, 1e-2, 1e-1)    # Q2.1 / Q2.2
+FEATURE_WEIGHTS = (1.0, 10.0, 100.0)  # Q2.3: "increase the portion of feature loss" (tfrestore's values)
+FEATURE_WEIGHT_TV = TV_SWEEP[-1]       # Q2.3 against Q2.2's increased TV
 IMAGENET_STD = (0.229, 0.224, 0.225)
 STUDY_INPUT_SCALE = float(np.mean(1.0 / (255.0 * np.asarray(IMAGENET_STD))))   # normalised units per grey level
 
@@ -69,11 +73,13 @@ def step_decay(n: int) -> optimizers.Schedule:
 @dataclasses.dataclass(frozen=True)
 class Variant:
     """One problem of a study question: its label (``{layers}`` is replaced by the layers it uses), the role of
-    its layers in :data:`LAYERS`, its schedule (a function of the run length) and its TV weight."""
+    its layers in :data:`LAYERS`, its schedule (a function of the run length), its TV weight and the weight of its
+    feature loss."""
     label: str
     role: str
     schedule: Callable[[int], optimizers.Schedule] = step_decay
     tv: float = DEFAULT_TV
+    feature: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +98,8 @@ STUDIES = {
                                        Variant("const 1e-2", "baseline", constant(CONSTANT_LR), 0.0),
                                        Variant("step 1e-1/1e-2/1e-3", "baseline", step_decay, 0.0))),
     "tv_sweep": Study("vgg16_bn", tuple(Variant(f"tv {w:g}", "baseline", step_decay, w) for w in TV_SWEEP)),
+    "feature_weight": Study("vgg16_bn", tuple(Variant(f"feature ×{f:g}, tv {FEATURE_WEIGHT_TV:g}", "baseline",
+                                                      step_decay, FEATURE_WEIGHT_TV, f) for f in FEATURE_WEIGHTS)),
     "layers": Study("vgg16_bn", (Variant("{layers}", "shallow"), Variant("{layers}", "deep"),
                                  Variant("{layers}", "multi"))),
     "resnet": Study("resnet18", (Variant("res2 (layer2)", "res2"), Variant("middle2 (layer2.0.conv1)", "middle2"))),
@@ -126,8 +134,10 @@ def problem(study: Study, *, net: str, image_rgb: np.ndarray, extractors: Extrac
         labels.append(v.label.format(layers="+".join(lays)))
         for l in lays:
             tgt = extractors.features(net, l, x0[i:i + 1])
-            parts.append(O.feature_loss(extractors(l), l, tgt, problems=[i] if n > 1 else None))
+            term = O.feature_loss(extractors(l), l, tgt, problems=[i] if n > 1 else None)
+            parts.append(term if v.feature == 1.0 else v.feature * term)
     tv = np.array([v.tv for v, _ in variants], np.float32)
+    weights = [v.feature for v, _ in variants]
     objective = sum(parts, 0) + tv * scale ** 2 * O.tv(2.0, mean=True)
     study_schedules = [v.schedule(total) for v, _ in variants]
     schedules = [optimizers.Schedule([dataclasses.replace(st, lr=st.lr / scale) for st in sch.stages])
@@ -139,6 +149,7 @@ def problem(study: Study, *, net: str, image_rgb: np.ndarray, extractors: Extrac
     return Problem(objective=objective, param=param.Pixels(init), optimizer=opt, schedule=schedules,
                    labels=labels, layers=first_layer, x0=x0,
                    settings={"tv": tv.tolist(), "schedule": [repr(sch) for sch in study_schedules],
+                             **({"feature_weight": weights} if any(w != 1.0 for w in weights) else {}),
                              "loss_layers": ["+".join(common.resolve_layers(net, names)) for _, names in variants]})
 
 

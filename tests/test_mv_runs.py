@@ -301,6 +301,21 @@ def test_study_tv_sweep_lowers_tv_as_the_weight_rises(tmp_path):
     assert (np.diff(errors(m)) >= -1e-6).all()               # the price: the feature error does not fall
 
 
+@pytest.mark.experiment("representation_study", "feature_weight")
+def test_study_feature_weight_trades_tv_for_feature_error(tmp_path):
+    """Q2.3: against Q2.2's TV weight, a larger portion of feature loss buys a lower feature error at the price of
+    a rougher image; the loss is w·‖Φ(x) − Φ0‖²/‖Φ0‖² + tv·TV (checked term by term)."""
+    m, recon, _ = run(study, tmp_path, net="alexnet", experiment="feature_weight", steps=3)
+    np.testing.assert_allclose(m["config"]["feature_weight"], [1.0, 10.0, 100.0])
+    np.testing.assert_allclose(m["config"]["tv"], [0.1] * 3, rtol=1e-6)
+    t = m["terms"]
+    tv_term = 0.1 * study.STUDY_INPUT_SCALE ** 2 * np.array(t["tv2"])
+    feature = sum(np.array(v) for k, v in t.items() if k.startswith("feature/"))    # one term per problem
+    np.testing.assert_allclose(m["final_loss"], np.array([1.0, 10.0, 100.0]) * feature + tv_term, rtol=1e-4)
+    assert (np.diff(errors(m)) < 0).all(), errors(m)
+    assert (np.diff(tv_numpy(recon, 2.0)) > 0).all()
+
+
 @pytest.mark.experiment("representation_study", "layers")
 def test_study_layers_sum_the_loss_over_each_problems_layers(tmp_path):
     m, recon, _ = run(study, tmp_path, net="alexnet", experiment="layers", steps=3)
