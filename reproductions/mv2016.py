@@ -64,6 +64,7 @@ JITTER_STEPS, PLAIN_STEPS = 300, 50
 PLAIN_LR_FACTOR = 0.1                    # the second (inversion) stage runs at 0.1·LR
 RESET_ACCUMULATOR_AT_STAGE_CHANGE = True   # two chained nnpreimage calls (exp_inversion.m, §4): fresh G and m
 C_SWEEP = (1.0, 20.0, 100.0, 300.0)
+RESTARTS = 4                 # evaluation_protocols.md §2.3: "4 random restarts" (figure_mean_variation_in_relative_error.m)
 LOG_EVERY = 20                           # iterates saved every 20 iterations (§3)
 
 # The thesis code's one-C-per-layer choice (third-party, spec §6.1/§6.2/§9.3; the paper sweeps C), by net family.
@@ -229,6 +230,7 @@ class Setting:
     data_term: Callable[[Inputs], DataTerm]
     layers: Mapping[str, tuple[str, ...]] | None = None
     c_sweep: tuple[float, ...] | None = None
+    restarts: int = 1
     weighted_by_c: bool = True
     plain_stage: bool = False
     init_from_image: bool = False
@@ -239,6 +241,9 @@ EXPERIMENT_SETTINGS = {
                          plain_stage=True),
     "c_sweep": Setting("one layer (default pool5) with C ∈ {1, 20, 100, 300}", _inversion, layers=C_SWEEP_LAYERS,
                        c_sweep=C_SWEEP, plain_stage=True),
+    "restarts": Setting(f"variability across restarts: each layer {RESTARTS}× from its own noise, batched in one "
+                        "graph; per layer the mean √rel error ± 95 % CI over the restarts", _inversion,
+                        restarts=RESTARTS, plain_stage=True),
     "maximization": Setting("activation maximisation: fc8 categories (the paper's), or channels of any layer",
                             _maximization, layers=MAXIMIZATION_LAYERS, weighted_by_c=False),
     "caricature": Setting("caricatures of conv5 / fc8 codes (VGG16: conv5_3 / fc8), initialised from the image",
@@ -325,6 +330,7 @@ def problem(setting: Setting, *, net: str, image_rgb: np.ndarray, extractors: Ex
     chosen = common.resolve_layers(net, layers) if layers else default_layers(setting, net)
     if setting.c_sweep:
         chosen = [l for l in chosen for _ in setting.c_sweep]
+    chosen = [l for l in chosen for _ in range(setting.restarts)]      # each restart starts from its own noise
     thesis = choices.optimizer == THESIS_OPTIMIZER
     if thesis and not setting.weighted_by_c:
         raise ValueError(f"--optimizer={THESIS_OPTIMIZER} is the thesis' inversion benchmark (spec mv2016.md §9); "
@@ -341,6 +347,8 @@ def problem(setting: Setting, *, net: str, image_rgb: np.ndarray, extractors: Ex
             labels = [f"{l} C{ci:g}" for l, ci in zip(layer_of, weight)]
         else:
             weight = np.array(choices.c_values or [c_for(net, l) for l in layer_of], np.float32)
+        if setting.restarts > 1:
+            labels = [f"{l} r{i % setting.restarts + 1}" for i, l in enumerate(layer_of)]
         settings["C"] = weight.tolist()
     else:
         weight = np.ones(n, np.float32)
@@ -400,7 +408,7 @@ class Flags:
                                    source="mv2016.md §4")
     optimizer: str | None = paper.flag(None, "replace AdaGrad-momentum; 'adam': the thesis variant",
                                        source="mv2016.md §2, §9")
-    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "inversion, c_sweep, maximization or caricature",
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "inversion, c_sweep, restarts, maximization or caricature",
                                  source="mv2016.md §5")
 
     def __post_init__(self) -> None:

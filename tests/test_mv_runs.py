@@ -226,6 +226,26 @@ def test_mv2016_c_sweep_weights_each_problems_data_term_by_its_c(tmp_path):
     assert (errors(m) < rel_sq(f0, features("alexnet", "pool5", canvas))).all()
 
 
+@pytest.mark.experiment("mv2016", "restarts")
+def test_mv2016_restarts_batch_four_noises_per_layer_and_report_their_spread(tmp_path):
+    """evaluation_protocols.md §2.3: 4 restarts per layer, each from its own M&V 2016 noise, in one graph; the
+    summary's per-layer mean √rel error and 95 % CI are those of the four reconstructions' own errors (numpy)."""
+    m, recon, _ = run(mv2016, tmp_path, net="alexnet", experiment="restarts", layers=["conv1", "pool5"], steps=3)
+    assert [p["layer"] for p in m["problems"]] == ["conv1"] * 4 + ["pool5"] * 4
+    assert [p["label"] for p in m["problems"]][:4] == ["conv1 r1", "conv1 r2", "conv1 r3", "conv1 r4"]
+    canvas = param.init_mv2016(8, 227 + 7, 80.0, 0)
+    assert min(np.abs(canvas[i] - canvas[j]).max() for i in range(4) for j in range(i)) > 1.0   # four noises
+    assert min(np.abs(recon[i] - recon[j]).max() for i in range(4) for j in range(i)) > 1.0
+    x0 = image_of("alexnet")
+    for k, layer in enumerate(["conv1", "pool5"]):
+        f0 = features("alexnet", layer, x0)
+        sqrt_err = np.sqrt([rel_sq(f0, features("alexnet", layer, recon[i:i + 1]))[0] for i in range(4 * k, 4 * k + 4)])
+        cond = m["summary"]["conditions"][k]
+        assert cond["layer"] == layer and cond["n"] == 4
+        assert cond["sqrt_rel_mean"] == pytest.approx(sqrt_err.mean(), rel=1e-3)
+        assert cond["sqrt_rel_ci95"] == pytest.approx(1.96 * sqrt_err.std(ddof=1) / 2, rel=1e-2)
+
+
 def _without_data_term(p):
     return dataclasses.replace(p, objective=O.Objective([(w, t) for w, t in p.objective.parts
                                                          if not t.name.startswith("inner")]))
