@@ -7,8 +7,9 @@
     python benchmarks/inversion_speed.py --batched --figure --rss        # throughput and memory sections
 
 Every case is M&V 2015's objective at one layer (seeded random weights, ``chelsea``, the paper's initialisation,
-lr 0.004, momentum 0.9). The engine, its XLA variant and the PyTorch loop (``benchmarks/torch_reference.py``,
-the Keras weights copied into ``torch.nn`` modules) start from the same image; after a warm-up step (which traces
+lr 0.004, momentum 0.9). The engine, its XLA variant and the PyTorch loop (``benchmarks/torch_loop.py`` in a
+process of its own, as PyTorch users run it, with the same thread count; the Keras weights copied into ``torch.nn``
+modules by ``benchmarks/torch_reference.py``) start from the same image; after a warm-up step (which traces
 and compiles) and ``--check`` more steps, their objective values must agree to 1e-3 relative or that column is
 void (lr 0.004 is M&V's large first stage: float32 differences grow over the steps, most at VGG16 pool5).
 Then ``--rounds`` rounds time ``--steps`` steps of each, in rotating order, so a noisy shared machine slows all
@@ -35,6 +36,8 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -123,29 +126,33 @@ def bench_case(case: str, args) -> dict:
     if not args.no_xla:
         xla, _ = engine_run(net, model, layer, args.batch, total, jit=True)
         runners["engine_xla"] = lambda n: (xla.step(n), xla.steps_done)
-    flops = None
+    flops, worker = None, None
     if torch_available(args):
-        from benchmarks.torch_reference import MV2015Loop, chain_to_torch, forward_flops
+        from benchmarks.torch_reference import chain_to_torch, forward_flops
         tnet = chain_to_torch(model, layer)
         target = Extractors(model).features(net, layer, p.x0[:1])
-        loop = MV2015Loop(tnet, target.repeat(args.batch, 0), p.param.image().numpy(), sigma=mv2015.SIGMA,
-                          lambda_tv=mv2015.lambda_tv_for(net, layer), lambda_l2=mv2015.LAMBDA_L2, lr=LR)
-        runners["torch"] = loop.step
+        worker = TorchWorker(dict(net=tnet, target=target.repeat(args.batch, 0), x_init=p.param.image().numpy(),
+                                  sigma=mv2015.SIGMA, lambda_tv=mv2015.lambda_tv_for(net, layer),
+                                  lambda_l2=mv2015.LAMBDA_L2, lr=LR), args)
+        runners["torch"] = worker.round
         flops = forward_flops(tnet, nets.input_size(net)) * 2 * args.batch
     for name, fn in runners.items():                 # warm-up (trace, compile) and the agreement check
-        fn(1 + args.check)
+        if name != "torch":                           # (the worker did its own at start)
+            fn(1 + args.check)
     losses["engine"] = float(graph.evaluate()[0].sum())
     if "engine_xla" in runners:
         losses["engine_xla"] = float(xla.evaluate()[0].sum())
-    if "torch" in runners:
-        losses["torch"] = float(loop.loss().sum())
+    if worker is not None:
+        losses["torch"] = float(np.sum(worker.loss))
     ref = losses.get("torch", losses["engine"])
     agree = {k: abs(v - ref) / abs(ref) for k, v in losses.items()}
     times = defaultdict(list)
     names = list(runners)
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            times[name].append(timed(runners[name], args.steps))
+            times[name].append(runners[name](args.steps) if name == "torch" else timed(runners[name], args.steps))
+    if worker is not None:
+        worker.close()
     row = {"case": case, "batch": args.batch, "steps": args.steps, "rounds": args.rounds, "loss": losses,
            "relative_difference": agree, "void": sorted(k for k, d in agree.items() if d > AGREEMENT),
            "ms_per_step": {k: {"min": min(v), "median": statistics.median(v), "all": v} for k, v in times.items()},
@@ -154,6 +161,35 @@ def bench_case(case: str, args) -> dict:
         row["engine_over_torch_speed"] = min(times["torch"]) / min(times["engine"])
         row["engine_over_torch_speed_median"] = statistics.median(times["torch"]) / statistics.median(times["engine"])
     return row
+
+
+class TorchWorker:
+    """The PyTorch loop in a process of its own (``benchmarks/torch_loop.py``), as its users run it: TensorFlow's
+    thread pools, idle but spinning in this process, slowed an in-process torch loop several-fold. It warms up and
+    reports its objective at start; each :meth:`round` times ``steps`` steps there while this process waits."""
+
+    def __init__(self, spec: dict, args):
+        import torch
+        self._dir = tempfile.TemporaryDirectory()
+        path = Path(self._dir.name) / "spec.pt"
+        torch.save(spec, path)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "torch_loop.py"), str(path), "--threads", str(args.threads),
+             "--steps", str(args.steps), "--warmup", str(1 + args.check)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        first = json.loads(self.proc.stdout.readline())
+        self.loss, self.threads = first["loss"], first["threads"]
+
+    def round(self, steps: int) -> float:
+        """ms per step of one timed round in the worker."""
+        self.proc.stdin.write("round\n")
+        self.proc.stdin.flush()
+        return float(json.loads(self.proc.stdout.readline())["ms_per_step"])
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+        self._dir.cleanup()
 
 
 def torch_available(args) -> bool:

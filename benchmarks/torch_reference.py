@@ -1,8 +1,7 @@
-"""The benchmark's reference: a plain PyTorch loop for the M&V 2015 inversion, on the Keras net's own weights.
+"""The benchmark's reference: the Keras net's own weights as a PyTorch net, for the plain M&V 2015 loop
+(:mod:`benchmarks.torch_loop`, which the benchmark runs in a process of its own).
 
     torch_net = chain_to_torch(model, "conv5")           # nn.Sequential up to the tap, NCHW, the same weights
-    loop = MV2015Loop(torch_net, target, x_init, lambda_tv=100, lr=0.004)
-    loop.step(20); loop.loss()
 
 Only chain networks (AlexNet, CaffeNet, VGG16) are translated: each Keras layer maps to its PyTorch twin
 (``ZeroPadding2D`` and "same" become the conv's symmetric padding, ``CaffeLRN`` is ``nn.LocalResponseNorm`` — which divides α
@@ -18,6 +17,8 @@ import torch
 from torch import nn
 
 from tfrestore.nets.layers import CaffeLRN, ChannelMajorFlatten, MaxPool
+
+from benchmarks.torch_loop import MV2015Loop  # noqa: F401  (re-exported: the loop itself needs no TensorFlow)
 
 
 def chain_to_torch(model: keras.Model, tap: str) -> nn.Sequential:
@@ -75,44 +76,3 @@ def forward_flops(net: nn.Sequential, size: int) -> int:
                 flops += 2 * m.weight.numel()
             x = y
     return flops
-
-
-class MV2015Loop:
-    """M&V 2015's objective and update, written plainly: x = σ·x̃,
-
-        E = ‖Φ(x) − Φ0‖²/‖Φ0‖² + (λTV/2)/σ²·Σ(d_w² + d_h²) + (λL2/2)/σ²·Σ x⁶,   m ← μm − lr·∇E(x̃),  x̃ ← x̃ + m.
-
-    ``x_init`` is [N, H, W, 3] image space (RGB, mean-subtracted) like the engine's; the net takes BGR.
-    """
-
-    def __init__(self, net: nn.Sequential, target: np.ndarray, x_init: np.ndarray, *, sigma: float,
-                 lambda_tv: float, lambda_l2: float, lr: float, momentum: float = 0.9):
-        self.net, self.sigma, self.lr, self.momentum = net, sigma, lr, momentum
-        self.tv_weight, self.l2_weight = lambda_tv / 2 / sigma ** 2, lambda_l2 / 2 / sigma ** 2
-        t = torch.from_numpy(np.asarray(target, np.float32))
-        self.target = t.permute(0, 3, 1, 2) if t.ndim == 4 else t
-        self.norm = self.target.pow(2).flatten(1).sum(1)
-        self.x = torch.from_numpy(np.asarray(x_init, np.float32).transpose(0, 3, 1, 2) / sigma).requires_grad_(True)
-        self.m = torch.zeros_like(self.x)
-
-    def objective(self) -> torch.Tensor:
-        x = self.x * self.sigma
-        feats = self.net(x.flip(1))                                  # RGB → BGR
-        data = (feats - self.target).pow(2).flatten(1).sum(1) / self.norm
-        dw = torch.nn.functional.pad(x[..., 1:] - x[..., :-1], (0, 1))
-        dh = torch.nn.functional.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
-        tv = (dw.pow(2) + dh.pow(2)).flatten(1).sum(1)
-        l6 = x.abs().pow(6).flatten(1).sum(1)
-        return data + self.tv_weight * tv + self.l2_weight * l6
-
-    def step(self, n: int) -> None:
-        for _ in range(n):
-            loss = self.objective().sum()
-            (g,) = torch.autograd.grad(loss, self.x)
-            with torch.no_grad():
-                self.m.mul_(self.momentum).sub_(self.lr * g)
-                self.x.add_(self.m)
-
-    def loss(self) -> np.ndarray:
-        with torch.no_grad():
-            return self.objective().numpy()
