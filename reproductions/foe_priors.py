@@ -17,6 +17,9 @@ Experiments:
   each regulariser of the thesis' comparison (none, TV, 3×3 slim, channel-wise, both, 8×8 full), Adam lr 0.3 for
   500 steps and a restart for 19,500.
 - ``train``: train (or continue training) a catalogue prior (``--prior``, ``--data``, ``--steps``, ``--overwrite``).
+- ``feature_stats``: per-layer feature statistics over the first 200 images of ``--data`` (default: the embedded
+  photos; evaluation_protocols §4.4): channel mean / sdev, L2 norm and Gini index per image, average Gram matrix,
+  channel covariance and its pseudo-inverse (rank stated), beside the thesis diary's sdev ranges.
 
 ``--steps`` rescales a run: every phase, the jitter-on length and the result steps by the same factor (at least
 one step per phase). Priors come from the artifact store (``$TFRESTORE_HOME/prior/<net>/<name>/<digest>/``, keyed by
@@ -30,15 +33,18 @@ score uses tfrestore's VGG16 (relu1_1 … relu5_1) where the thesis used VGG19.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfrestore import callbacks, metrics, nets, report
+from tfrestore import feature_stats as fstats
 from tfrestore import objectives as O
 from tfrestore import optim as optimizers
 from tfrestore import param, transforms
+from tfrestore.data import image_folder, load_image, sample_image_names
 from tfrestore.engine import Optimization, Problem
 from tfrestore.inversion import evaluate, feature_objective, gram_features, image_space, outputs, table
 from tfrestore.priors import PriorTerm, catalogue
@@ -505,11 +511,140 @@ def train_prior(flags: "Flags", ctx: paper.RunContext) -> dict:
     return summary
 
 
+# ---- feature statistics (evaluation_protocols.md §4.4, the thesis' utils/feature_statistics.py) ---------------------
+
+STATS_IMAGES = 200                     # the thesis' statistics run over 200 images (e.g. VGG16 pool5)
+STATS_LAYERS = {"alexnet": ("conv1", "conv2", "conv3", "conv4", "conv5", "pool5"),
+                "vgg16": ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1", "pool5")}
+# Per-channel sdevs the thesis diary records (trained VGG16): the image layer and two conv layers' ranges.
+DIARY_SDEV = {"image": (20.0, 30.0), "conv": ((2.0, 70.0), (12.0, 300.0))}
+DIARY_LABEL = "thesis diary, trained VGG16"
+STATS_BATCH = 8                        # images per forward pass (memory only; the sums are the same)
+STATS_SAVE_MAX_C = 1024                # Gram / covariance / inverse saved as .npy up to this many channels
+
+
+def _stats_images(data_dir: str | None) -> tuple[list[str], str]:
+    """(image names or paths, a line saying where they come from): the first STATS_IMAGES of ``--data`` by name,
+    else the embedded photos."""
+    if data_dir is None:
+        names = sample_image_names()
+        return names, (f"no --data: the {len(names)} embedded photos (the thesis used {STATS_IMAGES} ImageNet "
+                       "images; give a folder with --data)")
+    try:
+        paths = image_folder(data_dir)
+    except NotADirectoryError:
+        raise ValueError(f"--data={data_dir} is not a folder: give a folder of images") from None
+    used = paths[:STATS_IMAGES]
+    return [str(p) for p in used], f"{len(used)} of the {len(paths)} images in {data_dir} (the first by name)"
+
+
+def _stream_stats(s: common.Setup, layers: Sequence[str], images: Sequence[str]) -> dict:
+    """{"image": …, layer: …} → feature_stats.Summary over ``images``, a batch at a time (centre crop at the net's
+    input size, the thesis' loading); "image" is the mean-subtracted RGB input (0–255)."""
+    size = nets.input_size(s.net)
+    extract = tf.function(nets.feature_extractor(s.model, list(layers)), reduce_retracing=True)
+    acc = {name: fstats.FeatureStats() for name in ["image", *layers]}
+    for i in range(0, len(images), STATS_BATCH):
+        x = image_space(s.net, np.stack([load_image(p, size, crop="center") for p in images[i:i + STATS_BATCH]]))
+        acc["image"].update(x)
+        feats = extract(nets.to_input(s.net, x))
+        for layer in layers:
+            acc[layer].update(feats[layer].numpy())
+    return {name: a.result() for name, a in acc.items()}
+
+
+def _diary_range(layer: str) -> str:
+    if layer == "image":
+        return "~{:g}–{:g}".format(*DIARY_SDEV["image"])
+    return " / ".join("{:g}–{:g}".format(*r) for r in DIARY_SDEV["conv"]) if layer.startswith("conv") else ""
+
+
+def _stats_rows(summaries: dict) -> list[dict]:
+    rows = []
+    for layer, m in summaries.items():
+        rows.append({"layer": layer, "channels": len(m.sdev), "samples": m.samples, "sdev_min": float(m.sdev.min()),
+                     "sdev_median": float(np.median(m.sdev)), "sdev_max": float(m.sdev.max()),
+                     "norm_mean": float(m.norms.mean()), "norm_sd": float(m.norms.std()),
+                     "gini_mean": float(m.gini.mean()), "gini_sd": float(m.gini.std()),
+                     "cov_rank": m.rank, "diary_sdev": _diary_range(layer)})
+    return rows
+
+
+STATS_COLUMNS = [("layer", "layer", ""), ("C", "channels", "d"), ("samples", "samples", "d"),
+                 ("sdev min", "sdev_min", ".3g"), ("median", "sdev_median", ".3g"), ("max", "sdev_max", ".3g"),
+                 ("L2 norm", "norm_mean", ".4g"), ("± sd", "norm_sd", ".3g"), ("Gini", "gini_mean", ".3f"),
+                 ("± sd", "gini_sd", ".3f"), ("cov rank", "cov_rank", "d"),
+                 (f"sdev ({DIARY_LABEL})", "diary_sdev", "")]
+
+
+def _sdev_plot(summaries: dict, title: str) -> Callable:
+    """channel_sdevs.png: a box plot of each layer's per-channel sdevs (log scale), the diary's ranges as bands."""
+    def write(path):
+        with report.plot(path, figsize=(1.1 * len(summaries) + 3.5, 4.0)) as (fig, ax):
+            ax.boxplot([m.sdev for m in summaries.values()], whis=(0, 100))     # whiskers: the full range
+            ax.set_xticks(range(1, len(summaries) + 1), list(summaries), rotation=30, fontsize=8)
+            ax.set_yscale("log")
+            ax.set_ylabel("per-channel sdev (images × positions)")
+            ax.axhspan(*DIARY_SDEV["image"], color="tab:green", alpha=0.2, label=f"image ~20–30 ({DIARY_LABEL})")
+            for r, c in zip(DIARY_SDEV["conv"], ("tab:orange", "tab:purple")):
+                ax.axhspan(*r, color=c, alpha=0.12, label=f"conv {r[0]:g}–{r[1]:g} ({DIARY_LABEL})")
+            ax.legend(fontsize=7)
+            ax.set_title(title, fontsize=9)
+    return write
+
+
+def _stats_tensorboard(logdir, summaries: dict) -> None:
+    """TensorBoard: each layer's channel-sdev histogram and its norm / Gini / rank scalars (step 0)."""
+    writer = tf.summary.create_file_writer(str(logdir))
+    with writer.as_default():
+        for layer, m in summaries.items():
+            tf.summary.histogram(f"{layer}/channel_sdev", m.sdev, step=0)
+            for name, v in (("norm_mean", m.norms.mean()), ("gini_mean", m.gini.mean()), ("cov_rank", m.rank)):
+                tf.summary.scalar(f"{layer}/{name}", float(v), step=0)
+    writer.close()
+
+
+def _stats_result(s: common.Setup, summaries: dict, rows: list[dict], text: str, source: str) -> paper.Result:
+    shown = [l for l in summaries if l != "image"]
+    shown = shown[:1] + shown[-1:] if len(shown) > 1 else shown                # the first and the last layer
+    show = lambda m: report.stretch(np.sign(m) * np.sqrt(np.abs(m)))          # signed √: the diagonal dominates
+    panels = [(show(getattr(summaries[l], k)), f"{l}: {k} (signed √)") for l in shown for k in ("gram", "cov")]
+    arrays = {f"{k}_{report.safe_name(l)}": getattr(m, k) for l, m in summaries.items()
+              for k in ("mean", "sdev", "gram", "cov", "inv_cov") if k in ("mean", "sdev") or
+              len(m.sdev) <= STATS_SAVE_MAX_C}
+    metrics = {"net": s.net, "weights": s.weights, "images": source, "layers": rows,
+               "channel_sdev": {l: m.sdev.tolist() for l, m in summaries.items()},
+               "diary_sdev": {"label": DIARY_LABEL, **DIARY_SDEV}}
+    title = f"feature statistics — {s.net} ({_weights_word(s)})"
+    return paper.Result(title=title, metrics=metrics, table=text, figure_panels=panels, figure_columns=2,
+                        arrays=arrays, plots={"channel_sdevs.png": _sdev_plot(summaries, title)})
+
+
+def feature_stats(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
+    """Per layer over the images: per-channel mean and sdev, the map's L2 norm per image, the Gini index, the
+    average Gram matrix, the channel covariance and its pseudo-inverse (rank stated); the diary's sdev ranges
+    beside."""
+    layers = common.resolve_layers(s.net, flags.layers) if flags.layers else list(STATS_LAYERS[s.net])
+    images, source = _stats_images(flags.data)
+    print(f"feature statistics: {source}", flush=True)
+    summaries = _stream_stats(s, layers, images)
+    rows = _stats_rows(summaries)
+    text = (_header(s) + f"\nimages: {source}\nper-channel sdev over images × positions (population); L2 norm and "
+            "Gini (Hurley & Rickard) per image, mean ± sd; cov rank: of the C × C channel covariance (inv_cov is "
+            "its pseudo-inverse when rank < C)\n" + report.table(rows, STATS_COLUMNS))
+    if s.weights == "random":
+        text += "\n(random weights: the layers' statistics are the method's, not the trained VGG16 the diary measured)"
+    print(text, flush=True)
+    _stats_tensorboard(s.logdir, summaries)
+    _stats_result(s, summaries, rows, text, source).write(s.out)
+    return {"rows": rows, "summaries": summaries}
+
+
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     description: str
     runner: Callable
-    prior: str                  # the default --prior
+    prior: str | None           # the default --prior (None: the experiment uses no prior)
     trains: bool = False        # the experiment trains --prior (so it must be a learned one)
 
 
@@ -521,6 +656,8 @@ EXPERIMENT_TABLE = {
     "legacy_c2_to_c1": Experiment("conv2/lin → conv1/lin with none / TV / slim / channel / both / full priors",
                                   legacy_c2_to_c1, "fullc1l6000"),
     "train": Experiment("train a catalogue prior (--prior, --data, --steps)", train_prior, "full512", trains=True),
+    "feature_stats": Experiment("per-layer channel sdevs, L2 norms, Gini sparsity, Gram / covariance / inverse "
+                                "(--net, --layers, --data: a folder of images, --weights)", feature_stats, None),
 }
 EXPERIMENTS = {k: v.description for k, v in EXPERIMENT_TABLE.items()}
 DEFAULT_EXPERIMENT = "image_rec"
@@ -531,18 +668,21 @@ class Flags:
     """The command-line flags of foe_priors (main.py builds them from these fields)."""
     net: str = paper.flag("alexnet", "alexnet or vgg16 (the thesis'); --experiment=train also digits",
                           source="patch_priors.md §7.1")
-    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "image_rec, featmap_inv, legacy_c2_to_c1 or train")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "image_rec, featmap_inv, legacy_c2_to_c1, train or "
+                                 "feature_stats")
     prior: str | None = paper.flag(None, "a catalogue prior (default: the experiment's: full512 / fullc1l6000)",
                                    source="patch_priors.md §6, §7")
-    layers: tuple[str, ...] | None = paper.flag(None, "layers inverted (image_rec; default: the thesis' eight) or "
-                                                "match,target (featmap_inv)", source="patch_priors.md §7.1, §7.2")
+    layers: tuple[str, ...] | None = paper.flag(None, "layers inverted (image_rec; default: the thesis' eight), "
+                                                "match,target (featmap_inv) or the layers measured (feature_stats)",
+                                                source="patch_priors.md §7.1, §7.2; evaluation_protocols.md §4.4")
     image: str = paper.flag("chelsea", "embedded sample image name or an image file")
     weights: str = paper.flag("auto", "'auto', 'random' or a .weights.h5 file of the inverted net")
     steps: int | None = paper.flag(None, "rescales every phase, jitter length and result step (train: the prior's "
                                    "training steps)", source="patch_priors.md §7.1")
     prior_steps: int | None = paper.flag(None, "training steps of a prior that is trained first (default: any "
                                          "stored length, else the thesis schedule)", source="patch_priors.md §5")
-    data: str | None = paper.flag(None, "a folder of images the priors are trained on (default: the embedded ones)")
+    data: str | None = paper.flag(None, "a folder of images the priors are trained on, or feature_stats "
+                                  "measures (its first 200 by name; default: the embedded ones)")
 
     def __post_init__(self):
         if self.experiment not in EXPERIMENT_TABLE:
@@ -551,10 +691,13 @@ class Flags:
         exp = EXPERIMENT_TABLE[self.experiment]
         if self.net not in NETS and not (exp.trains and self.net == "digits"):     # the digits priors train here
             raise ValueError(f"foe_priors runs on {' or '.join(NETS)}, not '{self.net}'")
-        (catalogue.trained_entry if exp.trains else catalogue.entry)(self.prior_name)   # a clear error first
+        if self.experiment == "feature_stats" and self.data is not None and not Path(self.data).is_dir():
+            raise ValueError(f"--data={self.data} is not a folder: give a folder of images")   # before any net
+        if self.prior_name is not None:
+            (catalogue.trained_entry if exp.trains else catalogue.entry)(self.prior_name)   # a clear error first
 
     @property
-    def prior_name(self) -> str:
+    def prior_name(self) -> str | None:
         """--prior, or the experiment's default prior."""
         return self.prior or EXPERIMENT_TABLE[self.experiment].prior
 

@@ -9,6 +9,8 @@ SCHEDULES = TF + "test_image_rec_schedules_and_result_steps_are_the_thesis"
 TINY_REC = TF + "test_train_a_prior_then_invert_with_it"
 FEATMAP = TF + "test_featmap_inv_recovers_conv1_from_conv2"
 LEGACY = TF + "test_legacy_c2_to_c1_minimises_the_dot_normalised_mse"
+FS = "test_feature_stats.py::"
+FS_RUN = FS + "test_feature_stats_run_writes_its_outputs_and_numpys_channel_sdevs"
 TRAINS = "test_priors_catalogue.py::test_every_catalogue_prior_trains_at_a_small_size"
 
 ALEX_ORDER = "tfrestore.nets.spec('alexnet').matconvnet_order"
@@ -207,4 +209,17 @@ ROWS = [
         "(tfrestore.priors.train.TrainConfig().legacy_broadcast, "
         "tfrestore.priors.train.TrainConfig().legacy_channelwise_student_norm)",
         TP + "test_score_matching_against_numpy_and_the_broadcast_flag"),
+    # ---- feature statistics (evaluation_protocols.md §4.4) ----
+    Row(P, "feature_stats", "statistics over 200 images (the first 200 of --data)", 200, "evaluation_protocols.md §4.4",
+        "foe_priors.STATS_IMAGES", FS + "test_feature_stats_uses_the_first_images_of_the_folder_by_name"),
+    Row(P, "feature_stats", "VGG16 pool5 among the layers measured", "pool5", "evaluation_protocols.md §4.4",
+        "foe_priors.STATS_LAYERS['vgg16'][-1]", FS_RUN),
+    Row(P, "feature_stats", "statistics: Gini sparsity, average Gram, covariance, inverse covariance",
+        ("gini", "gram", "cov", "inv_cov"), "evaluation_protocols.md §4.4",
+        "tuple(k for k in ('gini', 'gram', 'cov', 'inv_cov') if k in "
+        "tfrestore.feature_stats.Summary.__dataclass_fields__)",
+        FS + "test_streamed_statistics_equal_numpy_on_the_whole_array"),
+    Row(P, "feature_stats", "per-channel sdevs (diary, trained VGG16): image ~20–30; conv 2–70 and 12–300",
+        {"image": (20.0, 30.0), "conv": ((2.0, 70.0), (12.0, 300.0))}, "evaluation_protocols.md §4.4",
+        "foe_priors.DIARY_SDEV", FS_RUN),
 ]
