@@ -19,7 +19,7 @@ def test_flags_refuse_what_the_paper_does_not_run_and_keep_the_default_output_fo
     (runs/<paper>_<net>_<experiment>, the study's net being its question's own)."""
     for make, match in ((lambda: mv2015.Flags(experiment="fig99"), "valid: layers, teaser, beta"),
                         (lambda: mv2015.Flags(net="resnet18"), "caffenet .*alexnet or vgg16, not 'resnet18'"),
-                        (lambda: mv2016.Flags(experiment="inverse"), "valid: inversion, c_sweep, maximization"),
+                        (lambda: mv2016.Flags(experiment="inverse"), "valid: inversion, c_sweep, restarts, maximization"),
                         (lambda: mv2016.Flags(net="alexnet2"), "valid nets: .*caffenet"),
                         (lambda: representation_study.Flags(experiment="q5"), "valid: lr_schedules, tv_sweep"),
                         (lambda: forward.Flags(net="lenet"), "valid nets: .*vgg16")):
