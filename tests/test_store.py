@@ -94,12 +94,18 @@ def test_two_processes_asking_for_the_same_artifact_build_it_once(tmp_path):
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from tfrestore import store
+        waiting = {str(tmp_path / 'waiting')!r}
         def make(work, out):
             with open({str(tmp_path / 'builds.log')!r}, 'a') as f:
                 f.write('built\\n')
-            time.sleep(2.0)
+            t0 = time.time()                     # hold the lock until the other process waits for it
+            while not __import__('os').path.exists(waiting) and time.time() - t0 < 60:
+                time.sleep(0.05)
             (out / 'prior.bin').write_text('ok')
-        art = store.build(store.Key('prior', 'alexnet/full512', {{'steps': 7}}), make)
+        def say(line):
+            print(line, flush=True)
+            open(waiting, 'w').close()
+        art = store.build(store.Key('prior', 'alexnet/full512', {{'steps': 7}}), make, say=say)
         print(art.path)
     """)
     env = {**os.environ}
