@@ -115,7 +115,8 @@ def test_two_processes_asking_for_the_same_artifact_build_it_once(tmp_path):
     assert all(p.returncode == 0 for p in procs), outs
     assert (tmp_path / "builds.log").read_text() == "built\n"             # one build, not two
     assert len({o[0].strip().splitlines()[-1] for o in outs}) == 1
-    assert any("waiting for process" in o[0] for o in outs)              # the second one said why it waited
+    assert any("waiting for process" in o[0] and "to finish building prior alexnet/full512" in o[0]
+               for o in outs), outs                                       # the second one said why it waited
 
 
 def test_command_line_lists_verifies_and_removes():

@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
@@ -187,8 +188,14 @@ def lock(key: Key, say: Callable[[str], None] = print) -> Iterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
+            holder = ""
+            for _ in range(50):                  # the holder writes its pid just after taking the lock
+                f.seek(0)
+                holder = f.read().strip()
+                if holder:
+                    break
+                time.sleep(0.01)
+            holder = holder or "another process"
             say(f"waiting for {holder} to finish building {key}")
             fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
