@@ -18,7 +18,7 @@ class Flags:
     net: str = paper.flag("caffenet", "the network (see --list)")
     layers: tuple[str, ...] | None = paper.flag(None, "the layers to report (default: every layer)")
     image: str = paper.flag("astronaut", "the image (a sample name or a file)")
-    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    weights: str = paper.weights_flag()
 
     def __post_init__(self) -> None:
         if self.net not in nets.REGISTRY:

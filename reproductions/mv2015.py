@@ -189,7 +189,7 @@ class Flags:
                           source="mv2015.md §3")
     layers: tuple[str, ...] | None = paper.flag(None, "layers to invert (default: the figure's layers)")
     image: str = paper.flag("chelsea", "the image to invert (a sample name or a file)")
-    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    weights: str = paper.weights_flag()
     steps: int | None = paper.flag(None, "optimisation steps; the figure's schedule (400 or 600) is rescaled",
                                    source="mv2015.md §2, §5")
     optimizer: str | None = paper.flag(None, "replace the paper's momentum 0.9 (e.g. adam)", source="mv2015.md §2")

@@ -403,7 +403,7 @@ class Flags:
                           source="mv2016.md §6, §7")
     layers: tuple[str, ...] | None = paper.flag(None, "layers (default: the experiment's)")
     image: str = paper.flag("chelsea", "the image (a sample name or a file)")
-    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    weights: str = paper.weights_flag()
     steps: int | None = paper.flag(None, "optimisation steps; the 300 jittered (+ 50 plain) steps are rescaled",
                                    source="mv2016.md §4")
     optimizer: str | None = paper.flag(None, "replace AdaGrad-momentum; 'adam': the thesis variant",

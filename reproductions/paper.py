@@ -28,6 +28,11 @@ def flag(default: Any, help: str, *, source: str = "") -> Any:
     return dataclasses.field(default=default, metadata={"help": help, "source": source})
 
 
+def weights_flag() -> Any:
+    """The ``--weights`` flag every paper on a converted network takes."""
+    return flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+
+
 @dataclasses.dataclass(frozen=True)
 class RunContext:
     """Run-level settings every paper takes (``--out``, ``--logdir``, ``--seed``, ``--resume``, ``--overwrite``)

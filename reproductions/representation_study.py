@@ -161,7 +161,7 @@ class Flags:
     layers: tuple[str, ...] | None = paper.flag(None, "layers to invert instead of the question's variants (one "
                                                 "step-decay problem each)")
     image: str = paper.flag("chelsea", "the image to invert (a sample name or a file)")
-    weights: str = paper.flag("auto", "'auto' (the weight store, else seeded random), 'random', or a file")
+    weights: str = paper.weights_flag()
     steps: int | None = paper.flag(None, "optimisation steps", source="seeds/004: 300")
     optimizer: str | None = paper.flag(None, "replace the study's Adam", source="seeds/004")
     experiment: str = paper.flag(DEFAULT_EXPERIMENT, "the study's question (see --list)")

@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import files, optim, store
-from .core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
+from .core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
 
 LossFn = Callable[[keras.Model, dict, bool], dict]
 
@@ -231,8 +231,7 @@ class Trainer:
 
     def log_points(self) -> list[int]:
         """Every ``val_every`` steps and the last step: where the loop measures, logs and may checkpoint."""
-        cfg = self.cfg
-        return sorted(set(range(cfg.val_every, cfg.steps + 1, cfg.val_every)) | {cfg.steps})
+        return every(self.cfg.val_every, self.cfg.steps)
 
     def state(self) -> dict:
         """What a checkpoint holds: the model, Adam's state, the step and the extra objects."""

@@ -42,6 +42,11 @@ import numpy as np
 import tensorflow as tf
 
 
+def every(interval: int, total: int) -> list[int]:
+    """Log points every ``interval`` steps and at the last step (a training's validation points)."""
+    return sorted(set(range(interval, total + 1, interval)) | {total})
+
+
 @dataclasses.dataclass
 class Measurement:
     """What a stepper reports at a log point.

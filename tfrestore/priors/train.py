@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from .. import files, optim
-from ..core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard
+from ..core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
 from .model import PatchPrior, PriorConfig, dropout_seed
 from .patches import Prepared
 
@@ -130,8 +130,7 @@ class PriorTrainer:
 
     def log_points(self) -> list[int]:
         """Every ``val_every`` steps and the last step: where the validation loss is measured."""
-        tc = self.train_cfg
-        return sorted(set(range(tc.val_every, tc.steps + 1, tc.val_every)) | {tc.steps})
+        return every(self.train_cfg.val_every, self.train_cfg.steps)
 
     def state(self) -> dict:
         """What a checkpoint holds to continue exactly: the prior, Adam's state, the step and the overfitting
