@@ -135,8 +135,8 @@ def main(argv) -> int:
               file=sys.stderr)
         return 2
     if not FLAGS.verbose:
-        from tfrestore import quiet
-        quiet.start_tensorflow()        # without the C++ start-up notices (tfrestore.quiet)
+        from tfrestore.core import quiet
+        quiet.start_tensorflow()        # without the C++ start-up notices (tfrestore.core.quiet)
         warnings.formatwarning = _warning_text
         from absl import logging as absl_logging
         absl_logging.set_verbosity(absl_logging.WARNING)      # e.g. the checkpoint saver's "Sharding callback"

@@ -96,9 +96,10 @@ def peak_rss_mb() -> float:
 def engine_run(net, model, layer, batch, total, jit):
     """An Optimization of M&V 2015 at one layer with a constant lr, and its problem."""
     from reproductions import mv2015
-    from tfrestore import data, nets, optim
-    from tfrestore.engine import Optimization
-    from tfrestore.inversion import Extractors
+    from tfrestore import data, nets
+    from tfrestore.optimize import optim
+    from tfrestore.optimize.engine import Optimization
+    from tfrestore.optimize.inversion import Extractors
     img = data.resize(data.load_image("chelsea"), nets.input_size(net))
     p = mv2015.problem(mv2015.FIGURES["layers"], net=net, image_rgb=img, extractors=Extractors(model),
                        layers=[layer] * batch)
@@ -115,7 +116,7 @@ def timed(fn, steps):
 def bench_case(case: str, args) -> dict:
     from reproductions import mv2015
     from tfrestore import nets
-    from tfrestore.inversion import Extractors
+    from tfrestore.optimize.inversion import Extractors
     net, layer = case.split(":")
     layer = nets.resolve_layer(net, layer)
     model = nets.build(net, weights=None, quiet=True)
@@ -294,9 +295,10 @@ def batched_section(args) -> list[dict]:
 def figure_section(args) -> dict:
     """M&V 2015's 20-layer AlexNet figure: all 20 problems in one graph vs one graph per layer group."""
     from reproductions import mv2015
-    from tfrestore import data, nets, optim
-    from tfrestore.engine import Optimization
-    from tfrestore.inversion import Extractors
+    from tfrestore import data, nets
+    from tfrestore.optimize import optim
+    from tfrestore.optimize.engine import Optimization
+    from tfrestore.optimize.inversion import Extractors
     net = "alexnet"
     model = nets.build(net, weights=None, quiet=True)
     img = data.resize(data.load_image("chelsea"), nets.input_size(net))
@@ -379,7 +381,7 @@ def main(argv=None):
     if args.rss:
         report["rss"] = rss_section()
     if args.json:
-        from tfrestore import files
+        from tfrestore.core import files
         files.write_json(args.json, report)
         print(f"wrote {args.json}")
 

@@ -16,7 +16,7 @@ Experiments (``--experiment``):
 - ``energies``: the prior energy of each clean image and of its adversarial (spec §6.2).
 
 Every restoration count stands beside its baseline: the same inputs plus seeded random noise with the L2 norm of
-the defence's change (``tfrestore.adversarial.same_norm_noise``). DeepFool's examples sit just across the
+the defence's change (``tfrestore.restore.adversarial.same_norm_noise``). DeepFool's examples sit just across the
 boundary, so almost any change of that size restores them (on the digits net, 49 of 200 even change back when
 classified one at a time instead of in a batch, and 18 are labelled src by the compiled defence graph before its
 first step); only the margin between the defence's count and the noise's says what the prior contributes.
@@ -39,8 +39,11 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import adversarial as A
-from tfrestore import classifier, data, files, nets, report, weights
+from tfrestore.restore import adversarial as A
+from tfrestore.models import classifier
+from tfrestore import data, nets
+from tfrestore.core import files, report
+from tfrestore.nets import weights
 from tfrestore.priors import catalogue
 
 from . import common, paper
@@ -132,7 +135,7 @@ def _images(setting: NetSetting, net: str, folder: str | None, limit: int) -> tu
     if setting.images == "digits":
         if folder:
             raise ValueError(f"--net={net} uses the embedded digits; --data is for image folders (alexnet)")
-        x, _, desc = classifier.digit_images(None, "val")
+        x, _, desc = data.digit_images(None, "val")
         return [f"digit{i:04d}" for i in range(min(limit, len(x)))], x[:limit], "embedded"
     size = nets.input_size(net)
     srcs = data.image_folder(folder) if folder else data.sample_image_names()

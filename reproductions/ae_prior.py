@@ -3,7 +3,7 @@
 
 The digits autoencoder with the latent-coverage regulariser; latent scatter plots with the five out-of-class
 probes; restoration by minimising ‖m ⊙ (x − y)‖² / (2σ²) + ‖AE(x) − x‖² after 1,000 and 10,000 iterations (the
-exercise's early-stopping point), beside TV denoising and biharmonic inpainting (:mod:`tfrestore.baselines`).
+exercise's early-stopping point), beside TV denoising and biharmonic inpainting (:mod:`tfrestore.restore.baselines`).
 
 Images: digits (scikit-learn's bundled set up-sampled to 28×28, or MNIST with ``--data``).
 """
@@ -15,11 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from tfrestore import autoencoder, baselines, callbacks, data, metrics, report
-from tfrestore import objectives as O
-from tfrestore import optim as optimizers
-from tfrestore import param
-from tfrestore.engine import Optimization
+from tfrestore.models import autoencoder
+from tfrestore.restore import baselines
+from tfrestore.optimize import callbacks
+from tfrestore import data
+from tfrestore.measure import metrics
+from tfrestore.core import report
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize import param
+from tfrestore.optimize.engine import Optimization
 
 from . import common, paper
 from .dip import mask_array

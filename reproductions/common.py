@@ -9,10 +9,10 @@ from typing import Sequence
 import numpy as np
 
 from tfrestore import data, nets
-from tfrestore import weights as weights_store
-from tfrestore import optim as optimizers
-from tfrestore.engine import Optimization, Problem, Result
-from tfrestore.inversion import Extractors, evaluate, outputs, summarise, table
+from tfrestore.nets import weights as weights_store
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize.engine import Optimization, Problem, Result
+from tfrestore.optimize.inversion import Extractors, evaluate, outputs, summarise, table
 
 from . import paper
 
@@ -197,7 +197,7 @@ def _merged(parts: Sequence[Problem]) -> Problem:
 def conditions(problem: Problem) -> list[str]:
     """A name per problem for what it was run under: its layer and every per-problem setting that varies across
     the run (λTV, β, mask, C, …). Problems with the same name differ only by restart or image — the groups the
-    protocols average over (:func:`tfrestore.inversion.summarise`)."""
+    protocols average over (:func:`tfrestore.optimize.inversion.summarise`)."""
     n = len(problem.labels)
     varying = {k: v for k, v in problem.settings.items()
                if isinstance(v, (list, tuple)) and len(v) == n and len({repr(x) for x in v}) > 1}

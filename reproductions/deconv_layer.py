@@ -18,7 +18,7 @@ it is available (cached or downloadable), else a synthetic 32×32 stand-in of 2,
 ran is stated in the results' heading and in ``metrics.json``. Baseline convolutions are initialised as PyTorch's
 ``Conv2d`` default (uniform ±1/√fan_in, weights and bias), as the notebooks' were.
 
-Training runs through :class:`tfrestore.training.Trainer` (compiled step blocks, checkpoints in ``<out>/<arm>/ckpt``
+Training runs through :class:`tfrestore.train.training.Trainer` (compiled step blocks, checkpoints in ``<out>/<arm>/ckpt``
 so ``--resume`` continues an interrupted arm, TensorBoard, progress lines, SIGINT / SIGTERM) with the batches
 ``keras.Model.fit`` was given before (:class:`_FitBatches`): a fixed order whose batches never span two passes for
 the restorations, a seeded shuffle per pass for classification.
@@ -35,8 +35,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import data, degrade, metrics, report, training
-from tfrestore.deconv import DeconvDFT2D
+from tfrestore import data
+from tfrestore.restore import degrade
+from tfrestore.measure import metrics
+from tfrestore.core import report
+from tfrestore.train import training
+from tfrestore.models.deconv import DeconvDFT2D
 
 from . import common, paper
 from .paper import flag
@@ -143,7 +147,7 @@ def _steps_for(epochs: int, n_train: int, batch: int | None) -> int:
 
 class _FitBatches(training.Source):
     """The training arrays (a dict of equal-length arrays, first axis the sample) batched as the experiments gave
-    them to ``keras.Model.fit`` before they trained through :class:`tfrestore.training.Trainer`:
+    them to ``keras.Model.fit`` before they trained through :class:`tfrestore.train.training.Trainer`:
     ``Dataset.from_tensor_slices(arrays)[.shuffle(n, seed)].batch(batch).repeat()`` — in order, a batch never
     spanning two passes (the last one of a pass is smaller, as a PyTorch DataLoader's), or reshuffled every pass
     with a fixed seed (``shuffle_seed``). The Trainer takes the batches from :meth:`batches`; :meth:`load` serves
@@ -165,7 +169,7 @@ class _FitBatches(training.Source):
 
 
 class _FitTrainer(training.Trainer):
-    """:class:`tfrestore.training.Trainer` on :class:`_FitBatches`, logging at step 1 (the loss at the initial
+    """:class:`tfrestore.train.training.Trainer` on :class:`_FitBatches`, logging at step 1 (the loss at the initial
     weights), every tenth of the run and the last two steps (the last log point's training loss is then the last
     batch's, as fit's last epoch of one step reported it)."""
 

@@ -2,7 +2,7 @@
 
 The skip generator's weights are optimised (Adam, lr 0.01, PyTorch's ε placement) so that its output, degraded,
 matches the observation; PSNR / SSIM of the output and of its moving average at every log point (TensorBoard,
-``curve.png``), beside the corrupted input and a classical restoration (:mod:`tfrestore.baselines`). ``invert``:
+``curve.png``), beside the corrupted input and a classical restoration (:mod:`tfrestore.restore.baselines`). ``invert``:
 ``feature_inversion.ipynb`` with its published settings (spec ``mv2016.md`` §10; :class:`DipInversion`: 6-scale
 skip net with zero padding, average-pool down and nearest up, fixed code, Adam lr 1e-3 for 3,100 steps, mean
 squared error at AlexNet's fc6, 224² target), beside M&V-style pixel optimisation with TV on the same budget.
@@ -18,12 +18,17 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import baselines, callbacks, data, degrade, dip, metrics, nets, report
-from tfrestore import objectives as O
-from tfrestore import optim as optimizers
-from tfrestore import param
-from tfrestore.engine import Optimization
-from tfrestore.inversion import Extractors, feature_objective
+from tfrestore.restore import baselines, degrade
+from tfrestore.optimize import callbacks
+from tfrestore import data, nets
+from tfrestore.models import dip
+from tfrestore.measure import metrics
+from tfrestore.core import report
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize import param
+from tfrestore.optimize.engine import Optimization
+from tfrestore.optimize.inversion import Extractors, feature_objective
 
 from . import common, paper
 from .paper import flag
@@ -51,7 +56,7 @@ RL_ITERATIONS = 30          # the Richardson–Lucy baseline's iterations
 @dataclasses.dataclass(frozen=True)
 class DipInversion:
     """DIP feature inversion as ``feature_inversion.ipynb`` runs it (spec ``mv2016.md`` §10): the skip generator
-    of :data:`tfrestore.dip.FEATURE_INVERSION_NET` on a fixed code (no input noise) of 32 channels of U(0, 1) × 0.1
+    of :data:`tfrestore.models.dip.FEATURE_INVERSION_NET` on a fixed code (no input noise) of 32 channels of U(0, 1) × 0.1
     at ``generator_size``², its output cropped to the top-left ``imsize``², mapped into the net's input and matched
     at ``layer`` by the mean squared error (``nn.MSELoss``), Adam over the generator's weights only.
 

@@ -39,14 +39,17 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfrestore import callbacks, metrics, nets, report
-from tfrestore import feature_stats as fstats
-from tfrestore import objectives as O
-from tfrestore import optim as optimizers
-from tfrestore import param, transforms
+from tfrestore.optimize import callbacks
+from tfrestore.measure import metrics
+from tfrestore import nets
+from tfrestore.core import report
+from tfrestore.measure import feature_stats as fstats
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize import param, transforms
 from tfrestore.data import image_folder, load_image, sample_image_names
-from tfrestore.engine import Optimization, Problem
-from tfrestore.inversion import evaluate, feature_objective, gram_features, image_space, outputs, table
+from tfrestore.optimize.engine import Optimization, Problem
+from tfrestore.optimize.inversion import evaluate, feature_objective, gram_features, image_space, outputs, table
 from tfrestore.priors import PriorTerm, catalogue
 
 from . import common, mv2016, paper

@@ -5,7 +5,8 @@ import dataclasses
 
 import numpy as np
 
-from tfrestore import data, files, nets
+from tfrestore import data, nets
+from tfrestore.core import files
 
 from . import paper
 

@@ -30,9 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from tfrestore import data as data_lib
-from tfrestore import inverters as I
-from tfrestore import classifier, metrics, nets, report, store, training
-from tfrestore.inversion import Extractors, gram_features
+from tfrestore.models import inverters as I
+from tfrestore.models import classifier
+from tfrestore.measure import metrics
+from tfrestore import nets
+from tfrestore.core import report, store
+from tfrestore.train import training
+from tfrestore.optimize.inversion import Extractors, gram_features
 
 from . import common, mv2016, paper
 
@@ -161,8 +165,8 @@ def _data(setting: NetSetting, net: str, folder: str | None, seed: int):
     if setting.images == "digits":
         if folder:
             raise ValueError(f"--net={net} inverts the embedded digits; --data is for alexnet / vgg16")
-        train_x, _, desc = classifier.digit_images(None, "train")
-        val_x, _, _ = classifier.digit_images(None, "val")
+        train_x, _, desc = data_lib.digit_images(None, "train")
+        val_x, _, _ = data_lib.digit_images(None, "val")
         val = val_x[:DIGITS_VALIDATION]
         return training.ArraySource({"image": train_x}), val, [f"digit{i}" for i in range(len(val))], desc
     train_src, val_src, desc = I.image_sources(folder)
@@ -284,7 +288,7 @@ def _panels(val: np.ndarray, recs: dict, starts: list[str], methods: tuple[str, 
 
 
 def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
-    """Trains (or loads from ``tfrestore.store``, ``inverter/<net>/<regime>/…``) the modules of every chain, scores
+    """Trains (or loads from ``tfrestore.core.store``, ``inverter/<net>/<regime>/…``) the modules of every chain, scores
     them on the validation images and writes figure, table and metrics into ``ctx.out`` at the end.
     ``ctx.overwrite`` trains stored modules again; ``flags`` may be :class:`Options` (the original's training of
     every module)."""
@@ -324,5 +328,5 @@ def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
                           figure_columns=1 + 2 * len(methods))
     result.write(s.out)
     print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
-          f"{store.home() / 'inverter' / net} (python -m tfrestore.store list inverter)", flush=True)
+          f"{store.home() / 'inverter' / net} (python -m tfrestore.core.store list inverter)", flush=True)
     return result

@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from tfrestore import nets
-from tfrestore import objectives as O
-from tfrestore import optim as optimizers
-from tfrestore import param
-from tfrestore.engine import Problem
-from tfrestore.inversion import Extractors, feature_objective, image_space
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize import param
+from tfrestore.optimize.engine import Problem
+from tfrestore.optimize.inversion import Extractors, feature_objective, image_space
 
 from . import common, paper
 

@@ -26,7 +26,7 @@ difference of §9.4 that tfrestore can reproduce:
 - Adam (TF1 ε 1e-8), gradients clipped by value at 100; learning rates f·(1e-2, 3e-3, 1e-3) with f = B²/α from
   breakpoints (0, 1000, 2000) that the thesis engine applies *after* a step (step c runs at the rate of the last
   breakpoint ≤ c − 1), 3,500 steps; every step count scales with ``--steps``.
-- Jitter: zero-pad and crop (:class:`tfrestore.transforms.PadCropJitter`, offsets {0…t} with the thesis' per-layer
+- Jitter: zero-pad and crop (:class:`tfrestore.optimize.transforms.PadCropJitter`, offsets {0…t} with the thesis' per-layer
   t table), switched off after step 2,750. The thesis padded its RGB image with zeros, i.e. black.
 - Data term C·Σ(Φ0 − Φ(x))²/Σ(Φ0·Φ(x)) (``NormedMSELoss``; C: the thesis' per-layer table, or the C sweep).
 - Initialisation: the target image itself, as the un-jittered window reads it.
@@ -46,11 +46,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore import data, nets
-from tfrestore import objectives as O
-from tfrestore import optim as optimizers
-from tfrestore import param, transforms
-from tfrestore.engine import Problem
-from tfrestore.inversion import Extractors, feature_objective, group_by_layer, image_space
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize import param, transforms
+from tfrestore.optimize.engine import Problem
+from tfrestore.optimize.inversion import Extractors, feature_objective, group_by_layer, image_space
 
 from . import common, paper
 

@@ -72,7 +72,7 @@ class Result:
     plots: dict[str, Callable[[Path], object]] = dataclasses.field(default_factory=dict)
 
     def write(self, out: str | Path) -> Path:
-        from tfrestore import report
+        from tfrestore.core import report
         out = Path(out)
         for name, write in self.plots.items():
             write(out / name)

@@ -28,11 +28,11 @@ from typing import Callable
 import numpy as np
 
 from tfrestore import nets
-from tfrestore import objectives as O
-from tfrestore import optim as optimizers
-from tfrestore import param
-from tfrestore.engine import Problem
-from tfrestore.inversion import Extractors, image_space
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim as optimizers
+from tfrestore.optimize import param
+from tfrestore.optimize.engine import Problem
+from tfrestore.optimize.inversion import Extractors, image_space
 
 from . import common, paper
 
@@ -66,7 +66,7 @@ def constant(lr: float) -> Callable[[int], optimizers.Schedule]:
 
 
 def step_decay(n: int) -> optimizers.Schedule:
-    """1e-1 → 1e-2 → 1e-3 in thirds of the run (exactly n steps, :meth:`~tfrestore.optim.Schedule.scaled`)."""
+    """1e-1 → 1e-2 → 1e-3 in thirds of the run (exactly n steps, :meth:`~tfrestore.optimize.optim.Schedule.scaled`)."""
     return optimizers.Schedule([optimizers.Stage(1, lr) for lr in STEP_DECAY_LRS]).scaled(n)
 
 

@@ -30,7 +30,7 @@ def in_store(home: Path, fn):
 def trained_home(tmp_path_factory, priors: tuple[str, ...] = ()) -> Path:
     """The session's store: the digits classifier trained once, and the named catalogue priors trained into it
     (``PRIOR_STEPS`` steps on ``PRIOR_PATCHES`` patches) the first time they are asked for."""
-    from tfrestore import classifier
+    from tfrestore.models import classifier
     from tfrestore.priors import catalogue
     if "home" not in _HOME:
         home = tmp_path_factory.mktemp("digits_store")
@@ -46,7 +46,7 @@ def trained_home(tmp_path_factory, priors: tuple[str, ...] = ()) -> Path:
 
 def copy_classifier(tmp_path_factory, to: Path) -> Path:
     """``to`` as a store holding the session's trained digits classifier (and nothing else)."""
-    from tfrestore import weights
+    from tfrestore.nets import weights
     src = in_store(trained_home(tmp_path_factory), lambda: weights.weight_path("digits"))
     dst = in_store(to, lambda: weights.weight_path("digits"))
     dst.parent.mkdir(parents=True, exist_ok=True)

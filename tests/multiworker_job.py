@@ -70,12 +70,15 @@ def train_prior(strategy, out: Path) -> tuple[dict, dict]:
 def train_inverter(strategy, out: Path) -> tuple[dict, dict]:
     """Two deconvolution modules (pool1 → conv1 → image) of the digits net with random weights, trained merged
     STEPS steps with a global batch of INVERTER_BATCH digits."""
-    from tfrestore import classifier, inverters as I, nets, training
+    from tfrestore import data
+    from tfrestore.models import inverters as I
+    from tfrestore import nets
+    from tfrestore.train import training
     model = nets.build("digits", weights="random", seed=0)
     specs = [I.ModuleSpec("M2", "pool1", "conv1", hidden=8, kernel1=3, stride1=2, padding1="same", kernel2=3),
              I.ModuleSpec("M1", "conv1", "image", hidden=8, kernel1=3, stride1=1, padding1="same", kernel2=3)]
     taps = I.Taps(model, specs)
-    x, _, _ = classifier.digit_images(None, "train")
+    x, _, _ = data.digit_images(None, "train")
     train, val = x[:128], x[128:160]
     modules = I.build_modules(taps, specs, seed=3, strategy=strategy)
     loss = I.loss_fn(taps, modules, specs, "merged")

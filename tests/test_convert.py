@@ -10,7 +10,8 @@ from onnx import numpy_helper
 
 import caffe_files as cf
 import onnx_files as of
-from tfrestore import nets, weights
+from tfrestore import nets
+from tfrestore.nets import weights
 from weights_convert import MAX_MESSAGE, ConversionError, caffe, onnx_convert, verify
 from weights_convert.__main__ import main as convert_main
 

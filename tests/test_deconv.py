@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfrestore.deconv import DeconvDFT2D
-from tfrestore.degrade import blur, four_factor_blur, four_factor_kernel, gaussian_kernel
+from tfrestore.models.deconv import DeconvDFT2D
+from tfrestore.restore.degrade import blur, four_factor_blur, four_factor_kernel, gaussian_kernel
 
 RNG = np.random.default_rng(0)
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tfrestore import dip
+from tfrestore.models import dip
 
 
 class _Concat(nn.Module):

@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 import keras
 
-from tfrestore import objectives as O
-from tfrestore import optim, param, transforms
-from tfrestore.engine import Optimization
-from tfrestore.report import stretch
-from tfrestore.objectives import Context
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim, param, transforms
+from tfrestore.optimize.engine import Optimization
+from tfrestore.core.report import stretch
+from tfrestore.optimize.objectives import Context
 
 RNG = np.random.default_rng(0)
 
@@ -332,7 +332,7 @@ def test_stretch_is_joint_min_max():
 def test_results_of_batches_concatenate_like_one_batch():
     """Several batches run one after another (reproductions.common.optimise) report as one: problems in order, a
     term missing from a batch is 0 there (as a restricted term is in one batch), history losses weighted by size."""
-    from tfrestore.engine import Result
+    from tfrestore.optimize.engine import Result
     a = Result(images=np.zeros((2, 4, 4, 3)), values={"feature/conv1": np.array([1.0, 2.0]), "tv2": np.array([3.0, 4.0])},
                loss=np.array([1.0, 2.0]), history=[{"step": 1, "loss": 1.5, "lr": 0.1}], steps=5, seconds=2.0,
                steps_run=5, saved_iterate=np.zeros((2, 4, 4, 3)), saved_step=1, seconds_total=2.0)

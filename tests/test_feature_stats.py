@@ -1,4 +1,4 @@
-"""Feature statistics (``tfrestore/feature_stats.py``; ``foe_priors --experiment=feature_stats``, spec
+"""Feature statistics (``tfrestore/measure/feature_stats.py``; ``foe_priors --experiment=feature_stats``, spec
 evaluation_protocols §4.4): the Gini index against closed forms and a hand-worked vector, the streamed mean / sdev /
 Gram / covariance / pseudo-inverse against NumPy on the whole array, and a tiny run through ``foe_priors.run``
 whose per-channel sdevs are NumPy's on features computed here."""
@@ -9,9 +9,10 @@ import pytest
 
 from reproductions import foe_priors as F
 from reproductions import paper
-from tfrestore import data, files, nets
-from tfrestore.feature_stats import FeatureStats, gini
-from tfrestore.inversion import image_space
+from tfrestore import data, nets
+from tfrestore.core import files
+from tfrestore.measure.feature_stats import FeatureStats, gini
+from tfrestore.optimize.inversion import image_space
 
 RNG = np.random.default_rng(3)
 

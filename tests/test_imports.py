@@ -1,5 +1,6 @@
-"""The import rules BUILD.md states hold: every module in its map imports, within the project, only what its "may
-import" column allows (``—``: nothing of the project; ``everything``: anything; ``nets.*``: the nets package), and
+"""The import rules BUILD.md states hold, package by package (its package table: each part imports only the parts
+above it) and module by module (its module map: every module imports, within the project, only what its "may
+import" column allows; ``—``: nothing of the project; ``everything``: anything; ``nets.*``: the nets package); and
 nothing in ``tfrestore/`` imports ``reproductions`` or ``main``. Read from the source with ``ast``, not by
 importing, so a violation is named with its line."""
 from __future__ import annotations
@@ -18,7 +19,7 @@ def _rules() -> dict[str, list[str]]:
     rules = {}
     for line in (ROOT / "BUILD.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 3 or not cells[0].startswith("`tfrestore/"):
+        if len(cells) != 3 or not cells[0].startswith("`tfrestore/") or cells[0].endswith("/`"):
             continue
         path = cells[0].strip("`")
         allowed = [] if cells[2] in ("—", "-") else re.findall(r"`([^`]+)`", cells[2])
@@ -42,10 +43,9 @@ def _project_imports(path: Path) -> list[tuple[int, str]]:
                     else "!" + node.module
             else:
                 continue
-            if node.level and not node.module or (not node.level and mod == ""):
-                out += [(node.lineno, ".".join(filter(None, [mod, a.name]))) for a in node.names]
-            else:
-                out.append((node.lineno, mod))
+            for a in node.names:   # `from tfrestore.core import files` imports the module core.files
+                sub = ".".join(filter(None, [mod, a.name]))
+                out.append((node.lineno, sub if not mod.startswith("!") and _is_module(sub) else mod))
         elif isinstance(node, ast.Import):
             for a in node.names:
                 top = a.name.split(".")[0]
@@ -54,6 +54,11 @@ def _project_imports(path: Path) -> list[tuple[int, str]]:
                 elif top in ("reproductions", "main"):
                     out.append((node.lineno, "!" + a.name))
     return out
+
+
+def _is_module(name: str) -> bool:
+    path = ROOT / "tfrestore" / Path(*name.split("."))
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
 
 
 def _allowed(mod: str, allowed: list[str]) -> bool:
@@ -87,3 +92,42 @@ def test_imports_follow_the_map(path):
         elif mod and not _allowed(mod, allowed):
             bad.append(f"line {line}: {mod}")
     assert not bad, f"{path} imports what BUILD.md does not allow ({allowed or '—'}): " + "; ".join(bad)
+
+
+def _package_rules() -> dict[str, list[str]]:
+    """BUILD.md's package table: package (``core``, ``data``, …) → the packages it may import."""
+    rules = {}
+    for line in (ROOT / "BUILD.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`tfrestore/") and (cells[0].endswith("/`") or
+                                                                        cells[0] == "`tfrestore/data.py`"):
+            name = cells[0].strip("`").removeprefix("tfrestore/").rstrip("/").removesuffix(".py")
+            rules[name] = [] if cells[2] in ("—", "-") else re.findall(r"`([^`]+)`", cells[2])
+    return rules
+
+
+def _package_of(path: Path) -> str:
+    parts = path.relative_to(ROOT / "tfrestore").parts
+    return parts[0].removesuffix(".py") if len(parts) > 1 or parts[0] != "__init__.py" else ""
+
+
+def test_every_package_is_in_the_table():
+    rules = _package_rules()
+    packages = {_package_of(p) for p in (ROOT / "tfrestore").rglob("*.py")} - {""}
+    assert packages == set(rules), f"packages vs BUILD.md's package table: {sorted(packages ^ set(rules))}"
+
+
+def test_packages_import_only_those_above_them():
+    """Package level: a module imports its own package or one its package's row allows, so the parts form a
+    stack (core, measure → nets → optimize → train → models, priors → restore) with no cycle."""
+    rules = _package_rules()
+    bad = []
+    for file in sorted((ROOT / "tfrestore").rglob("*.py")):
+        own = _package_of(file)
+        if not own:
+            continue
+        for line, mod in _project_imports(file):
+            top = mod.split(".")[0]
+            if mod and not mod.startswith("!") and top != own and top not in rules[own]:
+                bad.append(f"{file.relative_to(ROOT)} line {line}: {mod} ({own} may import {rules[own] or '—'})")
+    assert not bad, "imports across packages that BUILD.md's package table does not allow: " + "; ".join(bad)

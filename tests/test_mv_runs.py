@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from reproductions import common, forward, mv2015, mv2016, paper, representation_study as study
-from tfrestore import data, nets, param
-from tfrestore import objectives as O
-from tfrestore.engine import Optimization
-from tfrestore.inversion import Extractors
+from tfrestore import data, nets
+from tfrestore.optimize import param
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize.engine import Optimization
+from tfrestore.optimize.inversion import Extractors
 
 SIGMA = 27098.11571533                     # mv2015.md §1.4
 IMAGE = "coffee"

@@ -9,10 +9,11 @@ import pytest
 import tensorflow as tf
 
 from reproductions import common, mv2016
-from tfrestore import nets, transforms
-from tfrestore.engine import Optimization, Problem
-from tfrestore.inversion import Extractors, summarise, table
-from tfrestore.objectives import Context, InnerProduct
+from tfrestore import nets
+from tfrestore.optimize import transforms
+from tfrestore.optimize.engine import Optimization, Problem
+from tfrestore.optimize.inversion import Extractors, summarise, table
+from tfrestore.optimize.objectives import Context, InnerProduct
 
 F = 80.0 ** 2 / 6                      # §9.3: the thesis' lr scale B²/α
 MU_RGB = np.array([123.68, 116.779, 103.939])

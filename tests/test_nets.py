@@ -4,7 +4,8 @@ import pytest
 import keras
 import tensorflow as tf
 
-from tfrestore import nets, weights
+from tfrestore import nets
+from tfrestore.nets import weights
 from tfrestore.nets.layers import CaffeLRN, Conv2D, MaxPool
 
 # Output H(=W), C of the taps in networks.md §1, §2, §4, §6 at the standard input size. VGG19 (configuration E):

@@ -7,10 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import autoencoder, callbacks, data, degrade, dip, metrics, training
-from tfrestore import objectives as O
-from tfrestore import optim
-from tfrestore.engine import Optimization
+from tfrestore.models import autoencoder, dip
+from tfrestore.optimize import callbacks
+from tfrestore import data
+from tfrestore.restore import degrade
+from tfrestore.measure import metrics
+from tfrestore.train import training
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim
+from tfrestore.optimize.engine import Optimization
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,7 +178,7 @@ def test_trainer_on_two_logical_cpus_equals_one_device():
 import numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from tfrestore import training
+from tfrestore.train import training
 rng = np.random.default_rng(0)
 x = rng.normal(size=(96, 6, 6, 2)).astype(np.float32); y = rng.normal(size=(96, 3)).astype(np.float32)
 def build():

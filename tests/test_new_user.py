@@ -203,7 +203,7 @@ def test_the_maximisation_figure_has_no_original_and_no_error(tmp_path, monkeypa
     """Issue 25 item 9: activation maximisation has no target image; its figure showed an "original" panel and an
     "err" caption that meant nothing there (an inversion keeps both)."""
     from reproductions import mv2016, paper
-    from tfrestore import report
+    from tfrestore.core import report
     seen = []
     monkeypatch.setattr(report, "figure", lambda path, panels, *a, **k: seen.append([c for _, c in panels]))
     flags = mv2016.Flags(experiment="maximization", steps=2, weights="random")
@@ -234,7 +234,7 @@ def test_the_thesis_nmse_of_an_orthogonal_estimate_is_inf_without_a_warning_line
     """A 2-step layer_inversion run printed "warning: divide by zero encountered in divide": the dot-product NMSE
     of an all-zero reconstruction. The value (inf) says it; no warning line."""
     import warnings
-    from tfrestore import metrics
+    from tfrestore.measure import metrics
     t, r = np.ones((2, 3)), np.stack([np.zeros(3), np.full(3, 2.0)])
     with warnings.catch_warnings():
         warnings.simplefilter("error")

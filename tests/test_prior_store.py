@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfrestore import store
+from tfrestore.core import store
 from tfrestore.core.loop import Callback
 from tfrestore.priors import catalogue
 from tfrestore.priors.model import PatchPrior

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import objectives as O
-from tfrestore import optim, param
-from tfrestore.engine import Optimization
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize import optim, param
+from tfrestore.optimize.engine import Optimization
 from tfrestore.priors import PriorTerm, unrolled_descent
 from tfrestore.priors import catalogue, whitening as W
 from tfrestore.priors.model import PatchPrior, PriorConfig
@@ -386,7 +386,7 @@ def _hand_written_adam(prior, x0, *, steps, lr, weight, beta1=0.9, beta2=0.999, 
 
 
 def test_unrolled_descent_takes_optim_adams_steps_bit_for_bit():
-    """unrolled_descent steps with tfrestore.optim.Adam (ε inside the bias correction, TF1's placement): the same
+    """unrolled_descent steps with tfrestore.optimize.optim.Adam (ε inside the bias correction, TF1's placement): the same
     float32 iterates, bit for bit, as the rule written out by hand; with ε in Kingma & Ba's place they differ."""
     prior, _, _ = _prior(patch=3, channels=3, n_white=20, k=8)
     x0 = RNG.normal(120, 30, (2, 8, 8, 3)).astype(np.float32)
@@ -443,7 +443,7 @@ def test_tv_prior_is_total_variation_usable_as_a_prior_and_not_trained():
     dw = np.concatenate([x[:, :, 1:] - x[:, :, :-1], np.zeros_like(x[:, :, :1])], axis=2)
     expected = (dh ** 2 + dw ** 2).sum(axis=(1, 2, 3))
     np.testing.assert_allclose(tv.energy(x.astype(np.float32)).numpy(), expected, rtol=1e-5)
-    from tfrestore.objectives import Context
+    from tfrestore.optimize.objectives import Context
     term = PriorTerm(tv, problems=[1])                   # as an objective term, on some problems
     np.testing.assert_allclose(term.value(Context(tf.constant(x, tf.float32))).numpy(), [0.0, expected[1]], rtol=1e-5)
     smoothed = unrolled_descent(tv, x.astype(np.float32), steps=3, lr=0.1, optimizer="sgd")
@@ -484,14 +484,14 @@ def test_prior_term_on_a_tap():
     net = keras.Model(inp, keras.layers.Conv2D(2, 3, name="c")(inp))
     extractor = keras.Model(inp, {"c": net.output})
     prior, _, _ = _prior(patch=3, channels=2)
-    from tfrestore.objectives import Context
+    from tfrestore.optimize.objectives import Context
     x = RNG.normal(size=(2, 8, 8, 3)).astype(np.float32)
     v = PriorTerm(prior, extractor=extractor, tap="c").value(Context(tf.constant(x)))
     np.testing.assert_allclose(v.numpy(), prior.energy(net(x)).numpy(), rtol=1e-6)
 
 
 def test_prior_term_restricted_to_some_problems():
-    from tfrestore.objectives import Context
+    from tfrestore.optimize.objectives import Context
     prior, _, _ = _prior(patch=3, channels=2)
     x = RNG.normal(3, 2, (3, 7, 7, 2)).astype(np.float32)
     v = PriorTerm(prior, problems=[0, 2]).value(Context(tf.constant(x))).numpy()

@@ -11,9 +11,11 @@ import tensorflow as tf
 
 from reproductions import common, paper
 from reproductions import foe_priors as F
-from tfrestore import nets, optim, param, store
-from tfrestore import objectives as O
-from tfrestore.engine import Optimization
+from tfrestore import nets
+from tfrestore.optimize import optim, param
+from tfrestore.core import store
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize.engine import Optimization
 from tfrestore.priors import PatchPrior, PriorTerm, catalogue
 from tfrestore.priors.model import PriorConfig
 from tfrestore.priors.patches import prepare

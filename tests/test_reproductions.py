@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from reproductions import common, forward, mv2015, mv2016, representation_study
-from tfrestore import nets, param
-from tfrestore.inversion import Extractors
+from tfrestore import nets
+from tfrestore.optimize import param
+from tfrestore.optimize.inversion import Extractors
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import callbacks, degrade, files, metrics, nets, optim, param
-from tfrestore import objectives as O
-from tfrestore.engine import Optimization
+from tfrestore.optimize import callbacks, optim, param
+from tfrestore.restore import degrade
+from tfrestore.core import files
+from tfrestore.measure import metrics
+from tfrestore import nets
+from tfrestore.optimize import objectives as O
+from tfrestore.optimize.engine import Optimization
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +102,7 @@ def test_mv2015_engine_equals_a_hand_written_momentum_loop():
     """M&V 2015 on CaffeNet conv3 for seed 0, 8 steps: the engine (schedule, σ scaling, momentum reset, batched
     objective) against the formula written out with a GradientTape."""
     from reproductions import mv2015
-    from tfrestore.inversion import Extractors
+    from tfrestore.optimize.inversion import Extractors
     model = nets.build("caffenet", weights=None)
     ext = Extractors(model)
     img = np.random.default_rng(0).integers(0, 256, (227, 227, 3)).astype(np.uint8)
@@ -193,7 +197,7 @@ def test_importing_tfrestore_changes_no_environment():
     # (LD_LIBRARY_PATH is extended by a dependency's own import hook, not by tfrestore)
     code = ("import os, logging; keep = lambda: {k: v for k, v in os.environ.items() if k != 'LD_LIBRARY_PATH'}; "
             "before = keep(); lvl = logging.getLogger('tensorflow').level; "
-            "import tfrestore, tfrestore.engine, tfrestore.nets, tfrestore.inversion; "
+            "import tfrestore, tfrestore.optimize.engine, tfrestore.nets, tfrestore.optimize.inversion; "
             "assert keep() == before, set(keep().items()) ^ set(before.items()); "
             "assert logging.getLogger('tensorflow').level == lvl")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tfrestore import store
+from tfrestore.core import store
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def test_a_damaged_artifact_is_one_error_naming_the_file_and_the_rebuild_command
     with pytest.raises(store.ArtifactError) as e:
         store.load(key)
     msg = str(e.value)
-    assert "\n" not in msg and "python -m tfrestore.store remove prior alexnet/full512" in msg
+    assert "\n" not in msg and "python -m tfrestore.core.store remove prior alexnet/full512" in msg
     if damage != "manifest":
         assert str(f) in msg and "--overwrite" in msg
 
@@ -93,7 +93,7 @@ def test_two_processes_asking_for_the_same_artifact_build_it_once(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
-        from tfrestore import store
+        from tfrestore.core import store
         waiting = {str(tmp_path / 'waiting')!r}
         def make(work, out):
             with open({str(tmp_path / 'builds.log')!r}, 'a') as f:
@@ -125,7 +125,7 @@ def test_command_line_lists_verifies_and_removes():
     store.build(good, _make())
     store.build(bad, _make(b"abc"))
     (bad.path / "model.bin").write_bytes(b"a")
-    cli = lambda *a: subprocess.run([sys.executable, "-m", "tfrestore.store", *a], capture_output=True,   # noqa
+    cli = lambda *a: subprocess.run([sys.executable, "-m", "tfrestore.core.store", *a], capture_output=True,   # noqa
                                     text=True, cwd=ROOT, timeout=60)
     r = cli("list")
     assert r.returncode == 0 and "alexnet/full512" in r.stdout and "latent10" in r.stdout

@@ -14,8 +14,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import classifier, nets, store, training
-from tfrestore import inverters as I
+from tfrestore import data
+from tfrestore.models import classifier
+from tfrestore import nets
+from tfrestore.core import store
+from tfrestore.train import training
+from tfrestore.models import inverters as I
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,21 +81,21 @@ def test_a_damaged_stored_classifier_is_one_error_naming_the_file_and_the_comman
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(store.ArtifactError) as e:
         classifier.train(steps=20, progress=False)
-    _one_line_naming(str(e.value), f, "python -m tfrestore.classifier --steps=20 --overwrite")
+    _one_line_naming(str(e.value), f, "python -m tfrestore.models.classifier --steps=20 --overwrite")
     assert isinstance(e.value, ValueError)                                   # main.py's one error: line, exit 2
-    r = subprocess.run([sys.executable, "-m", "tfrestore.classifier", "--steps=20"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "tfrestore.models.classifier", "--steps=20"], capture_output=True, text=True,
                        cwd=ROOT, timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert r.returncode == 2, r.stderr[-2000:]
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
-    _one_line_naming(errors[0], f, "python -m tfrestore.classifier --steps=20 --overwrite")
+    _one_line_naming(errors[0], f, "python -m tfrestore.models.classifier --steps=20 --overwrite")
 
 
 def test_a_damaged_stored_inverter_is_one_error_naming_the_file_and_the_command(capsys):
     model = nets.build("digits", weights="random", seed=0)
     specs = [I.ModuleSpec("M1", "conv1", "image", hidden=8, kernel1=3, stride1=1, padding1="same", kernel2=3)]
     taps = I.Taps(model, specs)
-    x, _, _ = classifier.digit_images(None, "train")
+    x, _, _ = data.digit_images(None, "train")
     cfg = training.TrainingConfig(steps=3, batch=8, learning_rate=1e-3, val_every=3)
     key = I.stack_key("digits", "solo", specs, cfg, classifier=I.classifier_identity(model), data="embedded", seed=0)
     cmd = "python main.py --paper=layer_inversion --net=digits --steps=3"
@@ -140,7 +144,7 @@ def test_a_training_killed_between_checkpoints_continues_on_rerun_to_the_uninter
     of the same command continues from the key's .work folder and stores exactly the uninterrupted weights."""
     def start(home):
         env = {**os.environ, "TFRESTORE_HOME": str(home)}
-        return subprocess.Popen([sys.executable, "-m", "tfrestore.classifier", "--steps=700"], cwd=ROOT, env=env,
+        return subprocess.Popen([sys.executable, "-m", "tfrestore.models.classifier", "--steps=700"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     straight = start(tmp_path / "a")

@@ -1,12 +1,12 @@
-"""Learning-rate breakpoints of tfrestore.training: tfrestore's own before-the-step rule and the thesis' rule
+"""Learning-rate breakpoints of tfrestore.train.training: tfrestore's own before-the-step rule and the thesis' rule
 (learned_inverters.md §3 = mv2016.md §9.2), checked against a hand-written transcription of the thesis' loop and
 through a real Trainer run whose per-step updates reveal the rate it used."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import inverters as I
-from tfrestore import training
+from tfrestore.models import inverters as I
+from tfrestore.train import training
 
 
 def thesis_rates(lr_lower_points, n_iterations):
@@ -114,7 +114,7 @@ def test_unshuffled_batches_walk_the_list_in_order_and_wrap_like_the_thesis():
 
 def test_one_schedule_type_serves_every_breakpoint_rule():
     """optim.Schedule is the trainings' schedule too: each rule's rates by hand, and the stages they compress to."""
-    from tfrestore import optim
+    from tfrestore.optimize import optim
     bps = ((0, 3e-4), (3, 1e-4), (2, 3e-5))
     before = optim.Schedule.from_breakpoints(bps, 6, rule="before", initial=1.0)     # sorted: 2 → 3e-5, 3 → 1e-4
     np.testing.assert_array_equal(before.rates(), np.float32([3e-4, 3e-4, 3e-5, 1e-4, 1e-4, 1e-4]))

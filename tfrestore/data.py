@@ -176,3 +176,9 @@ def _mnist(path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
     return read(f"{prefix}-images-idx3-ubyte").astype(np.float32) / 255.0, \
         read(f"{prefix}-labels-idx1-ubyte").astype(np.int64)
+
+
+def digit_images(source=None, split: str = "train") -> tuple[np.ndarray, np.ndarray, str]:
+    """(RGB 0–255 float32 [N, 28, 28, 3], labels [N], description)."""
+    x, y, desc = digits(28, source, split)
+    return np.repeat(x * 255.0, 3, axis=-1).astype(np.float32), y, desc

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     """Exit codes: 0 converted (and verified), 1 converted but --verify found a difference or could not run the
     original, 2 the file cannot be converted (one ``error:`` line; nothing written)."""
     if "--debug" not in (sys.argv[1:] if argv is None else argv):
-        from tfrestore import quiet
+        from tfrestore.core import quiet
         quiet.start_tensorflow()        # before _args (its --net choices import the nets); --debug keeps them
     a = _args(argv)
     try:
@@ -130,7 +130,8 @@ def main(argv=None) -> int:
 
 
 def _run(a) -> int:
-    from tfrestore import nets, weights
+    from tfrestore import nets
+    from tfrestore.nets import weights
     from . import verify
 
     kwargs = {"width": a.width} if a.width != 1.0 else {}

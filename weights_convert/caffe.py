@@ -253,7 +253,7 @@ def convert(model, caffemodel: str | Path, prototxt: str | Path | None = None, p
     blob are checked in a first streaming pass — a blob holding a value larger than any trained net of these
     families has (``architecture.MAGNITUDE_LIMITS``: a flipped exponent bit) is refused unless
     ``allow_huge_weights`` (the CLI's ``--allow-huge-weights``); nothing reaches ``sink`` (a callable
-    ``sink(layer_name, {weight: array})``, e.g. a :func:`tfrestore.weights.array_writer`) unless it all passes.
+    ``sink(layer_name, {weight: array})``, e.g. a :func:`tfrestore.nets.weights.array_writer`) unless it all passes.
     With a sink the blobs are read a second time and handed on one layer at a time, so memory stays near three
     times the largest layer rather than twice the file; without one the arrays are returned.
     """

@@ -30,17 +30,17 @@ ROWS = [
     Row(P, "*", "Q4: the AE loss weighted 20 against the regulariser", 20.0, SEED + " Q4",
         "ae_prior.QUESTIONS['Q4'].reconstruction_weight", LEARN),
     Row(P, "*", "U(0, 1) targets: variance 1/12, kurtosis 9/5", (1 / 12, 9 / 5), SEED + " Q4",
-        "(tfrestore.autoencoder.UNIFORM_VAR, tfrestore.autoencoder.UNIFORM_KURTOSIS)",
+        "(tfrestore.models.autoencoder.UNIFORM_VAR, tfrestore.models.autoencoder.UNIFORM_KURTOSIS)",
         N + "test_coverage_regulariser_against_numpy"),
     # the tasks
     Row(P, "train", "the unregularised network beside Q4's: Q2's at latent 10, Q1's at 100", ("Q2", "Q1"),
-        SEED + " Q1, Q2", "(tfrestore.autoencoder.unregularised_question(10), "
-        "tfrestore.autoencoder.unregularised_question(100))", TRAIN),
+        SEED + " Q1, Q2", "(tfrestore.models.autoencoder.unregularised_question(10), "
+        "tfrestore.models.autoencoder.unregularised_question(100))", TRAIN),
     Row(P, "scatter", "out-of-class probes: const 0.5, const + noise (std 0.5), negative, flipped, a photo",
         ["const", "const+noise", "negative", "flipped", "photo"], SEED + " Q4",
-        "list(tfrestore.autoencoder.out_of_class_probes(np.zeros((28, 28, 1)), np.zeros((28, 28, 1))))", SCATTER),
+        "list(tfrestore.models.autoencoder.out_of_class_probes(np.zeros((28, 28, 1)), np.zeros((28, 28, 1))))", SCATTER),
     Row(P, "scatter", "the constant probe is 0.5 in the model's [−1, 1] space", 0.5, SEED + " Q4",
-        "float(tfrestore.autoencoder.out_of_class_probes(np.zeros((28, 28, 1)), np.zeros((28, 28, 1)))"
+        "float(tfrestore.models.autoencoder.out_of_class_probes(np.zeros((28, 28, 1)), np.zeros((28, 28, 1)))"
         "['const'].mean() * 2 - 1)", SCATTER),
     Row(P, "denoise", "σ 0.1 and 0.5", (0.1, 0.5), SEED + " Q5", "ae_prior.SIGMAS", DENOISE),
     Row(P, "denoise", "compared after 1,000 and 10,000 iterations", (1000, 10000), SEED + " Q5",

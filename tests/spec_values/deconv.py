@@ -21,13 +21,13 @@ def arms(experiment: str, field: str) -> str:
 ROWS = [
     # the layer the notebooks nb01–nb11 ran (§0, §1.6, §1.7, §6 item 1)
     Row(P, "*", "Feb-2023 layer: taps initialised to zeros (h = δ, the identity)", "zeros", "deconv_layer.md §1.7",
-        "tfrestore.deconv.DeconvDFT2D().kernel_init",
+        "tfrestore.models.deconv.DeconvDFT2D().kernel_init",
         T + "test_zero_init_is_identity_and_gaussian_is_centred, " + RESTORE),
     Row(P, "*", "Feb-2023 layer: one filter shared by every channel (no filters argument)", None,
-        "deconv_layer.md §1.6", "tfrestore.deconv.DeconvDFT2D().filters",
+        "deconv_layer.md §1.6", "tfrestore.models.deconv.DeconvDFT2D().filters",
         T + "test_multichannel_equals_per_pair_sum_scaled_plus_bias"),
     Row(P, "*", "four-factor (zero-phase) form by default", True, "deconv_layer.md §1.3",
-        "tfrestore.deconv.DeconvDFT2D().four_factor", T + "test_frequency_response_closed_form"),
+        "tfrestore.models.deconv.DeconvDFT2D().four_factor", T + "test_frequency_response_closed_form"),
     Row(P, "*", "epochs as gradient updates: ⌈50,000 / 32⌉ = 1,563 batches an epoch", 1563, "deconv_layer.md §2.3",
         "deconv._steps_for(1, 50_000, deconv.CLASSIFICATION_BATCH)", CLS),
     # nb01

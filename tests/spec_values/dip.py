@@ -12,7 +12,7 @@ ARCH = "test_dip_architecture.py::test_skip_generator_equals_the_reference_code_
 NB_DENOISE, NB_SR, NB_INPAINT = "DIP denoising.ipynb", "DIP super-resolution.ipynb", "DIP inpainting notebook"
 INV = "mv2016.md §10"
 G = "dip.INVERT.generator."
-R = "tfrestore.dip.RESTORATION_NET."
+R = "tfrestore.models.dip.RESTORATION_NET."
 
 
 def task(name: str, field: str) -> str:
@@ -21,10 +21,10 @@ def task(name: str, field: str) -> str:
 
 ROWS = [
     # every task
-    Row(P, "*", "input code: 32 channels", 32, INV, "tfrestore.dip.INPUT_CHANNELS", RESTORE + ", " + INVERT),
-    Row(P, "*", "input code: U(0, 1) noise × 0.1 (get_noise, var 1/10)", 0.1, INV, "tfrestore.dip.INPUT_SCALE",
+    Row(P, "*", "input code: 32 channels", 32, INV, "tfrestore.models.dip.INPUT_CHANNELS", RESTORE + ", " + INVERT),
+    Row(P, "*", "input code: U(0, 1) noise × 0.1 (get_noise, var 1/10)", 0.1, INV, "tfrestore.models.dip.INPUT_SCALE",
         RESTORE + ", " + INVERT),
-    Row(P, "*", "LeakyReLU slope", 0.2, "DIP models/common.py (act)", "tfrestore.dip.LEAKY_SLOPE", ARCH),
+    Row(P, "*", "LeakyReLU slope", 0.2, "DIP models/common.py (act)", "tfrestore.models.dip.LEAKY_SLOPE", ARCH),
     # the restoration net: get_net(..., 'skip', skip_n33d=128, skip_n33u=128, skip_n11=4, num_scales=5, bilinear)
     Row(P, "*", "restoration net: 5 scales of 128 channels down and up, 4 skip channels",
         ((128,) * 5, (128,) * 5, (4,) * 5), NB_DENOISE,
@@ -39,7 +39,7 @@ ROWS = [
     Row(P, "denoise", "3,000 iterations", 3000, NB_DENOISE, task("denoise", "steps")),
     Row(P, "denoise", "input noise σ_p = 1/30", 1 / 30, NB_DENOISE, task("denoise", "noise_std"), RESTORE),
     Row(P, "denoise", "Adam lr", 0.01, NB_DENOISE, task("denoise", "learning_rate"), RESTORE),
-    Row(P, "denoise", "moving average of the outputs (exp_weight)", 0.99, NB_DENOISE, "tfrestore.dip.EMA_DECAY",
+    Row(P, "denoise", "moving average of the outputs (exp_weight)", 0.99, NB_DENOISE, "tfrestore.models.dip.EMA_DECAY",
         "test_network_priors.py::test_moving_average_of_outputs_follows_the_papers_rule"),
     # superres
     Row(P, "superres", "×4", 4, NB_SR, "dip.FACTOR", RESTORE),

@@ -217,7 +217,7 @@ ROWS = [
     Row(P, "feature_stats", "statistics: Gini sparsity, average Gram, covariance, inverse covariance",
         ("gini", "gram", "cov", "inv_cov"), "evaluation_protocols.md §4.4",
         "tuple(k for k in ('gini', 'gram', 'cov', 'inv_cov') if k in "
-        "tfrestore.feature_stats.Summary.__dataclass_fields__)",
+        "tfrestore.measure.feature_stats.Summary.__dataclass_fields__)",
         FS + "test_streamed_statistics_equal_numpy_on_the_whole_array"),
     Row(P, "feature_stats", "per-channel sdevs (diary, trained VGG16): image ~20–30; conv 2–70 and 12–300",
         {"image": (20.0, 30.0), "conv": ((2.0, 70.0), (12.0, 300.0))}, "evaluation_protocols.md §4.4",

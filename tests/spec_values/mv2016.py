@@ -46,8 +46,8 @@ ROWS = [
         "None, 227).stages][0]", "test_reproductions.py::test_mv2016_jitter_tables_and_step_size"),
     Row(P, "*", "initial noise: uniform [−1, 1] over its 95th percentile × B/√3 (95th percentile of the canvas)",
         80 / 3 ** 0.5, "mv2016.md §3",
-        "float(np.percentile(tfrestore.param.init_mv2016(1, 64, mv2016.B, 0), 95))", rel=1e-5),
-    Row(P, "*", "the 95th percentile", 95, "mv2016.md §3", "tfrestore.param.MV2016_INIT_PERCENTILE"),
+        "float(np.percentile(tfrestore.optimize.param.init_mv2016(1, 64, mv2016.B, 0), 95))", rel=1e-5),
+    Row(P, "*", "the 95th percentile", 95, "mv2016.md §3", "tfrestore.optimize.param.MV2016_INIT_PERCENTILE"),
     Row(P, "*", "iterates saved every 20 iterations", 20, "mv2016.md §3", "mv2016.LOG_EVERY"),
     Row(P, "*", "jitter T = max(round(s/4), 1), AlexNet", ALEX_T, "mv2016.md §6.1",
         f"(lambda m: {{l: tfrestore.nets.jitter_t(m, l) for l in {ALEX!r}}})({SLIM.format('alexnet')})",
@@ -87,7 +87,7 @@ ROWS = [
         "mv2016.THESIS_DATA_NORMALISATION",
         f"{UNITS}::test_thesis_variant_first_step_equals_the_thesis_engine_written_out"),
     Row(P, "inversion", "thesis variant: SoftRange weight 1/(H·W·B^α) at 227²", 7.40e-17, "mv2016.md §9.3",
-        "float(mv2016.ThesisSoftRange(6.0, 80.0, 0.0)(tfrestore.objectives.Context(np.pad(np.array([[[[1.0, -1.0, "
+        "float(mv2016.ThesisSoftRange(6.0, 80.0, 0.0)(tfrestore.optimize.objectives.Context(np.pad(np.array([[[[1.0, -1.0, "
         "0.0]]]], np.float32), ((0, 0), (0, 226), (0, 226), (0, 0)))))[0][0]) / 8",
         f"{UNITS}::test_thesis_soft_range_closed_form_and_gradient", rel=2e-3),
     Row(P, "inversion", "thesis variant: range ball around μ_RGB (also for AlexNet)", (123.68, 116.779, 103.939),

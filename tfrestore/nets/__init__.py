@@ -24,7 +24,7 @@ from pathlib import Path
 
 import keras
 
-from .. import weights as _weights
+from . import weights as _weights
 from .preprocessing import deprocess, input_scale, mean_rgb, preprocess, to_input
 from .registry import GRAM_NET, GRAM_TAPS, REGISTRY, NetSpec, input_size, net_names, spec
 from .taps import (aliases, feature_extractor, figure_layers, jitter_t, layer_names, net_of, receptive_field,

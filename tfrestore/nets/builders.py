@@ -229,7 +229,7 @@ def resnet18_v2(image_size: int = 224, seed: int | None = None, num_classes: int
 def digits(image_size: int = 28, seed: int | None = None) -> keras.Model:
     """A small CNN for the embedded digits (RGB 28×28, grey replicated; input x/255): conv1 3×3×32 → relu1 →
     pool1 2×2 → conv2 3×3×64 → relu2 → pool2 → fc3 128 → relu3 → fc4 (10 logits). Not a paper network: tfrestore
-    trains it here (``tfrestore.classifier``) so experiments that need a *trained* classifier (adversarial
+    trains it here (``tfrestore.models.classifier``) so experiments that need a *trained* classifier (adversarial
     restoration) mean something on a machine without the ImageNet weights."""
     init = _Initializers(seed)
     x_in = keras.Input((image_size, image_size, 3), name="input")

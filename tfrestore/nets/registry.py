@@ -30,7 +30,7 @@ class NetSpec:
     logits: str = "fc8"                      # the classification layer (pre-softmax): what attacks and labels use
     weight_format: str | None = None         # "caffe" / "onnx": the `python -m weights_convert` command for `original`
     gram_taps: tuple[str, ...] = ()          # the taps a Gram (VGG) score reads from this net (GRAM_NET's: GRAM_TAPS)
-    inverters: str | None = None             # the learned inverters' module set (tfrestore.inverters.CATALOGUE key)
+    inverters: str | None = None             # the learned inverters' module set (tfrestore.models.inverters.CATALOGUE key)
 
     @property
     def scale01(self) -> bool:
@@ -106,7 +106,7 @@ REGISTRY: dict[str, NetSpec] = {
                            "ResNet-18 v2 (pre-activation: BN→ReLU→conv; a BN on the input), ONNX-zoo MXNet layout",
                            "resnet", stage_aliases=_RESNET_STAGES, logits="fc", weight_format="onnx"),
     "digits": NetSpec(builders.digits, 28, "RGB", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "none: trained by tfrestore",
-                      "small CNN for the embedded 28×28 digits, trained here (tfrestore.classifier)", "digits",
+                      "small CNN for the embedded 28×28 digits, trained here (tfrestore.models.classifier)", "digits",
                       hidden_taps=("pool2_flat",), logits="fc4", inverters="digits"),
 }
 

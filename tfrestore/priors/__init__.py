@@ -17,8 +17,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .. import optim
-from ..objectives import Context, Term
+from tfrestore.optimize import optim
+from tfrestore.optimize.objectives import Context, Term
 from .model import PatchPrior, PriorConfig
 from .tv import TVPrior
 
@@ -65,8 +65,8 @@ def unrolled_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: fl
     """``steps`` of descent on weight·energy(x) from x0 [N, H, W, C], each problem with its own Adam state, as one
     differentiable ``tf.while_loop`` (gradients flow back to x0 and to the prior's weights).
 
-    The step is :class:`tfrestore.optim.Adam`'s update with TF's ε placement (``epsilon_form="tf1"``):
-    x ← x − lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) (spec §4.5); ``optimizer="sgd"``: :class:`tfrestore.optim.SGD`,
+    The step is :class:`tfrestore.optimize.optim.Adam`'s update with TF's ε placement (``epsilon_form="tf1"``):
+    x ← x − lr·√(1−β2ᵗ)/(1−β1ᵗ)·m/(√v + ε) (spec §4.5); ``optimizer="sgd"``: :class:`tfrestore.optimize.optim.SGD`,
     x ← x − lr·g. ``mask``: a fixed component mask for dropout priors ([K]; the defence runs with dropout off by
     default). ``observe``: ``fn(x) -> [N]`` recorded before the first step and after every step; then the result
     is ``(x, observations [steps + 1, N])`` (e.g. the classifier's label after each step of the defence).

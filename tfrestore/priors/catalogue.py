@@ -1,5 +1,5 @@
 """The thesis' default priors (``utils/default_priors.py``, spec patch_priors §5.1 and §6) as data, trained on
-demand and kept in the artifact store (:mod:`tfrestore.store`) as ``Key("prior", "<net>/<name>", config)``, under
+demand and kept in the artifact store (:mod:`tfrestore.core.store`) as ``Key("prior", "<net>/<name>", config)``, under
 ``$TFRESTORE_HOME/prior/<net>/<name>/<digest>/``:
 
     prior.json, prior.h5     the prior (config, weights incl. normalisation and whitening)
@@ -37,7 +37,9 @@ from typing import Callable
 
 import tensorflow as tf
 
-from .. import nets, store, weights
+from tfrestore import data as data_lib, nets
+from tfrestore.core import store
+from tfrestore.nets import weights
 from .model import PatchPrior, PriorConfig
 from .patches import checked_images, extract, prepare, sources
 from .train import PriorTrainer, TrainConfig, save_filter_grid
@@ -127,9 +129,8 @@ CATALOGUE: dict[str, Entry | FixedEntry] = {
 
 def _image_sources(e: Entry, data: str | None, size: int) -> list:
     if e.source == "digits":
-        from ..classifier import digit_images
-        train_x, _, _ = digit_images(data, "train")
-        val_x, _, _ = digit_images(data, "val")
+        train_x, _, _ = data_lib.digit_images(data, "train")
+        val_x, _, _ = data_lib.digit_images(data, "val")
         return list(train_x) + list(val_x)          # extract() holds out the last 20 %: the validation digits
     return checked_images(sources(data), size, folder=data) if data else sources(None)
 
@@ -211,7 +212,7 @@ def find(name: str, net: str, *, data: str | None = None, steps: int | None = No
          patches: int | None = None) -> store.Artifact | None:
     """The stored, verified artifact of this prior, or None. With ``steps`` (or ``patches``) given, exactly that
     training; without, any length on the same data, seed and weights — the catalogue's own schedule first, else
-    the newest. A damaged one raises :class:`~tfrestore.store.ArtifactError`."""
+    the newest. A damaged one raises :class:`~tfrestore.core.store.ArtifactError`."""
     want = key(name, net, data=data, steps=steps, seed=seed, patches=patches)
     exact = store.load(want)
     if exact is not None or steps is not None or patches is not None:

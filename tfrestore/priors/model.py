@@ -38,7 +38,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import files
+from tfrestore.core import files
 from .whitening import Normalisation, Whitening, check_modes
 
 EXPERTS = ("student", "logistic")

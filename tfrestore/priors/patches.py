@@ -21,7 +21,8 @@ import h5py
 import numpy as np
 import tensorflow as tf
 
-from .. import data, files, nets
+from tfrestore import data, nets
+from tfrestore.core import files
 from .model import PriorConfig
 from .whitening import Normalisation, Whitening, fit_normalisation, fit_whitening, second_moment
 

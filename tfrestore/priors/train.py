@@ -23,8 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .. import files, optim
-from ..core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
+from tfrestore.core import files
+from tfrestore.optimize import optim
+from tfrestore.core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
 from .model import PatchPrior, PriorConfig, dropout_seed
 from .patches import Prepared
 

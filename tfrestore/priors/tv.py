@@ -3,7 +3,7 @@
 
 The energy is the thesis' ``TotalVariationLoss``: Σ over pixels and channels of ((x[i,j] − x[i+1,j])² +
 (x[i,j] − x[i,j+1])²)^{β/2}, the differences past the last row / column zero (mv2016.md §9.1) — the same sum as
-:class:`tfrestore.objectives.TotalVariation`, whose code computes it here. It has the interface of a
+:class:`tfrestore.optimize.objectives.TotalVariation`, whose code computes it here. It has the interface of a
 :class:`~tfrestore.priors.model.PatchPrior` that an inversion uses (``energy(x)``), so
 :class:`~tfrestore.priors.PriorTerm` and :func:`~tfrestore.priors.unrolled_descent` take it like a learned prior.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ..objectives import Context, TotalVariation
+from tfrestore.optimize.objectives import Context, TotalVariation
 
 
 class TVPrior:

@@ -1,13 +1,13 @@
 """Training the small digits classifier (``nets.build("digits")``) that stands in for a trained ImageNet network
 on a machine without one: scikit-learn's bundled digits (or MNIST with ``source``) up-sampled to 28×28 and shown
-as grey RGB 0–255, cross-entropy on the ``fc4`` logits, Adam, through :class:`tfrestore.training.Trainer` (so the
+as grey RGB 0–255, cross-entropy on the ``fc4`` logits, Adam, through :class:`tfrestore.train.training.Trainer` (so the
 same code runs under any ``tf.distribute`` strategy).
 
-A trained classifier is an artifact of :mod:`tfrestore.store` (``classifier/digits/<digest>/``: the weights,
+A trained classifier is an artifact of :mod:`tfrestore.core.store` (``classifier/digits/<digest>/``: the weights,
 ``summary.json``, the TensorBoard events, the manifest), keyed by what determines its weights (steps, seed, data,
 the training settings); an unfinished training resumes from the key's ``.work`` folder. The one
 ``nets.build("digits")`` loads is *installed* as ``$TFRESTORE_HOME/weights/digits.weights.h5`` (a copy of a stored
-artifact). Command line: ``python -m tfrestore.classifier [--steps N] [--seed S] [--data MNIST] [--overwrite]``.
+artifact). Command line: ``python -m tfrestore.models.classifier [--steps N] [--seed S] [--data MNIST] [--overwrite]``.
 """
 from __future__ import annotations
 
@@ -21,16 +21,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, files, nets, store, training, weights
+from tfrestore import data, nets
+from tfrestore.core import files, store
+from tfrestore.train import training
+from tfrestore.nets import weights
 
 TRAINING = training.TrainingConfig(steps=1500, batch=64, learning_rate=1e-3, val_every=100, checkpoint_every=500)
 WEIGHTS_FILE = "digits.weights.h5"
 
 
-def digit_images(source=None, split: str = "train") -> tuple[np.ndarray, np.ndarray, str]:
-    """(RGB 0–255 float32 [N, 28, 28, 3], labels [N], description)."""
-    x, y, desc = data.digits(28, source, split)
-    return np.repeat(x * 255.0, 3, axis=-1).astype(np.float32), y, desc
 
 
 def accuracy(model, images_rgb: np.ndarray, labels: np.ndarray) -> float:
@@ -50,15 +49,15 @@ def key(*, steps: int | None = None, source=None, seed: int = 0) -> store.Key:
 
 def command(*, steps: int | None = None, source=None, seed: int = 0) -> str:
     """How a user trains (or rebuilds, with ``--overwrite``) that classifier."""
-    return "python -m tfrestore.classifier" + (f" --steps={steps}" if steps else "") + \
+    return "python -m tfrestore.models.classifier" + (f" --steps={steps}" if steps else "") + \
         (f" --seed={seed}" if seed else "") + (f" --data={source}" if source is not None else "")
 
 
 def _fit(work: Path, *, cfg: training.TrainingConfig, source, seed: int, progress: bool,
          strategy) -> tuple[keras.Model, dict]:
     """Train a fresh digits net, checkpointing in ``work`` (a rerun after an interruption continues there)."""
-    x, y, desc = digit_images(source, "train")
-    xv, yv, _ = digit_images(source, "val")
+    x, y, desc = data.digit_images(source, "train")
+    xv, yv, _ = data.digit_images(source, "val")
     with strategy.scope():
         model = nets.build("digits", weights="random", seed=seed)
 
@@ -158,7 +157,7 @@ def get(*, steps: int | None = None, source=None, seed: int = 0, progress: bool 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    parser = argparse.ArgumentParser(prog="python -m tfrestore.classifier",
+    parser = argparse.ArgumentParser(prog="python -m tfrestore.models.classifier",
                                      description="train the digits classifier into the store and install it")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {TRAINING.steps})")
     parser.add_argument("--seed", type=int, default=0)

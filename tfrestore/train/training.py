@@ -30,8 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import files, optim, store
-from .core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
+from tfrestore.core import files, store
+from tfrestore.optimize import optim
+from tfrestore.core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
 
 LossFn = Callable[[keras.Model, dict, bool], dict]
 
@@ -98,7 +99,7 @@ class TrainingConfig:
                                    breakpoints=tuple((int(s * f), lr) for s, lr in self.breakpoints))
 
     def schedule(self) -> optim.Schedule:
-        """The learning-rate schedule (:meth:`tfrestore.optim.Schedule.from_breakpoints` under
+        """The learning-rate schedule (:meth:`tfrestore.optimize.optim.Schedule.from_breakpoints` under
         ``breakpoint_rule``)."""
         return optim.Schedule.from_breakpoints(self.breakpoints, self.steps, rule=self.breakpoint_rule,
                                                initial=self.learning_rate)
@@ -316,7 +317,7 @@ def stored(key: store.Key, make: Callable[[Path, Path], dict], *, command: str, 
     stored (or ``overwrite``). ``make`` keeps its checkpoints in ``work`` (the key's ``.work`` folder, so an
     interrupted training resumes there) and writes the files into ``out``; the store commits them with the
     manifest. A reused artifact is named in one line; a damaged one is a one-line
-    :class:`tfrestore.store.ArtifactError` naming the file and ``command``."""
+    :class:`tfrestore.core.store.ArtifactError` naming the file and ``command``."""
     built = []
 
     def _make(work: Path, out: Path) -> dict:

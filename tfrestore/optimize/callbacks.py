@@ -4,7 +4,7 @@ usual set of callbacks.
 Callbacks are :class:`tfrestore.core.loop.Callback`\ s: every long job (image optimisation, training, score
 matching) runs through the one :class:`~tfrestore.core.loop.Loop`, whose ``Progress``, ``TensorBoard`` and
 ``Checkpoint`` serve all of them (re-exported here). Hooks get the loop (``loop.stepper`` is the
-:class:`~tfrestore.engine.Optimization`) and, at the end, the run's :class:`~tfrestore.engine.Result`, to which
+:class:`~tfrestore.optimize.engine.Optimization`) and, at the end, the run's :class:`~tfrestore.optimize.engine.Result`, to which
 they may add: ``setup(loop)``, ``on_run_begin(loop)`` (restoring callbacks first), ``on_log_point(loop, point)``,
 ``on_run_end(loop, result)``; ``state()`` holds what a checkpoint must keep; ``log_steps()`` asks for extra log
 points.
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from .core.loop import Callback, Checkpoint, LogPoint, Progress, TensorBoard
+from tfrestore.core.loop import Callback, Checkpoint, LogPoint, Progress, TensorBoard
 
 __all__ = ["Callback", "Checkpoint", "LogPoint", "Progress", "TensorBoard", "SavedIterate", "Quality", "standard"]
 
@@ -68,7 +68,7 @@ class Quality(Callback):
 
     def __init__(self, reference: np.ndarray, *, to_unit=lambda x: x, data_range: float = 1.0,
                  extra: dict | None = None, path: str | Path | None = None, ssim_every: int = 1):
-        from . import metrics
+        from tfrestore.measure import metrics
         self._metrics = metrics
         self.reference, self.to_unit, self.data_range = np.asarray(reference, np.float64), to_unit, data_range
         self.extra, self.ssim_every = dict(extra or {}), max(1, int(ssim_every))
@@ -96,7 +96,7 @@ class Quality(Callback):
         if self._tensorboard is not None:
             self._tensorboard.write_scalars(point.step, {f"quality/{k}": v for k, v in rec.items() if k != "step"})
         if self.path is not None:
-            from . import files
+            from tfrestore.core import files
             files.write_json(self.path, self.curve)
 
     def on_run_end(self, loop, result):

@@ -323,7 +323,7 @@ class ImageL2(Term):
 
 class DataTerm(Term):
     """‖m ⊙ (A(x) − y)‖² / (2σ²) per problem: the restoration data term for an observation y of the image
-    through a degradation A (any callable on [N, H, W, C], e.g. :mod:`tfrestore.degrade`'s operators) under
+    through a degradation A (any callable on [N, H, W, C], e.g. :mod:`tfrestore.restore.degrade`'s operators) under
     Gaussian noise of standard deviation σ (image units). ``mask`` (broadcastable to y) marks the observed
     entries (inpainting); A's output and y must have the same shape."""
 

@@ -93,7 +93,7 @@ def gram_score(features: Callable[[np.ndarray], dict[str, np.ndarray]], referenc
     """[N] the thesis' VGG score: the mean over layers of ‖G_t − G_r‖²_F / ‖G_t‖²_F.
 
     ``features(images)`` returns ``{layer: [N, H, W, C]}`` for RGB 0–255 images (the thesis used VGG19's
-    conv1_1 … conv5_1 ReLU outputs; :func:`tfrestore.inversion.vgg_gram_features` gives tfrestore's VGG16
+    conv1_1 … conv5_1 ReLU outputs; :func:`tfrestore.optimize.inversion.vgg_gram_features` gives tfrestore's VGG16
     version). ``crop``: the top-left crop both images are cut to first (224 in the thesis).
     """
     ref, est = np.asarray(reference, np.float32), np.asarray(estimate, np.float32)

@@ -1,5 +1,5 @@
 """A learnable DFT deconvolution layer (``ml_masters_uct``; ``shared/spec/deconv_layer.md``); blur synthesis is in
-:mod:`tfrestore.degrade`.
+:mod:`tfrestore.restore.degrade`.
 
 What the layer can undo: it applies, in the DFT domain of the (optionally padded) input, the exact *circular*
 inverse of a blur by a small monic kernel h (h[0,0] = 1). In the default four-factor form the response is

@@ -6,7 +6,7 @@ graph. ``reset`` is true on the first step of a schedule stage (the learning rat
 
 A :class:`Schedule` is a list of stages; it expands into per-step arrays (lr, reset, jitter) the compiled loop
 indexes, so resuming at any step reproduces the uninterrupted run. It is the one schedule type: the trainings
-(:mod:`tfrestore.training`, :mod:`tfrestore.priors.train`) build theirs with :meth:`Schedule.from_breakpoints`
+(:mod:`tfrestore.train.training`, :mod:`tfrestore.priors.train`) build theirs with :meth:`Schedule.from_breakpoints`
 under the rule their original used.
 """
 from __future__ import annotations

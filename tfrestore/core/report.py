@@ -3,7 +3,7 @@
     report.write(out, title=..., metrics={...}, table=text, figure=[(image01, caption), ...],
                  pngs={"rec_00_conv1": image01}, arrays={"reconstructions": array})
 
-Every file is written atomically (:mod:`tfrestore.files`): a crash leaves the previous version or nothing.
+Every file is written atomically (:mod:`tfrestore.core.files`): a crash leaves the previous version or nothing.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import h5py
 import keras
 import numpy as np
 
-from .files import replacing
+from tfrestore.core.files import replacing
 
 
 class WeightsMismatchError(ValueError):

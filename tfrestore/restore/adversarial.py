@@ -25,8 +25,9 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from . import files, nets
-from .priors import PatchPrior, unrolled_descent
+from tfrestore.core import files
+from tfrestore import nets
+from tfrestore.priors import PatchPrior, unrolled_descent
 
 BOUNDS = (0.0, 255.0)
 # The unrolled defence's Adam: TF's rule with β1 0.9, β2 0.999, ε 1e-8 (spec §4)

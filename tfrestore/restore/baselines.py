@@ -3,7 +3,7 @@
 
 Every function takes and returns float images in [0, 1] (the observation's units), shape [H, W, C] (C = 1 or 3),
 one image at a time, and is deterministic. The weighted mean filter the adversarial defences compare with is
-:func:`tfrestore.adversarial.mean_filter` (it acts on a batch inside the classifier's graph).
+:func:`tfrestore.restore.adversarial.mean_filter` (it acts on a batch inside the classifier's graph).
 """
 from __future__ import annotations
 

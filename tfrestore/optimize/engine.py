@@ -7,13 +7,13 @@ Blocks of steps run as one compiled ``tf.function`` (a ``tf.while_loop``; ``jit_
 only wakes up at log points: steps t with (t − 1) % log_every == 0 and the last step (M&V 2015's "saved iterate"
 convention: t = 1, 26, 51, …). At each log point the engine evaluates the objective (centre window, no jitter) and
 hands a :class:`~tfrestore.core.loop.LogPoint` to its callbacks (progress, TensorBoard, saved iterate,
-checkpoints: :mod:`tfrestore.callbacks`). The optimisation is a *stepper* of :class:`tfrestore.core.loop.Loop`, the
+checkpoints: :mod:`tfrestore.optimize.callbacks`). The optimisation is a *stepper* of :class:`tfrestore.core.loop.Loop`, the
 one loop every long job runs through (which owns log points, checkpoints, signals and the run's clock). L-BFGS
 runs through the same loop: a block is one L-BFGS call between restarts.
 
-What is optimised is a parameterisation's ``variables`` (:mod:`tfrestore.param`: pixels, or a generator network's
+What is optimised is a parameterisation's ``variables`` (:mod:`tfrestore.optimize.param`: pixels, or a generator network's
 weights); the optimiser keeps its slots per variable. Jitter and projections are transforms
-(:mod:`tfrestore.transforms`). Per-step randomness (jitter offsets, generator input noise) comes from a stateless
+(:mod:`tfrestore.optimize.transforms`). Per-step randomness (jitter offsets, generator input noise) comes from a stateless
 RNG keyed by (seed, step), so a resumed run ends exactly where the uninterrupted one would.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from . import callbacks as callbacks_lib
 from . import optim as optimizers
-from .core.loop import Loop, Measurement, Summary
+from tfrestore.core.loop import Loop, Measurement, Summary
 from .objectives import Context, Objective
 from .param import Parameterization
 from .transforms import Jitter
@@ -103,11 +103,11 @@ class Optimization:
     """N independent optimisations in one graph.
 
     Args:
-        objective: loss terms (:mod:`tfrestore.objectives`), a loss per problem.
-        param: the parameterisation (:class:`~tfrestore.param.Pixels`, :class:`~tfrestore.param.Generator`).
-        optimizer: an :mod:`tfrestore.optim` optimiser.
+        objective: loss terms (:mod:`tfrestore.optimize.objectives`), a loss per problem.
+        param: the parameterisation (:class:`~tfrestore.optimize.param.Pixels`, :class:`~tfrestore.optimize.param.Generator`).
+        optimizer: an :mod:`tfrestore.optimize.optim` optimiser.
         schedule: stages of (steps, lr, jitter); one for all problems or one per problem (pixels only).
-        jitter: per-problem jitter windows (:class:`~tfrestore.transforms.Jitter`), or None.
+        jitter: per-problem jitter windows (:class:`~tfrestore.optimize.transforms.Jitter`), or None.
         project: image-space constraint applied after each update, e.g.
             ``lambda x: transforms.project_colour_norm(x, 160)`` (pixels only).
         to_input: image space → network input (``lambda x: nets.to_input(net, x)``).
@@ -314,7 +314,7 @@ class Optimization:
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """The reconstructions for TensorBoard: [N, H, W, C] in [0, 1] (M&V's joint min-max stretch)."""
-        from . import report
+        from tfrestore.core import report
         return {"reconstructions": report.stretch(self.display(self.images()))}
 
     def finish(self, summary: Summary) -> "Result":
@@ -332,7 +332,7 @@ class Optimization:
         """Optimise to the end of the schedule through :class:`~tfrestore.core.loop.Loop`, calling the callbacks
         at every log point.
 
-        Without ``callbacks`` the standard set is used (:func:`tfrestore.callbacks.standard`): checkpoints in
+        Without ``callbacks`` the standard set is used (:func:`tfrestore.optimize.callbacks.standard`): checkpoints in
         ``out/ckpt`` every ``checkpoint_every`` steps or 3 minutes (``resume`` continues from the latest),
         TensorBoard in ``logdir``, the saved iterate, progress lines. ``stop_after`` ends the run (with a
         checkpoint) at the first log point at or after that step, as a time-limited job would; ``resume=True``

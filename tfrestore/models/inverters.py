@@ -14,10 +14,10 @@ Module kinds (every layer with a bias; weights and biases glorot-uniform as the 
 A :class:`ModuleSpec` names its input tap and its target tap (``"image"``: RGB 0–255, the thesis' ``rgb_scaled``),
 so modules compose: :data:`CATALOGUE` holds DC1–DC9 (AlexNet) and DC1–DC10 (VGG16) as the spec's table, and
 :func:`chain` finds the modules from a starting layer down to the image. :func:`train_modules` trains a set of
-modules with :class:`tfrestore.training.Trainer` (a custom step under a ``tf.distribute`` strategy): ``solo`` (one
+modules with :class:`tfrestore.train.training.Trainer` (a custom step under a ``tf.distribute`` strategy): ``solo`` (one
 module on the classifier's true input features), ``merged`` (the chain fine-tuned on the sum of every module's MSE,
 each fed its predecessor's reconstruction) or ``end_to_end`` (the image loss only). Trained modules are artifacts
-of :mod:`tfrestore.store` (:func:`stack_key`, :func:`train_stored`): ``inverter/<net>/<regime>/<name>/<digest>/``.
+of :mod:`tfrestore.core.store` (:func:`stack_key`, :func:`train_stored`): ``inverter/<net>/<regime>/<name>/<digest>/``.
 """
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, files, nets, store, training
+from tfrestore import data, nets
+from tfrestore.core import files, store
+from tfrestore.train import training
 
 IMAGE = "image"
 BIAS_INIT = "glorot"          # the thesis' biases: tf.get_variable's default glorot-uniform, not zeros (spec §1)
@@ -331,7 +333,7 @@ def train_modules(taps: Taps, modules: dict[str, keras.Model], specs: Sequence[M
     return trainer.run(out, logdir=logdir, resume=resume, progress=progress, stop_after=stop_after)
 
 
-# ---- storage: trained modules are artifacts of tfrestore.store -------------------------------------------------------
+# ---- storage: trained modules are artifacts of tfrestore.core.store -------------------------------------------------------
 def classifier_identity(model: keras.Model) -> str:
     """What the frozen classifier is, for a key: ``"random"`` (seeded: the key's seed) or the SHA-256 (16 hex) of
     the weight file it was loaded from — other weights under the same file name are another classifier."""

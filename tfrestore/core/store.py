@@ -20,7 +20,7 @@ hashed on first load and again whenever their size or modification time changes.
     art = store.build(key, make, command="python main.py --paper=foe_priors --experiment=train --prior=full512")
     art.file("prior.h5")
 
-Command line: ``python -m tfrestore.store list | verify | remove KIND NAME [DIGEST]`` (as Hugging Face's
+Command line: ``python -m tfrestore.core.store list | verify | remove KIND NAME [DIGEST]`` (as Hugging Face's
 ``scan-cache`` / ``delete-cache``).
 """
 from __future__ import annotations
@@ -132,7 +132,7 @@ def _versions() -> dict[str, str]:
 
 def _remedy(manifest: dict, key: Key) -> str:
     cmd = manifest.get("command")
-    remove = f"python -m tfrestore.store remove {key.kind} {key.name} {key.digest}"
+    remove = f"python -m tfrestore.core.store remove {key.kind} {key.name} {key.digest}"
     return f"rebuild it with `{cmd} --overwrite`, or remove it with `{remove}`" if cmd else f"remove it with `{remove}`"
 
 
@@ -145,7 +145,7 @@ def verify(key: Key) -> Artifact:
         raise ArtifactError(f"{key}: {path / MANIFEST} is missing") from None
     except (OSError, ValueError) as e:
         raise ArtifactError(f"{key}: {path / MANIFEST} cannot be read ({e}); remove it with "
-                            f"`python -m tfrestore.store remove {key.kind} {key.name} {key.digest}`") from None
+                            f"`python -m tfrestore.core.store remove {key.kind} {key.name} {key.digest}`") from None
     if manifest.get("format") != FORMAT or manifest.get("digest") != key.digest:
         raise ArtifactError(f"{key}: {path / MANIFEST} is not this artifact's manifest; {_remedy(manifest, key)}")
     try:
@@ -299,7 +299,7 @@ def _size(n: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    parser = argparse.ArgumentParser(prog="python -m tfrestore.store",
+    parser = argparse.ArgumentParser(prog="python -m tfrestore.core.store",
                                      description=f"tfrestore's artifact store ({home()})")
     sub = parser.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="every stored artifact with its size and config")

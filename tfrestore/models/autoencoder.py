@@ -29,8 +29,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, files, store, training
-from .objectives import Context, Term
+from tfrestore import data
+from tfrestore.core import files, store
+from tfrestore.train import training
+from tfrestore.optimize.objectives import Context, Term
 
 COVERAGE_MODES = ("var_kurt", "moments", "kl_vector", "kl_batch_sum", "none")
 UNIFORM_MEAN, UNIFORM_VAR, UNIFORM_KURTOSIS = 0.5, 1.0 / 12.0, 9.0 / 5.0
@@ -138,7 +140,7 @@ def coverage_loss(z: tf.Tensor, mode: str = "var_kurt") -> tf.Tensor:
 
 
 def loss_fn(coverage: str = "var_kurt", reconstruction_weight: float = RECONSTRUCTION_WEIGHT):
-    """The training loss for :class:`tfrestore.training.Trainer`: weight·MSE + coverage, on ``batch["x"]`` in
+    """The training loss for :class:`tfrestore.train.training.Trainer`: weight·MSE + coverage, on ``batch["x"]`` in
     [0, 1] (mapped to [−1, 1] here)."""
     if coverage not in COVERAGE_MODES:
         raise ValueError(f"unknown coverage mode {coverage!r}; choose one of {', '.join(COVERAGE_MODES)}")

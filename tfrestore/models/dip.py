@@ -17,7 +17,7 @@ Both: LeakyReLU(0.2), batch norm after every convolution, a 1×1 convolution aft
 output convolution and a sigmoid. Weights and biases are initialised as PyTorch's ``Conv2d`` default does (uniform
 ±1/√fan_in), batch norm as ``BatchNorm2d`` (ε 1e-5, momentum 0.1).
 
-:func:`generator_parameterization` wraps it as a :class:`tfrestore.param.Generator` on the paper's input: 32
+:func:`generator_parameterization` wraps it as a :class:`tfrestore.optimize.param.Generator` on the paper's input: 32
 channels of U(0, 1) noise × 0.1, perturbed by N(0, σ_p²) every step (σ_p = 1/30 for denoising; 0 — a fixed code —
 for feature inversion), batch norm on batch statistics throughout (the reference code never switches the network
 to evaluation mode), and the exponential moving average of the outputs (0.99) the paper reports for denoising.
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .param import Generator
+from tfrestore.optimize.param import Generator
 
 INPUT_CHANNELS = 32         # input_depth
 INPUT_SCALE = 0.1           # get_noise(..., var=1/10): U(0, 1) noise times 0.1

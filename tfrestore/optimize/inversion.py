@@ -9,7 +9,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import metrics, nets, report
+from tfrestore.measure import metrics
+from tfrestore import nets
+from tfrestore.core import report
 from .engine import Result
 from .objectives import FeatureLoss, Objective
 
@@ -68,7 +70,7 @@ def feature_objective(extractors: Extractors, net: str, layers: Sequence[str], x
 def evaluate(extractors: Extractors, net: str, layers: Sequence[str], x0: np.ndarray, recon: np.ndarray,
              masks=None) -> list[dict]:
     """Per problem: M&V 2015 relative squared feature error, its square root (M&V 2016), image-space errors and
-    whether the classifier's top-1 label is kept (:mod:`tfrestore.metrics`)."""
+    whether the classifier's top-1 label is kept (:mod:`tfrestore.measure.metrics`)."""
     rows = []
     model = extractors.model
     probs0, probs1 = _predict(model, net, x0), _predict(model, net, recon)
@@ -163,7 +165,7 @@ def write_outputs(out: str | Path, result: Result, labels: Sequence[str], origin
 
 def outputs(result: Result, labels: Sequence[str], originals_rgb: np.ndarray | None, mean_rgb: np.ndarray,
             rows: list[dict], config: dict, title: str, *, table_text: str = "", summary: dict | None = None) -> dict:
-    """What :func:`write_outputs` writes, in memory: the keyword arguments of :func:`tfrestore.report.write`
+    """What :func:`write_outputs` writes, in memory: the keyword arguments of :func:`tfrestore.core.report.write`
     (``title``, ``metrics``, ``table``, ``figure_panels``, ``pngs``, ``arrays``, ``png_text``), so that a run can
     keep its results until it writes them once, at the end."""
     rgb = result.images + mean_rgb                   # RGB 0–255, unclipped
@@ -193,7 +195,7 @@ def outputs(result: Result, labels: Sequence[str], originals_rgb: np.ndarray | N
 
 
 def gram_features(model: keras.Model, net: str, layers: Sequence[str]):
-    """``images (RGB 0–255) -> {layer: features}`` for :func:`tfrestore.metrics.gram_score` (the thesis used
+    """``images (RGB 0–255) -> {layer: features}`` for :func:`tfrestore.measure.metrics.gram_score` (the thesis used
     VGG19's relu1_1 … relu5_1; with ``net="vgg16"`` and those taps this is the VGG16 version)."""
     extractor = nets.feature_extractor(model, list(layers))
 
