@@ -1,0 +1,171 @@
+"""Notebooks 11–13 of the deconvolution work and the 1-D layer (``deconv_layer.md`` §1.6, §1.10, §2.10–§2.12, §4.3):
+the multi-filter layers (correct, and the notebooks' reversal bugs) and the 1-D layer against numpy FFT
+transcriptions of the PyTorch code, a finite-difference gradient, the DCT against scipy, the SSIM + L1 loss against
+scikit-image, and tiny runs of the three experiments."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from tfrestore.models.deconv import DeconvDFT1D, DeconvDFT2D, dct2
+
+RNG = np.random.default_rng(7)
+
+
+def _neg(a, axis):
+    """torch.roll(torch.flip(a, (axis,)), 1, axis): index k → −k mod N along ``axis``."""
+    return np.roll(np.flip(a, axis), 1, axis)
+
+
+def _numpy_multi(h, x, axes, reduction):
+    """The PyTorch multi-filter forward in numpy: h [O, I, kh, kw], x [B, H, W, I] → [B, H, W, O]. The four
+    factors negate ``axes`` of the [O, I, H, W] reciprocal spectrum (G4 flips and rolls both at once, as the
+    notebooks' code did)."""
+    o, i, kh, kw = h.shape
+    b, hh, ww, _ = x.shape
+    full = np.zeros((o, i, hh, ww))
+    full[..., :kh, :kw] = h
+    g1 = 1 / np.fft.fft2(full)
+    a1, a2 = axes
+    g4 = np.roll(np.flip(g1, (a1, a2)), (1, 1), (a1, a2))
+    g = g1 * _neg(g1, a1) * _neg(g1, a2) * g4
+    X = np.fft.fft2(np.transpose(x, (0, 3, 1, 2)))[:, None]                  # [B, 1, I, H, W]
+    y = np.real(np.fft.ifft2(g[None] * X)).sum(2) / reduction
+    return np.transpose(y, (0, 2, 3, 1))
+
+
+def _layer(h, c_in, **kw):
+    o, i, kh, kw_ = h.shape
+    layer = DeconvDFT2D((kh, kw_), filters=o, first_tap_trainable=True, use_bias=False, **kw)
+    layer.build((None, 12, 10, c_in))
+    layer.taps.assign(h.reshape(o, i, -1).astype(np.float32))
+    return layer
+
+
+def _monic(shape, spread=0.15):
+    h = RNG.uniform(-spread, spread, shape)
+    h[..., 0, 0] = 1.0
+    return h
+
+
+@pytest.mark.parametrize("reversal, c_in, axes, reduction", [
+    ("spatial", 3, (2, 3), "sqrt"), ("spatial", 3, (2, 3), "sum"), ("nb12", 1, (0, 2), "sum"),
+    ("nb13", 3, (0, 1), "sum"), ("nb13", 1, (0, 1), "sum")])
+def test_multi_filter_forward_matches_numpy_fft(reversal, c_in, axes, reduction):
+    """Correct layer and each notebook's reversal bug against the numpy transcription; the buggy ones differ from
+    the correct one (nb13 with one input channel: G_o = 1/(H_o²·H_{−o}²), which has phase)."""
+    h = _monic((5, c_in, 2, 3))
+    x = RNG.uniform(0, 1, (2, 12, 10, c_in))
+    norm = {"sqrt": np.sqrt(c_in), "sum": 1.0}[reduction]
+    got = _layer(h, c_in, reversal=reversal, reduction=reduction)(x.astype(np.float32)).numpy()
+    np.testing.assert_allclose(got, _numpy_multi(h, x, axes, norm), rtol=1e-4, atol=1e-5)
+    if reversal != "spatial":
+        correct = _numpy_multi(h, x, (2, 3), norm)
+        assert np.abs(got - correct).max() > 0.05
+    if reversal == "nb13" and c_in == 1:
+        full = np.zeros((5, 12, 10))
+        full[:, :2, :3] = h[:, 0]
+        H = np.fft.fft2(full)
+        g = 1 / (H ** 2 * H[(-np.arange(5)) % 5] ** 2)
+        want = np.real(np.fft.ifft2(g[None] * np.fft.fft2(x[..., 0])[:, None]))
+        np.testing.assert_allclose(got, np.transpose(want, (0, 2, 3, 1)), rtol=1e-4, atol=1e-5)
+
+
+def test_buggy_reversal_needs_filters_and_nb12_one_channel():
+    with pytest.raises(ValueError, match="filters"):
+        DeconvDFT2D((3, 3), reversal="nb12")
+    with pytest.raises(ValueError, match="one input channel"):
+        DeconvDFT2D((3, 3), filters=4, reversal="nb12").build((None, 8, 8, 3))
+    with pytest.raises(ValueError, match="reversal must be"):
+        DeconvDFT2D((3, 3), filters=4, reversal="rows")
+
+
+def test_normalised_init_is_the_notebooks():
+    """nb12 / nb13 (§1.7): U(0,1) over the whole filter divided by C_in times its sum, then h[0,0] := 1."""
+    layer = DeconvDFT2D((9, 9), filters=6, kernel_init="normalised", first_tap_trainable=True, seed=4)
+    layer.build((None, 16, 16, 2))
+    h = layer.kernel().numpy()
+    assert h.shape == (6, 2, 9, 9) and np.all(h[..., 0, 0] == 1)
+    rest = h.reshape(6, 2, -1)[..., 1:]
+    assert np.all(rest >= 0)
+    # the whole filter summed to 1/C_in before h[0,0] was overwritten: the rest sums to 1/2 minus what that tap held
+    assert np.all(rest.sum(-1) < 0.5) and np.all(rest.sum(-1) > 0.5 - 1 / 81 * 1.5)
+
+
+def _numpy_1d(h, x, b, two_factor, channel_fft, mode="deconv"):
+    """The HEAD ``Deconv1D`` forward in numpy: h [O, I, k], x [B, L, I] → [B, L, O]; ``channel_fft`` transforms
+    the (I, L) axes (the bug), else L alone."""
+    o, i, k = h.shape
+    length = x.shape[1]
+    full = np.zeros((o, i, length))
+    full[..., :k] = h
+    fft, ifft = (np.fft.fft2, np.fft.ifft2) if channel_fft else (np.fft.fft, np.fft.ifft)
+    g1 = 1 / fft(full) if mode == "deconv" else fft(full)
+    g = g1 * _neg(g1, -1) if two_factor else g1
+    xc = np.transpose(x, (0, 2, 1))[:, None]                                  # [B, 1, I, L]
+    y = np.real(ifft(g[None] * fft(xc))).sum(2) / np.sqrt(i) + b[None, :, None]
+    return np.transpose(y, (0, 2, 1))
+
+
+@pytest.mark.parametrize("channel_fft, two_factor, mode", [(False, True, "deconv"), (True, True, "deconv"),
+                                                           (False, False, "deconv"), (False, True, "conv")])
+def test_1d_layer_matches_numpy_fft(channel_fft, two_factor, mode):
+    layer = DeconvDFT1D(3, filters=4, two_factor=two_factor, mode=mode, channel_fft=channel_fft, seed=2)
+    x = RNG.uniform(0, 1, (2, 16, 3))
+    got = layer(x.astype(np.float32)).numpy()
+    want = _numpy_1d(layer.kernel().numpy(), x, layer.bias.numpy(), two_factor, channel_fft, mode)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    if channel_fft:      # the bug mixes channels into the transform: not the per-channel result
+        correct = _numpy_1d(layer.kernel().numpy(), x, layer.bias.numpy(), two_factor, False)
+        assert np.abs(got - correct).max() > 1e-2
+
+
+def test_1d_two_factor_inverts_a_circular_two_factor_blur():
+    """G = 1/|H|² undoes a blur by h ⊛ h(−n) (circular), one channel in and out, no bias."""
+    layer = DeconvDFT1D(3, use_bias=False, seed=0)
+    layer.build((None, 20, 1))
+    layer.taps.assign([[[0.3, -0.2]]])
+    h = np.zeros(20)
+    h[:3] = [1, 0.3, -0.2]
+    x = RNG.uniform(0, 1, 20)
+    blurred = np.real(np.fft.ifft(np.fft.fft(x) * np.abs(np.fft.fft(h)) ** 2))
+    np.testing.assert_allclose(layer(blurred[None, :, None].astype(np.float32)).numpy()[0, :, 0], x, atol=1e-5)
+
+
+def test_buggy_layer_gradient_matches_finite_differences():
+    """Autodiff of the nb12 layer (complex reversals over the filter axis) and of the 1-D layer with the channel
+    FFT, against central differences in float64."""
+    keras.config.set_floatx("float64")
+    try:
+        layers = [(DeconvDFT2D((2, 2), filters=3, reversal="nb12", first_tap_trainable=True, kernel_init="normalised",
+                                reduction="sum", seed=1, dtype="float64"), (1, 6, 6, 1)),
+                  (DeconvDFT1D(3, filters=2, channel_fft=True, seed=1, dtype="float64"), (1, 8, 2))]
+        for layer, shape in layers:
+            x = tf.constant(RNG.uniform(0, 1, shape))
+            t = tf.constant(RNG.uniform(0, 1, shape[:-1] + (layer.compute_output_shape(shape)[-1],)))
+            layer(x)
+            loss = lambda: tf.reduce_sum(tf.square(layer(x) - t))       # noqa: E731
+            with tf.GradientTape() as tape:
+                value = loss()
+            g = tape.gradient(value, layer.taps).numpy()
+            base = layer.taps.numpy()
+            for idx in [tuple(0 for _ in base.shape), tuple(s - 1 for s in base.shape)]:
+                diffs = []
+                for sign in (1, -1):
+                    v = base.copy()
+                    v[idx] += sign * 1e-6
+                    layer.taps.assign(v)
+                    diffs.append(float(loss()))
+                layer.taps.assign(base)
+                assert (diffs[0] - diffs[1]) / 2e-6 == pytest.approx(g[idx], rel=1e-5, abs=1e-8)
+    finally:
+        keras.config.set_floatx("float32")
+
+
+def test_dct2_is_scipys_orthonormal_dct_and_keeps_mse():
+    import scipy.fft
+    x, y = RNG.uniform(0, 1, (2, 8, 6, 1)), RNG.uniform(0, 1, (2, 8, 6, 1))
+    np.testing.assert_allclose(dct2(tf.constant(x)).numpy(), scipy.fft.dctn(x, axes=(1, 2), norm="ortho"),
+                               atol=1e-12)
+    dx, dy = dct2(tf.constant(x)).numpy(), dct2(tf.constant(y)).numpy()
+    assert np.mean((dx - dy) ** 2) == pytest.approx(np.mean((x - y) ** 2), rel=1e-10)     # §4.3
