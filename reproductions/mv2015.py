@@ -31,6 +31,7 @@ from tfrestore.optimize.engine import Problem
 from tfrestore.optimize.inversion import Extractors, feature_objective, image_space
 
 from . import common, paper
+from . import mv2015_shallow as shallow_experiments
 
 DESCRIPTION = "M&V 2015 inversion (CaffeNet by default; alexnet, vgg16 too): all 20 layers, σ, λ tables, 400 steps"
 NETS = ("caffenet", "alexnet", "vgg16")
@@ -93,7 +94,9 @@ FIGURES = {
     "diversity": Figure("Fig. 11: pool5 (l15), λTV 100, one reconstruction (paper: val 11, 14, 18, 23, 33)", (15,),
                         lambda_tv=(100.0,), paper_images=tuple(_VAL(i) for i in (11, 14, 18, 23, 33))),
 }
-EXPERIMENTS = {name: fig.description for name, fig in FIGURES.items()}
+# §6's shallow representations (HOG, HOGb, DSIFT on a grey canvas): reproductions/mv2015_shallow.py
+EXPERIMENTS = {**{name: fig.description for name, fig in FIGURES.items()},
+               **{name: exp.description for name, exp in shallow_experiments.EXPERIMENTS.items()}}
 DEFAULT_EXPERIMENT = "layers"
 NEIGHBOURHOOD = 5          # Fig. 9: the data term covers a 5×5 window of code positions (neigh = 5)
 
@@ -193,16 +196,36 @@ class Flags:
     steps: int | None = paper.flag(None, "optimisation steps; the figure's schedule (400 or 600) is rescaled",
                                    source="mv2015.md §2, §5")
     optimizer: str | None = paper.flag(None, "replace the paper's momentum 0.9 (e.g. adam)", source="mv2015.md §2")
-    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "the figure of experiment_cnn.m (see --list)")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "the figure of experiment_cnn.m, or shallow / shallow_lambda "
+                                 "(§6: HOG, HOGb, DSIFT; --net, --layers, --weights do not apply) (see --list)")
+    data: str | None = paper.flag(None, "shallow: a folder of images for Table 1 (its first 100 by name; the paper: "
+                                  "the first 100 ILSVRC-2012 validation images; default: the embedded photos)",
+                                  source="evaluation_protocols.md §1.2")
+    sigma: float | None = paper.flag(None, "shallow: M&V's σ (start norm, data-term scale); default 27098.1, the "
+                                     "code's constant for any canvas, stable at ILSVRC sizes; images under ~250 px "
+                                     "diverge with it: give 68.9·√(H·W), its per-pixel RMS", source="mv2015.md §1.4")
 
     def __post_init__(self) -> None:
-        if self.experiment not in FIGURES:
-            raise ValueError(f"unknown experiment '{self.experiment}' for mv2015; valid: {', '.join(FIGURES)}")
+        if self.experiment not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment '{self.experiment}' for mv2015; valid: {', '.join(EXPERIMENTS)}")
+        if self.experiment in shallow_experiments.EXPERIMENTS and self.layers:
+            raise ValueError(f"--experiment={self.experiment} inverts HOG / HOGb / DSIFT, which have no --layers; "
+                             "leave --layers out")
+        if self.data is not None and self.experiment != "shallow":
+            raise ValueError("--data is Table 1's image folder: it goes with --experiment=shallow (the CNN figures "
+                             "and shallow_lambda invert --image)")
+        if self.sigma is not None and self.experiment not in shallow_experiments.EXPERIMENTS:
+            raise ValueError("--sigma sets σ of the shallow experiments (shallow, shallow_lambda); the CNN figures "
+                             "use the code's constant 27098.1")
+        if self.data is not None and not Path(self.data).is_dir():
+            raise ValueError(f"--data={self.data} is not a folder: give a folder of images")
         if self.net not in NETS:
             raise ValueError(f"mv2015 runs on caffenet (the paper's), alexnet or vgg16, not '{self.net}'")
 
 
 def default_out(flags: Flags) -> str:
+    if flags.experiment in shallow_experiments.EXPERIMENTS:
+        return f"runs/mv2015_{flags.experiment}"
     return f"runs/mv2015_{flags.net}_{flags.experiment}"
 
 
@@ -210,6 +233,8 @@ def run(flags: Flags, ctx: paper.RunContext) -> dict:
     """Run one figure (``flags.experiment``) and write its outputs into ``ctx.out``; returns the metrics.
     (XLA: build the problem with :func:`problem` and run it with ``common.solve``,
     ``Reporting(jit_compile=True)``.)"""
+    if flags.experiment in shallow_experiments.EXPERIMENTS:     # no CNN: a grey canvas through HOG / DSIFT
+        return shallow_experiments.run(flags, ctx)
     net, experiment = flags.net, flags.experiment
     s = common.setup(paper="mv2015", net=net, experiment=experiment, weights=flags.weights, out=ctx.out,
                      logdir=ctx.logdir, seed=ctx.seed)
