@@ -18,7 +18,14 @@ typo's behaviour as if both stages ran in one call); the choice is recorded in t
 (``optimizer.reset_accumulator``).
 
 Activation maximisation works at any layer: the classification layer (fc8) takes category numbers, every other
-layer channel indices (``units``; one-hot at the spatial centre of the channel, spec §5).
+layer channel indices (``units``; one-hot at the spatial centre of the channel, spec §5). The ``mosaic`` experiment
+is the paper's 25-filter mosaic (``exp_maximization.m``): one neuron of each of 25 channels, each at the centre of
+its cell of a 5 × 5 lattice (cell ≈ 1.1·rf/stride output positions, at least 4, made odd), all in one image whose
+size is the input that gives the layer exactly the lattice's map (:mod:`tfrestore.nets.lattice`). Every neuron's
+weight is (10000/rf²)/(number of filters)/max_k, max_k the channel's largest response over images and positions
+(``get_neuron_stats.m``): over ``--data``'s images, else over the embedded photos (the output says which).
+``Choices(max_k_of_filter_count=True)`` reproduces the released code's indexing slip (``innerWeight(k)``, k the number
+of filters: every neuron scaled by channel k's max_k).
 
 ``--optimizer=adam`` runs the thesis code's variant of the inversion benchmark instead (spec §9.2–§9.4), every
 difference of §9.4 that tfrestore can reproduce:
@@ -40,12 +47,14 @@ its min–max-stretched PNG scoring; tfrestore uses the registry's nets.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfrestore import data, nets
+from tfrestore.nets import lattice
 from tfrestore.optimize import objectives as O
 from tfrestore.optimize import optim as optimizers
 from tfrestore.optimize import param, transforms
@@ -86,8 +95,12 @@ C_SWEEP_LAYERS = {"alexnet": ("pool5",), "vgg": ("pool5",)}
 CATEGORIES = {"black swan": 100, "goose": 99, "tree frog": 31, "cheeseburger": 933, "coffee mug": 504,
               "comic book": 917, "vending machine": 886}
 MAXIMIZATION_CHANNELS = tuple(range(len(CATEGORIES)))   # default channels at any other layer
-# w = one-hot × (10000/rf²)/(number of filters)/max_k (§5); one filter per image here (no 25-filter lattice yet)
+# w = one-hot × (10000/rf²)/(number of filters)/max_k (§5); one filter per image for `maximization`, 25 for `mosaic`
 NEURON_SCALE, FILTERS_PER_IMAGE = 10000.0, 1
+MOSAIC_FILTERS = 25                      # filters 1:25 of a layer in one lattice (exp_all.m setup_maximization)
+MOSAIC_LAYERS = {"alexnet": ("conv1",), "vgg": ("conv1_1",)}     # one layer per run: its lattice sets the size
+MAX_K_FLOOR = 1e-3           # a channel that never fires on the data (max_k 0) would get an infinite weight
+MAX_K_BATCH = 16             # images per forward pass of the max_k statistics (get_neuron_stats.m: 16)
 
 # ---- the thesis code's variant (--optimizer=adam; spec §9.2–§9.4) -------------------------------------------------
 THESIS_OPTIMIZER = "adam"
@@ -144,7 +157,8 @@ class ThesisSoftRange(O.Term):
 class Inputs:
     """What a data term is built from: the net, one layer per requested problem (maximisation: per layer), the
     extractors, the image (image space [1, H, W, 3] and RGB), the units to maximise, whether the caricature's
-    target is the raw image (exp_enhance.m's quirk) and the inversion's normalisation."""
+    target is the raw image (exp_enhance.m's quirk), the inversion's normalisation, and for maximisation each
+    layer's per-channel max_k (None: over the embedded photos) and whether to index it as the released code did."""
     net: str
     layers: tuple[str, ...]
     extractors: Extractors
@@ -153,6 +167,8 @@ class Inputs:
     units: tuple[int, ...] | None = None
     raw_target: bool = False
     normalise: bool | str = True
+    max_k: Mapping[str, np.ndarray] | None = None
+    max_k_of_filter_count: bool = False
 
 
 DataTerm = tuple[O.Objective, list[str], list[str]]      # (objective, labels, layer per problem)
@@ -164,11 +180,46 @@ def _inversion(inp: Inputs) -> DataTerm:
     return term, list(inp.layers), list(inp.layers)
 
 
-def _max_response(extractors, net, layer, size) -> np.ndarray:
-    """A unit's largest response over the embedded sample photos: the stand-in for M&V's ImageNet max_k."""
-    imgs = np.stack([data.load_image(n, size) for n in data.sample_image_names()])
-    f = extractors.features(net, layer, image_space(net, imgs))
-    return np.maximum(f.max(axis=tuple(range(f.ndim - 1))), 1e-3)
+def max_responses(extractors: Extractors, net: str, layers: Sequence[str],
+                  images: Sequence[str]) -> dict[str, np.ndarray]:
+    """max_k (spec mv2016.md §5, ``get_neuron_stats.m``): per layer, each channel's largest response over all images
+    and positions, as a running maximum that starts at 0 (a channel that never fires gets 0), floored at
+    ``MAX_K_FLOOR`` so its weight stays finite. ``images``: sample names or files, each resized (anisotropically,
+    as every M&V input here) to the extractors' input size and read ``MAX_K_BATCH`` at a time. Returns
+    {layer: [channels] float32}."""
+    size = int(extractors.model.input.shape[1])
+    out = {layer: 0.0 for layer in layers}
+    for i in range(0, len(images), MAX_K_BATCH):
+        batch = image_space(net, np.stack([data.load_image(n, size) for n in images[i:i + MAX_K_BATCH]]))
+        for layer in layers:
+            f = extractors.features(net, layer, batch)
+            out[layer] = np.maximum(out[layer], f.max(axis=tuple(range(f.ndim - 1))))
+    return {layer: np.maximum(m, MAX_K_FLOOR).astype(np.float32) for layer, m in out.items()}
+
+
+def max_k_statistics(extractors: Extractors, net: str, layers: Sequence[str],
+                     folder: str | None) -> tuple[dict[str, np.ndarray], str]:
+    """(max_k by layer, where it came from): over the images of ``folder`` (``--data``), else over the embedded
+    photos — a stand-in for the paper's 1/1000 subsample of ImageNet's training set, said so in the source text."""
+    if folder:
+        files = [str(f) for f in data.image_folder(folder)]
+        return max_responses(extractors, net, layers, files), f"{len(files)} images in {folder}"
+    names = data.sample_image_names()
+    return max_responses(extractors, net, layers, names), (
+        f"the {len(names)} embedded photos (no --data; the paper used a 1/1000 subsample of ImageNet's training set)")
+
+
+def _neuron_scales(inp: Inputs, layer: str, channels: Sequence[int], rf: int) -> np.ndarray:
+    """(10000/rf²)/(number of filters)/max_k per filter (§5). max_k: ``inp.max_k[layer]``, else over the embedded
+    photos at the image's size; with ``max_k_of_filter_count`` every filter takes channel k's (k = the number of
+    filters, 1-based) as the released code's ``innerWeight(k)`` does."""
+    if inp.max_k is not None and layer in inp.max_k:
+        max_k = np.asarray(inp.max_k[layer], np.float32)
+    else:
+        max_k = max_responses(inp.extractors, inp.net, [layer], data.sample_image_names())[layer]
+    k = len(channels)
+    idx = [k - 1] * k if inp.max_k_of_filter_count else list(channels)
+    return NEURON_SCALE / rf ** 2 / k / max_k[idx]
 
 
 def _unit_names(net: str, layer: str, units: Sequence[int] | None) -> list[tuple[int, str]]:
@@ -196,17 +247,35 @@ def _maximization(inp: Inputs) -> DataTerm:
                              f"{what} (0…{channels - 1}); pass units in that range")
         w = np.zeros((len(units),) + shape, np.float32)
         centre = tuple(s // 2 for s in shape[:-1])
-        for j, (u, _) in enumerate(units):
-            w[(j, *centre, u)] = 1.0
         rf, _ = nets.receptive_field(inp.extractors.model, layer)
-        w *= NEURON_SCALE / rf ** 2 / FILTERS_PER_IMAGE / _max_response(inp.extractors, inp.net, layer,
-                                                                       inp.image_rgb.shape[0])
+        for j, (u, _) in enumerate(units):        # one filter per image (FILTERS_PER_IMAGE)
+            w[(j, *centre, u)] = _neuron_scales(inp, layer, [u], rf)[0]
         first = len(labels)
         problems = None if len(units) == n else list(range(first, first + len(units)))
         parts.append(O.inner_product(inp.extractors(layer), layer, w, problems=problems))
         labels += [f"{layer}:{name}" for _, name in units]
         layer_of += [layer] * len(units)
     return sum(parts, 0), labels, layer_of
+
+
+def _mosaic(inp: Inputs) -> DataTerm:
+    """−⟨w, Φ(x)⟩ with w one neuron per filter on M&V's lattice (§5, exp_maximization.m), one image per layer;
+    filters: ``inp.units`` or channels 0 … 24. The layer's map must be the lattice's (the net built at
+    :func:`tfrestore.nets.lattice.find_image_size`'s size: :func:`mosaic_setup`)."""
+    parts, labels = [], []
+    for j, layer in enumerate(inp.layers):
+        shape = tuple(inp.extractors(layer).output[layer].shape[1:])
+        channels = list(inp.units) if inp.units else list(range(min(MOSAIC_FILTERS, shape[-1])))
+        if len(shape) != 3 or not all(0 <= c < shape[-1] for c in channels):
+            raise ValueError(f"a mosaic needs a convolutional layer and channels in 0…{shape[-1] - 1}; "
+                             f"{inp.net} {layer} has a map of shape {shape}")
+        rf, stride = nets.receptive_field(inp.extractors.model, layer)
+        spacing = lattice.lattice_spacing(rf, stride, len(channels))
+        w = lattice.lattice_weights(shape, channels, _neuron_scales(inp, layer, channels, rf), spacing)
+        parts.append(O.inner_product(inp.extractors(layer), layer, w,
+                                     problems=None if len(inp.layers) == 1 else [j]))
+        labels.append(f"{layer}: channels {channels[0]}…{channels[-1]} on a {spacing}-wide lattice")
+    return sum(parts, 0), labels, list(inp.layers)
 
 
 def _caricature(inp: Inputs) -> DataTerm:
@@ -246,10 +315,14 @@ EXPERIMENT_SETTINGS = {
                         restarts=RESTARTS, plain_stage=True),
     "maximization": Setting("activation maximisation: fc8 categories (the paper's), or channels of any layer",
                             _maximization, layers=MAXIMIZATION_LAYERS, weighted_by_c=False),
+    "mosaic": Setting("the paper's 25-filter mosaic: one neuron of each of channels 0…24 on a 5 × 5 lattice in one "
+                      "image sized to the lattice (find_image_size); one layer per run, max_k from --data",
+                      _mosaic, layers=MOSAIC_LAYERS, weighted_by_c=False),
     "caricature": Setting("caricatures of conv5 / fc8 codes (VGG16: conv5_3 / fc8), initialised from the image",
                           _caricature, layers=CARICATURE_LAYERS, weighted_by_c=False, init_from_image=True),
 }
 EXPERIMENTS = {name: s.description for name, s in EXPERIMENT_SETTINGS.items()}
+MAX_K_EXPERIMENTS = ("maximization", "mosaic")          # the experiments whose weights divide by max_k
 DEFAULT_EXPERIMENT = "inversion"
 
 
@@ -297,13 +370,17 @@ class Choices:
     """What a problem may change from the paper's defaults: ``optimizer`` (``"adam"``: the thesis variant, §9;
     another name replaces AdaGrad-momentum), ``c_values`` (one inversion constant C per problem instead of the
     thesis table), ``units`` (maximisation's category numbers at the classification layer, channel indices
-    elsewhere), ``raw_caricature_target`` (the caricature's target computed from the raw RGB image, exp_enhance.m's
-    quirk) and ``keep_accumulator`` (keep AdaGrad's G at the stage change; see the module docstring)."""
+    elsewhere; the mosaic's filters), ``raw_caricature_target`` (the caricature's target computed from the raw RGB
+    image, exp_enhance.m's quirk), ``keep_accumulator`` (keep AdaGrad's G at the stage change; see the module
+    docstring), ``max_k`` (maximisation: per layer, each channel's max response, :func:`max_k_statistics`; default:
+    over the embedded photos) and ``max_k_of_filter_count`` (the released code's ``innerWeight(k)`` slip)."""
     optimizer: str | None = None
     c_values: Sequence[float] | None = None
     units: Sequence[int] | None = None
     raw_caricature_target: bool = False
     keep_accumulator: bool = not RESET_ACCUMULATOR_AT_STAGE_CHANGE
+    max_k: Mapping[str, np.ndarray] | None = None
+    max_k_of_filter_count: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,7 +414,7 @@ def problem(setting: Setting, *, net: str, image_rgb: np.ndarray, extractors: Ex
                          "maximisation and caricatures run M&V's AdaGrad-momentum (leave --optimizer unset)")
     inputs = Inputs(net, tuple(chosen), extractors, image_space(net, image_rgb[None]), image_rgb,
                     tuple(choices.units) if choices.units else None, choices.raw_caricature_target,
-                    THESIS_DATA_NORMALISATION if thesis else True)
+                    THESIS_DATA_NORMALISATION if thesis else True, choices.max_k, choices.max_k_of_filter_count)
     data_term, labels, layer_of = setting.data_term(inputs)
     n = len(layer_of)
     settings: dict = {}
@@ -408,8 +485,10 @@ class Flags:
                                    source="mv2016.md §4")
     optimizer: str | None = paper.flag(None, "replace AdaGrad-momentum; 'adam': the thesis variant",
                                        source="mv2016.md §2, §9")
-    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "inversion, c_sweep, restarts, maximization or caricature",
-                                 source="mv2016.md §5")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "inversion, c_sweep, restarts, maximization, mosaic or "
+                                 "caricature", source="mv2016.md §5")
+    data: str | None = paper.flag(None, "maximization / mosaic: a folder of images for max_k (each channel's "
+                                  "largest response); default: the embedded photos", source="mv2016.md §5")
 
     def __post_init__(self) -> None:
         if self.experiment not in EXPERIMENT_SETTINGS:
@@ -417,10 +496,45 @@ class Flags:
                              f"{', '.join(EXPERIMENT_SETTINGS)}")
         if self.net not in nets.REGISTRY:
             raise ValueError(f"unknown net '{self.net}'; valid nets: {', '.join(nets.net_names())}")
+        if self.data is not None and self.experiment not in MAX_K_EXPERIMENTS:
+            raise ValueError(f"--data is the image folder of max_k, which only --experiment="
+                             f"{' or '.join(MAX_K_EXPERIMENTS)} uses; leave it out for {self.experiment}")
+        if self.data is not None and not Path(self.data).expanduser().is_dir():
+            raise FileNotFoundError(f"--data folder '{self.data}' does not exist or is not a folder; give a folder "
+                                    "of images for max_k, or leave --data out to use the embedded photos")
 
 
 def default_out(flags: Flags) -> str:
     return f"runs/mv2016_{flags.net}_{flags.experiment}"
+
+
+def mosaic_setup(s: common.Setup, layers: Sequence[str],
+                 filters: int = MOSAIC_FILTERS) -> tuple[common.Setup, int]:
+    """The run's setup for a mosaic of ``filters`` filters at one layer: the network up to the layer at the input
+    size whose map there is the lattice (:func:`tfrestore.nets.lattice.find_image_size`, weights copied), and that
+    size."""
+    if len(layers) != 1:
+        raise ValueError(f"the mosaic runs one layer at a time (its lattice sets the image size), got {len(layers)}: "
+                         f"{', '.join(layers)}; pass one --layers value per run")
+    layer = layers[0]
+    rf, stride = nets.receptive_field(s.model, layer)
+    k = min(filters, int(s.extractors(layer).output[layer].shape[-1]))
+    side, _ = lattice.lattice(k, lattice.lattice_spacing(rf, stride, k))
+    size = lattice.find_image_size(s.model, layer, side)
+    trunk = lattice.conv_trunk(s.model, layer, size)
+    return dataclasses.replace(s, model=trunk, extractors=Extractors(trunk)), size
+
+
+def _max_k(flags: Flags, s: common.Setup) -> tuple[dict[str, np.ndarray] | None, str | None]:
+    """max_k for the maximisation experiments (over ``--data`` or the embedded photos, at the network's input
+    size, said on the output); (None, None) for the others."""
+    if flags.experiment not in MAX_K_EXPERIMENTS:
+        return None, None
+    setting = EXPERIMENT_SETTINGS[flags.experiment]
+    layers = common.resolve_layers(flags.net, flags.layers) if flags.layers else default_layers(setting, flags.net)
+    max_k, source = max_k_statistics(s.extractors, flags.net, layers, flags.data)
+    print(f"max_k: each channel's largest response over {source}", flush=True)
+    return max_k, source
 
 
 def run(flags: Flags, ctx: paper.RunContext) -> dict:
@@ -430,16 +544,26 @@ def run(flags: Flags, ctx: paper.RunContext) -> dict:
     net, experiment = flags.net, flags.experiment
     s = common.setup(paper="mv2016", net=net, experiment=experiment, weights=flags.weights, out=ctx.out,
                      logdir=ctx.logdir, seed=ctx.seed)
-    img = common.load(net, flags.image)
+    max_k, source = _max_k(flags, s)
+    size = None
+    if experiment == "mosaic":
+        layers = common.resolve_layers(net, flags.layers) if flags.layers else \
+            default_layers(EXPERIMENT_SETTINGS[experiment], net)
+        s, size = mosaic_setup(s, layers)
+        print(f"mosaic: {net} {layers[0]} at {size}×{size} pixels (its map is the lattice)", flush=True)
+    img = common.load(net, flags.image, size)
     p = problem(EXPERIMENT_SETTINGS[experiment], net=net, image_rgb=img, extractors=s.extractors,
                 layers=flags.layers, seed=ctx.seed, steps=flags.steps,
-                choices=Choices(optimizer=flags.optimizer))
+                choices=Choices(optimizer=flags.optimizer, max_k=max_k))
     variant = "thesis (§9)" if flags.optimizer == THESIS_OPTIMIZER else "authors (nnpreimage)"
     config = {"paper": "mv2016", "experiment": experiment, "image": flags.image, "B": B, "B_plus": B_PLUS, "V": V,
               "alpha": ALPHA, "beta": BETA, "variant": variant, "optimizer": p.optimizer.config()}
+    if max_k is not None:
+        config.update(max_k_source=source, max_k={k: v.tolist() for k, v in max_k.items()},
+                      image_size=img.shape[0])
     jitter = {k: p.settings[k] for k in ("jitter_T", "jitter_t") if k in p.settings}
     print(f"{variant}: jitter {jitter}, {p.schedule}", flush=True)
     how = common.Reporting(image_rgb=img, config=config, title=f"M&V 2016 {experiment} — {net}",
                            log_every=LOG_EVERY, resume=ctx.resume, progress=ctx.progress,
-                           has_target=experiment != "maximization")
+                           has_target=experiment not in MAX_K_EXPERIMENTS)
     return common.finish(common.solve(p, s, how), s)

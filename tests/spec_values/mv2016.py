@@ -4,6 +4,7 @@ from spec_values import Row
 P = "mv2016"
 RUNS = "test_mv_runs.py"
 UNITS = "test_mv_units.py"
+ACTMAX = "test_mv2016_actmax.py"
 B = 80.0
 F = B ** 2 / 6                                           # §9.3: the thesis' lr scale B²/α
 ALEX = ("conv1", "relu1", "norm1", "pool1", "conv2", "relu2", "norm2", "pool2", "conv3", "relu3", "conv4", "relu4",
@@ -123,6 +124,25 @@ ROWS = [
     Row(P, "maximization", "default layer fc8 (AlexNet, VGG16)", ["fc8"], "mv2016.md §5",
         "mv2016.default_layers(mv2016.EXPERIMENT_SETTINGS['maximization'], 'vgg16')",
         f"{UNITS}::test_maximisation_units_are_categories_at_fc8_and_channels_elsewhere"),
+    Row(P, "mosaic", "25-filter mosaics: one neuron of each of 25 filters in one image", 25, "mv2016.md §5",
+        "mv2016.MOSAIC_FILTERS", f"{ACTMAX}::test_mv2016_mosaic_raises_every_lattice_neuron_above_its_start_and_a_same_norm_noise"),
+    Row(P, "mosaic", "data term −⟨w, Φ(x)⟩ with weight 1, 300 jittered iterations only", (False, False), "mv2016.md §5",
+        "(mv2016.EXPERIMENT_SETTINGS['mosaic'].weighted_by_c, mv2016.EXPERIMENT_SETTINGS['mosaic'].plain_stage)"),
+    Row(P, "mosaic", "lattice spacing round(1.1·rf/stride), made odd: AlexNet conv1 (11/4), conv2 (51/8), conv5 "
+        "(163/16), pool5 (195/32)", [3, 7, 11, 7], "mv2016.md §5",
+        f"(lambda m: [tfrestore.nets.lattice.lattice_spacing(*tfrestore.nets.receptive_field(m, l)) for l in "
+        f"('conv1', 'conv2', 'conv5', 'pool5')])({SLIM.format('alexnet')})",
+        f"{ACTMAX}::test_lattice_spacing_and_positions_follow_the_rule_worked_out_by_hand"),
+    Row(P, "mosaic", "image size whose map holds the lattice, AlexNet conv1 25-mosaic (5 cells of 5): the spec's "
+        "smallest (25 − 1)·4 + 11, and the released loop's largest (+ stride − 1), which the run uses", (107, 110),
+        "mv2016.md §5 (exp_maximization.m find_image_size)",
+        f"(lambda m: (tfrestore.nets.lattice.find_image_size(m, 'conv1', 25, smallest=True), "
+        f"tfrestore.nets.lattice.find_image_size(m, 'conv1', 25)))({SLIM.format('alexnet')})",
+        f"{ACTMAX}::test_find_image_size_against_the_builders_at_each_size"),
+    Row(P, "maximization", "w divided by max_k, the channel's largest response over images (--data) and positions: "
+        "single units and mosaics", ("maximization", "mosaic"), "mv2016.md §5 (get_neuron_stats.m)",
+        "mv2016.MAX_K_EXPERIMENTS",
+        f"{ACTMAX}::test_max_k_over_a_folder_is_the_numpy_max_of_the_feature_maps"),
     Row(P, "caricature", "data term −⟨w, Φ(x)⟩ with weight 1 (not C)", False, "mv2016.md §1.5, §5",
         "mv2016.EXPERIMENT_SETTINGS['caricature'].weighted_by_c",
         f"{RUNS}::test_mv2016_caricature_raises_the_codes_inner_product_above_the_regularisers_alone"),
