@@ -289,7 +289,7 @@ def load_greys(exp: Shallow, flags) -> tuple[list[str], list[np.ndarray], str]:
     first 100 images as they are, else the embedded photos, shrunk to at most EMBEDDED_MAX_SIDE pixels (isotropic)
     so that the default run costs what an ILSVRC image does; the λ figure: ``--image``."""
     if not exp.table:
-        return [flags.image], [grey(data.load_image(flags.image))], f"--image={flags.image} at its own size"
+        return [Path(flags.image).stem], [grey(data.load_image(flags.image))], f"--image={flags.image} at its own size"
     names, why = table_images(flags.data)
     rgbs = [data.load_image(n) for n in names]
     if flags.data is None:
@@ -317,12 +317,17 @@ def _label(r: Row, names: Sequence[str], exp: Shallow) -> str:
     return f"{names[r.image]} {r.net}" + (f" λ{r.lambda_tv:g}" if len(exp.lambda_tv) > 1 else "")
 
 
+def _shown(x: np.ndarray) -> np.ndarray:
+    """A grey reconstruction [H, W, 1] for display: stretched; a diverged one (not finite) shows as black."""
+    return report.stretch(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0) + shallow.GREY_OFFSET)
+
+
 def _panels(exp: Shallow, names, greys, rows, recon, scores) -> list:
     """The figure: per image its grey original, then each reconstruction (joint min–max stretch, ``vl_imsc``)."""
     panels = []
     for i, g in enumerate(greys):
         panels.append(((g + shallow.GREY_OFFSET) / 255.0, f"{names[i]} (grey original)"))
-        panels += [(report.stretch(recon[k] + shallow.GREY_OFFSET),
+        panels += [(_shown(recon[k]),
                     f"{NET_NAMES[r.net].split(' (')[0]}" + (f" λTV {r.lambda_tv:g}" if len(exp.lambda_tv) > 1 else "")
                     + f"\nrel.err {scores[k]['rel_sq_feature_error']:.3g}")
                    for k, r in enumerate(rows) if r.image == i]
@@ -374,7 +379,7 @@ def run(flags, ctx: paper.RunContext) -> dict:
                           metrics=metrics_, table=text, figure_panels=_panels(exp, names, greys, rows, recon, scores),
                           figure_columns=1 + len(exp.nets) * len(exp.lambda_tv),
                           pngs={f"rec_{k:02d}_{report.safe_name(s['label'])}":
-                                report.stretch(recon[k] + shallow.GREY_OFFSET) for k, s in enumerate(scores)},
+                                _shown(recon[k]) for k, s in enumerate(scores)},
                           arrays={f"rec_{k:02d}_{report.safe_name(s['label'])}": recon[k][..., 0] + shallow.GREY_OFFSET
                                   for k, s in enumerate(scores)},
                           plots={"lambda_trend.png": _lambda_plot(scores)} if len(exp.lambda_tv) > 1 else {})
