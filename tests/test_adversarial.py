@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from digits_store import in_store, trained_home
 from tfrestore.restore import adversarial as A
-from tfrestore import data
+from tfrestore import data as data_lib
 from tfrestore.models import classifier
 from tfrestore.priors import PatchPrior, PriorConfig, unrolled_descent
 from tfrestore.priors import whitening as W
@@ -215,7 +215,7 @@ def test_deepfool_flips_the_trained_digits_classifier_and_files_carry_both_label
     assert summary["val_accuracy"] > 0.9
     clf = A.Classifier(model)
     assert clf.layer == "fc4"
-    x, y, _ = data.digit_images(None, "val")
+    x, y, _ = data_lib.digit_images(None, "val")
     x = x[:8]
     src = clf.labels(x)
     adv, ok = A.attack(clf, x, src, "deepfool")

@@ -235,7 +235,7 @@ def test_schedule_scaled_runs_exactly_the_steps_asked_and_names_dropped_stages(s
     lrs = [4e-3, 4e-4, 4e-5]
     s = optim.Schedule([optim.Stage(100, lrs[0]), optim.Stage(200, lrs[1]), optim.Stage(100, lrs[2])])
     scaled = s.scaled(steps)
-    printed = capsys.readouterr().out
+    printed = "".join(capsys.readouterr())
     assert scaled.total == steps
     assert [(st.steps, st.lr) for st in scaled.stages] == [(c, lr) for c, lr in zip(counts, lrs) if c]
     assert all(abs(c - share) < 1 for c, share in zip(counts, np.array([100, 200, 100]) * steps / 400))

@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from digits_store import copy_classifier
-from tfrestore import data
+from tfrestore import data as data_lib
 from tfrestore.models import inverters as I
 from tfrestore.core import files, store
 from tfrestore import nets
@@ -60,7 +60,7 @@ def _digits_setup(seed=0):
     specs = [I.ModuleSpec("M2", "pool1", "conv1", hidden=8, kernel1=3, stride1=2, padding1="same", kernel2=3),
              I.ModuleSpec("M1", "conv1", "image", hidden=8, kernel1=3, stride1=1, padding1="same", kernel2=3)]
     taps = I.Taps(model, specs)
-    x, _, _ = data.digit_images(None, "train")
+    x, _, _ = data_lib.digit_images(None, "train")
     return taps, specs, x[:256]
 
 
@@ -204,8 +204,8 @@ def test_layer_inversion_tiny_run_on_digits_beats_the_mean_image_and_the_untrain
     assert [tuple(b) for b in merged["breakpoints"]] == [(0, 3e-6), (66, 1e-6), (133, 3e-7)]
     # every trained chain reconstructs the held-out digits better than the mean training digit and than itself
     # untrained (baselines a broken training would not beat)
-    train_x, _, _ = data.digit_images(None, "train")
-    val_x, _, _ = data.digit_images(None, "val")
+    train_x, _, _ = data_lib.digit_images(None, "train")
+    val_x, _, _ = data_lib.digit_images(None, "val")
     mean_mse = float(np.mean((val_x[:2] - train_x.mean(0)) ** 2))
     for method in ("stacked", "merged", "end_to_end"):
         assert scores[method]["mse"] < 0.6 * mean_mse < scores["untrained (baseline)"]["mse"], (method, scores)

@@ -208,12 +208,12 @@ def test_another_data_folder_trains_its_own_artifact_and_leaves_the_first_untouc
     two = _image_folder(tmp_path / "two", 1, 60)                     # smaller than alexnet's 227: enlarged
     kw = dict(steps=3, patches=2000, progress=False)
     first, s1 = catalogue.train("full512", "alexnet", data=one, **kw)
-    said = capsys.readouterr().out
+    said = "".join(capsys.readouterr())
     assert "warning" not in said
     k1 = catalogue.key("full512", "alexnet", data=one, steps=3, patches=2000)
     before = json.loads((k1.path / "manifest.json").read_text())
     second, s2 = catalogue.train("full512", "alexnet", data=two, **kw)
-    said = capsys.readouterr().out
+    said = "".join(capsys.readouterr())
     assert f"warning: --data {two}: 5 of 5 images are smaller than 227×227; they are enlarged to 227×227" in said
     assert s1["path"] != s2["path"] and not s2["reused"]
     assert json.loads((k1.path / "manifest.json").read_text()) == before
@@ -221,7 +221,7 @@ def test_another_data_folder_trains_its_own_artifact_and_leaves_the_first_untouc
     assert not np.array_equal(first.w.numpy(), second.w.numpy())
     # the same folder again: reused, said in one line naming it; touching a file makes it other data
     _, again = catalogue.train("full512", "alexnet", data=one, **kw)
-    assert again["reused"] and said.count("\n") >= 1 and s1["path"] in capsys.readouterr().out
+    assert again["reused"] and said.count("\n") >= 1 and s1["path"] in "".join(capsys.readouterr())
     os.utime(Path(one) / "0.png", ns=(1, 1))
     assert catalogue.key("full512", "alexnet", data=one, steps=3, patches=2000).digest != k1.digest
 

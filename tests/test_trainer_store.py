@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrestore import data
+from tfrestore import data as data_lib
 from tfrestore.models import classifier
 from tfrestore import nets
 from tfrestore.core import store
@@ -77,7 +77,7 @@ def test_a_damaged_stored_classifier_is_one_error_naming_the_file_and_the_comman
     np.testing.assert_array_equal(nets.build("digits").get_weights()[0], model.get_weights()[0])
     capsys.readouterr()
     classifier.train(steps=20, progress=False)                              # stored: reused, said in one line
-    assert f"using the stored digits classifier {art.path}" in capsys.readouterr().out
+    assert f"using the stored digits classifier {art.path}" in "".join(capsys.readouterr())
     f.write_bytes(f.read_bytes()[:-10])
     with pytest.raises(store.ArtifactError) as e:
         classifier.train(steps=20, progress=False)
@@ -95,7 +95,7 @@ def test_a_damaged_stored_inverter_is_one_error_naming_the_file_and_the_command(
     model = nets.build("digits", weights="random", seed=0)
     specs = [I.ModuleSpec("M1", "conv1", "image", hidden=8, kernel1=3, stride1=1, padding1="same", kernel2=3)]
     taps = I.Taps(model, specs)
-    x, _, _ = data.digit_images(None, "train")
+    x, _, _ = data_lib.digit_images(None, "train")
     cfg = training.TrainingConfig(steps=3, batch=8, learning_rate=1e-3, val_every=3)
     key = I.stack_key("digits", "solo", specs, cfg, classifier=I.classifier_identity(model), data="embedded", seed=0)
     cmd = "python main.py --paper=layer_inversion --net=digits --steps=3"
@@ -109,7 +109,7 @@ def test_a_damaged_stored_inverter_is_one_error_naming_the_file_and_the_command(
     assert summary["steps"] == 3 and art.file("M1.weights.h5").exists()
     capsys.readouterr()
     reused, (_, again) = train()
-    assert again is None and f"using the stored solo inverter {art.path}" in capsys.readouterr().out
+    assert again is None and f"using the stored solo inverter {art.path}" in "".join(capsys.readouterr())
     for a, b in zip(trained["M1"].get_weights(), reused["M1"].get_weights()):
         np.testing.assert_array_equal(a, b)
     f = art.file("M1.weights.h5")
@@ -130,9 +130,9 @@ def test_ae_prior_denoise_reuses_the_autoencoder_train_stored_with_the_same_step
     from reproductions import ae_prior, paper
     flags = ae_prior.Flags(task="denoise", steps=30, sigma=0.5)
     ae_prior._ae(flags, paper.RunContext.create("unused", out=tmp_path), "Q4", flags.steps)
-    assert "training the autoencoder prior of Q4" in capsys.readouterr().out
+    assert "training the autoencoder prior of Q4" in "".join(capsys.readouterr())
     m = ae_prior.run(flags, paper.RunContext.create(ae_prior.default_out(flags), out=tmp_path / "denoise"))
-    out = capsys.readouterr().out
+    out = "".join(capsys.readouterr())
     q4 = store.load(ae_prior.autoencoder.key(question="Q4", steps=30))
     assert "training the autoencoder" not in out and f"using the stored autoencoder of Q4 {q4.path}" in out
     assert "trained for 30 steps — the one `--task=train --steps=30` stored" in out

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import signal
 import sys
 import threading
@@ -40,6 +41,10 @@ from typing import Protocol, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from . import log
+
+LOG = log.logger(__name__)
 
 
 def every(interval: int, total: int) -> list[int]:
@@ -249,7 +254,7 @@ class _SignalFlag:
             raise KeyboardInterrupt(signal.Signals(signum).name)
         self.raised, self.name = True, signal.Signals(signum).name
         who = f"{self._who}: " if self._who else ""
-        print(f"{who}{self.name}: stopping at the next log point with a checkpoint", file=sys.stderr, flush=True)
+        log.say(LOG, f"{who}{self.name}: stopping at the next log point with a checkpoint", logging.WARNING)
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
@@ -279,7 +284,7 @@ class Checkpoint(Callback):
     restores = True
 
     def __init__(self, directory: str | Path, *, every: int = 100, every_seconds: float = 180.0,
-                 resume: bool = False, max_share: float = 0.02, say=print):
+                 resume: bool = False, max_share: float = 0.02, say=log.status):
         self.directory, self.every, self.every_seconds = Path(directory), int(every), float(every_seconds)
         self.resume, self.max_share, self.say = resume, float(max_share), say
         self._manager, self._last_step, self._last_time, self._t0 = None, 0, 0.0, 0.0
@@ -382,7 +387,7 @@ class TensorBoard(Callback):
     (TensorBoard shows it as a run of its own) instead of interleaving two curves."""
 
     def __init__(self, logdir: str | Path, *, images_every: int = 4, labels: Sequence[str] | None = None,
-                 applies: dict[str, np.ndarray] | None = None, say=print):
+                 applies: dict[str, np.ndarray] | None = None, say=log.status):
         self.logdir, self.images_every = Path(logdir), int(images_every)
         self.labels, self.applies, self.say = list(labels or []), dict(applies or {}), say
         self._writer, self._count = None, 0

@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from . import log
+
 MANIFEST = "manifest.json"
 _VERIFIED = ".verified.json"          # (size, mtime) of files whose hash matched: no re-hash while unchanged
 FORMAT = "tfrestore-artifact-1"
@@ -179,7 +181,7 @@ def load(key: Key) -> Artifact | None:
 
 
 @contextlib.contextmanager
-def lock(key: Key, say: Callable[[str], None] = print) -> Iterator[None]:
+def lock(key: Key, say: Callable[[str], None] = log.status) -> Iterator[None]:
     """Exclusive across processes: a second process building the same artifact waits here until the first is
     done, then finds the artifact in place instead of building it again."""
     lock_path = key.path.with_name(key.digest + ".lock")
@@ -211,7 +213,7 @@ def lock(key: Key, say: Callable[[str], None] = print) -> Iterator[None]:
 
 
 def build(key: Key, make: Callable[[Path, Path], dict | None], *, command: str = "", overwrite: bool = False,
-          say: Callable[[str], None] = print) -> Artifact:
+          say: Callable[[str], None] = log.status) -> Artifact:
     """The artifact, built first if it is not there (or ``overwrite``).
 
     ``make(work, out)`` writes the artifact's files into ``out`` and may keep resumable state (checkpoints,

@@ -30,9 +30,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore import data
-from tfrestore.core import files, store
+from tfrestore.core import files, log, store
 from tfrestore.train import training
 from tfrestore.optimize.objectives import Context, Term
+
+LOG = log.logger(__name__)
 
 COVERAGE_MODES = ("var_kurt", "moments", "kl_vector", "kl_batch_sum", "none")
 UNIFORM_MEAN, UNIFORM_VAR, UNIFORM_KURTOSIS = 0.5, 1.0 / 12.0, 9.0 / 5.0
@@ -273,8 +275,8 @@ def _fit(model: keras.Model, work: Path, *, question: str, latent: int, steps: i
                                describe={"question": question, "latent": latent, "coverage": q.coverage,
                                          "reconstruction_weight": q.reconstruction_weight, "data": desc})
     if progress:
-        print(f"training the autoencoder prior of {question} ({latent}-d latent, coverage {q.coverage}, "
-              f"{cfg.steps} steps of {cfg.batch} at lr {cfg.learning_rate:g}) on {desc}", flush=True)
+        log.say(LOG, f"training the autoencoder prior of {question} ({latent}-d latent, coverage {q.coverage}, "
+                     f"{cfg.steps} steps of {cfg.batch} at lr {cfg.learning_rate:g}) on {desc}")
     initial_val = trainer.evaluate({"x": xv})
     summary = trainer.run(work, logdir=work / "tb", resume=True, progress=progress)
     summary.update({"data": desc, "question": question, "latent": latent, "coverage": q.coverage,

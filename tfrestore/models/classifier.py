@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import shutil
 import sys
 from pathlib import Path
@@ -22,9 +23,11 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore import data, nets
-from tfrestore.core import files, store
+from tfrestore.core import files, log, store
 from tfrestore.train import training
 from tfrestore.nets import weights
+
+LOG = log.logger(__name__)
 
 TRAINING = training.TrainingConfig(steps=1500, batch=64, learning_rate=1e-3, val_every=100, checkpoint_every=500)
 WEIGHTS_FILE = "digits.weights.h5"
@@ -68,7 +71,7 @@ def _fit(work: Path, *, cfg: training.TrainingConfig, source, seed: int, progres
         return {"loss": ce, "accuracy": acc}
 
     if progress:
-        print(f"training the digits classifier ({cfg.steps} steps) on {desc}", flush=True)
+        log.say(LOG, f"training the digits classifier ({cfg.steps} steps) on {desc}")
     trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, val={"x": xv, "y": yv}, strategy=strategy,
                                name="classifier", describe={"net": "digits", "data": desc})
     summary = trainer.run(work, logdir=work / "tb", resume=True, progress=progress)
@@ -117,11 +120,11 @@ def _install(art: store.Artifact) -> None:
             while dst.with_name(f"digits.own-{k}.weights.h5").exists():
                 k += 1
             dst.rename(dst.with_name(f"digits.own-{k}.weights.h5"))
-            print(f"{dst} was not one of the store's classifiers: kept as {dst.with_name(f'digits.own-{k}.weights.h5')}",
-                  flush=True)
+            log.say(LOG, f"{dst} was not one of the store's classifiers: kept as "
+                         f"{dst.with_name(f'digits.own-{k}.weights.h5')}", logging.WARNING)
     dst.parent.mkdir(parents=True, exist_ok=True)
     files.atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-    print(f"digits classifier installed: {dst} = {art.key}", flush=True)
+    log.say(LOG, f"digits classifier installed: {dst} = {art.key}")
 
 
 def installed() -> store.Artifact | None:
@@ -142,16 +145,16 @@ def get(*, steps: int | None = None, source=None, seed: int = 0, progress: bool 
     of these settings from the store (trained first when missing), installed."""
     path = weights.weight_path("digits")
     if not path.exists():
-        print(f"no digits classifier installed at {path}: using the store's ({command(steps=steps, source=source, seed=seed)})",
-              flush=True)
+        log.say(LOG, f"no digits classifier installed at {path}: using the store's "
+                     f"({command(steps=steps, source=source, seed=seed)})")
         return train(steps=steps, source=source, seed=seed, progress=progress)
     art = installed()
     model = nets.build("digits", weights=path)
     if art is None:
-        print(f"digits classifier: {path} (not trained by tfrestore's store)", flush=True)
+        log.say(LOG, f"digits classifier: {path} (not trained by tfrestore's store)")
         return model, {}
     meta = art.meta
-    print(f"digits classifier: {path} = {art.key}, {meta.get('steps')} steps on {meta.get('data')}", flush=True)
+    log.say(LOG, f"digits classifier: {path} = {art.key}, {meta.get('steps')} steps on {meta.get('data')}")
     return model, dict(meta)
 
 

@@ -17,6 +17,10 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfrestore.core import log
+
+LOG = log.logger(__name__)
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -66,8 +70,8 @@ class Schedule:
         counts = np.diff(bounds)
         for i, (s, c) in enumerate(zip(self.stages, counts)):
             if c == 0:
-                print(f"schedule scaled to {steps} steps: stage {i + 1} of {len(self.stages)} ({s.steps} steps at lr "
-                      f"{s.lr:g}{'' if s.jitter else ', no jitter'}) rounds to 0 steps and is dropped", flush=True)
+                log.say(LOG, f"schedule scaled to {steps} steps: stage {i + 1} of {len(self.stages)} ({s.steps} steps "
+                             f"at lr {s.lr:g}{'' if s.jitter else ', no jitter'}) rounds to 0 steps and is dropped")
         return Schedule([dataclasses.replace(s, steps=int(c)) for s, c in zip(self.stages, counts) if c > 0])
 
     def rates(self) -> np.ndarray:

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrestore import data, nets
-from tfrestore.core import files
+from tfrestore.core import files, log
 from .model import PriorConfig
 from .whitening import Normalisation, Whitening, fit_normalisation, fit_whitening, second_moment
 
@@ -34,7 +34,7 @@ def sources(folder: str | None = None) -> list[str]:
     return [str(p) for p in data.image_folder(folder)] if folder else data.sample_image_names()
 
 
-def checked_images(paths: Sequence[str], size: int, *, folder: str, say=print) -> list[str]:
+def checked_images(paths: Sequence[str], size: int, *, folder: str, say=log.status) -> list[str]:
     """The readable images of ``paths`` (files of an image folder), reading only each file's header; one line
     for the unreadable ones (skipped) and one for those smaller than ``size`` × ``size`` (extraction resizes every
     image to that, so these are enlarged and their patches partly interpolation). None readable: ValueError."""

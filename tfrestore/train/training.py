@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfrestore.core import files, store
+from tfrestore.core import files, log, store
 from tfrestore.optimize import optim
 from tfrestore.core.loop import Checkpoint, Loop, Measurement, Progress, TensorBoard, every
 
@@ -283,7 +283,7 @@ class Trainer:
         (SIGINT / SIGTERM, or the first log point at or after ``stop_after``); ``resume`` continues from the latest
         one. Returns a summary with the last train and validation losses and the rate; ``history`` holds every log
         point's record over all invocations."""
-        say = print if progress else (lambda _line: None)
+        say=log.status if progress else (lambda _line: None)
         callbacks: list = [Progress()] if progress else []
         if logdir is not None and self.strategy.extended.should_save_summary:    # one worker's curves, not all
             callbacks.append(TensorBoard(logdir, images_every=1, say=say))
@@ -312,7 +312,7 @@ def data_tag(source: str | Path | None) -> str:
 
 
 def stored(key: store.Key, make: Callable[[Path, Path], dict], *, command: str, overwrite: bool = False,
-           what: str = "", say: Callable[[str], None] = print) -> tuple[store.Artifact, bool]:
+           what: str = "", say: Callable[[str], None] = log.status) -> tuple[store.Artifact, bool]:
     """``(artifact, built)``: the trained artifact of ``key``, trained first by ``make(work, out)`` when it is not
     stored (or ``overwrite``). ``make`` keeps its checkpoints in ``work`` (the key's ``.work`` folder, so an
     interrupted training resumes there) and writes the files into ``out``; the store commits them with the
