@@ -22,6 +22,21 @@ from tfrestore.optimize.inversion import Extractors
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def shared_builds():
+    """run() builds the full random AlexNet and so does the reference: one build (the same seeded weights)."""
+    built, original = {}, nets.build
+
+    def build(name, weights="auto", image_size=None, seed=0, quiet=False, **kwargs):
+        key = (name, str(weights), image_size, seed, tuple(sorted(kwargs.items())))
+        if key not in built:
+            built[key] = original(name, weights=weights, image_size=image_size, seed=seed, quiet=quiet, **kwargs)
+        return built[key]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(nets, "build", build)
+        yield
+
+
 @functools.lru_cache(maxsize=None)
 def slim(net, size=None):
     """The registered builder at ``size`` with 1/64 of the channels: the same geometry, built in a fraction of a
@@ -119,7 +134,7 @@ def test_mv2016_mosaic_raises_every_lattice_neuron_above_its_start_and_a_same_no
     size = lattice.find_image_size(slim("alexnet"), "conv1", 25)       # conv1: 5 × 5 cells of 5 positions
     recon = np.load(tmp_path / "run" / "reconstructions.npy") - nets.mean_rgb("alexnet")
     assert recon.shape == (1, size, size, 3) == (1, 110, 110, 3)
-    full = nets.build("alexnet", weights="random", seed=0, quiet=True)             # the weights run() used
+    full = nets.build("alexnet", weights="random", seed=0)                         # the weights run() used
     at_size = nets.build("alexnet", weights="random", seed=0, quiet=True, image_size=size)
     conv1 = lambda x: nets.feature_extractor(at_size, "conv1")(nets.to_input("alexnet", x))["conv1"].numpy()
     rows, cols = np.divmod(np.arange(25), 5)
