@@ -22,7 +22,12 @@ Experiments:
   channel covariance and its pseudo-inverse (rank stated), beside the thesis diary's sdev ranges.
 
 ``--steps`` rescales a run: every phase, the jitter-on length and the result steps by the same factor (at least
-one step per phase). Priors come from the artifact store (``$TFRESTORE_HOME/prior/<net>/<name>/<digest>/``, keyed by
+one step per phase). ``--optimizer=lbfgs`` runs every phase of the three inversions with L-BFGS instead of the
+thesis engine's Adam (its other optimiser, mv2016.md §9.2: SciPy's L-BFGS-B with maxiter = the iterations, no
+jitter): a step is one L-BFGS iteration, memory 10 pairs and gradient tolerance 1e-5 (SciPy's defaults, which the
+thesis left unchanged), no gradient clipping; tfrestore restarts it every ``LBFGS_RESTART`` iterations (its log
+points and checkpoints), which drops the curvature memory there. The M&V 2016 comparison of ``image_rec`` keeps
+M&V's own optimiser. Priors come from the artifact store (``$TFRESTORE_HOME/prior/<net>/<name>/<digest>/``, keyed by
 data, steps and seed) and are trained there first when missing (``--data`` for your own images; ``--prior_steps``
 picks or trains a prior of that length; without it any stored length is used, named in one line). ``train``
 reuses a stored prior of its settings unless ``--overwrite``. A dropout prior with test-time
@@ -61,6 +66,12 @@ NETS = ("alexnet", "vgg16")
 GRAD_CLIP = 1e4                                    # gradients clipped by value
 INIT_MEAN, INIT_STD, INIT_RANGE = 114.8, 1.1, (100.0, 155.0)     # image init N(114.8, 1.1) clipped, RGB 0–255
 ADAM_EPSILON = 1e-8                                # TF1's AdamOptimizer default (ε inside the bias correction)
+# --optimizer: the thesis engine's Adam, or its L-BFGS-B (mv2016.md §9.2: maxiter = the iterations, no jitter) with
+# SciPy's defaults, which the thesis left as they were: 10 correction pairs (maxcor), gradient tolerance 1e-5 (gtol).
+OPTIMIZERS = ("adam", "lbfgs")
+LBFGS_MEMORY, LBFGS_GTOL = 10, 1e-5
+LBFGS_RESTART = 100                                # tfrestore's: log points / checkpoints, where the memory restarts
+INVERSIONS = ("image_rec", "featmap_inv", "legacy_c2_to_c1")     # the experiments --optimizer applies to
 
 
 # The thesis' data terms as FeatureLoss options: MSELoss (the mean squared error) and NormedMSELoss Σ(t − r)²/Σ(t·r)
@@ -155,6 +166,16 @@ def thesis_init(n: int, size: int, net: str, seed: int) -> np.ndarray:
 def thesis_adam() -> optimizers.Adam:
     """The thesis engine's optimiser: TF1's Adam (ε 1e-8), gradients clipped by value at 1e4."""
     return optimizers.Adam(epsilon=ADAM_EPSILON, epsilon_form="tf1", clip_value=GRAD_CLIP)
+
+
+def inversion_optimizer(name: str | None) -> optimizers.Optimizer:
+    """``--optimizer``: None or "adam" → :func:`thesis_adam`; "lbfgs" → the engine's batched L-BFGS (each problem
+    its own; one step = one iteration; learning rates and jitter are not used) with SciPy's L-BFGS-B defaults."""
+    if name in (None, "adam"):
+        return thesis_adam()
+    if name == "lbfgs":
+        return optimizers.LBFGS(num_correction_pairs=LBFGS_MEMORY, restart_every=LBFGS_RESTART, tolerance=LBFGS_GTOL)
+    raise ValueError(f"unknown --optimizer={name!r} for foe_priors; valid: {', '.join(OPTIMIZERS)}")
 
 
 def scaled_phases(phases: Sequence[int], steps: int | None) -> tuple[int, ...]:
@@ -267,9 +288,10 @@ def _solve_with_result_steps(problem: Problem, s: common.Setup, how: common.Repo
                                   f"{how.title} ({_weights_word(s)})", table_text=text))
 
 
-def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, layers, seed: int,
-                       plan: Plan) -> tuple[Problem, Callable[[np.ndarray], Problem]]:
-    """Phase 1 (pure MSE) and a function of phase 1's canvas that builds phase 2 (MSE + prior)."""
+def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, layers, seed: int, plan: Plan,
+                       optimizer: str | None = None) -> tuple[Problem, Callable[[np.ndarray], Problem]]:
+    """Phase 1 (pure MSE) and a function of phase 1's canvas that builds phase 2 (MSE + prior); each phase with a
+    fresh optimiser (:func:`inversion_optimizer` of ``optimizer``)."""
     n, size = len(layers), image_rgb.shape[0]
     x0 = np.repeat(image_space(net, image_rgb[None]), n, axis=0)
     mse, _ = feature_objective(extractors, net, layers, x0, **DATA_TERMS[IMAGE_REC[net].data_term])
@@ -279,8 +301,10 @@ def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, la
     lr = IMAGE_REC[net].lr
     settings = {"prior_weight": [prior_weight(net, l) for l in layers], "jitter_t": (t - 1).tolist(),
                 "adam_lr": [lr] * n, "phase_steps": [list(plan.phase_steps)] * n,
-                "jitter_steps": [list(plan.jitter_steps)] * n, "result_step": list(plan.result_steps)}
-    phase1 = Problem(objective=mse, param=param.Pixels(thesis_init(n, hc, net, seed)), optimizer=thesis_adam(),
+                "jitter_steps": [list(plan.jitter_steps)] * n, "result_step": list(plan.result_steps),
+                "optimizer": [optimizer or "adam"] * n}
+    phase1 = Problem(objective=mse, param=param.Pixels(thesis_init(n, hc, net, seed)),
+                     optimizer=inversion_optimizer(optimizer),
                      schedule=phase_schedule(lr, plan.phase_steps[0], plan.jitter_steps[0]), labels=list(layers),
                      jitter=jitter, layers=list(layers), x0=x0, settings=settings)
     weights = np.array(settings["prior_weight"], np.float32)
@@ -288,7 +312,7 @@ def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, la
     def phase2(canvas: np.ndarray) -> Problem:
         term = PriorTerm(prior, name="prior", offset=nets.mean_rgb(net))
         return dataclasses.replace(phase1, objective=mse + weights * term, param=param.Pixels(canvas),
-                                   optimizer=thesis_adam(),
+                                   optimizer=inversion_optimizer(optimizer),
                                    schedule=phase_schedule(lr, plan.phase_steps[1], plan.jitter_steps[1]))
     return phase1, phase2
 
@@ -326,16 +350,17 @@ def _image_rec_runs(s: common.Setup, flags: "Flags", ctx: paper.RunContext, plan
                     layers: list[str]) -> dict[str, paper.Result]:
     """The three inversions of every layer, in memory: pure MSE, MSE + the prior from its canvas, M&V 2016."""
     p1, phase2 = image_rec_problems(net=s.net, image_rgb=img, extractors=s.extractors, prior=prior, layers=layers,
-                                    seed=s.seed, plan=plan)
-    config = {"paper": "foe_priors", "experiment": "image_rec", "image": flags.image, "prior": flags.prior_name}
-    how = common.Reporting(image_rgb=img, config=config, title=f"pure MSE — {s.net}",
+                                    seed=s.seed, plan=plan, optimizer=flags.optimizer)
+    config = {"paper": "foe_priors", "experiment": "image_rec", "image": flags.image, "prior": flags.prior_name,
+              "optimizer": flags.optimizer or "adam"}
+    how = common.Reporting(image_rgb=img, config=config, title=f"pure MSE — {s.net}{_by(flags)}",
                            log_every=max(1, min(100, plan.phase_steps[0] // 4)), resume=ctx.resume,
                            progress=ctx.progress)
     runs = {"pure_mse": common.solve(p1, _sub(s, "pure_mse"), how)}
     # phase 2 counts its steps on from phase 1's: a result step g is step g − phase 1 of this run
     runs[flags.prior_name] = _solve_with_result_steps(
         phase2(runs["pure_mse"].arrays["canvas"]), _sub(s, flags.prior_name),
-        dataclasses.replace(how, title=f"MSE + {flags.prior_name} — {s.net}"),
+        dataclasses.replace(how, title=f"MSE + {flags.prior_name} — {s.net}{_by(flags)}"),
         result_steps=[r - plan.phase_steps[0] for r in plan.result_steps])
     mv = mv2016.problem(mv2016.EXPERIMENT_SETTINGS["inversion"], net=s.net, image_rgb=img, extractors=s.extractors,
                         layers=layers, seed=s.seed, steps=sum(plan.phase_steps))
@@ -358,8 +383,10 @@ def image_rec(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
     rows = _scores(net, img, recs, layers, vgg)
     result_step = dict(zip(layers, plan.result_steps))
     text = (_header(s) + "   (VGG score: tfrestore's VGG16, random unless converted)\n"
-            + f"steps: {plan.phase_steps[0]} pure MSE + {plan.phase_steps[1]} with {prior_name}, jitter on for the "
-            f"first {plan.jitter_steps[0]} / {plan.jitter_steps[1]}; {prior_name} result of each layer from step "
+            + f"steps: {plan.phase_steps[0]} pure MSE + {plan.phase_steps[1]} with {prior_name}{_by(flags)}, "
+            + ("no jitter (L-BFGS)" if flags.optimizer == "lbfgs" else
+               f"jitter on for the first {plan.jitter_steps[0]} / {plan.jitter_steps[1]}")
+            + f"; {prior_name} result of each layer from step "
             + ", ".join(f"{l} {r}" for l, r in result_step.items()) + "\n" + report.table(rows, SCORE_COLUMNS))
     text += "\n\nprior energy of the clipped reconstructions (" + prior_name + "):\n" + "\n".join(
         f"  {m:<12} " + "  ".join(f"{l} {e:.4g}" for l, e in zip(layers, es)) for m, es in energies.items())
@@ -374,9 +401,15 @@ def image_rec(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
     report.write(s.out, title=f"FoE prior inversion — {net} ({_weights_word(s)})", table=text,
                  figure_panels=panels, figure_columns=len(layers) + 1,
                  metrics={"net": net, "weights": s.weights, "prior": prior_name, "layers": layers,
+                          "optimizer": flags.optimizer or "adam",
                           "steps": list(plan.phase_steps), "jitter_steps": list(plan.jitter_steps),
                           "result_step": result_step, "scores": rows, "prior_energy": energies})
     return {"scores": rows, "prior_energy": energies, "result_step": result_step}
+
+
+def _by(flags: "Flags") -> str:
+    """" (L-BFGS)" in titles and lines when --optimizer=lbfgs."""
+    return " (L-BFGS)" if flags.optimizer == "lbfgs" else ""
 
 
 def _weights_word(s) -> str:
@@ -403,22 +436,33 @@ def _map_problem(s: common.Setup, *, image_rgb, setting: MapInversion, n: int, s
     return true_map, data, init
 
 
-def _run_phases(s, objective_phases, init, labels, lr, progress, title, name):
-    """Optimise the map through successive phases, each with a fresh Adam state; returns the final map and the
-    last phase's result (its term values at the end)."""
+@dataclasses.dataclass(frozen=True)
+class PhaseEngine:
+    """How a map inversion's phases step: Adam at ``lr`` (the thesis engine) or, with ``optimizer="lbfgs"``,
+    L-BFGS (:func:`inversion_optimizer`; ``lr`` unused)."""
+    lr: float
+    optimizer: str | None = None
+    progress: bool = True
+
+
+def _run_phases(s, objective_phases, init, labels, engine: PhaseEngine, title, name):
+    """Optimise the map through successive phases, each with a fresh optimiser state; returns the final map and
+    the last phase's result (its term values at the end)."""
     x, result = init, None
     for k, (objective, n_steps) in enumerate(objective_phases):
-        run = Optimization(objective, param.Pixels(x), thesis_adam(),
-                           optimizers.Schedule([optimizers.Stage(n_steps, lr)]), labels=labels, seed=s.seed,
-                           log_every=max(1, n_steps // 4), config={"title": title, "phase": k})
-        print(f"{title}: phase {k + 1} of {len(objective_phases)}, {n_steps} steps", flush=True)
-        result = run.run(logdir=s.logdir / name / f"phase{k + 1}", progress=progress)
+        run = Optimization(objective, param.Pixels(x), inversion_optimizer(engine.optimizer),
+                           optimizers.Schedule([optimizers.Stage(n_steps, engine.lr)]), labels=labels, seed=s.seed,
+                           log_every=max(1, n_steps // 4), config={"title": title, "phase": k,
+                                                                   "optimizer": engine.optimizer or "adam"})
+        print(f"{title}: phase {k + 1} of {len(objective_phases)}, {n_steps} steps"
+              + (" of L-BFGS" if engine.optimizer == "lbfgs" else ""), flush=True)
+        result = run.run(logdir=s.logdir / name / f"phase{k + 1}", progress=engine.progress)
         x = run.images()
     return x, result
 
 
 def featmap_inv(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
-    setting, prior_name, progress = FEATMAP_INV, flags.prior_name, ctx.progress
+    setting, prior_name = FEATMAP_INV, flags.prior_name
     if flags.layers:
         match, target = common.resolve_layers(s.net, flags.layers)[:2]
         setting = dataclasses.replace(setting, match=match, target=target)
@@ -431,10 +475,11 @@ def featmap_inv(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
     phases = scaled_phases(setting.phases, flags.steps)
     with_prior = data_term + e.weight * PriorTerm(prior, name=prior_name)
     objectives = [with_prior if k >= setting.prior_from else data_term for k in range(len(phases))]
-    mse_only, _ = _run_phases(s, list(zip(objectives[:setting.prior_from], phases)), init, ["mse"], setting.lr,
-                              progress, "feature-map inversion", "mse_only")
-    final, _ = _run_phases(s, list(zip(objectives, phases))[setting.prior_from:], mse_only, [prior_name],
-                           setting.lr, progress, "feature-map inversion", prior_name)
+    engine = PhaseEngine(setting.lr, flags.optimizer, ctx.progress)
+    mse_only, _ = _run_phases(s, list(zip(objectives[:setting.prior_from], phases)), init, ["mse"], engine,
+                              "feature-map inversion", "mse_only")
+    final, _ = _run_phases(s, list(zip(objectives, phases))[setting.prior_from:], mse_only, [prior_name], engine,
+                           "feature-map inversion", prior_name)
     target = setting.target
     rows = []
     for label, m in (("initial map", init), ("MSE only", mse_only), (f"MSE + {prior_name}", final)):
@@ -443,11 +488,12 @@ def featmap_inv(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
                      "prior_energy": float(prior.energy(m).numpy()[0])})
     cols = [("method", "method", ""), (f"{target} MSE", f"{target}_mse", ".4g"),
             (f"{target} rel. sq.", f"{target}_rel", ".4g"), ("prior energy", "prior_energy", ".4g")]
-    text = _header(s) + f"\n{target} map recovered from {setting.match}\n" + report.table(rows, cols)
+    text = _header(s) + f"\n{target} map recovered from {setting.match}{_by(flags)}\n" + report.table(rows, cols)
     print(text, flush=True)
     ch = lambda m: report.stretch(m[0, ..., :3])
     report.write(s.out, title=f"{target} from {setting.match} — {s.net} ({_weights_word(s)})", table=text,
                  metrics={"rows": rows, "steps": list(phases), "prior": prior_name, "weight": e.weight,
+                          "optimizer": flags.optimizer or "adam",
                           "setting": dataclasses.asdict(setting), "weights": s.weights},
                  figure_panels=[(ch(true_map), f"true {target} (channels 0–2)"), (ch(mse_only), "MSE only"),
                                 (ch(final), f"+ {prior_name}")],
@@ -478,7 +524,8 @@ def legacy_c2_to_c1(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> d
         objective = objective + w * term
     phases = scaled_phases(setting.phases, flags.steps)     # the thesis: 500, then a restart for 19,500
     labels = [v[0] for v in LEGACY_VARIANTS]
-    rec, result = _run_phases(s, [(objective, k) for k in phases], init, labels, setting.lr, ctx.progress,
+    rec, result = _run_phases(s, [(objective, k) for k in phases], init, labels,
+                              PhaseEngine(setting.lr, flags.optimizer, ctx.progress),
                               f"{setting.match}/lin → {setting.target}/lin", "variants")
     truth = np.repeat(true_map, n, 0)
     data_name = f"feature/{setting.match}"
@@ -486,12 +533,14 @@ def legacy_c2_to_c1(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> d
             for lab, d, m, r in zip(labels, result.values[data_name], metrics.mse(truth, rec),
                                     metrics.rel_sq_error(truth, rec))]
     text = _header(s) + (f"\n{setting.target}/lin recovered from {setting.match}/lin (normalised MSE "
-                         f"Σ(t − r)²/Σ(t·r)), Adam {setting.lr:g}: {' + restart '.join(map(str, phases))} steps\n") + \
+                         f"Σ(t − r)²/Σ(t·r)), " + ("L-BFGS" if flags.optimizer == "lbfgs" else f"Adam {setting.lr:g}")
+                         + f": {' + restart '.join(map(str, phases))} steps\n") + \
         report.table(rows, [("regulariser", "variant", ""), (f"{setting.match} NMSE", f"{setting.match}_nmse", ".4g"),
                             ("conv1 MSE", "conv1_mse", ".4g"), ("conv1 rel. sq.", "conv1_rel", ".4g")])
     print(text, flush=True)
     report.write(s.out, title=f"conv2/lin → conv1/lin — {s.net} ({_weights_word(s)})", table=text,
                  metrics={"rows": rows, "steps": list(phases), "weights": s.weights,
+                          "optimizer": flags.optimizer or "adam",
                           "setting": dataclasses.asdict(setting)},
                  figure_panels=[(report.stretch(true_map[0, ..., :3]), "true conv1 (ch 0–2)")] +
                  [(report.stretch(rec[i, ..., :3]), lab) for i, lab in enumerate(labels)],
@@ -666,6 +715,20 @@ EXPERIMENTS = {k: v.description for k, v in EXPERIMENT_TABLE.items()}
 DEFAULT_EXPERIMENT = "image_rec"
 
 
+def _check_prior_fits(experiment: str, name: str, e) -> None:
+    """image_rec regularises the image: an image prior (or tv_prior); featmap_inv a feature map: not an image
+    prior (which map, --layers decides: checked when the net is built)."""
+    tap = getattr(e, "tap", None)                    # None: tv_prior, which fits any map
+    if experiment == "image_rec" and tap not in (None, "image"):
+        images = [n for n, x in catalogue.CATALOGUE.items() if getattr(x, "tap", "image") == "image"
+                  and getattr(x, "source", "photos") == "photos"]
+        raise ValueError(f"--prior={name} models {tap} feature maps; image_rec regularises the image: give one of "
+                         f"{', '.join(images)}")
+    if experiment in ("featmap_inv", "legacy_c2_to_c1") and tap == "image":
+        raise ValueError(f"--prior={name} is an image prior; --experiment={experiment} optimises a feature map: "
+                         "give a feature-map prior (e.g. fullc1l6000, c1l_5x5_gcgc)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Flags:
     """The command-line flags of foe_priors (main.py builds them from these fields)."""
@@ -686,6 +749,9 @@ class Flags:
                                          "stored length, else the thesis schedule)", source="patch_priors.md §5")
     data: str | None = paper.flag(None, "a folder of images the priors are trained on, or feature_stats "
                                   "measures (its first 200 by name; default: the embedded ones)")
+    optimizer: str | None = paper.flag(None, "the inversions' optimiser: adam (the thesis engine's, default) or "
+                                       "lbfgs (L-BFGS, memory 10, no jitter; a step is one iteration)",
+                                       source="mv2016.md §9.2")
 
     def __post_init__(self):
         if self.experiment not in EXPERIMENT_TABLE:
@@ -697,7 +763,13 @@ class Flags:
         if self.experiment == "feature_stats" and self.data is not None and not Path(self.data).is_dir():
             raise ValueError(f"--data={self.data} is not a folder: give a folder of images")   # before any net
         if self.prior_name is not None:
-            (catalogue.trained_entry if exp.trains else catalogue.entry)(self.prior_name)   # a clear error first
+            e = (catalogue.trained_entry if exp.trains else catalogue.entry)(self.prior_name)   # a clear error first
+            _check_prior_fits(self.experiment, self.prior_name, e)
+        if self.optimizer is not None:
+            inversion_optimizer(self.optimizer)                 # an unknown one: the valid ones listed
+            if self.experiment not in INVERSIONS:
+                raise ValueError(f"--optimizer picks the inversions' optimiser ({', '.join(INVERSIONS)}); "
+                                 f"--experiment={self.experiment} optimises no image or map: leave it out")
 
     @property
     def prior_name(self) -> str | None:

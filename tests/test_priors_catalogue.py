@@ -16,7 +16,10 @@ from tfrestore.priors import catalogue
 from tfrestore.priors.patches import extract, prepare
 from tfrestore.priors.train import PriorTrainer
 
-TRAINED = [name for name, e in catalogue.CATALOGUE.items() if isinstance(e, catalogue.Entry)]
+# the legacy entries train in test_priors_legacy.py (image12 keeps 432 dimensions at the small size and needs more
+# patches than the 3,000 here)
+TRAINED = [name for name, e in catalogue.CATALOGUE.items()
+           if isinstance(e, catalogue.Entry) and name not in catalogue.LEGACY]
 SMALL_CHANNELS = 4            # feature-map priors (96–384 channels) at a small size
 STEPS, BATCH_CAP = 240, 64
 PATCHES, VAL_PATCHES = 3000, 400

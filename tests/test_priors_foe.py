@@ -179,7 +179,6 @@ def test_train_a_prior_then_invert_with_it(tmp_path, capsys, monkeypatch):
     images = run.run([]).images + nets.mean_rgb("alexnet")
     e_without = prior.energy(np.clip(images, 0, 255)).numpy()
     assert (np.array(result["prior_energy"]["full512"]) < e_without).all(), (result["prior_energy"], e_without)
-    assert "optimizer" not in {f.name for f in dataclasses.fields(F.Flags)}     # main.py refuses --optimizer
 
 
 def _store_small(name: str, components: int, n_white: int) -> None:

@@ -24,6 +24,14 @@ them: total variation (β 2), a :class:`FixedEntry` with nothing to train — ``
 Breakpoints are sorted by step (the conv1/lin schedule's mistyped 85000 is corrected: item 7). Training data:
 ``--data`` (a folder of images) or the embedded sample photos — a demonstration set of a few images, far from the
 thesis' 48,000.
+
+Beside the default catalogue, the legacy priors of July–August 2017 (spec §5.1 "Earlier experiments"): 5×5 conv1/lin
+priors in the three normalisations (lc/gc, gc/gc, lf), 5×5 conv2/lin and pool1 priors, the 12×12 image prior
+``image12`` (K 1000, 432 dims; the one that scored adversarial examples, adversarial.md §6.1) and the 3×3
+conv1/relu prior ``slimc1r2000`` (K 2000, 864 dims). The spec gives their sizes only (the 5×5 ones as a range,
+1,000–6,400 components): each 5×5 prior's K and whitened dimension is the thesis code's instantiation of it, and
+their training schedules and inversion weights — which the spec does not give — are those of the default entries
+of the same kind, as each entry's note says (``LEGACY`` lists them).
 """
 from __future__ import annotations
 
@@ -124,7 +132,46 @@ CATALOGUE: dict[str, Entry | FixedEntry] = {
     "digits_dropout128": Entry(PriorConfig(patch=6, channels=3, components=128, n_white=30, kind="dropout",
                                            dropout_train=True, dropout_test=True), "image", 1e-5, DIGITS_TRAINING,
                                patches=50_000, source="digits", note="dropout in training: the ensemble's prior"),
+    # As image12 on the digits (not the thesis'): grey 12×12 patches replicated to RGB have rank ≤ 144; 64
+    # whitened dimensions and K 128 keep it to seconds of training, as the other digit priors.
+    "digits_image12": Entry(PriorConfig(patch=12, channels=3, components=128, n_white=64), "image", 1e-5,
+                            DIGITS_TRAINING, patches=50_000, source="digits",
+                            note="12×12 grey-as-RGB digit patches, Student-t, K 128 (image12 for --net=digits)"),
 }
+
+# ---- the legacy priors (spec §5.1, "Earlier experiments": July–August 2017) -----------------------------------------
+_LEGACY_FEATURE = dict(training=FEATURE_TRAINING, val_patches=1000)
+_DEFAULTS = ("; schedule: the 3×3 feature-map priors' (slimc5l5000), weight: fullc1l6000's — the spec gives "
+             "neither")
+
+
+def _c5(channels: int, components: int, n_white: int, mean: str, sdev: str) -> PriorConfig:
+    return PriorConfig(patch=5, channels=channels, components=components, n_white=n_white, mean_mode=mean,
+                       sdev_mode=sdev)
+
+
+CATALOGUE.update({
+    "image12": Entry(_image(patch=12, components=1000, n_white=432), "image", 1e-5, IMAGE_TRAINING,
+                     note="legacy 12×12 RGB image prior, Student-t, K 1000, 432 dims (spec §5.1; adversarial.md "
+                          "§6.1's scorer); schedule and weight: full512's — the spec gives neither"),
+    "slimc1r2000": Entry(PriorConfig(patch=3, channels=96, components=2000, n_white=864), "conv1/relu", 1e-9,
+                         note="legacy 3×3×96 conv1/relu prior, K 2000, 864 dims (spec §5.1); schedule: the 3×3 "
+                              "feature-map priors', weight: slimc1l2000's — the spec gives neither",
+                         **_LEGACY_FEATURE),
+    # 5×5 priors: the spec's 1,000–6,400 components and its three normalisations; K and n_white per prior as the
+    # thesis code instantiated them. A constant sdev (the lf prior's 1/255 rescale) is undone by whitening: none.
+    "c1l_5x5_gcgc": Entry(_c5(96, 6000, 1800, "gc", "gc"), "conv1/lin", 1e-5,
+                         note="legacy 5×5×96 conv1/lin, K 6000, 1800 dims, gc/gc" + _DEFAULTS, **_LEGACY_FEATURE),
+    "c1l_5x5_lcgc": Entry(_c5(96, 3000, 1800, "lc", "gc"), "conv1/lin", 1e-5,
+                         note="legacy 5×5×96 conv1/lin, K 3000, 1800 dims, lc/gc" + _DEFAULTS, **_LEGACY_FEATURE),
+    "c1l_5x5_lf": Entry(_c5(96, 2400, 1200, "lf", "none"), "conv1/lin", 1e-5,
+                       note="legacy 5×5×96 conv1/lin, K 2400, 1200 dims, mean lf" + _DEFAULTS, **_LEGACY_FEATURE),
+    "c2l_5x5_lcgc": Entry(_c5(256, 6400, 3200, "lc", "gc"), "conv2/lin", 1e-5,
+                         note="legacy 5×5×256 conv2/lin, K 6400, 3200 dims, lc/gc" + _DEFAULTS, **_LEGACY_FEATURE),
+    "p1_5x5_gcgc": Entry(_c5(96, 4800, 2400, "gc", "gc"), "pool1", 1e-5,
+                        note="legacy 5×5×96 pool1, K 4800, 2400 dims, gc/gc" + _DEFAULTS, **_LEGACY_FEATURE),
+})
+LEGACY = ("image12", "slimc1r2000", "c1l_5x5_gcgc", "c1l_5x5_lcgc", "c1l_5x5_lf", "c2l_5x5_lcgc", "p1_5x5_gcgc")
 
 
 def _image_sources(e: Entry, data: str | None, size: int) -> list:
