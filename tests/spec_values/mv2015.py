@@ -3,6 +3,7 @@ from spec_values import Row
 
 P = "mv2015"
 RUNS = "test_mv_runs.py"
+SHALLOW = "test_mv_shallow.py"
 VAL = "ILSVRC2012_val_{:08d}".format
 ROWS = [
     Row(P, "*", "σ, the image normalisation constant", 27098.11571533, "mv2015.md §1.4", "mv2015.SIGMA",
@@ -95,4 +96,51 @@ ROWS = [
     Row(P, "diversity", "Fig. 11: the paper's images (not available here; the run uses --image)",
         tuple(VAL(i) for i in (11, 14, 18, 23, 33)), "mv2015.md §5", "mv2015.FIGURES['diversity'].paper_images",
         f"{RUNS}::test_mv2015_fig11_pool5_at_lambda_100_records_the_papers_images"),
+    # §6: shallow representations (reproductions/mv2015_shallow.py) and Table 1's protocol
+    Row(P, "shallow", "representations inverted: HOG, HOGb (bilinear orientations), DSIFT", ("hog", "hogb", "dsift"),
+        "mv2015.md §6", "mv2015.shallow_experiments.EXPERIMENTS['shallow'].nets",
+        f"{SHALLOW}::test_shallow_inversion_error_falls_below_the_start_and_the_mean_grey_image"),
+    Row(P, "shallow", "HOG: hog_net(8), cell 8, 9 orientations", (8, 9), "mv2015.md §6",
+        "(tfrestore.nets.shallow.HOG_CELL, tfrestore.nets.shallow.HOG_ORIENTATIONS)"),
+    Row(P, "shallow", "DSIFT: dsift_net(5), bin 5, 8 orientations, 4×4 spatial bins, Gaussian σ 1.5, clamp 0.2",
+        (5, 8, 4, 1.5, 0.2), "mv2015.md §6", "(tfrestore.nets.shallow.DSIFT_BIN, "
+        "tfrestore.nets.shallow.DSIFT_ORIENTATIONS, tfrestore.nets.shallow.DSIFT_SPATIAL_BINS, "
+        "tfrestore.nets.shallow.DSIFT_WINDOW_SIGMA, tfrestore.nets.shallow.DSIFT_CLAMP)"),
+    Row(P, "shallow", "input: greyscale ×255 − 128", 128.0, "mv2015.md §6", "tfrestore.nets.shallow.GREY_OFFSET",
+        f"{SHALLOW}::test_shallow_objective_is_invert_nn_energy_term_by_term"),
+    Row(P, "shallow", "schedule 0.004 × [1, 0.1, 0.01, 0.001], 200 iterations each (800)",
+        [(200, 0.004), (200, 0.0004), (200, 0.00004), (200, 0.000004)], "mv2015.md §6",
+        "[(s.steps, s.lr) for s in mv2015.shallow_experiments.SCHEDULE.stages]"),
+    Row(P, "shallow", "α 6, λL2 8e-10, TV β 2, momentum 0.9", (6, 8e-10, 2, 0.9), "mv2015.md §6, §2",
+        "(mv2015.shallow_experiments.ALPHA, mv2015.shallow_experiments.LAMBDA_L2, "
+        "mv2015.shallow_experiments.TV_BETA, mv2015.shallow_experiments.MOMENTUM)",
+        f"{SHALLOW}::test_shallow_objective_is_invert_nn_energy_term_by_term"),
+    Row(P, "shallow", "σ: x0_sigma.mat for every canvas (invert_nn.m loads it for the shallow nets too)",
+        27098.11571533, "mv2015.md §1.4", "mv2015.shallow_experiments.SIGMA",
+        f"{SHALLOW}::test_the_codes_sigma_diverges_on_a_small_image_and_the_run_says_what_to_give"),
+    Row(P, "shallow", "λTV 1 for the quantitative run", (1.0,), "mv2015.md §6",
+        "mv2015.shallow_experiments.EXPERIMENTS['shallow'].lambda_tv",
+        f"{SHALLOW}::test_shallow_inversion_error_falls_below_the_start_and_the_mean_grey_image"),
+    Row(P, "shallow", "Table 1 images: the first 100 ILSVRC-2012 validation images", 100,
+        "evaluation_protocols.md §1.2", "mv2015.shallow_experiments.TABLE_IMAGES"),
+    Row(P, "shallow", "Table 1 error: ‖Φ(x̂)−Φ0‖² / mean over all ordered pairs (i = j counted) of ‖Φi−Φj‖² "
+        "(codes 0 and (3, 4), reconstruction (1, 0) and (3, 4) → 1/12.5 and 0)", [0.08, 0.0],
+        "evaluation_protocols.md §1.2", "mv2015.shallow_experiments.dataset_normalised_errors("
+        "[np.array([[[1.0, 0.0]]]), np.array([[[3.0, 4.0]]])], [np.zeros((1, 1, 2)), np.array([[[3.0, 4.0]]])])[0].tolist()",
+        f"{SHALLOW}::test_table1_error_is_the_squared_distance_over_the_mean_pairwise_distance"),
+    Row(P, "shallow", "Table 1 entry: mean ± std (N − 1) of the per-image errors, in % (errors 0.1, 0.3 → 20, 14.14)",
+        (20.0, 14.142135623730951), "evaluation_protocols.md §1.2",
+        "mv2015.shallow_experiments.table1_entry([0.1, 0.3])",
+        f"{SHALLOW}::test_table1_error_is_the_squared_distance_over_the_mean_pairwise_distance"),
+    Row(P, "shallow", "Table 1 as recalled (unverified): HOGgle 66.20 ± 13.7, HOG 28.10 ± 7.6, HOGb 10.67 ± 5.2, "
+        "DSIFT 10.89 ± 7.5 (%)", {"hoggle": (66.20, 13.7), "hog": (28.10, 7.6), "hogb": (10.67, 5.2),
+                                  "dsift": (10.89, 7.5)}, "evaluation_protocols.md §1.2",
+        "mv2015.shallow_experiments.PAPER_TABLE1",
+        f"{SHALLOW}::test_shallow_inversion_error_falls_below_the_start_and_the_mean_grey_image"),
+    Row(P, "shallow_lambda", "the λ figure: HOG at λTV 1, 10, 100 (TV β 2)", (("hog",), (1.0, 10.0, 100.0)),
+        "mv2015.md §6", "(mv2015.shallow_experiments.EXPERIMENTS['shallow_lambda'].nets, "
+        "mv2015.shallow_experiments.EXPERIMENTS['shallow_lambda'].lambda_tv)",
+        f"{SHALLOW}::test_shallow_lambda_higher_lambda_gives_a_smoother_reconstruction"),
+    Row(P, "shallow_lambda", "the λ figure's schedule: the same 800 iterations", 800, "mv2015.md §6",
+        "mv2015.shallow_experiments.EXPERIMENTS['shallow_lambda'].schedule.total"),
 ]
