@@ -74,8 +74,8 @@ def test_lattice_spacing_and_positions_follow_the_rule_worked_out_by_hand():
 def test_find_image_size_against_the_builders_at_each_size(net, layer, side):
     """The released rule: the largest input whose map is side × side (the next size's map is larger); the
     spec's wording: the smallest (the size before's map is smaller). Brute force: the builder at those sizes."""
-    largest = lattice.find_image_size(slim(net), layer, side)
-    smallest = lattice.find_image_size(slim(net), layer, side, smallest=True)
+    largest = lattice.find_image_size(slim(net), layer, side, smallest=False)
+    smallest = lattice.find_image_size(slim(net), layer, side)
     assert map_side(net, layer, largest) == side and map_side(net, layer, largest + 1) > side
     assert map_side(net, layer, smallest) == side and map_side(net, layer, smallest - 1) < side
     trunk = lattice.conv_trunk(slim(net), layer, largest)
@@ -133,7 +133,7 @@ def test_mv2016_mosaic_raises_every_lattice_neuron_above_its_start_and_a_same_no
     assert f"3 images in {folder}" in printed.getvalue() and m["config"]["max_k_source"] == f"3 images in {folder}"
     size = lattice.find_image_size(slim("alexnet"), "conv1", 25)       # conv1: 5 × 5 cells of 5 positions
     recon = np.load(tmp_path / "run" / "reconstructions.npy") - nets.mean_rgb("alexnet")
-    assert recon.shape == (1, size, size, 3) == (1, 110, 110, 3)
+    assert recon.shape == (1, size, size, 3) == (1, 107, 107, 3)
     full = nets.build("alexnet", weights="random", seed=0)                         # the weights run() used
     at_size = nets.build("alexnet", weights="random", seed=0, quiet=True, image_size=size)
     conv1 = lambda x: nets.feature_extractor(at_size, "conv1")(nets.to_input("alexnet", x))["conv1"].numpy()

@@ -134,10 +134,10 @@ ROWS = [
         f"('conv1', 'conv2', 'conv5', 'pool5')])({SLIM.format('alexnet')})",
         f"{ACTMAX}::test_lattice_spacing_and_positions_follow_the_rule_worked_out_by_hand"),
     Row(P, "mosaic", "image size whose map holds the lattice, AlexNet conv1 25-mosaic (5 cells of 5): the spec's "
-        "smallest (25 − 1)·4 + 11, and the released loop's largest (+ stride − 1), which the run uses", (107, 110),
+        "smallest (25 − 1)·4 + 11, which the run uses, and the released loop's largest (+ stride − 1)", (107, 110),
         "mv2016.md §5 (exp_maximization.m find_image_size)",
-        f"(lambda m: (tfrestore.nets.lattice.find_image_size(m, 'conv1', 25, smallest=True), "
-        f"tfrestore.nets.lattice.find_image_size(m, 'conv1', 25)))({SLIM.format('alexnet')})",
+        f"(lambda m: (tfrestore.nets.lattice.find_image_size(m, 'conv1', 25), "
+        f"tfrestore.nets.lattice.find_image_size(m, 'conv1', 25, smallest=False)))({SLIM.format('alexnet')})",
         f"{ACTMAX}::test_find_image_size_against_the_builders_at_each_size"),
     Row(P, "maximization", "w divided by max_k, the channel's largest response over images (--data) and positions: "
         "single units and mosaics", ("maximization", "mosaic"), "mv2016.md §5 (get_neuron_stats.m)",
