@@ -12,6 +12,11 @@ LEGACY = TF + "test_legacy_c2_to_c1_minimises_the_dot_normalised_mse"
 FS = "test_feature_stats.py::"
 FS_RUN = FS + "test_feature_stats_run_writes_its_outputs_and_numpys_channel_sdevs"
 TRAINS = "test_priors_catalogue.py::test_every_catalogue_prior_trains_at_a_small_size"
+TL = "test_priors_legacy.py::"
+LEGACY_TRAINS = TL + "test_legacy_entries_train_at_a_small_size"
+LBFGS = TL + "test_lbfgs_minimises_a_prior_regularised_inversion_as_scipy_does"
+LEGACY_5X5 = "[e for n, e in tfrestore.priors.catalogue.CATALOGUE.items() if n in tfrestore.priors.catalogue.LEGACY " \
+    "and e.config.patch == 5]"
 
 ALEX_ORDER = "tfrestore.nets.spec('alexnet').matconvnet_order"
 VGG_ORDER = "tfrestore.nets.spec('vgg16').matconvnet_order"
@@ -209,6 +214,39 @@ ROWS = [
         "(tfrestore.priors.train.TrainConfig().legacy_broadcast, "
         "tfrestore.priors.train.TrainConfig().legacy_channelwise_student_norm)",
         TP + "test_score_matching_against_numpy_and_the_broadcast_flag"),
+    # ---- the legacy priors (§5.1 "Earlier experiments"): sizes from the spec; schedules and weights, which it does
+    # not give, those of the default entries of the same kind ----
+    Row(P, "train", "image12: 12×12 RGB image prior, K 1000, 432 features (Student-t, gc/gc, pca: the default "
+        "image priors')", (12, 3, 1000, 432, "student", "gc", "gc", "pca", "full", False, False, 1e-5, "image"),
+        "patch_priors.md §5.1; adversarial.md §6.1; modes and weight: full512's (§6), not given for it",
+        _entry("image12"), LEGACY_TRAINS),
+    Row(P, "train", "image12's schedule: not given — the 8×8 image priors' (batch 250, 25,000 steps, clip 1e-3)",
+        (250, 25000, IMAGE_BREAKPOINTS, 1e-3), "patch_priors.md §5.1 (the 8×8 image row)", _training("image12"),
+        LEGACY_TRAINS),
+    Row(P, "train", "slimc1r2000: 3×3 conv1/relu prior, K 2000, 864 features (weight: slimc1l2000's)",
+        (3, 96, 2000, 864, "student", "gc", "gc", "pca", "full", False, False, 1e-9, "conv1/relu"),
+        "patch_priors.md §5.1; weight and modes: slimc1l2000's (§6), not given for it", _entry("slimc1r2000"),
+        LEGACY_TRAINS),
+    Row(P, "train", "legacy feature-map priors' schedule: not given — the 3×3 feature-map priors' (batch 500, 20,000 "
+        "steps, clip 100)", [(500, 20000, FEATURE_BREAKPOINTS, 100.0)] * 6, "patch_priors.md §5.1 (the 3×3 row)",
+        "[(t.batch, t.steps, t.breakpoints, t.grad_clip) for t in (tfrestore.priors.catalogue.entry(n).training for n "
+        "in tfrestore.priors.catalogue.LEGACY[1:])]", LEGACY_TRAINS),
+    Row(P, "train", "5×5 priors on conv1/lin, conv2/lin and pool1, 1,000–6,400 components (K and n_white per prior: "
+        "the thesis code's)", (("conv1/lin", "conv2/lin", "pool1"), True), "patch_priors.md §5.1",
+        f"(tuple(sorted({{e.tap for e in {LEGACY_5X5}}})), all(1000 <= e.config.components <= 6400 for e in "
+        f"{LEGACY_5X5}))", LEGACY_TRAINS),
+    Row(P, "train", "5×5 normalisations lc/gc, gc/gc, lf (lf: the mean mode; a constant sdev is undone by whitening)",
+        ["gc/gc", "lc/gc", "lf"], "patch_priors.md §5.1, §1.2",
+        f"sorted({{e.config.mean_mode + ('' if e.config.sdev_mode == 'none' else '/' + e.config.sdev_mode) for e in "
+        f"{LEGACY_5X5}}})", LEGACY_TRAINS),
+    Row(P, "train", "5×5 priors' weight: not given — fullc1l6000's", [1e-5] * 5, "patch_priors.md §6 (fullc1l6000)",
+        f"[e.weight for e in {LEGACY_5X5}]", TL + "test_main_runs_featmap_inv_with_lbfgs_and_a_legacy_prior"),
+    # ---- --optimizer (the thesis engine's optimisers, mv2016.md §9.2) ----
+    Row(P, "*", "optimisers of the inversions: Adam (default) or L-BFGS-B", ("adam", "lbfgs"), "mv2016.md §9.2",
+        "foe_priors.OPTIMIZERS", TL + "test_main_refuses_an_unknown_optimizer_listing_the_valid_ones"),
+    Row(P, "*", "L-BFGS: SciPy's L-BFGS-B with maxiter = the iterations and its defaults (memory maxcor 10, gtol 1e-5)",
+        (10, 1e-5), "mv2016.md §9.2 (SciPy's defaults: the thesis passed maxiter only)",
+        "(lambda o: (o.num_correction_pairs, o.tolerance))(foe_priors.inversion_optimizer('lbfgs'))", LBFGS),
     # ---- feature statistics (evaluation_protocols.md §4.4) ----
     Row(P, "feature_stats", "statistics over 200 images (the first 200 of --data)", 200, "evaluation_protocols.md §4.4",
         "foe_priors.STATS_IMAGES", FS + "test_feature_stats_uses_the_first_images_of_the_folder_by_name"),
