@@ -40,7 +40,7 @@ from tfrestore.restore import degrade
 from tfrestore.measure import metrics
 from tfrestore.core import report
 from tfrestore.train import training
-from tfrestore.models.deconv import DeconvDFT2D
+from tfrestore.models.deconv import DeconvDFT2D, dct2
 
 from . import common, paper
 from .paper import flag
@@ -57,6 +57,9 @@ EXPERIMENTS = {
     "box": "nb05: 3×3 box blur (linear, zero border), deconv 4×4 with learnable scale, unpadded and padded",
     "gaussian": "nb06: 5×5 Gaussian σ=1, centred (and nb06's off-centre storage), deconv 4×4, padded",
     "superres": "nb08–10: ×2 bicubic down / bilinear up, deconv 6×6 (2×4 for SSIM) vs conv 3×3, L2 / L1 / SSIM",
+    "ssim_l1": "nb11: as nb10 with the loss (1 − SSIM) + L1, deconv 2×4 vs conv 3×3",
+    "srcnn": "nb12: ×2 super-resolution, 96² HR crops, deconv 9×9 ×64 (or conv 9×9) → 1×1 → 5×5 → PixelShuffle, MSE",
+    "srcnn_dct": "nb13: as nb12 on 32² HR crops with the DCT-MSE loss (equal to the pixel MSE)",
     "gopro": "nb03: blurred/sharp pairs (embedded: synthetic 1×9 motion blur), deconv 10×10",
     "classification": "nb04: ConvNetTiny2 with deconv 4×4 or conv 3×3 in front, CIFAR-100 (or synthetic stand-in)",
     "classification_resnet": "nb07: ResNet-18 at 32×32 with deconv / conv / nothing in front",
@@ -126,8 +129,32 @@ class _SsimLoss(keras.losses.Loss):
         return _ssim_loss(y_true, y_pred)
 
 
+def _ssim_l1_loss(y, p):
+    """nb11: (1 − SSIM) + L1, each part as nb10 and nb09 took it (the SSIM of :func:`_ssim_loss`, the mean
+    absolute error)."""
+    return _ssim_loss(y, p) + tf.reduce_mean(tf.abs(y - p))
+
+
+def _dct_mse(y, p):
+    """nb13's "DCT-MSE": the MSE of orthonormal 2-D DCT-II coefficients (``LossModules.DCT``) — by orthonormality
+    the pixel MSE itself (``deconv_layer.md`` §4.3), computed the notebook's way all the same."""
+    return tf.reduce_mean(tf.square(dct2(y) - dct2(p)))
+
+
+class _FnLoss(keras.losses.Loss):
+    """A loss function of (target, prediction) returning its batch scalar, as a Keras loss."""
+
+    def __init__(self, fn, name):
+        super().__init__(name=name)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+
 # the notebooks' losses as keras.Model.compile reduced them (the mean over the batch, "sum_over_batch_size")
-LOSSES = {"l2": keras.losses.MeanSquaredError(), "l1": keras.losses.MeanAbsoluteError(), "ssim": _SsimLoss()}
+LOSSES = {"l2": keras.losses.MeanSquaredError(), "l1": keras.losses.MeanAbsoluteError(), "ssim": _SsimLoss(),
+          "ssim_l1": _FnLoss(_ssim_l1_loss, "ssim_l1"), "dct_mse": _FnLoss(_dct_mse, "dct_mse")}
 
 
 def torch_default_conv(filters: int, kernel_size, in_channels: int, seed: int) -> keras.layers.Conv2D:
@@ -285,6 +312,12 @@ RESTORATIONS = {
     "superres": [Restoration(f"super-resolution ×2, {loss} loss", 384, _down_up, dict(kernel_size=k), (3, 3), lr=1e-3,
                              conv_lr=conv_lr, epochs=200, pad=48, degrade_padded=False, loss=loss, border=48,
                              folder_pairs=("HR", "LR")) for loss, k, conv_lr in SUPERRES_ARMS],
+    # nb11: nb10's data and arms with (1 − SSIM) + L1; deconv (2,4) and the 3×3 conv both at Adam 1e-3, 200 epochs
+    "ssim_l1": [Restoration("super-resolution ×2, ssim_l1 loss", 384, _down_up, dict(kernel_size=(2, 4)), (3, 3),
+                            lr=1e-3, conv_lr=1e-3, epochs=200, pad=48, degrade_padded=False, loss="ssim_l1",
+                            border=48, folder_pairs=("HR", "LR"),
+                            extra={"notebook_final_loss_per_batch": {"deconv": round(0.51961 / 3, 5),
+                                                                     "conv": round(0.66581 / 3, 5)}})],
     # nb03: 128² centre crops in 64 px of zeros (256²), Deconv2D((10,10)), Adam 1e-3, batch 16, 100 epochs
     "gopro": [Restoration("GOPRO-style deblurring", 128, _blur(MOTION, "zero"), dict(kernel_size=(10, 10)), (10, 10),
                           lr=1e-3, epochs=100, load="crop", pad=64, degrade_padded=False, batch=16, border=64,
@@ -349,6 +382,167 @@ def _restorations(experiment):
             results[label].update(arm.extra)
             example = example or ex
         return results, example
+    return runner
+
+
+# ---- ×2 super-resolution with a PixelShuffle head (nb12, nb13) -----------------------------------------------
+SR_IMAGE_SIZE = 256     # embedded photos: the HR image resized whole to 256², its LR the ×2 bicubic reduction
+SR_FILES = 20           # --data: the first 20 HR / LR pairs in sorted order train (the notebooks'), the next 5 test
+SR_MAX_LR = 256         # --data: co-located centre crops of at most 256² LR / 512² HR (memory; DIV2K is ~2K)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperRes:
+    """nb12 / nb13: grey HR / LR ×2 pairs, a fresh co-located random crop of ``crop``² HR (``crop // 2``² LR) at
+    every item access, batches of 4 in file order, ``epochs`` passes; the 9×9 conv (PyTorch's default init) at
+    Adam ``cnn_lr`` or the multi-filter deconv (channel sum, the normalised init with a learnable h[0,0], no bias)
+    at ``deconv_lr`` — once with the correct four-factor reversals and once with the notebook layer's (``layer``:
+    "nb12" | "nb13", the axes its flips hit); ``loss`` "l2" or "dct_mse"."""
+    notebook: str
+    crop: int
+    loss: str
+    layer: str                   # the notebook's deconv version, named by its reversal bug: "nb12" | "nb13"
+    deconv_lr: float = 1e-3
+    cnn_lr: float = 1e-4
+    epochs: int = 30
+    batch: int = 4
+    filters: int = 64
+    kernel_size: tuple[int, int] = (9, 9)
+    recorded: dict = dataclasses.field(default_factory=dict)     # the notebook's final Σ-batch loss / 5 batches
+
+
+SUPERRES_CNN = {
+    "srcnn": SuperRes("nb12 (Deconv2DMultiFilter((9,9), 64), 03-20)", crop=96, loss="l2", layer="nb12",
+                      recorded={"deconv": round(0.00828 / 5, 6), "cnn": round(0.06081 / 5, 6)}),
+    "srcnn_dct": SuperRes("nb13 (Deconv2DMultiFilter(1, 64, (9,9)), 03-21)", crop=32, loss="dct_mse", layer="nb13",
+                          recorded={"deconv": round(0.01673 / 5, 6), "cnn": round(0.10984 / 5, 6),
+                                    "bilinear input (cell 12)": 0.0007671862}),
+}
+
+
+class _SrNet(keras.Model):
+    """nb12 cell 10: ``first`` (the 9×9 conv 1→64 or the deconv) → ReLU → conv 1×1 64→32 → ReLU → conv 5×5 32→4 →
+    PixelShuffle(2) (``depth_to_space``: with one output channel the same channel order as PyTorch's). LR [B, h, w,
+    1] in, HR [B, 2h, 2w, 1] out."""
+
+    def __init__(self, first: keras.layers.Layer, seed: int):
+        super().__init__()
+        self.first = first
+        self.conv2 = torch_default_conv(32, 1, in_channels=64, seed=seed + 2)
+        self.conv3 = torch_default_conv(4, 5, in_channels=32, seed=seed + 4)
+
+    def call(self, x):
+        x = tf.nn.relu(self.conv2(tf.nn.relu(self.first(x))))
+        return tf.nn.depth_to_space(self.conv3(x), 2)
+
+
+class _CropBatches(training.Source):
+    """``RandomCropIsr``: for each item drawn, an LR crop of ``crop // 2``² at a uniform offset and the HR crop of
+    ``crop``² at twice that offset; batches of ``batch`` in file order, a batch never spanning two passes. The
+    offsets come from (seed, step), so a resumed training draws the same crops."""
+
+    def __init__(self, lr: np.ndarray, hr: np.ndarray, crop: int, batch: int, seed: int):
+        self.lr, self.hr, self.size = tf.constant(lr), tf.constant(hr), len(lr)
+        self.crop, self.batch, self.seed = crop, batch, seed
+
+    def crops(self, idx: tf.Tensor, step: tf.Tensor) -> dict:
+        """{"x": LR crops [k, c/2, c/2, 1], "y": HR crops [k, c, c, 1]} of images ``idx`` for step ``step``."""
+        c = self.crop // 2
+        room = tf.constant([self.lr.shape[1] - c + 1, self.lr.shape[2] - c + 1], tf.float32)
+        u = tf.random.stateless_uniform([tf.shape(idx)[0], 2], tf.stack([tf.cast(self.seed, tf.int64),
+                                                                         tf.cast(step, tf.int64)]))
+        off = tf.cast(tf.floor(u * room), tf.int32)
+
+        def cut(images, scale):
+            n = c * scale
+            rows = scale * off[:, :1] + tf.range(n)
+            cols = scale * off[:, 1:] + tf.range(n)
+            picked = tf.gather(tf.gather(images, idx), rows, axis=1, batch_dims=1)
+            return tf.gather(picked, cols, axis=2, batch_dims=1)
+        return {"x": cut(self.lr, 1), "y": cut(self.hr, 2)}
+
+    def load(self, index, draw) -> dict:
+        return {k: v[0] for k, v in self.crops(tf.reshape(index, [1]), draw).items()}
+
+    def batches(self, start: int) -> tf.data.Dataset:
+        ds = tf.data.Dataset.range(self.size).batch(self.batch).repeat().enumerate().skip(start)
+        return ds.map(lambda step, idx: self.crops(idx, step))
+
+
+def _sr_folder(folder) -> tuple[np.ndarray, ...]:
+    """(lr, hr) train and test from folder/HR and folder/LR (×2 pairs matched by sorted name): grey, co-located
+    centre crops of one common size (at most SR_MAX_LR² LR)."""
+    hr_files, lr_files = data.image_folder(Path(folder) / "HR"), data.image_folder(Path(folder) / "LR")
+    if len(hr_files) != len(lr_files):
+        raise ValueError(f"{folder}: {len(hr_files)} files in HR/ but {len(lr_files)} in LR/; they pair by sorted name")
+    grey = lambda f: data.load_image(f).astype(np.float32).mean(-1) / 255.0      # noqa: E731
+    lrs, hrs = [grey(f) for f in lr_files], [grey(f) for f in hr_files]
+    s = min(SR_MAX_LR, *(min(a.shape) for a in lrs), *(min(a.shape) // 2 for a in hrs))
+    lr_crop, hr_crop = [], []
+    for lo, hi in zip(lrs, hrs):
+        top, left = (lo.shape[0] - s) // 2, (lo.shape[1] - s) // 2
+        lr_crop.append(lo[top:top + s, left:left + s])
+        hr_crop.append(hi[2 * top:2 * top + 2 * s, 2 * left:2 * left + 2 * s])
+    lr, hr = np.stack(lr_crop)[..., None], np.stack(hr_crop)[..., None]
+    if len(lr) > SR_FILES:
+        return lr[:SR_FILES], hr[:SR_FILES], lr[SR_FILES:SR_FILES + 5], hr[SR_FILES:SR_FILES + 5]
+    (lr_tr, lr_te), (hr_tr, hr_te) = _holdout(lr), _holdout(hr)
+    return lr_tr, hr_tr, lr_te, hr_te
+
+
+def _sr_data(folder) -> tuple[np.ndarray, ...]:
+    """(lr train, hr train, lr test, hr test): a folder's HR/LR pairs, else the embedded photos at SR_IMAGE_SIZE²
+    with their ×2 antialiased bicubic reductions (DIV2K's LR_bicubic)."""
+    if folder:
+        return _sr_folder(folder)
+    hr_tr, hr_te = _split(SR_IMAGE_SIZE, None)
+    half = SR_IMAGE_SIZE // 2
+    down = lambda hr: tf.image.resize(hr, (half, half), "bicubic", antialias=True).numpy()   # noqa: E731
+    return down(hr_tr), hr_tr, down(hr_te), hr_te
+
+
+def _sr_arms(setting: SuperRes) -> dict[str, tuple[str, float]]:
+    """Arm label → (first layer: "cnn" or the deconv's reversal, Adam rate): the correct deconv, the notebook's
+    (its reversal bug re-created, ``deconv_layer.md`` §1.6) and the 9×9 conv."""
+    return {"deconv + CNN": ("spatial", setting.deconv_lr),
+            f"deconv + CNN, the notebook's reversals ({setting.layer})": (setting.layer, setting.deconv_lr),
+            "CNN": ("cnn", setting.cnn_lr)}
+
+
+def _sr_first(setting: SuperRes, kind: str, seed: int) -> keras.layers.Layer:
+    """The first layer: the 9×9 conv 1→64 (``kind="cnn"``) or the deconv with the reversal ``kind``."""
+    if kind == "cnn":
+        return torch_default_conv(setting.filters, setting.kernel_size, in_channels=1, seed=seed)
+    return DeconvDFT2D(setting.kernel_size, filters=setting.filters, use_bias=False, first_tap_trainable=True,
+                       kernel_init="normalised", reduction="sum", seed=seed, reversal=kind)
+
+
+def _superres_cnn(experiment: str):
+    def runner(flags: Flags, ctx: paper.RunContext):
+        setting = SUPERRES_CNN[experiment]
+        lr_tr, hr_tr, lr_te, hr_te = _sr_data(flags.data)
+        steps = flags.steps or _steps_for(setting.epochs, len(lr_tr), setting.batch)
+        upsampled = tf.image.resize(lr_te, hr_te.shape[1:3], "bilinear").numpy()
+        out = {"bilinear input": _scores(upsampled, hr_te, 0)}
+        loss_of, preds = LOSSES[setting.loss], {}
+        for arm, (kind, lr) in _sr_arms(setting).items():
+            keras.utils.set_random_seed(ctx.seed)
+            model = _SrNet(_sr_first(setting, kind, ctx.seed), ctx.seed)
+            predict = lambda: np.concatenate([np.asarray(model(lr_te[i:i + 1])) for i in range(len(lr_te))])  # noqa
+            initial_psnr = _scores(predict(), hr_te, 0)["psnr"]                # also builds it for the Trainer
+
+            def loss_fn(m, b, training_):
+                return {"loss": loss_of(b["y"], m(b["x"], training=training_))}
+            terms = _train(model, _CropBatches(lr_tr, hr_tr, setting.crop, setting.batch, ctx.seed), loss_fn,
+                           lr=lr, steps=steps, ctx=ctx, name=f"{experiment}_{kind}")
+            preds[kind] = predict()
+            out[arm] = {**_scores(preds[kind], hr_te, 0), "initial_psnr": initial_psnr, **terms, "lr": lr}
+        out["setting"] = {"notebook": setting.notebook, "steps": steps, "epochs": setting.epochs,
+                          "train_images": len(lr_tr), "batch": setting.batch, "hr_crop": setting.crop,
+                          "loss": setting.loss, "test_size": list(hr_te.shape[1:3])}
+        out["notebook_final_loss_per_batch"] = setting.recorded
+        return {f"×2 super-resolution, {setting.loss} loss": out}, (upsampled[:1], preds["spatial"][:1],
+                                                                    preds["cnn"][:1], hr_te[:1])
     return runner
 
 
@@ -500,7 +694,8 @@ def classification_resnet(flags: "Flags", ctx: paper.RunContext):
         "resnet18 alone (the superseded identity run)": resnet(None)}, flags, ctx)
 
 
-RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS}, "classification": classification,
+RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS},
+           **{name: _superres_cnn(name) for name in SUPERRES_CNN}, "classification": classification,
            "classification_resnet": classification_resnet}
 DEFAULT_EXPERIMENT = "four_factor"
 
@@ -516,7 +711,7 @@ def _table(results) -> str:
                 lines.append("    setting: " + ", ".join(f"{k} {v}" for k, v in m.items()))
                 continue
             cells = "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float))
-            lines.append(f"    {arm:<28}{cells}")
+            lines.append(f"    {arm:<28} {cells}")
     text = "\n".join(lines)
     print(text, flush=True)
     return text

@@ -8,6 +8,10 @@ FF = T + "test_four_factor_experiment_learns_the_inverse"
 SR = T + "test_superres_reads_hr_lr_folder_pairs"
 CLS = T + "test_classification_experiment_trains_both_arms_at_the_notebooks_settings"
 RES = T + "test_resnet_experiment_deconv_arm_starts_as_the_bare_resnet"
+M = "test_deconv_more.py::"
+NB11 = M + "test_ssim_l1_experiment_trains_on_the_loss_and_beats_the_input"
+SRCNN = M + "test_srcnn_experiments_train_the_arms"
+LAYERS = M + "test_srcnn_arms_are_the_correct_and_the_notebook_layers"
 
 
 def arm(experiment: str, field: str, index: int = 0) -> str:
@@ -104,4 +108,33 @@ ROWS = [
     Row(P, "superres", "conv baseline 3×3", [(3, 3)] * 3, "deconv_layer.md §2.7", arms("superres", "conv_size"), SR),
     Row(P, "superres", "batch 8, 200 epochs", [(8, 200)] * 3, "deconv_layer.md §2.7",
         "[(a.batch, a.epochs) for a in deconv.RESTORATIONS['superres']]", SR),
+    # nb11
+    Row(P, "ssim_l1", "loss (1 − SSIM) + L1", "ssim_l1", "deconv_layer.md §2.10", arm("ssim_l1", "loss"), NB11),
+    Row(P, "ssim_l1", "deconv (2,4) vs conv 3×3, both Adam 1e-3", ((2, 4), (3, 3), 1e-3, 1e-3),
+        "deconv_layer.md §2.10, §2.9", "(" + ", ".join(arm("ssim_l1", f) for f in (
+            "deconv['kernel_size']", "conv_size", "lr", "baseline_lr")) + ")", NB11),
+    Row(P, "ssim_l1", "nb10's data: 384² framed by 48 px, batch 8, 200 epochs", (384, 48, 8, 200),
+        "deconv_layer.md §2.10, §2.7", "(" + ", ".join(arm("ssim_l1", f) for f in ("size", "pad", "batch", "epochs"))
+        + ")", NB11),
+    # nb12, nb13
+    Row(P, "srcnn", "96² HR / 48² LR random co-located crops, MSE", (96, "l2"), "deconv_layer.md §2.11",
+        "(deconv.SUPERRES_CNN['srcnn'].crop, deconv.SUPERRES_CNN['srcnn'].loss)", SRCNN),
+    Row(P, "srcnn_dct", "32² HR / 16² LR crops, DCT-MSE", (32, "dct_mse"), "deconv_layer.md §2.12",
+        "(deconv.SUPERRES_CNN['srcnn_dct'].crop, deconv.SUPERRES_CNN['srcnn_dct'].loss)", SRCNN),
+    *[Row(P, e, "Adam lr: deconv 1e-3, CNN 1e-4", (1e-3, 1e-4), f"deconv_layer.md {sec}",
+          f"(deconv.SUPERRES_CNN['{e}'].deconv_lr, deconv.SUPERRES_CNN['{e}'].cnn_lr)", SRCNN)
+      for e, sec in (("srcnn", "§2.11"), ("srcnn_dct", "§2.12"))],
+    *[Row(P, e, "batch 4, 30 epochs, 20 files", (4, 30, 20), f"deconv_layer.md {sec}",
+          f"(deconv.SUPERRES_CNN['{e}'].batch, deconv.SUPERRES_CNN['{e}'].epochs, deconv.SR_FILES)", SRCNN)
+      for e, sec in (("srcnn", "§2.11"), ("srcnn_dct", "§2.12"))],
+    *[Row(P, e, "first layer 9×9, 64 maps (deconv filters or conv 1→64)", ((9, 9), 64), f"deconv_layer.md {sec}",
+          f"(deconv.SUPERRES_CNN['{e}'].kernel_size, deconv.SUPERRES_CNN['{e}'].filters)", SRCNN)
+      for e, sec in (("srcnn", "§2.11"), ("srcnn_dct", "§2.12"))],
+    Row(P, "srcnn", "the notebook layer's reversal bug: 03-20 (filter and row axes)", "nb12", "deconv_layer.md §1.6",
+        "deconv.SUPERRES_CNN['srcnn'].layer", LAYERS),
+    Row(P, "srcnn_dct", "the notebook layer's reversal bug: 03-21 (output and input channel axes)", "nb13",
+        "deconv_layer.md §1.6", "deconv.SUPERRES_CNN['srcnn_dct'].layer", LAYERS),
+    *[Row(P, e, "arms: the correct deconv, the notebook's reversals, the CNN", ["spatial", bug, "cnn"],
+          "deconv_layer.md §1.6, §6 item 1", f"[k for k, _ in deconv._sr_arms(deconv.SUPERRES_CNN['{e}']).values()]",
+          LAYERS) for e, bug in (("srcnn", "nb12"), ("srcnn_dct", "nb13"))],
 ]
