@@ -208,9 +208,9 @@ class Flags:
     def __post_init__(self) -> None:
         if self.experiment not in EXPERIMENTS:
             raise ValueError(f"unknown experiment '{self.experiment}' for mv2015; valid: {', '.join(EXPERIMENTS)}")
-        if self.experiment in shallow_experiments.EXPERIMENTS and self.layers:
-            raise ValueError(f"--experiment={self.experiment} inverts HOG / HOGb / DSIFT, which have no --layers; "
-                             "leave --layers out")
+        if self.experiment in shallow_experiments.EXPERIMENTS and (self.layers or self.weights != "auto"):
+            raise ValueError(f"--experiment={self.experiment} inverts HOG / HOGb / DSIFT, which have no --layers and "
+                             "no weights; leave --layers and --weights out")
         if self.data is not None and self.experiment != "shallow":
             raise ValueError("--data is Table 1's image folder: it goes with --experiment=shallow (the CNN figures "
                              "and shallow_lambda invert --image)")

@@ -161,8 +161,10 @@ def test_the_codes_sigma_diverges_on_a_small_image_and_the_run_says_what_to_give
 
 
 def test_shallow_flags_refuse_what_does_not_apply(tmp_path):
-    with pytest.raises(ValueError, match="no --layers"):
+    with pytest.raises(ValueError, match="no --layers and no weights"):
         mv2015.Flags(experiment="shallow", layers=("conv1",))
+    with pytest.raises(ValueError, match="no --layers and no weights"):
+        mv2015.Flags(experiment="shallow_lambda", weights="random")
     with pytest.raises(ValueError, match="goes with --experiment=shallow"):
         mv2015.Flags(experiment="layers", data=str(tmp_path))
     with pytest.raises(ValueError, match="--sigma sets σ of the shallow experiments"):
