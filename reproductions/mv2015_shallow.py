@@ -278,6 +278,9 @@ def table1(rows: Sequence[Row], recon: Sequence[np.ndarray], greys: Sequence[np.
 TABLE1_COLUMNS = [("method", "method", ""), ("N", "n", "d"), ("ours: error % (mean ± std)", "ours", ""),
                   ("paper Table 1 (recalled, unverified)", "paper", ""),
                   ("ours: √rel % (M&V 2016 Table 2 statistic, ± 95 % CI)", "table2", "")]
+TABLE_NOTE = ("paper column: Table 1 as recalled without the paper (evaluation_protocols §1.2, unverified). √rel "
+              "column: M&V 2016 Table 2's statistic on these runs (that paper used dsift_net(8) and scored HOG with "
+              "DPM features(); its values were not retrieved).")
 PROBLEM_COLUMNS = [("#", "problem", "d"), ("problem", "label", ""), ("λTV", "lambda_tv", "g"),
                    ("rel.sq.feat", "rel_sq_feature_error", ".4g"), ("TV₂", "tv2", ".4g"),
                    ("img RMSE (0–255)", "image_rmse_255", ".2f")]
@@ -371,7 +374,8 @@ def run(flags, ctx: paper.RunContext) -> dict:
         t1 = table1(rows, recon, greys, scores)
         metrics_["table1"] = t1
         text = ("Table 1 protocol (evaluation_protocols §1.2): ‖Φ(x̂)−Φ(x)‖² / mean pairwise ‖Φ(xi)−Φ(xj)‖², "
-                f"mean ± std over {len(greys)} images, %\n" + report.table(t1, TABLE1_COLUMNS) + "\n\n" +
+                f"mean ± std over {len(greys)} images, %\n" + report.table(t1, TABLE1_COLUMNS) + "\n" + TABLE_NOTE +
+                f"\nimages: {source}; σ = {flags.sigma or SIGMA:g}\n\n" +
                 report.table(scores, PROBLEM_COLUMNS))
     print(text, flush=True)
     _say_if_diverged(recon, greys, flags)
