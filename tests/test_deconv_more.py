@@ -276,3 +276,13 @@ def test_srcnn_arms_are_the_correct_and_the_notebook_layers():
                     layer.filters, layer.kernel_size) == (kind, "normalised", True, "sum", False, 64, (9, 9))
         conv = deconv_layer._sr_first(s, "cnn", 0)
         assert (conv.filters, conv.kernel_size, conv.padding) == (64, (9, 9), "same")
+
+
+def test_dct_mse_loss_is_the_mse_of_scipys_dct():
+    """nb13's loss: the MSE of scipy's orthonormal DCT-II coefficients (and hence the pixel MSE, §4.3)."""
+    import scipy.fft
+    from reproductions import deconv_layer
+    y, p = RNG.uniform(0, 1, (2, 16, 16, 1)), RNG.uniform(0, 1, (2, 16, 16, 1))
+    want = np.mean((scipy.fft.dctn(y, axes=(1, 2), norm="ortho") - scipy.fft.dctn(p, axes=(1, 2), norm="ortho")) ** 2)
+    got = float(deconv_layer.LOSSES["dct_mse"](tf.constant(y, tf.float32), tf.constant(p, tf.float32)))
+    assert got == pytest.approx(want, rel=1e-5) and want == pytest.approx(np.mean((y - p) ** 2), rel=1e-10)
