@@ -38,7 +38,11 @@ class CaffeLRN(keras.layers.Layer):
     def call(self, x):
         # TF's fused LRN kernel (forward and gradient) with Caffe's constants: depth_radius = n // 2, alpha / n,
         # bias k — faster than the banded matmul on CPU (issue 15's profile: −9 ms per AlexNet step). The kernel
-        # exists for float32 only; other dtypes take the exact banded form.
+        # exists for float32 only; float64 takes the exact banded form. Under a mixed-precision policy (float16
+        # compute) the sum of squares overflows float16 (conv1's responses reach a few hundred: 371² > 65504), so
+        # half-precision inputs are normalised in float32 and handed back in their own dtype.
+        if x.dtype in (tf.float16, tf.bfloat16):
+            return tf.cast(self.call(tf.cast(x, tf.float32)), x.dtype)
         if x.dtype == tf.float32:
             return tf.nn.local_response_normalization(x, depth_radius=self.local_size // 2, bias=self.k,
                                                       alpha=self.alpha / self.local_size, beta=self.beta)

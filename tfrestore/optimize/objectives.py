@@ -46,7 +46,10 @@ class Context:
         key = (id(extractor), id(problems))
         if key not in self._features:
             x = self.image if problems is None else tf.gather(self.image, problems)
-            self._features[key] = extractor(self.to_input(x))
+            feats = extractor(self.to_input(x))
+            # a network under a mixed-precision policy (float16 compute) hands back float16 maps: the objective
+            # (targets, norms, sums over many elements) stays float32
+            self._features[key] = tf.nest.map_structure(lambda f: tf.cast(f, tf.float32), feats)
         return self._features[key]
 
     def pixel_mask(self) -> tf.Tensor:

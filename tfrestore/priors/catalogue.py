@@ -46,12 +46,14 @@ from typing import Callable
 import tensorflow as tf
 
 from tfrestore import data as data_lib, nets
-from tfrestore.core import store
+from tfrestore.core import log, store
 from tfrestore.nets import weights
 from .model import PatchPrior, PriorConfig
 from .patches import checked_images, extract, prepare, sources
 from .train import PriorTrainer, TrainConfig, save_filter_grid
 from .tv import TVPrior
+
+LOG = log.logger(__name__)
 
 # Learning-rate breakpoints (step, lr), applied before the step they name.
 IMAGE_SCHEDULE = ((0, 1.0), (10000, 0.1), (13000, 3e-2), (15000, 1e-2), (17000, 3e-3), (19000, 1e-3),
@@ -291,7 +293,7 @@ def _mention_old_layout(say: Callable[[str], None]) -> None:
 
 
 def _say(line: str) -> None:
-    print(line, flush=True)                 # in order with the progress lines, also into a file or a pipe
+    log.say(LOG, line)
 
 
 # ---- training, loading ---------------------------------------------------------------------------------------------
