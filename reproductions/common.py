@@ -108,7 +108,7 @@ COSTS: dict[tuple[str, str, str | None], Cost] = {
     ("dip", "deblur", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
     ("dip", "superres", None): Cost(((1.0, 2.4),), default_steps=2000, **_DIP),
     ("dip", "invert", None): Cost(((1.0, 0.54),), 47.0, 1.7, 3100, "at load ~5.6, 2026-12-07", size=224),
-    ("layer_inversion", "", "alexnet"): Cost(((1.0, 130.0),), 120.0, 5.7, 3000,
+    ("layer_inversion", "compare", "alexnet"): Cost(((1.0, 130.0),), 120.0, 5.7, 3000,
                                             "roughly: a --steps=10 run at load ~6, 2026-12-07", layers=5),
 }
 

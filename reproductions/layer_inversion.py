@@ -20,6 +20,14 @@ photos with random crops and flips — a demonstration set. ``--steps`` sets eve
 2016's budget; the schedules are scaled). ``--net=digits`` (not the thesis'): the same module design on
 tfrestore's trained digits net and the embedded digits, small enough to train whole stacks on a CPU (without the
 M&V 2016 comparison, whose constants are the ImageNet nets').
+
+``--experiment=early_findings`` (spec §5, the thesis diary of 3 May 2017): the module shapes before the dc
+catalogue, solo-trained on the May targets (ReLU outputs and the net's own input, ``bgr_normed``) and scored side
+by side — on AlexNet layer 1 (conv1/relu → image) a dc, a dd and a cd module (the thesis: dc and dd, whose first
+operation is strided, show fewer artefacts than cd); on VGG16 three stacked cd modules pool1 → conv1_2/relu →
+conv1_1/relu → image (the thesis: decent reconstructions). ``--net`` picks the finding (alexnet: the shapes; vgg16:
+the stack); ``--net=digits`` runs both on tfrestore's trained digits net (the shapes from pool1, its first
+strided layer; a two-module cd stack pool1 → relu1 → image). See :data:`EARLY`.
 """
 from __future__ import annotations
 
@@ -41,6 +49,10 @@ from tfrestore.optimize.inversion import Extractors, gram_features
 from . import common, mv2016, paper
 
 DESCRIPTION = "thesis learned inversion modules: solo / stacked / merged / end-to-end, vs M&V 2016"
+EXPERIMENTS = {"compare": "the DC stacks solo / stacked / merged / end-to-end, vs M&V 2016 (spec §4, §6)",
+               "early_findings": "May 2017 shapes: layer-1 dc / dd / cd side by side (alexnet, digits) and stacked "
+                                 "cd modules (vgg16 conv1_1 → pool1, digits) (spec §5)"}
+DEFAULT_EXPERIMENT = "compare"
 DIGITS_VALIDATION = 4           # held-out digits scored (and inverted by M&V 2016 too)
 VGG_GRAM_TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
@@ -195,8 +207,11 @@ def _learned(t: Training, chains, solo, solo_keys, vgg, *, steps, seed) -> tuple
     return rows, recs
 
 
-def _command(net: str, layers: list[str] | None, data: str | None, steps: int | None, seed: int) -> str:
-    return (f"python main.py --paper=layer_inversion --net={net}" + (f" --layers={','.join(layers)}" if layers else "")
+def _command(net: str, layers: list[str] | None, data: str | None, steps: int | None, seed: int,
+             experiment: str = DEFAULT_EXPERIMENT) -> str:
+    return (f"python main.py --paper=layer_inversion --net={net}"
+            + (f" --experiment={experiment}" if experiment != DEFAULT_EXPERIMENT else "")
+            + (f" --layers={','.join(layers)}" if layers else "")
             + (f" --data={data}" if data else "") + (f" --steps={steps}" if steps else "")
             + (f" --seed={seed}" if seed else ""))
 
@@ -230,16 +245,23 @@ class Flags:
     steps: int | None = paper.flag(None, "every training's length and M&V 2016's budget (schedules scaled); "
                                    "default: the thesis' 3,000", source="learned_inverters.md §4.1")
     weights: str = paper.flag("auto", "'auto', 'random' or a .weights.h5 file of the inverted net")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "compare or early_findings (see --list)")
 
     def __post_init__(self):
         if self.net not in NET_SETTINGS:
             raise ValueError(f"layer_inversion runs on {', '.join(NET_SETTINGS)}, not '{self.net}'")
+        if self.experiment not in EXPERIMENTS:
+            raise ValueError(f"unknown experiment '{self.experiment}' for layer_inversion; valid: "
+                             f"{', '.join(EXPERIMENTS)}")
+        if self.experiment == "early_findings" and self.layers:
+            raise ValueError("--experiment=early_findings inverts the thesis' own layers (--net picks them); "
+                             "leave out --layers")
         for start in self.layers or ():
             I.chain(self.net, start)                                        # names the valid starting layers
 
 
 def default_out(flags: Flags) -> str:
-    return f"runs/layer_inversion_{flags.net}_compare"
+    return f"runs/layer_inversion_{flags.net}_{flags.experiment}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +314,8 @@ def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
     them on the validation images and writes figure, table and metrics into ``ctx.out`` at the end.
     ``ctx.overwrite`` trains stored modules again; ``flags`` may be :class:`Options` (the original's training of
     every module)."""
+    if flags.experiment == "early_findings":
+        return _early_run(flags, ctx)
     net, setting, seed = flags.net, NET_SETTINGS[flags.net], ctx.seed
     starts = list(flags.layers or setting.layers)
     chains = {l: I.chain(net, l) for l in starts}
@@ -326,6 +350,225 @@ def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
     result = paper.Result(title=f"learned inverters — {net}", metrics=summary, table=text,
                           figure_panels=_panels(t.val, recs_all, starts, methods),
                           figure_columns=1 + 2 * len(methods))
+    result.write(s.out)
+    print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
+          f"{store.home() / 'inverter' / net} (python -m tfrestore.core.store list inverter)", flush=True)
+    return result
+
+
+# ---- --experiment=early_findings (learned_inverters.md §5) ------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class EarlyModule:
+    """One module of the May 2017 runs and how it was trained (Adam at a constant rate, solo)."""
+    spec: I.ModuleSpec
+    learning_rate: float
+    batch: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlySetting:
+    """Per network: the layer-1 shapes compared side by side and the stack (deepest first), either may be empty."""
+    shapes: tuple[EarlyModule, ...]
+    stack: tuple[EarlyModule, ...]
+    about: str                      # which finding this net reproduces, in words
+
+
+def _m(name: str, kind: str, source: str, target: str, hidden: int, op1: tuple, op2: tuple, *,
+       train: tuple[float, int] = (3e-4, 32)) -> EarlyModule:
+    """``op1`` / ``op2``: (kernel, stride, padding); ``train``: (learning rate, batch)."""
+    (k1, s1, p1), (k2, s2, p2) = op1, op2
+    return EarlyModule(I.ModuleSpec(name, source, target, hidden, k1, s1, p1, k2, kind, s2, p2), *train)
+
+
+_NI = I.NET_INPUT
+# spec §5: May 2017 targets are ReLU outputs and bgr_normed; the image module of the stack batch 10 / lr 1e-4, the
+# others batch 32 / lr 3e-4. The spec gives no kernels for these shapes: they are the thesis scripts' (server_script
+# of 2-3 May 2017: AlexNet l1_cd/run2, l1_dc/run2, l1_dd/run1, 11×11 kernels, op1 / op2 stride 1 / 4 for cd and 4 / 1
+# for dc and dd, 96 channels, 3e-4 / 32; logs/.../stack_l123_cd_cd_cd/stack_log.py: VGG16 5×5, 64 channels, op2
+# stride 2 on pool1). The May AlexNet was the 224², SAME-conv1 variant (networks.md §12.1) with SAME modules;
+# tfrestore's is the full 227² build, so the stride-4 operation is VALID (55 → 227) like the catalogue's DC1 (§2).
+_A11 = (11, 4, "valid")
+EARLY = {
+    "alexnet": EarlySetting(shapes=(_m("L1dc", "dc", "conv1/relu", _NI, 96, _A11, (11, 1, "same")),
+                                    _m("L1dd", "dd", "conv1/relu", _NI, 96, _A11, (11, 1, "same")),
+                                    _m("L1cd", "cd", "conv1/relu", _NI, 96, (11, 1, "same"), _A11)),
+                            stack=(), about="AlexNet layer 1 (conv1/relu → image): dc, dd and cd side by side"),
+    "vgg16": EarlySetting(shapes=(), stack=(
+        _m("S3cd", "cd", "pool1", "conv1_2/relu", 64, (5, 1, "same"), (5, 2, "same")),
+        _m("S2cd", "cd", "conv1_2/relu", "conv1_1/relu", 64, (5, 1, "same"), (5, 1, "same")),
+        _m("S1cd", "cd", "conv1_1/relu", _NI, 64, (5, 1, "same"), (5, 1, "same"), train=(1e-4, 10))),
+        about="VGG16 conv1_1 → pool1: three stacked cd modules, each trained solo"),
+    # not the thesis': the digits net's first strided layer is pool1 (conv1 3×3 → relu1 → 2×2 pool), so its
+    # "layer 1" comparison starts there (3×3 kernels as the digits catalogue, stride 2 — a kernel the stride does
+    # not divide, like AlexNet's 11 / 4); its stack is VGG16's with one convolution fewer
+    "digits": EarlySetting(shapes=(_m("L1dc", "dc", "pool1", _NI, 32, (3, 2, "same"), (3, 1, "same")),
+                                   _m("L1dd", "dd", "pool1", _NI, 32, (3, 2, "same"), (3, 1, "same")),
+                                   _m("L1cd", "cd", "pool1", _NI, 32, (3, 1, "same"), (3, 2, "same"))),
+                           stack=(_m("S2cd", "cd", "pool1", "relu1", 32, (3, 1, "same"), (3, 2, "same")),
+                                  _m("S1cd", "cd", "relu1", _NI, 32, (3, 1, "same"), (3, 1, "same"),
+                                     train=(1e-4, 10))),
+                           about="digits (trained here; not the thesis'): pool1 → image with dc, dd and cd side "
+                                 "by side, and two stacked cd modules pool1 → relu1 → image"),
+}
+
+
+def _early_config(m: EarlyModule, steps: int | None, seed: int) -> training.TrainingConfig:
+    """The solo engine (§3, §4.1) at the module's constant May rate and batch."""
+    base = dataclasses.replace(I.SOLO, learning_rate=m.learning_rate, batch=m.batch, breakpoints=((0, m.learning_rate),))
+    return _config(base, steps, seed)
+
+
+def phase_mse_ratio(reference: np.ndarray, estimate: np.ndarray, stride: int) -> float:
+    """The checkerboard index of a reconstruction: the squared error averaged per output phase (row mod ``stride``,
+    column mod ``stride``, over images, rows, columns and channels of [N, H, W, C] arrays), largest over smallest.
+    1 for an error spread evenly over the stride lattice; a strided last operation that covers its phases
+    unevenly shows as more."""
+    err = (np.asarray(estimate, np.float64) - np.asarray(reference, np.float64)) ** 2
+    phases = [err[:, a::stride, b::stride].mean() for a in range(stride) for b in range(stride)]
+    return float(max(phases) / max(min(phases), 1e-300))
+
+
+def _early_training(flags: Flags, ctx: paper.RunContext, s: common.Setup, early: EarlySetting) -> Training:
+    """The facts the early run's trainings share (data, taps, store tags, the rebuild command)."""
+    specs = [m.spec for m in early.shapes + early.stack]
+    source, val, val_src, desc = _data(NET_SETTINGS[flags.net], flags.net, flags.data, ctx.seed)
+    print(f"training data: {desc}; {len(val)} validation images", flush=True)
+    return Training(net=flags.net, taps=I.Taps(s.model, specs), source=source, val=val,
+                    data=training.data_tag(flags.data), classifier=I.classifier_identity(s.model),
+                    command=_command(flags.net, None, flags.data, flags.steps, ctx.seed, "early_findings"),
+                    progress=ctx.progress, legacy=False, overwrite=ctx.overwrite, all_specs=tuple(specs),
+                    val_names=tuple(str(v) for v in val_src), description=desc)
+
+
+def _early_train(t: Training, early: EarlySetting, steps: int | None, seed: int) -> tuple[dict, dict, dict]:
+    """Every module solo-trained (or loaded from the store): (trained modules, the same modules untrained,
+    summaries of those trained here)."""
+    trained, untrained, summaries = {}, {}, {}
+    for i, m in enumerate(early.shapes + early.stack):
+        cfg = _early_config(m, steps, seed)
+        untrained.update(I.build_modules(t.taps, [m.spec], seed=seed + i))
+        mods = I.build_modules(t.taps, [m.spec], seed=seed + i)
+        key = _key(t, [m.spec], "solo", cfg, seed=seed + i)
+        if t.progress and not key.path.exists():
+            print(f"training {m.spec.name} ({m.spec.kind}: {m.spec.source} → {m.spec.target}) solo, {cfg.steps} "
+                  f"steps, batch {m.batch}, lr {m.learning_rate:g}", flush=True)
+        summary = _train(t, mods, [m.spec], "solo", cfg, key)
+        if summary is not None:
+            summaries[m.spec.name] = summary
+        trained.update(mods)
+    return trained, untrained, summaries
+
+
+def _target_mse(target, rec) -> float:
+    return float(np.mean((np.asarray(rec, np.float64) - np.asarray(target, np.float64)) ** 2))
+
+
+def _image_scores(t: Training, target: str, rec, stride: int) -> dict:
+    """A reconstruction of the image against the validation images, RGB 0–255 clipped: MSE, the thesis' NMSE and
+    the checkerboard index on the stride lattice."""
+    img = np.clip(I.rgb(t.net, target, rec), 0, 255)
+    return {"image_mse": float(np.mean(metrics.mse(t.val, img))), "nmse": float(np.mean(metrics.nmse_dot(t.val, img))),
+            "checker": phase_mse_ratio(t.val, img, stride), "_rgb": img}
+
+
+MEAN_SAMPLES = 64          # training images whose mean target is the constant baseline
+
+
+def _mean_targets(t: Training, names: set) -> dict:
+    """The mean of each tap in ``names`` over the first :data:`MEAN_SAMPLES` training samples (as the training
+    draws them): the best constant prediction a module has to beat."""
+    import tensorflow as tf
+    n = min(MEAN_SAMPLES, t.source.size)
+    imgs = np.stack([np.asarray(t.source.load(tf.constant(i), tf.constant(i))["image"]) for i in range(n)])
+    sums = {}
+    for lo in range(0, n, 16):
+        feats = t.taps(imgs[lo:lo + 16])
+        for k in names:
+            sums[k] = sums.get(k, 0.0) + np.asarray(feats[k], np.float64).sum(0)
+    return {k: v / n for k, v in sums.items()}
+
+
+def _early_row(t: Training, feats: dict, m: EarlyModule, modules: tuple[dict, dict, dict], part: str) -> dict:
+    """One module on the true features of its source: the target-space MSE trained, untrained and of the
+    training targets' mean (a constant the module must beat), its geometry and, for an image target, image
+    scores. ``modules``: (trained, untrained, mean targets by tap)."""
+    (trained, untrained, means), sp = modules, m.spec
+    x, target = feats[I.tap(t.net, sp.source)], np.asarray(feats[I.tap(t.net, sp.target)])
+    rec = np.asarray(trained[sp.name](x, training=False))
+    geo = I.receptive_geometry(sp)
+    row = {"part": part, "module": sp.name, "kind": sp.kind, "path": f"{sp.source} → {sp.target}",
+           "mse": _target_mse(target, rec), "untrained": _target_mse(target, untrained[sp.name](x, training=False)),
+           "mean_image": _target_mse(target, np.broadcast_to(means[I.tap(t.net, sp.target)], target.shape)),
+           "footprint": geo["footprint"], "paths": "{}–{}".format(*geo["paths"]), "last_stride": geo["last_stride"]}
+    if sp.target in (I.IMAGE, I.NET_INPUT):
+        row.update(_image_scores(t, sp.target, rec, max(sp.stride1, sp.stride2)))
+    return row
+
+
+def _early_scores(t: Training, early: EarlySetting, trained: dict, untrained: dict) -> tuple[list, dict]:
+    """The table's rows and the reconstructions (RGB 0–255) by row label."""
+    feats = t.taps(t.val)
+    mods = (trained, untrained, _mean_targets(t, {I.tap(t.net, m.spec.target) for m in early.shapes + early.stack}))
+    rows = [_early_row(t, feats, m, mods, "layer 1") for m in early.shapes]
+    rows += [_early_row(t, feats, m, mods, "stack, solo") for m in early.stack]
+    if early.stack:
+        specs = [m.spec for m in early.stack]
+        rec = np.asarray(I.run_chain(trained, specs, feats[I.tap(t.net, specs[0].source)])[-1])
+        target = np.asarray(feats[I.tap(t.net, specs[-1].target)])
+        rows.append({"part": "stack, chained", "module": "_to_".join(s.name for s in specs), "kind": "+".join(
+            s.kind for s in specs), "path": f"{specs[0].source} → {specs[-1].target}", "mse": _target_mse(target, rec),
+            "mean_image": _target_mse(target, np.broadcast_to(mods[2][I.tap(t.net, specs[-1].target)], target.shape)),
+            **_image_scores(t, specs[-1].target, rec, max(max(s.stride1, s.stride2) for s in specs))})
+    recs = {r["module"]: r.pop("_rgb") for r in rows if "_rgb" in r}
+    return rows, recs
+
+
+EARLY_COLUMNS = [("part", "part", ""), ("module", "module", ""), ("kind", "kind", ""), ("from → to", "path", ""),
+                 ("MSE (target)", "mse", ".4g"), ("untrained", "untrained", ".4g"), ("mean image", "mean_image", ".4g"),
+                 ("image MSE", "image_mse", ".4g"), ("NMSE", "nmse", ".4g"), ("checkerboard", "checker", ".3f"),
+                 ("footprint", "footprint", ""), ("paths", "paths", ""), ("last stride", "last_stride", "")]
+RANDOM_EARLY = ("!" * 78 + "\n  RANDOM CLASSIFIER WEIGHTS: the modules invert a random network. The dc / dd / cd comparison "
+                "below\n  measures the modules' GEOMETRY only (footprint, uneven phase coverage), not what the\n"
+                "  thesis compared on the trained {net}; convert its weights for that (README.md).\n" + "!" * 78)
+
+
+def _early_panels(val: np.ndarray, recs: dict) -> list:
+    """The first validation image, then each reconstruction and its |error| ×4."""
+    panels = [(val[0] / 255.0, "original")]
+    for name, rec in recs.items():
+        r = rec[0] / 255.0
+        panels += [(r, name), (np.abs(r - val[0] / 255.0).mean(-1) * 4, f"{name} |error| ×4")]
+    return panels
+
+
+def _early_run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
+    """``--experiment=early_findings``: every module of :data:`EARLY` for ``flags.net`` solo-trained (or loaded from
+    the store: ``inverter/<net>/solo/L1dc`` …), scored on the validation images; figure, table, metrics."""
+    net, seed, early = flags.net, ctx.seed, EARLY[flags.net]
+    if NET_SETTINGS[net].images == "digits" and flags.weights == "auto":
+        classifier.get(seed=seed, progress=ctx.progress)                # trained here when not in the store
+    s = common.setup(paper="layer_inversion", net=net, experiment="early_findings", weights=flags.weights,
+                     out=str(ctx.out), logdir=str(ctx.logdir), seed=seed)
+    if s.weights == "random":
+        print(RANDOM_EARLY.format(net=net), flush=True)
+    t = _early_training(flags, ctx, s, early)
+    trained, untrained, summaries = _early_train(t, early, flags.steps, seed)
+    rows, recs = _early_scores(t, early, trained, untrained)
+    weights = "RANDOM (seeded) — geometry only, not the thesis' comparison" if s.weights == "random" else s.weights
+    text = (f"{early.about}\nnet: {net}   weights: {weights}   data: {t.description}\n"
+            "MSE (target): in the target's own units (the net's input for the image); image MSE / NMSE: RGB 0–255; "
+            "checkerboard: largest / smallest phase MSE on the stride lattice (1: even); footprint / paths: one "
+            "axis, closed form\n" + report.table(rows, EARLY_COLUMNS))
+    print(text, flush=True)
+    summary = {"net": net, "experiment": "early_findings", "weights": s.weights, "data": t.description,
+               "about": early.about, "scores": rows, "solo_training": summaries,
+               "modules": {m.spec.name: {**dataclasses.asdict(m.spec), "learning_rate": m.learning_rate,
+                                         "batch": m.batch, "steps": _early_config(m, flags.steps, seed).steps}
+                           for m in early.shapes + early.stack},
+               "validation_images": list(t.val_names)}
+    result = paper.Result(title=f"learned inverters, early findings — {net}", metrics=summary, table=text,
+                          figure_panels=_early_panels(t.val, recs), figure_columns=1 + 2 * len(recs),
+                          arrays={f"rec_{k}": v.astype(np.float32) for k, v in recs.items()})
     result.write(s.out)
     print(f"outputs in {s.out} (figure.png, table.txt, metrics.json); modules in "
           f"{store.home() / 'inverter' / net} (python -m tfrestore.core.store list inverter)", flush=True)

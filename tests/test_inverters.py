@@ -183,7 +183,7 @@ print("SAME")
     assert r.returncode == 0 and "SAME" in r.stdout, r.stderr[-3000:]
 
 
-@pytest.mark.experiment("layer_inversion")
+@pytest.mark.experiment("layer_inversion", "compare")
 def test_layer_inversion_tiny_run_on_digits_beats_the_mean_image_and_the_untrained_chain(tmp_path, tmp_path_factory,
                                                                                         monkeypatch):
     from reproductions import layer_inversion, paper

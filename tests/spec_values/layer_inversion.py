@@ -90,3 +90,33 @@ ROWS = _module_rows("alexnet", ALEXNET) + _module_rows("vgg16", VGG16) + [
          "conv4": (0.6470, 2197.03, 0.15223), "conv5": (0.7292, 3085.13, 0.21977)}, "learned_inverters.md §6",
         "layer_inversion.RECORDED['M&V 2016 (thesis variant)']"),
 ]
+
+# spec §5 (the May 2017 diary): --experiment=early_findings
+E, SH = "early_findings", "test_inverters_shapes.py"
+EARLY_SPEC = f"{SH}::test_early_modules_follow_the_spec_and_fit_the_nets_taps"
+EARLY_TINY = f"{SH}::test_early_findings_tiny_run_on_digits"
+_A = "layer_inversion.EARLY['alexnet'].shapes"
+_V = "layer_inversion.EARLY['vgg16'].stack"
+ROWS += [
+    Row(P, E, "AlexNet layer 1: a dc, a dd and a cd module side by side", ("dc", "dd", "cd"), "learned_inverters.md §5",
+        f"tuple(m.spec.kind for m in {_A})", f"{EARLY_SPEC}[alexnet]"),
+    Row(P, E, "dc and dd: the first operation is strided (AlexNet conv1: 11×11 / 4 VALID, 96 channels, as DC1); cd: "
+        "the first operation unstrided, the stride in its second", ((11, 4, "valid", 96), (11, 4, "valid", 96),
+                                                                    (11, 1, 11, 4, "valid", 96)),
+        "learned_inverters.md §2 (DC1), §5",
+        f"tuple((m.spec.kernel1, m.spec.stride1, m.spec.padding1, m.spec.hidden) if m.spec.kind != 'cd' else "
+        f"(m.spec.kernel1, m.spec.stride1, m.spec.kernel2, m.spec.stride2, m.spec.padding2, m.spec.hidden) "
+        f"for m in {_A})", f"{SH}::test_the_geometry_of_alexnet_layer_1_in_closed_form,{EARLY_SPEC}[alexnet]"),
+    Row(P, E, "targets then: ReLU outputs and the bgr_normed image (AlexNet: conv1/relu → bgr_normed)",
+        ("conv1/relu", "bgr_normed"), "learned_inverters.md §5",
+        f"({_A}[0].spec.source, {_A}[0].spec.target)", EARLY_TINY),
+    Row(P, E, "VGG16 conv1_1 → pool1: three stacked cd modules, ReLU targets down to bgr_normed",
+        (("pool1", "conv1_2/relu", "cd"), ("conv1_2/relu", "conv1_1/relu", "cd"), ("conv1_1/relu", "bgr_normed", "cd")),
+        "learned_inverters.md §5", f"tuple((m.spec.source, m.spec.target, m.spec.kind) for m in {_V})",
+        f"{EARLY_SPEC}[vgg16]"),
+    Row(P, E, "the image module batch 10 and lr 1e-4, the others batch 32 and lr 3e-4", ((32, 3e-4), (32, 3e-4),
+        (10, 1e-4)), "learned_inverters.md §5", f"tuple((m.batch, m.learning_rate) for m in {_V})",
+        f"{EARLY_SPEC}[vgg16],{EARLY_TINY}"),
+    Row(P, E, "the VGG16 modules' hidden channels: 64 (as every VGG16 module of §2)", (64, 64, 64),
+        "learned_inverters.md §2", f"tuple(m.spec.hidden for m in {_V})", f"{EARLY_SPEC}[vgg16]"),
+]

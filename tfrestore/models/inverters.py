@@ -6,12 +6,19 @@ Module kinds (every layer with a bias; weights and biases glorot-uniform as the 
 
 =========  ====================================================================================================
 ``dc``      transposed conv (op1: kernel / stride) to a hidden map the target's size → ReLU → conv (op2) (final)
-``cd``      conv (op1) → ReLU → transposed conv (op2) to the target's size
-``dd``      transposed conv → ReLU → transposed conv
+``cd``      conv (op1: kernel / stride, at the input's resolution) → ReLU → transposed conv (op2: kernel / stride)
+            to the target's size
+``dd``      transposed conv (op1) to a hidden map the target's size → ReLU → transposed conv (op2, stride 1)
 ``resize``  nearest-neighbour resize to the target's H×W → conv → ReLU → conv (Odena et al.)
 =========  ====================================================================================================
 
-A :class:`ModuleSpec` names its input tap and its target tap (``"image"``: RGB 0–255, the thesis' ``rgb_scaled``),
+A transposed convolution meets its target's size as the thesis' ``tf.nn.conv2d_transpose(output_shape=target)``
+does (:func:`transposed_offset`: where TF's padding puts the window when the full output overshoots the target).
+:func:`receptive_geometry` gives each kind's closed-form footprint of one input pixel and how many input pixels
+cover each output phase (uneven coverage by the last operation is what draws checkerboard artefacts).
+
+A :class:`ModuleSpec` names its input tap and its target tap (``"image"``: RGB 0–255, the thesis' ``rgb_scaled``;
+``"bgr_normed"``: the classifier's own input, for the Caffe nets the mean-subtracted BGR image),
 so modules compose: :data:`CATALOGUE` holds DC1–DC9 (AlexNet) and DC1–DC10 (VGG16) as the spec's table, and
 :func:`chain` finds the modules from a starting layer down to the image. :func:`train_modules` trains a set of
 modules with :class:`tfrestore.train.training.Trainer` (a custom step under a ``tf.distribute`` strategy): ``solo`` (one
@@ -35,12 +42,16 @@ from tfrestore.core import files, store
 from tfrestore.train import training
 
 IMAGE = "image"
+NET_INPUT = "bgr_normed"      # the classifier's input (nets.preprocess of the RGB image): the May 2017 target (§5)
 BIAS_INIT = "glorot"          # the thesis' biases: tf.get_variable's default glorot-uniform, not zeros (spec §1)
 
 
 @dataclasses.dataclass(frozen=True)
 class ModuleSpec:
-    """One inversion module: ``source`` tap → ``target`` tap (``"image"``), its kind and geometry."""
+    """One inversion module: ``source`` tap → ``target`` tap (``"image"``), its kind and geometry. op1 is the
+    first operation (kernel1 / stride1 / padding1), op2 the second (kernel2 / stride2 / padding2), as the thesis'
+    ``op1_hw, op1_strides, op1_pad, op2_…``; only a cd module's op2 (its transposed convolution) may be strided —
+    the other kinds' op2 works on a hidden map that already has the target's size."""
     name: str
     source: str
     target: str
@@ -50,6 +61,8 @@ class ModuleSpec:
     padding1: str = "same"
     kernel2: int = 8
     kind: str = "dc"
+    stride2: int = 1
+    padding2: str = "same"
 
 
 def _alexnet() -> tuple[ModuleSpec, ...]:
@@ -100,7 +113,7 @@ def catalogue(net: str) -> tuple[ModuleSpec, ...]:
 
 
 def tap(net: str, name: str) -> str:
-    return IMAGE if name == IMAGE else nets.resolve_layer(net, name)
+    return name if name in (IMAGE, NET_INPUT) else nets.resolve_layer(net, name)
 
 
 def chain(net: str, start: str) -> list[ModuleSpec]:
@@ -127,6 +140,9 @@ def build_module(spec: ModuleSpec, input_shape: Sequence[int], target_shape: Seq
         raise ValueError(f"bias_init must be 'glorot' or 'zeros', got {bias_init!r}")
     if spec.kind not in ("dc", "cd", "dd", "resize"):
         raise ValueError(f"module kind must be dc, cd, dd or resize, got {spec.kind!r}")
+    if spec.kind != "cd" and spec.stride2 != 1:
+        raise ValueError(f"{spec.name}: a {spec.kind} module's second operation works at the target's size, so its "
+                         f"stride2 must be 1 (got {spec.stride2}); only a cd module upsamples in its second operation")
     L = keras.layers
     count = iter(range(1, 100))
     init = lambda: keras.initializers.GlorotUniform(seed=seed * 100 + next(count))          # noqa: E731
@@ -134,31 +150,30 @@ def build_module(spec: ModuleSpec, input_shape: Sequence[int], target_shape: Seq
         if bias_init == "glorot" else (lambda: "zeros")                                       # noqa: E731
     th, tw, tc = target_shape
     x_in = keras.Input(tuple(input_shape), name=f"{spec.name}_in")
+
+    def deconv(x, filters, k, stride, padding, name):
+        y = L.Conv2DTranspose(filters, k, stride, padding, kernel_initializer=init(), bias_initializer=b_init(),
+                              name=f"{spec.name}_{name}")(x)
+        return _fit(y, th, tw, spec, k, stride, padding, int(x.shape[1]), int(x.shape[2]))
+
+    def conv(x, filters, k, stride, padding, name):
+        return L.Conv2D(filters, k, stride, padding, kernel_initializer=init(), bias_initializer=b_init(),
+                        name=f"{spec.name}_{name}")(x)
+
     if spec.kind == "dc":
-        h = L.Conv2DTranspose(spec.hidden, spec.kernel1, spec.stride1, spec.padding1, kernel_initializer=init(),
-                              bias_initializer=b_init(), name=f"{spec.name}_deconv")(x_in)
-        h = L.ReLU()(_fit(h, th, tw, spec))
-        out = L.Conv2D(tc, spec.kernel2, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
-                       name=f"{spec.name}_conv")(h)
+        h = L.ReLU()(deconv(x_in, spec.hidden, spec.kernel1, spec.stride1, spec.padding1, "deconv"))
+        out = conv(h, tc, spec.kernel2, 1, "same", "conv")
     elif spec.kind == "cd":
-        h = L.Conv2D(spec.hidden, spec.kernel1, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
-                     name=f"{spec.name}_conv")(x_in)
-        h = L.ReLU()(h)
-        out = L.Conv2DTranspose(tc, spec.kernel2, spec.stride1, spec.padding1, kernel_initializer=init(),
-                                bias_initializer=b_init(), name=f"{spec.name}_deconv")(h)
-        out = _fit(out, th, tw, spec)
+        # the original's ConvDeconvModule: conv(op1) at the input's resolution, the upsampling in op2
+        h = L.ReLU()(conv(x_in, spec.hidden, spec.kernel1, spec.stride1, spec.padding1, "conv"))
+        out = deconv(h, tc, spec.kernel2, spec.stride2, spec.padding2, "deconv")
     elif spec.kind == "dd":
-        h = L.Conv2DTranspose(spec.hidden, spec.kernel1, spec.stride1, spec.padding1, kernel_initializer=init(),
-                              bias_initializer=b_init(), name=f"{spec.name}_deconv1")(x_in)
-        h = L.ReLU()(_fit(h, th, tw, spec))
-        out = L.Conv2DTranspose(tc, spec.kernel2, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
-                                name=f"{spec.name}_deconv2")(h)
+        h = L.ReLU()(deconv(x_in, spec.hidden, spec.kernel1, spec.stride1, spec.padding1, "deconv1"))
+        out = deconv(h, tc, spec.kernel2, 1, spec.padding2, "deconv2")
     else:
         h = L.Resizing(th, tw, interpolation="nearest", name=f"{spec.name}_resize")(x_in)
-        h = L.ReLU()(L.Conv2D(spec.hidden, spec.kernel1, 1, "same", kernel_initializer=init(),
-                              bias_initializer=b_init(), name=f"{spec.name}_conv1")(h))
-        out = L.Conv2D(tc, spec.kernel2, 1, "same", kernel_initializer=init(), bias_initializer=b_init(),
-                       name=f"{spec.name}_conv2")(h)
+        h = L.ReLU()(conv(h, spec.hidden, spec.kernel1, 1, "same", "conv1"))
+        out = conv(h, tc, spec.kernel2, 1, "same", "conv2")
     model = keras.Model(x_in, out, name=spec.name)
     if tuple(model.output_shape[1:]) != tuple(target_shape):
         raise ValueError(f"{spec.name} maps {tuple(input_shape)} to {model.output_shape[1:]}, not the target "
@@ -166,15 +181,56 @@ def build_module(spec: ModuleSpec, input_shape: Sequence[int], target_shape: Seq
     return model
 
 
-def _fit(h, th, tw, spec):
-    """A transposed convolution's output is cropped to the target's H×W where it overshoots by a pixel or two
-    (e.g. SAME stride-2 on an odd map); smaller is an error."""
+def transposed_offset(size_in: int, size_out: int, kernel: int, stride: int, padding: str) -> int:
+    """Where ``tf.nn.conv2d_transpose(output_shape=size_out)`` (the thesis' op) starts inside Keras' full
+    transposed output (``size_in·stride`` for SAME, ``(size_in − 1)·stride + kernel`` for VALID), in pixels along
+    one axis. TF pads the forward convolution of a ``size_out`` map by ⌊total / 2⌋ on top, total =
+    max((size_in − 1)·stride + kernel − size_out, 0) (SAME; 0 for VALID); Keras' full output is the same with
+    size_out = size_in·stride, so the window starts at the difference of the two top paddings."""
+    if padding.lower() == "valid":
+        return 0
+
+    def top(out: int) -> int:
+        return max((size_in - 1) * stride + kernel - out, 0) // 2
+    return top(size_out) - top(size_in * stride)
+
+
+def _fit(h, th, tw, spec, kernel, stride, padding, in_h, in_w):
+    """A transposed convolution's output cut to the target's H×W where it overshoots by a pixel or two (e.g. SAME
+    stride 2 to an odd map), at the window :func:`transposed_offset` gives (TF's own ``output_shape``); smaller
+    is an error."""
     if h.shape[1] == th and h.shape[2] == tw:
         return h
     if h.shape[1] < th or h.shape[2] < tw:
         raise ValueError(f"{spec.name}: the transposed convolution gives {h.shape[1]}×{h.shape[2]}, smaller than the "
                          f"target {th}×{tw}")
-    return keras.layers.Cropping2D(((0, h.shape[1] - th), (0, h.shape[2] - tw)), name=f"{spec.name}_crop")(h)
+    top = transposed_offset(in_h, th, kernel, stride, padding)
+    left = transposed_offset(in_w, tw, kernel, stride, padding)
+    return keras.layers.Cropping2D(((top, h.shape[1] - th - top), (left, h.shape[2] - tw - left)),
+                                   name=f"{spec.name}_crop")(h)
+
+
+def receptive_geometry(spec: ModuleSpec) -> dict:
+    """Closed-form geometry of a dc, dd or cd ``spec`` along one axis, away from the borders (odd kernels):
+    ``footprint`` — how many output pixels one input pixel reaches; ``paths`` — (min, max) over output pixels of
+    how many terms (input pixel × op1 tap × op2 tap) the module sums into it; ``last_stride`` — the stride of
+    the operation that writes the output. A strided last operation whose kernel the stride does not divide sums
+    unevenly many terms into its output phases — the checkerboard pattern the thesis saw in cd modules
+    (learned_inverters.md §5); a stride-1 last operation evens the phases out."""
+    k1, s1, k2, s2 = spec.kernel1, spec.stride1, spec.kernel2, spec.stride2
+    if spec.kind in ("dc", "dd"):
+        # op1 (transposed, stride s1) gives hidden pixel q the taps ≡ q (mod s1); op2 (stride 1) sums k2 of them
+        taps = [len(range(q, k1, s1)) for q in range(s1)]
+        paths = [sum(taps[(p + d) % s1] for d in range(k2)) for p in range(s1)]
+        footprint, last = k1 + k2 - 1, 1
+    elif spec.kind == "cd":
+        # op1 (conv, stride s1) reads k1 input pixels per hidden pixel and one input pixel reaches ⌈k1 / s1⌉
+        # hidden pixels; op2 (transposed, stride s2) gives output pixel p the taps ≡ p (mod s2)
+        paths = [len(range(p, k2, s2)) * k1 for p in range(s2)]
+        footprint, last = (-(-k1 // s1) - 1) * s2 + k2, s2
+    else:
+        raise ValueError(f"receptive_geometry covers dc, dd and cd modules, not {spec.kind!r}")
+    return {"footprint": footprint, "paths": (min(paths), max(paths)), "last_stride": last}
 
 
 # ---- the classifier's taps -----------------------------------------------------------------------------------
@@ -184,19 +240,20 @@ class Taps:
     def __init__(self, model: keras.Model, specs: Sequence[ModuleSpec]):
         self.model, self.net = model, nets.net_of(model)
         names = {tap(self.net, s.source) for s in specs} | {tap(self.net, s.target) for s in specs}
-        self.layers = sorted(n for n in names if n != IMAGE)
+        self.layers = sorted(n for n in names if n not in (IMAGE, NET_INPUT))
         self.extractor = nets.feature_extractor(model, self.layers)
 
     def __call__(self, images_rgb) -> dict[str, tf.Tensor]:
         x = tf.convert_to_tensor(images_rgb, tf.float32)
-        feats = self.extractor(nets.preprocess(self.net, x), training=False)
+        net_in = nets.preprocess(self.net, x)
+        feats = self.extractor(net_in, training=False)
         out = {k: tf.stop_gradient(v) for k, v in feats.items()}
-        out[IMAGE] = x
+        out[IMAGE], out[NET_INPUT] = x, net_in
         return out
 
     def shape(self, name: str) -> tuple:
         size = self.model.input_shape[1]
-        if name == IMAGE:
+        if name in (IMAGE, NET_INPUT):
             return (size, size, 3)
         return tuple(self.extractor.output[name].shape[1:])
 
@@ -216,6 +273,12 @@ def run_chain(modules: dict[str, keras.Model], specs: Sequence[ModuleSpec], star
         x = modules[s.name](x, training=False)
         outs.append(x)
     return outs
+
+
+def rgb(net: str, target: str, rec) -> np.ndarray:
+    """A reconstruction of an image target as RGB 0–255 (not clipped): ``image`` as it is, ``bgr_normed``
+    through :func:`tfrestore.nets.deprocess`."""
+    return np.asarray(nets.deprocess(net, rec) if target == NET_INPUT else rec, np.float64)
 
 
 # ---- training data ---------------------------------------------------------------------------------------------
@@ -316,9 +379,10 @@ def train_modules(taps: Taps, modules: dict[str, keras.Model], specs: Sequence[M
     def images(_model):
         feats = taps(probe)
         recs = run_chain(modules, specs, feats[tap(taps.net, specs[0].source)])
-        if specs[-1].target != IMAGE:
+        if specs[-1].target not in (IMAGE, NET_INPUT):
             return {}
-        rec = np.clip(np.asarray(recs[-1]) / 255.0, 0, 1)
+        rec = rgb(taps.net, specs[-1].target, recs[-1])
+        rec = np.clip(rec / 255.0, 0, 1)
         orig = np.asarray(probe) / 255.0
         # the thesis notes' two error maps: signed per channel around grey (colour-accurate) and absolute
         return {"reconstruction": rec, "original": orig, "colour_error": np.clip(0.5 + (rec - orig) / 2, 0, 1),
@@ -357,9 +421,19 @@ def stack_key(net: str, regime: str, specs: Sequence[ModuleSpec], config: traini
     training settings and, for a chain fine-tuned from solo modules, those modules' digests (``start``)."""
     name = specs[0].name if len(specs) == 1 else f"{specs[0].name}_to_{specs[-1].name}"
     return store.Key("inverter", f"{net}/{regime}/{name}", {
-        "net": net, "regime": regime, "modules": [dataclasses.asdict(s) for s in specs], "classifier": classifier,
+        "net": net, "regime": regime, "modules": [_geometry(s) for s in specs], "classifier": classifier,
         "data": data, "seed": seed, "bias_init": bias_init, "legacy_train_all": legacy_train_all,
         "start": list(start), "training": config.identity()})
+
+
+def _geometry(spec: ModuleSpec) -> dict:
+    """A module's fields for its store key; op2's stride and padding only where they differ from the defaults, so
+    modules stored before those fields existed keep their keys."""
+    out = dataclasses.asdict(spec)
+    for name in ("stride2", "padding2"):
+        if out[name] == ModuleSpec.__dataclass_fields__[name].default:
+            del out[name]
+    return out
 
 
 def train_stored(key: store.Key, taps: Taps, modules: dict[str, keras.Model], specs: Sequence[ModuleSpec],
