@@ -12,6 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from . import ConversionError  # noqa: E402
 from .architecture import ALLOW_FLAG, MAGNITUDE_LIMITS  # noqa: E402
+from tfrestore.core.store import ArtifactError  # noqa: E402
 
 _ALLOW_HELP = ("convert a file holding values larger than any trained network of these families has ("
                + "; ".join(f"{r.what} {r.limit:.0e}" for r in MAGNITUDE_LIMITS.values())
@@ -37,7 +38,8 @@ def _args(argv):
     o.add_argument("--net", required=True, choices=onnx_nets)
     o.add_argument("--onnx", required=True, type=Path)
     for s in (c, o):
-        s.add_argument("--out", type=Path, help="output .weights.h5 (default: the weight store)")
+        s.add_argument("--out", type=Path, help="output .weights.h5 (default: the artifact store, installed where "
+                       "nets.build looks: $TFRESTORE_HOME/weights/<net>.weights.h5)")
         s.add_argument("--verify", action="store_true",
                        help="run the original in its own runtime (OpenCV / onnxruntime) and compare every layer")
         s.add_argument("--image", default="chelsea", help="image for --verify (sample name or path)")
@@ -117,6 +119,9 @@ def main(argv=None) -> int:
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ArtifactError as e:      # a damaged stored conversion: one line naming its file and the command
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted; nothing was written", file=sys.stderr)
         return 2
@@ -136,28 +141,11 @@ def _run(a) -> int:
 
     kwargs = {"width": a.width} if a.width != 1.0 else {}
     model = nets.build(a.net, weights=None, quiet=True, **kwargs)
-    baseline = _memory_reset()
-    t0 = time.perf_counter()
-    out = a.out or weights.weight_path(a.net)
-    source = str(a.caffemodel if a.format == "caffe" else a.onnx)
-    with weights.array_writer(out, a.net, source) as write:   # atomic: no file unless it all succeeds
-        if a.format == "caffe":
-            from . import caffe
-            _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write,
-                                    allow_huge_weights=a.allow_huge_weights)
-        else:
-            from . import onnx_convert
-            arrays, info = onnx_convert.convert(model, a.onnx, allow_huge_weights=a.allow_huge_weights)
-            for layer, ws in arrays.items():
-                write(layer, ws)
-    seconds = time.perf_counter() - t0
-    growth = _memory_peak() - baseline
-    size = Path(source).stat().st_size / 2 ** 20
-    print(f"converted {source} ({size:.1f} MiB, {info.get('format', 'ONNX')}) → {out} in {seconds:.1f}s; "
-          f"peak memory {growth:.0f} MiB above the pre-conversion baseline ({growth / size:.2f}× the file)",
-          flush=True)
-    for note in info.get("converted", []):
-        print(f"note: {note}")
+    if a.out:
+        info = _convert(a, model, a.out)
+        out = a.out
+    else:
+        out = _convert_into_store(a, model)
     if not a.verify:
         return 0
     weights.load_weights(model, out)
@@ -179,6 +167,66 @@ def _run(a) -> int:
               f"weights are in {out}, unverified", file=sys.stderr)
         return 1
     return 0 if verify.print_table(rows, runtime) else 1
+
+
+def _convert(a, model, out: Path) -> dict:
+    """Convert the original file into ``out`` (atomic: no file unless it all succeeds); the converters' notes."""
+    from tfrestore.nets import weights
+    baseline = _memory_reset()
+    t0 = time.perf_counter()
+    source = str(a.caffemodel if a.format == "caffe" else a.onnx)
+    with weights.array_writer(out, a.net, source) as write:
+        if a.format == "caffe":
+            from . import caffe
+            _, info = caffe.convert(model, a.caffemodel, a.prototxt, progress=not a.quiet, sink=write,
+                                    allow_huge_weights=a.allow_huge_weights)
+        else:
+            from . import onnx_convert
+            arrays, info = onnx_convert.convert(model, a.onnx, allow_huge_weights=a.allow_huge_weights)
+            for layer, ws in arrays.items():
+                write(layer, ws)
+    seconds = time.perf_counter() - t0
+    growth = _memory_peak() - baseline
+    size = Path(source).stat().st_size / 2 ** 20
+    print(f"converted {source} ({size:.1f} MiB, {info.get('format', 'ONNX')}) → {out} in {seconds:.1f}s; "
+          f"peak memory {growth:.0f} MiB above the pre-conversion baseline ({growth / size:.2f}× the file)",
+          flush=True)
+    for note in info.get("converted", []):
+        print(f"note: {note}")
+    return info
+
+
+def store_key(a):
+    """The artifact store's key of a conversion: the original file's content (SHA-256) and what changes the
+    converted weights; converting the same file again reuses the stored result."""
+    from tfrestore.core import store
+    from tfrestore.nets import weights
+    source = a.caffemodel if a.format == "caffe" else a.onnx
+    config = {"format": a.format, "source": Path(source).name, "source_sha256": weights.file_sha256(source),
+              "prototxt_sha256": weights.file_sha256(a.prototxt) if getattr(a, "prototxt", None) else None,
+              "width": a.width, "allow_huge_weights": bool(a.allow_huge_weights)}
+    return store.Key("converted", a.net, config)
+
+
+def _convert_into_store(a, model) -> Path:
+    """The conversion as a store artifact (``converted/<net>/<digest>/``), installed where ``nets.build`` looks."""
+    from tfrestore.core import store
+    from tfrestore.nets import weights
+    key = store_key(a)
+    source = a.caffemodel if a.format == "caffe" else a.onnx
+    command = " ".join(["python -m weights_convert", a.format, "--net", a.net,
+                        f"--{'caffemodel' if a.format == 'caffe' else 'onnx'}", str(source)]
+                       + (["--prototxt", str(a.prototxt)] if getattr(a, "prototxt", None) else []))
+
+    def make(work: Path, out: Path) -> dict:
+        info = _convert(a, model, out / f"{a.net}.weights.h5")
+        return {"source": str(source), "notes": info.get("converted", []), "format": info.get("format", "ONNX")}
+
+    existed = store.load(key) is not None
+    art = store.build(key, make, command=command)
+    if existed:
+        print(f"{source} was converted before: using the stored {art.path}", flush=True)
+    return weights.install(art, a.net)
 
 
 def _verify_caffe(a, model, verify):

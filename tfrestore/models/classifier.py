@@ -12,9 +12,6 @@ artifact). Command line: ``python -m tfrestore.models.classifier [--steps N] [--
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -104,40 +101,15 @@ def train(*, steps: int | None = None, source=None, seed: int = 0, progress: boo
     return model, dict(art.meta)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _install(art: store.Artifact) -> None:
-    """Copy the artifact's weights to where ``nets.build("digits")`` looks; weights there that are no stored
-    artifact's (a user's own) are kept aside, never overwritten."""
-    src, dst = art.file(WEIGHTS_FILE), weights.weight_path("digits")
-    if dst.exists():
-        if _sha256(dst) == art.manifest["files"][WEIGHTS_FILE]["sha256"]:
-            return
-        if installed() is None:
-            k = 1
-            while dst.with_name(f"digits.own-{k}.weights.h5").exists():
-                k += 1
-            dst.rename(dst.with_name(f"digits.own-{k}.weights.h5"))
-            log.say(LOG, f"{dst} was not one of the store's classifiers: kept as "
-                         f"{dst.with_name(f'digits.own-{k}.weights.h5')}", logging.WARNING)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    files.atomic_write(dst, lambda tmp: shutil.copyfile(src, tmp))
-    log.say(LOG, f"digits classifier installed: {dst} = {art.key}")
+    """Put the artifact's weights where ``nets.build("digits")`` looks (a user's own kept aside)."""
+    weights.install(art, "digits")
 
 
 def installed() -> store.Artifact | None:
-    """The stored artifact whose weights are installed for ``nets.build("digits")`` (matched by SHA-256), or
-    None (nothing installed, or weights from elsewhere)."""
-    path = weights.weight_path("digits")
-    if not path.exists():
-        return None
-    digest = _sha256(path)
-    for entry in store.entries("classifier"):
-        if entry.get("name") == "digits" and entry.get("files", {}).get(WEIGHTS_FILE, {}).get("sha256") == digest:
-            return store.Artifact(store.Key("classifier", "digits", entry["config"]), Path(entry["path"]), entry)
-    return None
+    """The stored classifier whose weights are installed for ``nets.build("digits")``, or None (nothing
+    installed, or weights from elsewhere)."""
+    return weights.installed("digits", kinds=("classifier",))
 
 
 def get(*, steps: int | None = None, source=None, seed: int = 0, progress: bool = True) -> tuple[keras.Model, dict]:

@@ -1,4 +1,6 @@
-"""The weight store: converted weights as ``<net>.weights.h5`` under ``$TFRESTORE_HOME/weights``.
+"""The weight files: converted weights as ``<net>.weights.h5`` under ``$TFRESTORE_HOME/weights``, installed there
+from the artifact store (``converted/<net>/<digest>/``, one per converted original file; the digits classifier's
+``classifier/digits/<digest>/``) by :func:`install`.
 
 File layout (HDF5, written atomically): one group per Keras layer name holding one dataset per weight
 (``kernel``, ``bias``, ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``), plus root attributes ``net`` and
@@ -8,14 +10,20 @@ a mismatch can be reported by layer and shape.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
+import shutil
 from pathlib import Path
 
 import h5py
 import keras
 import numpy as np
 
+from tfrestore.core import log, store
 from tfrestore.core.files import replacing
+
+LOG = log.logger(__name__)
 
 
 class WeightsMismatchError(ValueError):
@@ -117,3 +125,52 @@ def load_weights(model: keras.Model, path: str | Path) -> dict:
     for w, value in plan:
         w.assign(value)
     return attrs
+
+
+# ---- installing a stored artifact's weights where nets.build(net) looks ----------------------------------------------
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def installed(net: str, kinds: tuple[str, ...] = ("converted", "classifier")) -> store.Artifact | None:
+    """The stored artifact (converted weights, a trained classifier) whose ``<net>.weights.h5`` is the one installed
+    at :func:`weight_path` (matched by SHA-256), or None: nothing installed, or weights from elsewhere."""
+    path = weight_path(net)
+    if not path.exists():
+        return None
+    digest = file_sha256(path)
+    for entry in (e for kind in kinds for e in store.entries(kind)):
+        if entry.get("name") == net and entry.get("files", {}).get(f"{net}.weights.h5", {}).get("sha256") == digest:
+            return store.Artifact(store.Key(entry["kind"], net, entry["config"]), Path(entry["path"]), entry)
+    return None
+
+
+def install(art: store.Artifact, net: str) -> Path:
+    """Put ``art``'s ``<net>.weights.h5`` where ``nets.build(net)`` looks (a hard link where the file system allows,
+    else an atomic copy). Weights already there that are no stored artifact's — a user's own — are kept aside as
+    ``<net>.own-<k>.weights.h5``, never overwritten."""
+    src, dst = art.file(f"{net}.weights.h5"), weight_path(net)
+    if dst.exists():
+        if file_sha256(dst) == art.manifest["files"][f"{net}.weights.h5"]["sha256"]:
+            return dst
+        if installed(net) is None:
+            k = 1
+            while dst.with_name(f"{net}.own-{k}.weights.h5").exists():
+                k += 1
+            aside = dst.with_name(f"{net}.own-{k}.weights.h5")
+            dst.rename(aside)
+            log.say(LOG, f"{dst} was not one of the store's {net} weights: kept as {aside}", logging.WARNING)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(dst) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(src, tmp)              # the store's file, not a second copy of hundreds of megabytes
+        except OSError:
+            shutil.copyfile(src, tmp)
+    log.say(LOG, f"{net} weights installed: {dst} = {art.key}")
+    return dst
