@@ -48,6 +48,7 @@ from tfrestore.optimize import callbacks
 from tfrestore.measure import metrics
 from tfrestore import nets
 from tfrestore.core import report
+from tfrestore.core.loop import TensorBoard
 from tfrestore.measure import feature_stats as fstats
 from tfrestore.optimize import objectives as O
 from tfrestore.optimize import optim as optimizers
@@ -647,13 +648,11 @@ def _sdev_plot(summaries: dict, title: str) -> Callable:
 
 def _stats_tensorboard(logdir, summaries: dict) -> None:
     """TensorBoard: each layer's channel-sdev histogram and its norm / Gini / rank scalars (step 0)."""
-    writer = tf.summary.create_file_writer(str(logdir))
-    with writer.as_default():
+    with TensorBoard.once(logdir):
         for layer, m in summaries.items():
             tf.summary.histogram(f"{layer}/channel_sdev", m.sdev, step=0)
             for name, v in (("norm_mean", m.norms.mean()), ("gini_mean", m.gini.mean()), ("cov_rank", m.rank)):
                 tf.summary.scalar(f"{layer}/{name}", float(v), step=0)
-    writer.close()
 
 
 def _stats_result(s: common.Setup, summaries: dict, rows: list[dict], text: str, source: str) -> paper.Result:

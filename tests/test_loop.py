@@ -164,3 +164,23 @@ def test_a_stepper_stops_where_it_measures_a_callback_at_the_next_point(tmp_path
                 loop.request_stop("enough")
     summary = L.Loop(Decay(), [Impatient()]).run()
     assert summary.stopped == "enough" and summary.steps == 15 and summary.last.last
+
+
+def test_tensorboard_once_is_the_same_writer_for_a_job_without_a_loop(tmp_path):
+    """An analysis written in one go (foe_priors' feature_stats) goes through the loop's TensorBoard writer: its
+    scalars and the configuration land in the folder, an earlier run's events are set aside, not interleaved."""
+    from tfrestore.core.loop import TensorBoard
+    for value in (1.0, 2.0):
+        with TensorBoard.once(tmp_path, config={"net": "alexnet", "value": value}):
+            tf.summary.scalar("stat", value, step=0)
+    (current,) = tmp_path.glob("events.out.tfevents.*")
+    (earlier,) = (tmp_path / "previous-1").glob("events.out.tfevents.*")
+
+    def read(path):
+        tags = {}
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for v in event.summary.value:
+                tags[v.tag] = float(tf.make_ndarray(v.tensor)) if v.tag == "stat" else v.metadata.plugin_data.plugin_name
+        return tags
+    assert read(earlier)["stat"] == 1.0 and read(current)["stat"] == 2.0
+    assert read(current)["config"] == "text"

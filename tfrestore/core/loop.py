@@ -29,6 +29,7 @@ checkpoints).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -447,6 +448,23 @@ class TensorBoard(Callback):
                                          max_outputs=len(imgs))
         self._count += 1
         self._writer.flush()
+
+    @classmethod
+    @contextlib.contextmanager
+    def once(cls, logdir: str | Path, config: dict | None = None, say=log.status):
+        """The same writer for a job without a loop (an analysis written in one go): earlier events set aside,
+        the configuration logged, ``tf.summary`` calls inside the block go to ``logdir``."""
+        board = cls(logdir, say=say)
+        board.logdir.mkdir(parents=True, exist_ok=True)
+        board._set_aside_earlier_events()
+        board._writer = tf.summary.create_file_writer(str(board.logdir))
+        try:
+            if config:
+                board._log_config(config)
+            with board._writer.as_default():
+                yield board
+        finally:
+            board._writer.close()
 
     def write_scalars(self, step: int, scalars: dict[str, float]) -> None:
         """Scalars from another callback (e.g. a quality curve), through this one writer."""
