@@ -28,6 +28,9 @@ class PriorTerm(Term):
     ``offset`` — the net's mean colour — is added to image space) or of a tap's features of the network input.
     ``problems`` restricts it to some of the N problems (the others get 0 and cost nothing).
 
+    A :class:`PatchPrior` is evaluated by ``energy(path="fast")`` (strips of rows, memory of one strip, a
+    first-order gradient): an objective term is differentiated once.
+
     ``step``: the optimisation step a dropout prior's test-time mask is keyed by (a fresh mask per step, seed
     (42, step): spec §4.4). A context that carries the step (``ctx.step``) gives it; otherwise this variable does
     (e.g. the engine's ``Optimization.iteration``, which holds the step being taken), else step 0.
@@ -50,12 +53,14 @@ class PriorTerm(Term):
 
     def value(self, ctx: Context) -> tf.Tensor:
         step = self.current_step(ctx)
+        # a learned prior by its fast path: strips of rows, first-order gradient (the engine needs no more)
+        kw = {"path": "fast"} if isinstance(self.prior, PatchPrior) else {}
         if self.extractor is None:
             x = ctx.canvas if self.problems is None else tf.gather(ctx.canvas, self.problems)
-            e = self.prior.energy(x + self.offset, step=step)
+            e = self.prior.energy(x + self.offset, step=step, **kw)
         else:
             feats = ctx.features(self.extractor, self.problems)
-            e = self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats, step=step)
+            e = self.prior.energy(feats[self.tap] if isinstance(feats, dict) else feats, step=step, **kw)
         return e if self.problems is None else tf.scatter_nd(self.problems[:, None], e, [ctx.n])
 
 

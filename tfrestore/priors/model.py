@@ -112,6 +112,100 @@ def g_prime(y, expert: str):
     return -1.0 / tf.square(tf.cosh(tf.clip_by_value(y, -40.0, 40.0)))
 
 
+STRIP_BYTES = 8 * 2 ** 20    # one strip of responses [N, rows, W', J] float32: small enough to stay in cache
+LOG2 = float(np.log(2.0))
+
+
+def _rho_and_slope(y, expert: str):
+    """ρ(y) and ρ′(y) = −g(y), sharing their work (one pass over a strip)."""
+    if expert == "student":
+        t = 0.5 * tf.square(y)
+        return tf.math.log1p(t), y / (1.0 + t)
+    a = tf.abs(y)
+    return a + tf.math.log1p(tf.exp(-2.0 * a)) - LOG2, tf.tanh(y)
+
+
+def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise: bool = False,
+                 rows: int | None = None) -> tf.Tensor:
+    """e_n = scale · Σ_pixels Σ_j α_j ρ(y_nj) with y = conv_VALID(x, kernel) + bias, one strip of output rows at a
+    time, so the responses [N, H', W', J] never exist whole (memory: one strip, ``STRIP_BYTES``).
+
+    x [N, H, W, C] (H, W, C static), kernel [p, p, C, J] (``depthwise``: [p, p, C, K] and J = C·K in (c, k)
+    order), bias and alpha [J]; ``rows`` per strip (default: a strip of ``STRIP_BYTES``). → [N].
+
+    The gradient is written by hand and first order only: the forward pass also forms ∂e/∂x — per strip the
+    transposed convolution of ρ′(y) with α folded into the kernel — so nothing of a strip outlives it; ∂e/∂α and
+    ∂e/∂bias come from per-strip sums of ρ and ρ′; ∂e/∂kernel recomputes the strips, and only when asked for (in a
+    graph, an unused gradient is pruned).
+    """
+    p = kernel.shape[0]
+    _, h, w, c = x.shape
+    ho = h - p + 1
+    j = alpha.shape[0]
+    if rows is None:
+        rows = max(1, min(ho, STRIP_BYTES // (4 * (x.shape[0] or 1) * (w - p + 1) * j)))
+    full, tail = divmod(ho, rows)
+
+    def conv(xs, k):
+        if depthwise:
+            return tf.nn.depthwise_conv2d(xs, k, [1, 1, 1, 1], "VALID")
+        return tf.nn.conv2d(xs, k, 1, "VALID")
+
+    def conv_t(g, k, xs):
+        if depthwise:
+            return tf.compat.v1.nn.depthwise_conv2d_native_backprop_input(tf.shape(xs), k, g, [1, 1, 1, 1], "VALID")
+        return tf.nn.conv2d_transpose(g, k, tf.shape(xs), 1, "VALID")
+
+    def conv_f(xs, g, k):
+        if depthwise:
+            return tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(xs, tf.shape(k), g, [1, 1, 1, 1], "VALID")
+        return tf.compat.v1.nn.conv2d_backprop_filter(xs, tf.shape(k), g, [1, 1, 1, 1], "VALID")
+
+    def strips(x, fn, state):
+        """Fold ``fn(state, strip_input, first_row)`` over the strips: the whole ones in a while loop (one at a
+        time: strips in flight together would share the cache), then the shorter last one."""
+        def body(i, *state):
+            xs = x[:, i * rows:i * rows + rows + p - 1]
+            xs.set_shape([x.shape[0], rows + p - 1, w, c])
+            return (i + 1,) + tuple(fn(state, xs, i * rows))
+        if full:
+            state = tf.while_loop(lambda i, *_: i < full, body, (tf.constant(0),) + tuple(state),
+                                  parallel_iterations=1)[1:]
+        if tail:
+            state = fn(state, x[:, full * rows:], full * rows)
+        return state
+
+    @tf.custom_gradient
+    def energy(x, kernel, bias, alpha):
+        k_alpha = kernel * tf.reshape(alpha, kernel.shape[2:] if depthwise else [j])   # ∂/∂x: α in the filters
+
+        def forward(state, xs, r0):
+            r_sum, slope_sum, dx = state
+            rho_, slope = _rho_and_slope(conv(xs, kernel) + bias, expert)
+            d = conv_t(slope, k_alpha, xs)
+            pad = tf.stack([r0, h - r0 - tf.shape(xs)[1]])
+            dx = dx + tf.pad(d, [[0, 0], pad, [0, 0], [0, 0]])
+            dx.set_shape(x.shape)
+            return r_sum + tf.reduce_sum(rho_, [1, 2]), slope_sum + tf.reduce_sum(slope, [1, 2]), dx
+
+        zeros = tf.zeros(tf.stack([tf.shape(x)[0], j]))
+        r_sum, slope_sum, dx = strips(x, forward, (zeros, zeros, tf.zeros_like(x)))
+        e = scale * tf.linalg.matvec(r_sum, alpha)
+
+        def grad(up):
+            s = scale * up                                                            # [N]
+
+            def kernel_grad(state, xs, r0):
+                _, slope = _rho_and_slope(conv(xs, kernel) + bias, expert)
+                return (state[0] + conv_f(xs, slope * alpha * s[:, None, None, None], kernel),)
+            dk, = strips(x, kernel_grad, (tf.zeros_like(kernel),))
+            return (s[:, None, None, None] * dx, dk, alpha * tf.linalg.matvec(slope_sum, s, transpose_a=True),
+                    tf.linalg.matvec(r_sum, s, transpose_a=True))
+        return e, grad
+
+    return energy(tf.convert_to_tensor(x, tf.float32), kernel, bias, alpha)
+
+
 class PatchPrior(keras.Model):
     """A learned patch prior. ``energy(x)`` of maps [N, H, W, C] → [N]; ``score_matching_loss(x_white)``."""
 
@@ -239,15 +333,26 @@ class PatchPrior(keras.Model):
         dropout prior with ``dropout_test`` uses the thesis' mask of optimisation step ``step`` (seed (42, step)).
         ``path``: ``"auto"`` (VALID convolution for global normalisation, reflect-padded patches otherwise;
         channel-wise priors: always reflect-padded, computed by convolution where the normalisation folds into
-        it), ``"conv"`` or ``"patches"``.
+        it), ``"conv"`` or ``"patches"``; these are differentiable to any order. ``"fast"``: the same value (the
+        patches of ``"auto"``) by strips of rows with the normalisation folded into the filters and a hand-written
+        first-order gradient (:func:`strip_energy`): memory of one strip, no [N, H, W, C·P] patch tensor; for
+        optimisation objectives (:class:`~tfrestore.priors.PriorTerm`), not for differentiating a gradient. It
+        falls back to ``"auto"`` for a per-patch sdev (``lf``), a channel-wise prior with mean ``lf`` and maps of
+        unknown height or width.
         """
         cfg = self.config
         x = tf.convert_to_tensor(x, tf.float32)
+        if path == "fast" and not self._fast_ok(x):
+            path = "auto"                                     # per-patch sdev, channel-wise lf, unknown map size
         if cfg.kind == "channelwise":
-            return self._channelwise_energy(x, path)
+            return self._fast_energy(x, None) if path == "fast" else self._channelwise_energy(x, path)
         if mask is None and cfg.kind == "dropout" and cfg.dropout_test:
             mask = self.dropout_mask(dropout_seed(step))
         m = self.mixing(mask)                                 # [D, K] or [E, D, K]
+        if path == "fast":
+            if m.shape.rank == 3:
+                return tf.stack([self._fast_energy(x, m[e]) for e in range(m.shape[0])])
+            return self._fast_energy(x, m)
         use_conv = self._global() if path == "auto" else path == "conv"
         if use_conv:
             if not self._global():
@@ -291,6 +396,58 @@ class PatchPrior(keras.Model):
             y = tf.reshape(y, [s[0], s[1], s[2], c, k]) - tf.einsum("cp,cpk->ck", mean / sdev, mixing)
         e = self.alpha() * rho(y, cfg.expert)               # [N, H, W, C, K]
         return tf.reduce_sum(e, axis=[1, 2, 3, 4]) / float(cfg.channels * cfg.components)
+
+    # ---- the fast path: folded filters, strips of rows -------------------------------------------------------
+    def _fast_ok(self, x) -> bool:
+        cfg = self.config
+        if cfg.sdev_mode == "lf" or (cfg.kind == "channelwise" and cfg.mean_mode == "lf"):
+            return False                                  # a per-patch divisor / a cross-channel mean: not linear
+        return x.shape.rank == 4 and None not in x.shape[1:]
+
+    def _fold(self, mixing):
+        """The normalisation folded into filters on the raw map: kernel [p, p, C, J], bias [J] and the shift
+        [N or 1, 1, 1, C] taken from the map first (J = K, or C·K per channel for a channel-wise prior;
+        ``mixing`` [D, K] or channel-wise [C, P, K]). The shift keeps float32 away from cancellation: the means
+        (gc / gf: the fitted per-channel mean; lc / lf: the map's own, which zero-mean filters ignore exactly)."""
+        cfg = self.config
+        c, p = cfg.channels, cfg.patch
+        mix = tf.reshape(mixing, [c, cfg.positions, -1])                     # [C, P, J'] in (c, h, w) order
+        mix = mix / tf.reshape(self.sdev, [c, -1])[..., None]                # ÷ sdev per feature
+        mu = tf.reshape(self.mean, [c, -1])
+        shift, bias = tf.zeros([1, 1, 1, c]), None
+        if cfg.mean_mode in ("gc", "gf"):
+            ref = tf.reduce_mean(mu, 1)                                        # [C]
+            shift = ref[None, None, None, :]
+            # the rest of the mean (gf: its spread over positions) as a bias
+            resid = tf.einsum("cp,cpj->cj", mu - ref[:, None], mix)
+            bias = -(tf.reshape(resid, [-1]) if cfg.kind == "channelwise" else tf.reduce_sum(resid, 0))
+        elif cfg.mean_mode == "lc":
+            mix = mix - tf.reduce_mean(mix, 1, keepdims=True)                 # Σ_p M(x_cp − mean_c) = Σ_p (M − M̄_c) x_cp
+        elif cfg.mean_mode == "lf":
+            mix = mix - tf.reduce_mean(mix, [0, 1], keepdims=True)
+        kernel = tf.transpose(tf.reshape(mix, [c, p, p, -1]), [1, 2, 0, 3])    # [p, p, C, J']
+        if bias is None:
+            bias = tf.zeros([c * kernel.shape[-1] if cfg.kind == "channelwise" else kernel.shape[-1]])
+        return kernel, bias, shift
+
+    def _fast_energy(self, x, mixing) -> tf.Tensor:
+        """[N] energy by :func:`strip_energy` (``mixing`` [D, K]; None: the channel-wise mixings)."""
+        cfg = self.config
+        channelwise = cfg.kind == "channelwise"
+        if channelwise:
+            mixing = tf.einsum("cfp,cfk->cpk", self.whiten, self.filters())
+        kernel, bias, shift = self._fold(mixing)
+        if cfg.mean_mode == "lc":
+            shift = tf.stop_gradient(tf.reduce_mean(x, [1, 2], keepdims=True))      # y does not depend on it
+        elif cfg.mean_mode == "lf":
+            shift = tf.stop_gradient(tf.reduce_mean(x, [1, 2, 3], keepdims=True))
+        x = x - shift
+        if not self._global():
+            x = self._reflect_pad(x)
+        alpha = tf.reshape(self.alpha(), [-1])                                # [J]: channel-wise (c, k) order
+        ho, wo = x.shape[1] - cfg.patch + 1, x.shape[2] - cfg.patch + 1
+        scale = 1.0 / (cfg.channels * cfg.components) if channelwise else 1.0 / (ho * wo)
+        return strip_energy(x, kernel, bias, alpha, expert=cfg.expert, scale=scale, depthwise=channelwise)
 
     # ---- score matching -----------------------------------------------------------------------------------------
     def score_matching_terms(self, xw, legacy_broadcast: bool = False, mask=None) -> tf.Tensor:
