@@ -14,6 +14,14 @@ Experiments (``--experiment``):
 - ``mean_filter``: the weighted mean-filter baseline over w = 0, 0.1, …, 1 for k = 2 and 3, and an adaptive
   DeepFool against the w = 0.2, 2×2 filter.
 - ``energies``: the prior energy of each clean image and of its adversarial (spec §6.2).
+- ``lbfgs``: foolbox 1's targeted L-BFGS attack (box-constrained L-BFGS-B, c doubled then bisected; spec §2), each
+  image towards one target, its perturbation beside the smallest targeted FGSM step reaching the same target.
+- ``lbfgs_energies``: those targeted examples scored by the 12×12 image prior (``image12``; ``digits_image12`` on
+  the digits net): clean vs adversarial vs same-norm noise, beside spec §6.1's recorded energies.
+- ``saliency``: foolbox 1's saliency-map attack (spec §2) as the oblivious attack: elements changed against its
+  bounds (≤ 2000 steps, ≤ 7 changes of θ·255 per element), and the full-prior defence beside same-norm noise.
+- ``stability_dropout``: the stability statistics with the dropout prior's test-time dropout on (a fresh mask per
+  Adam step, spec §5 / §7.2) beside the same prior with dropout off, and §7.2's recorded "dropout on" series.
 
 Every restoration count stands beside its baseline: the same inputs plus seeded random noise with the L2 norm of
 the defence's change (``tfrestore.restore.adversarial.same_norm_noise``). DeepFool's examples sit just across the
@@ -54,7 +62,12 @@ EXPERIMENTS = {
     "adaptive": "DeepFool through the defence: perturbation norms oblivious vs adaptive; transfer; ensemble",
     "mean_filter": "weighted mean-filter baseline over w for k = 2, 3, and an adaptive attack at w = 0.2",
     "energies": "prior energy of clean images vs their adversarials",
+    "lbfgs": "targeted L-BFGS-B attack (foolbox 1's): success and perturbation vs a targeted FGSM step",
+    "lbfgs_energies": "the targeted L-BFGS examples under the 12×12 image prior: clean vs adversarial vs noise",
+    "saliency": "saliency-map attack (foolbox 1's JSMA): elements changed, and the prior defence vs noise",
+    "stability_dropout": "stability with the dropout prior's test-time dropout on (a mask per step) vs off",
 }
+NO_PAIRS = ("lbfgs", "lbfgs_energies")        # experiments on targeted examples, not oblivious pairs
 DEFAULT_EXPERIMENT = "stability"
 
 # spec §3 / §4 / §5
@@ -76,7 +89,12 @@ MARGIN_ATTACKS = {
     "deepfool_overshoot1": A.AttackSetting("deepfool", steps=300, overshoot=1.0),
     "pgd_eps0.05": A.AttackSetting("pgd", steps=40, epsilon=0.05 * 255),
 }
-OBLIVIOUS_ATTACKS = {**{k: v for k, v in A.ATTACKS.items() if k != "targeted"}, **MARGIN_ATTACKS}
+# The thesis' L-BFGS examples are targeted (§2, §6.1; the lbfgs experiments); an oblivious L-BFGS run costs
+# about a minute per digit image at its settings, so it is not offered for --attack.
+OBLIVIOUS_ATTACKS = {**{k: v for k, v in A.ATTACKS.items() if k not in ("targeted", "lbfgs")}, **MARGIN_ATTACKS}
+LBFGS = A.ATTACKS["lbfgs"]                    # §2: epsilon 1e-5, num_random_targets 0, maxiter 150
+# §2: the targets of the subset10 images (evaluation_protocols §4.1); image i is attacked towards TARGETS[i]
+ALEXNET_TARGETS = (844, 424, 970, 949, 906, 486, 934, 39, 277, 646)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,17 +109,21 @@ class NetSetting:
     ensemble_pairs: int
     images: str = "photos"     # "photos": --data or the embedded photos; "digits": the embedded digits (net trained here)
     margin_attacks: tuple[str, ...] = ()
+    image12_prior: str = "image12"         # §6.1: the 12×12 image prior scoring the targeted examples
+    targeted_images: int = 10              # §2: the subset10 images
+    targets: tuple[int, ...] = ()          # image i's target; empty: (src + 1 + i mod 9) mod 10 (never src)
 
 
 NET_SETTINGS = {
     # the thesis: full512; transfer to an image prior with log-cosh experts (the thesis used the conv1/lin
     # feature prior, which needs a partial-network defence not built here); dropout1024 for the ensemble
     "alexnet": NetSetting("full512", "full512logistic", "dropout1024", pairs=1069, adaptive_pairs=1069,
-                          ensemble_pairs=50),
+                          ensemble_pairs=50, targets=ALEXNET_TARGETS),
     "digits": NetSetting("digits_full128", "digits_logistic128", "digits_dropout128", pairs=200,
                          adaptive_pairs=50, ensemble_pairs=10, images="digits",
                          margin_attacks=("deepfool", "deepfool_overshoot0.2", "deepfool_overshoot0.5",
-                                         "deepfool_overshoot1", "pgd_eps0.05")),
+                                         "deepfool_overshoot1", "pgd_eps0.05"),
+                         image12_prior="digits_image12"),
 }
 
 # Recorded on 1069 AlexNet DeepFool pairs (spec §7.2 "eval full", §8, §9).
@@ -117,6 +139,20 @@ RECORDED_MEAN_FILTER_2x2 = {"retained": [1069, 1027, 991, 964, 934, 895, 866, 82
                             "restored": [0, 766, 784, 782, 779, 757, 738, 729, 708, 697, 694]}
 # §6.2: the early 200-image DeepFool subset (198 pairs; §1) under "the prior" (which one is not recorded)
 RECORDED_ENERGIES = {"pairs": 198, "mean_difference": -0.00403496, "adversarial_higher": 147}
+# §6.1: LBFGS targeted examples under the 12×12 image prior, as recorded ("… _fX" rows: the previous stem assumed)
+RECORDED_LBFGS_ENERGIES = {
+    "adversarial": [("val53_t844_f39", 33.0931), ("val53_t844_f844", 0.6284), ("val53_t844_f970", 3.6122),
+                    ("val76_t860_f424", 2.5478), ("val81_t970_f970", 2.8565), ("val99_t949_f934", 11.1615),
+                    ("val99_t949_f949", 1.4844), ("val99_t949_f970", 3.8146), ("val106_t824_f906", 2.6395),
+                    ("val108_t889_f486", 4.5298)],
+    "original": [("val53", 0.6284), ("val76", 2.5454), ("val81", 2.8565), ("val99", 1.4844), ("val106", 2.6216),
+                 ("val108", 4.5153), ("val129", 3.3293), ("val153", 6.4354), ("val157", 0.5108),
+                 ("val160", 4.6791)]}
+# §7.2: the dropout prior with test-time dropout on, 1069 DeepFool pairs, lr 0.6 (points 0–19)
+RECORDED_DROPOUT_ON = {"preserved": [1069, 1068, 1067, 1064, 1064, 1063, 1063, 1060, 1057, 1055, 1055, 1052, 1050,
+                                     1047, 1045, 1045, 1042, 1042, 1040, 1037],
+                       "restored": [0, 657, 724, 771, 803, 826, 835, 854, 865, 876, 883, 887, 889, 894, 903, 908, 910,
+                                    913, 912, 915]}
 
 
 @dataclasses.dataclass
@@ -159,9 +195,9 @@ def _classifier(setting: NetSetting, net: str, weights_flag: str, seed: int) -> 
     return A.Classifier(model)
 
 
-def _example_folder(root: Path, name: str, setting: A.AttackSetting) -> Path:
+def _example_folder(root: Path, name: str, setting, kind: str = "oblivious") -> Path:
     """The attack's example folder; examples made with other settings (e.g. an older FGSM grid) are removed."""
-    where = A.example_folder(root, name)
+    where = A.example_folder(root, name, kind)
     meta = where / "attack.json"
     wanted = dataclasses.asdict(setting)
     if where.exists() and (not meta.exists() or json.loads(meta.read_text()) != wanted):
@@ -207,7 +243,7 @@ class Context:
     net: str
     setting: NetSetting
     clf: A.Classifier
-    pairs: Pairs
+    pairs: Pairs | None        # None for the experiments on targeted examples (NO_PAIRS)
     attack: str                # the oblivious attack that made ``pairs``
     prior: str | None          # --prior (default: the setting's)
     steps: int | None          # --steps: defence steps (default: the experiment's)
@@ -551,14 +587,157 @@ def _energies(ctx: Context) -> dict:
     return {"rows": rows, "text": text}
 
 
-RUNNERS = {"stability": _stability, "adaptive": _adaptive, "mean_filter": _mean_filter, "energies": _energies}
+# ---- targeted L-BFGS (§2), its examples under the 12×12 prior (§6.1) -------------------------------------------
+@dataclasses.dataclass
+class Targeted:
+    stems: list[str]
+    clean: np.ndarray          # [N, H, W, 3] RGB 0–255
+    src: np.ndarray            # clean predictions
+    targets: np.ndarray
+    examples: np.ndarray       # the attack's result (the image where it failed)
+    fooled: np.ndarray         # labels of the examples
+    success: np.ndarray        # labelled the target
+
+
+def make_targeted(ctx: Context) -> Targeted:
+    """Each of the setting's first ``targeted_images`` images attacked with :data:`LBFGS` towards its target;
+    examples kept as ``lbfgs_targeted/{stem}_t{target}_f{fooled}.npy`` (spec §6.1's names) and reused."""
+    s = ctx.setting
+    stems, clean, dataset = _images(s, ctx.net, ctx.folder, s.targeted_images)
+    src = ctx.clf.labels(clean)
+    n = len(src)
+    targets = (np.array(s.targets[:n]) if s.targets else (src + 1 + np.arange(n) % 9) % 10).astype(np.int64)
+    where = _example_folder(weights.home() / "adversarial" / ctx.net / dataset, "lbfgs", LBFGS, kind="targeted")
+    have = {k: v for k, v in A.load_examples(where).items()}
+    todo = [i for i in range(n) if stems[i] not in have or have[stems[i]][1] != targets[i]]
+    if todo:
+        print(f"lbfgs ({LBFGS.describe()}): attacking {len(todo)} images towards their targets; kept in {where}",
+              flush=True)
+        adv, ok = A.lbfgs_attack(ctx.clf, clean[todo], src[todo], LBFGS, targets=targets[todo])
+        for i, a, good, f in zip(todo, adv, ok, ctx.clf.labels(adv)):
+            if good:
+                A.save_example(where, stems[i], a, targets[i], f)
+                have[stems[i]] = (a, int(targets[i]), int(f))
+    got = [stems[i] in have and have[stems[i]][1] == targets[i] for i in range(n)]
+    examples = np.stack([have[stems[i]][0] if got[i] else clean[i] for i in range(n)])
+    fooled = ctx.clf.labels(examples)
+    return Targeted(stems, clean, src, targets, examples, fooled, np.array(got) & (fooled == targets))
+
+
+def _lbfgs(ctx: Context) -> dict:
+    """Targeted L-BFGS beside the smallest targeted FGSM step (one gradient sign, ε on foolbox 1's 1000-grid)."""
+    t = make_targeted(ctx)
+    f_adv, f_ok = A.attack(ctx.clf, t.clean, t.src, "fgsm", targets=t.targets)
+    l2 = A.l2_norms(t.clean, t.examples, t.success)
+    f_l2 = A.l2_norms(t.clean, f_adv, f_ok)
+    rows = [{"example": f"{t.stems[i]}_t{t.targets[i]}_f{t.fooled[i]}", "src": int(t.src[i]),
+             "target": int(t.targets[i]), "reached": bool(t.success[i]), "l2": float(l2[i]),
+             "linf": float(np.abs(t.examples[i] - t.clean[i]).max()), "fgsm_l2": float(f_l2[i])}
+            for i in range(len(t.src))]
+    both = t.success & f_ok
+    summ = {"images": len(rows), "reached": int(t.success.sum()), "fgsm_reached": int(f_ok.sum()),
+            "median_l2": float(np.median(l2[t.success])) if t.success.any() else None,
+            "median_fgsm_l2": float(np.median(f_l2[f_ok])) if f_ok.any() else None,
+            "smaller_than_fgsm": int(np.sum(l2[both] < f_l2[both])), "both_reached": int(both.sum()),
+            "setting": dataclasses.asdict(LBFGS)}
+    text = (f"targeted {LBFGS.describe()} vs one targeted FGSM step (smallest ε of 1000 reaching the target)\n"
+            + report.table(rows, [("example", "example", ""), ("src", "src", "d"), ("target", "target", "d"),
+                                  ("reached", "reached", ""), ("‖r‖₂ L-BFGS", "l2", ".1f"),
+                                  ("‖r‖∞ L-BFGS", "linf", ".1f"), ("‖r‖₂ FGSM", "fgsm_l2", ".1f")])
+            + f"\n\nreached: L-BFGS {summ['reached']} / FGSM {summ['fgsm_reached']} of {len(rows)}; L-BFGS smaller "
+            f"where both reached: {summ['smaller_than_fgsm']} of {summ['both_reached']} (the spec records no "
+            "attack statistics, only §6.1's energies)")
+    print(text, flush=True)
+    return {"rows": rows, "summary": summ, "text": text}
+
+
+def _lbfgs_energies(ctx: Context) -> dict:
+    """§6.1: the targeted examples, their images and same-norm noise under the 12×12 image prior."""
+    t = make_targeted(ctx)
+    name = ctx.prior or ctx.setting.image12_prior
+    prior = catalogue.get(name, ctx.net, steps=ctx.prior_steps)
+    ok = t.success
+    if not ok.any():
+        raise ValueError("no targeted L-BFGS example reached its target: nothing to score")
+    energy = lambda x: prior.energy(x).numpy().astype(np.float64)       # noqa: E731
+    norms = A.l2_norms(t.clean[ok], t.examples[ok], np.ones(int(ok.sum()), bool))
+    e_img, e_adv = energy(t.clean[ok]), energy(t.examples[ok])
+    e_noise = energy(A.same_norm_noise(t.clean[ok], norms, ctx.seed))
+    stems = [f"{s}_t{g}_f{f}" for s, g, f, k in zip(t.stems, t.targets, t.fooled, ok) if k]
+    rows = [{"adversarial": a, "energy": float(ea), "original": a.split("_t")[0], "original_energy": float(ei),
+             "noise_energy": float(en)} for a, ea, ei, en in zip(stems, e_adv, e_img, e_noise)]
+    rec = RECORDED_LBFGS_ENERGIES
+    recorded = [{"adversarial": f"recorded: {a}", "energy": ea, "original": o, "original_energy": eo}
+                for (a, ea), (o, eo) in zip(rec["adversarial"], rec["original"])]
+    summ = {"prior": name, "examples": len(rows), "adversarial_higher": int(np.sum(e_adv > e_img)),
+            "noise_higher": int(np.sum(e_noise > e_img)), "mean_adversarial_minus_image": float(np.mean(e_adv - e_img)),
+            "mean_noise_minus_image": float(np.mean(e_noise - e_img))}
+    text = (f"energies under '{name}' (12×12 image prior) of the targeted L-BFGS examples, their images and the "
+            "images plus noise of the adversarial's norm; §6.1's recorded AlexNet rows below\n"
+            + report.table(rows + recorded, [("adversarial", "adversarial", ""), ("energy", "energy", ".4f"),
+                                             ("original", "original", ""), ("energy", "original_energy", ".4f"),
+                                             ("image + noise", "noise_energy", ".4f")])
+            + f"\n\nadversarial above its image: {summ['adversarial_higher']} of {len(rows)}; noise of the same "
+            f"norm above its image: {summ['noise_higher']} of {len(rows)}")
+    print(text, flush=True)
+    return {"rows": rows, "summary": summ, "text": text}
+
+
+# ---- the saliency-map attack as the oblivious attack (§2) ------------------------------------------------------
+def _saliency(ctx: Context) -> dict:
+    """The saliency-map pairs: elements changed against foolbox 1's bounds, and the full-prior defence (its
+    §3 steps) beside same-norm noise."""
+    pairs, setting = ctx.pairs, OBLIVIOUS_ATTACKS["saliency"]
+    diff = (pairs.adversarial - pairs.clean).reshape(len(pairs.src), -1)
+    changed = np.sum(np.abs(diff) > 0, 1)
+    bound = setting.max_perturbations_per_pixel * setting.theta * (A.BOUNDS[1] - A.BOUNDS[0])
+    prior_name = ctx.prior or ctx.setting.prior
+    defence = A.PriorDefence(catalogue.get(prior_name, ctx.net, steps=ctx.prior_steps),
+                             steps=ctx.steps or FULL_STEPS, lr=FULL_LR)
+    restore = restoration(defence, ctx.clf, pairs.adversarial, pairs.src, ctx.seed)
+    summ = {"pairs": len(pairs.src), "elements": int(diff.shape[1]), "median_changed": float(np.median(changed)),
+            "max_changed": int(changed.max()), "max_iter": setting.max_iter,
+            "max_abs_change": float(np.abs(diff).max()), "change_bound": bound,
+            "median_l2": float(np.median(pairs.perturbation_norms())), "restoration": restore}
+    text = (f"{setting.describe()}: {len(pairs.src)} pairs; input elements changed median {summ['median_changed']:.0f}, "
+            f"max {summ['max_changed']} of {summ['elements']} (bound: one per step, {setting.max_iter} steps); "
+            f"largest change {summ['max_abs_change']:.1f} (bound {setting.max_perturbations_per_pixel} × θ·255 = "
+            f"{bound:.1f}); median ‖r‖₂ {summ['median_l2']:.1f}\n"
+            f"{defence.describe()} '{prior_name}': restored {restore['restored']} of {restore['inputs']}, "
+            f"same-norm noise {restore['restored_noise']} (the spec records no saliency-map numbers)")
+    print(text, flush=True)
+    return {"summary": summ, "text": text}
+
+
+# ---- stability with test-time dropout (§5, §7.2) ----------------------------------------------------------------
+def _stability_dropout(ctx: Context) -> dict:
+    """The dropout prior's defence with a fresh mask per step, and with dropout off, each beside its noise."""
+    name = ctx.setting.dropout_prior
+    prior = catalogue.get(name, ctx.net, steps=ctx.prior_steps)
+    results, texts = {}, []
+    for label, on in (("test-time dropout on", True), ("dropout off", False)):
+        defence = A.PriorDefence(prior, steps=ctx.steps or DROPOUT_STEPS, lr=DROPOUT_LR, test_dropout=on)
+        st = defence_statistics(defence, ctx.clf, ctx.pairs, legacy=ctx.legacy_log_offset, seed=ctx.seed)
+        st.update({"prior": name, "defence": defence.describe(), "lr": DROPOUT_LR, "test_dropout": on})
+        results[f"{label}: {name}"] = st
+        recorded = {k: v[:st["steps"] + 1] for k, v in RECORDED_DROPOUT_ON.items()} if on else None
+        texts.append(f"{label} '{name}', {defence.describe()}, {st['pairs']} pairs\n{_series_table(st, recorded)}")
+        print(texts[-1], flush=True)
+    return {"series": results, "text": "\n\n".join(texts),
+            "plots": {"tradeoff.png": functools.partial(_tradeoff_plot, curves=results, pairs=len(ctx.pairs.src))}}
+
+
+RUNNERS = {"stability": _stability, "adaptive": _adaptive, "mean_filter": _mean_filter, "energies": _energies,
+           "lbfgs": _lbfgs, "lbfgs_energies": _lbfgs_energies, "saliency": _saliency,
+           "stability_dropout": _stability_dropout}
 
 
 @dataclasses.dataclass(frozen=True)
 class Flags:
     """The command-line flags of adversarial (main.py builds them from these fields)."""
     net: str = paper.flag("alexnet", "alexnet (the thesis') or digits (trained here)", source="adversarial.md §1")
-    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "stability, adaptive, mean_filter or energies")
+    experiment: str = paper.flag(DEFAULT_EXPERIMENT, "stability, adaptive, mean_filter, energies, lbfgs, "
+                                 "lbfgs_energies, saliency or stability_dropout")
     data: str | None = paper.flag(None, "an image folder (alexnet); default: the embedded photos / digits")
     prior: str | None = paper.flag(None, "the defence's catalogue prior (default: the net's, e.g. full512)",
                                    source="adversarial.md §3")
@@ -595,12 +774,15 @@ class Options(Flags):
 def _context(flags: Flags, ctx: paper.RunContext, clf: A.Classifier) -> Context:
     """The attacked pairs (made or reused) and the flags every experiment reads."""
     setting = NET_SETTINGS[flags.net]
-    pairs = make_pairs(clf, setting, flags.net, flags.data, setting.pairs, flags.attack)
-    if len(pairs.src) == 0:
-        raise ValueError("no adversarial pairs: every attack failed")
-    print(f"{len(pairs.src)} (clean, {flags.attack}) pairs; median L2 perturbation "
-          f"{float(np.median(pairs.perturbation_norms())):.2f}", flush=True)
-    return Context(net=flags.net, setting=setting, clf=clf, pairs=pairs, attack=flags.attack, prior=flags.prior,
+    attack = "saliency" if flags.experiment == "saliency" else flags.attack
+    pairs = None
+    if flags.experiment not in NO_PAIRS:
+        pairs = make_pairs(clf, setting, flags.net, flags.data, setting.pairs, attack)
+        if len(pairs.src) == 0:
+            raise ValueError("no adversarial pairs: every attack failed")
+        print(f"{len(pairs.src)} (clean, {attack}) pairs; median L2 perturbation "
+              f"{float(np.median(pairs.perturbation_norms())):.2f}", flush=True)
+    return Context(net=flags.net, setting=setting, clf=clf, pairs=pairs, attack=attack, prior=flags.prior,
                    steps=flags.steps, prior_steps=flags.prior_steps, seed=ctx.seed, out=ctx.out, folder=flags.data,
                    dataset="embedded" if not flags.data else Path(flags.data).name,
                    legacy_log_offset=isinstance(flags, Options) and flags.legacy_log_offset)
@@ -616,14 +798,15 @@ def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
     out_path.mkdir(parents=True, exist_ok=True)
     outcome = RUNNERS[flags.experiment](ex)
     weights_src = nets.weights_source(clf.model)
-    summary = {"experiment": flags.experiment, "net": flags.net, "weights": weights_src, "attack": flags.attack,
-               "attack_setting": dataclasses.asdict(OBLIVIOUS_ATTACKS[flags.attack]), "pairs": len(ex.pairs.src),
-               "median_perturbation": float(np.median(ex.pairs.perturbation_norms())),
+    pairs = {} if ex.pairs is None else {
+        "attack": ex.attack, "attack_setting": dataclasses.asdict(OBLIVIOUS_ATTACKS[ex.attack]),
+        "pairs": len(ex.pairs.src), "median_perturbation": float(np.median(ex.pairs.perturbation_norms()))}
+    summary = {"experiment": flags.experiment, "net": flags.net, "weights": weights_src, **pairs,
                "seconds": time.perf_counter() - t0,
                **{k: v for k, v in outcome.items() if k not in ("text", "plots")}}
     result = paper.Result(title=f"adversarial {flags.experiment} on {flags.net} (weights: {weights_src})",
                           metrics=summary, table=outcome["text"], plots=outcome.get("plots", {}))
     result.write(out_path)
     print(f"{summary['seconds']:.0f} s; outputs in {out_path} (table.txt, metrics.json"
-          f"{', tradeoff.png' if flags.experiment == 'stability' else ''})", flush=True)
+          f"{''.join(', ' + k for k in outcome.get('plots', {}))})", flush=True)
     return result

@@ -11,6 +11,12 @@ ENERGIES = f"{T}::test_energies_tiny_run_adversarials_have_higher_prior_energy"
 FGSM = f"{T}::test_fgsm_line_search_keeps_foolboxs_smallest_successful_epsilon_of_the_grid"
 ITFGSM = f"{T}::test_iterative_gradient_sign_takes_foolbox1s_steps_of_epsilon_over_steps"
 DROPOUT_OFF = f"{T}::test_dropout_defence_runs_with_dropout_off_and_the_ensemble_averages_fixed_mask_members"
+M = "test_adversarial_more.py"
+LBFGS_T = f"{M}::test_lbfgs_reaches_its_targets_with_less_than_a_targeted_fgsm_step,{M}::test_lbfgs_tiny_run"
+SALIENCY_T = (f"{M}::test_saliency_first_step_lowers_the_element_of_largest_target_gradient_and_stays_within_its_"
+              f"bounds,{M}::test_saliency_tiny_run")
+LBFGS_E = f"{M}::test_lbfgs_energies_tiny_run_the_prior_scores_adversarials_above_their_images"
+DROP_T = f"{M}::test_test_time_dropout_descends_under_a_fresh_mask_at_every_step,{M}::test_stability_dropout_tiny_run"
 
 ROWS = [
     # §1, §10 item 7: the classifier and its labels
@@ -77,4 +83,29 @@ ROWS = [
     Row(P, "energies", "recorded 200-image DeepFool subset: 198 pairs, mean E(image) − E(adv.) −0.00403496, 147 "
         "adversarials higher", {"pairs": 198, "mean_difference": -0.00403496, "adversarial_higher": 147},
         "adversarial.md §1, §6.2", "adversarial.RECORDED_ENERGIES", ENERGIES),
+    # §2: the thesis' L-BFGS and saliency-map attacks (foolbox 1's, written here)
+    Row(P, "lbfgs", "L-BFGS: epsilon 1e-5, maxiter 150 (num_random_targets 0: the gradient attack's class when "
+        "untargeted)", (1e-5, 150), "adversarial.md §2", "(adversarial.LBFGS.epsilon, adversarial.LBFGS.maxiter)",
+        LBFGS_T),
+    Row(P, "lbfgs", "targeted examples: the subset10 images towards 844, 424, 970, 949, 906, 486, 934, 39, 277, 646",
+        (844, 424, 970, 949, 906, 486, 934, 39, 277, 646), "adversarial.md §2, evaluation_protocols.md §4.1",
+        "adversarial.NET_SETTINGS['alexnet'].targets", LBFGS_T),
+    Row(P, "saliency", "saliency map: max_iter 2000, theta 0.1, max_perturbations_per_pixel 7, fast",
+        (2000, 0.1, 7, True), "adversarial.md §2",
+        "(adversarial.A.ATTACKS['saliency'].max_iter, adversarial.A.ATTACKS['saliency'].theta, "
+        "adversarial.A.ATTACKS['saliency'].max_perturbations_per_pixel, adversarial.A.ATTACKS['saliency'].fast)",
+        SALIENCY_T),
+    # §6.1: the targeted examples under the 12×12 image prior
+    Row(P, "lbfgs_energies", "scored by the 12×12 image prior (image12)", "image12", "adversarial.md §6.1",
+        "adversarial.NET_SETTINGS['alexnet'].image12_prior", LBFGS_E),
+    Row(P, "lbfgs_energies", "recorded: val53_t844_f39 33.0931 beside val53 0.6284; val99_t949_f934 11.1615",
+        (33.0931, 0.6284, 11.1615), "adversarial.md §6.1",
+        "(dict(adversarial.RECORDED_LBFGS_ENERGIES['adversarial'])['val53_t844_f39'], "
+        "dict(adversarial.RECORDED_LBFGS_ENERGIES['original'])['val53'], "
+        "dict(adversarial.RECORDED_LBFGS_ENERGIES['adversarial'])['val99_t949_f934'])"),
+    # §5, §7.2: stability with test-time dropout
+    Row(P, "stability_dropout", "dropout prior: Adam lr 0.6, 10 steps, a fresh mask per step", (0.6, 10),
+        "adversarial.md §3, §5, §7.2", "(adversarial.DROPOUT_LR, adversarial.DROPOUT_STEPS)", DROP_T),
+    Row(P, "stability_dropout", "recorded 'test-time dropout on' restored, points 0–5", [0, 657, 724, 771, 803, 826],
+        "adversarial.md §7.2", "adversarial.RECORDED_DROPOUT_ON['restored'][:6]"),
 ]

@@ -4,10 +4,14 @@
   for the ImageNet nets — never the softmax of a ReLU, the original's bug 7).
 - Attacks from foolbox 3 (:func:`attack`), each an :class:`AttackSetting` (:data:`ATTACKS`: the thesis' foolbox 1
   keys): L2 DeepFool, FGSM and iterative FGSM / PGD as minimal-perturbation searches over an ε grid (foolbox 1's
-  line search) or at a fixed ε, and a targeted iterative FGSM; bounds (0, 255).
+  line search) or at a fixed ε, and a targeted iterative FGSM; bounds (0, 255). Foolbox 3 has neither of the
+  thesis' other two, so they are foolbox 1's algorithms written here: :class:`LBFGSSetting` (:func:`lbfgs_attack`,
+  Szegedy et al.'s box-constrained L-BFGS with a search over c, SciPy's L-BFGS-B) and :class:`SaliencySetting`
+  (:func:`saliency_attack`, foolbox 1's saliency map: one input element per step, a compiled loop); both untargeted
+  ones aim at the class foolbox 1's gradient attack reaches (:func:`gradient_attack_targets`).
 - Defences (differentiable maps RGB → RGB): :class:`PriorDefence` (n unrolled Adam / SGD steps on the weighted
   prior energy alone, each input with its own optimiser state; dropout priors with dropout off unless masks are
-  given) and :class:`MeanFilter` (the weighted mean-filter baseline). :class:`Defended` and :class:`Ensemble`
+  given, or a fresh mask per step with ``test_dropout``: spec §5's test-time dropout) and :class:`MeanFilter` (the weighted mean-filter baseline). :class:`Defended` and :class:`Ensemble`
   put a classifier behind them; attacking those is the adaptive (white-box) attack.
 - Statistics: :func:`stability_statistics` (spec §3) and :func:`adaptive_summary` (``read_adaptive_log``).
 - The baseline every restoration count needs (:func:`same_norm_noise`, :func:`noise_labels`): a seeded random
@@ -75,15 +79,63 @@ class AttackSetting:
         return f"{self.kind}{f', {self.steps} steps' if self.steps else ''}, {eps}"
 
 
+@dataclasses.dataclass(frozen=True)
+class LBFGSSetting:
+    """foolbox 1's ``LBFGSAttack`` (Szegedy et al. 2014; spec §2: epsilon 1e-5, num_random_targets 0, maxiter 150).
+
+    Per image, SciPy's box-constrained L-BFGS-B (memory ``memory``, ``maxiter`` iterations) minimises
+    1e10·(d(x) + c·CE(x, target)), d the mean squared difference to the image in units of the pixel range, CE the
+    cross-entropy of the logits towards the target. c starts at 2·``epsilon`` and doubles (at most ``doublings``
+    times) until the result is adversarial, then a bisection narrows c to ``epsilon``. As foolbox 1's
+    ``Adversarial`` object did, every in-bounds point evaluated on the way that is labelled the target counts, and
+    the closest one is the example. Untargeted (no targets given): the target is the class foolbox 1's gradient
+    attack reaches (num_random_targets 0)."""
+    epsilon: float = 1e-5
+    maxiter: int = 150
+    memory: int = 15            # foolbox 1's m
+    doublings: int = 30
+    kind: str = "lbfgs"
+
+    def describe(self) -> str:
+        return f"L-BFGS-B (foolbox 1), c from {2 * self.epsilon:g} to resolution {self.epsilon:g}, maxiter {self.maxiter}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SaliencySetting:
+    """foolbox 1's ``SaliencyMapAttack`` (spec §2: max_iter 2000, theta 0.1, max_perturbations_per_pixel 7, fast).
+
+    Each step changes the one input element (a pixel's channel) of extreme saliency by −sign(α)·θ·255, α the
+    gradient of the target's cross-entropy (masked); ``fast``: the other classes' term β is −1, so the saliency
+    |α|·|β|·sign(αβ) is −α and the element of largest positive α is lowered (foolbox 1's behaviour: the fast map
+    only ever lowers elements). An element leaves the search once it reaches a bound or has been changed
+    ``max_perturbations_per_pixel`` times; the attack stops at the first misclassified state. Target: the class
+    foolbox 1's gradient attack reaches."""
+    max_iter: int = 2000
+    theta: float = 0.1
+    max_perturbations_per_pixel: int = 7
+    fast: bool = True
+    kind: str = "saliency"
+
+    def __post_init__(self):
+        if not self.fast:
+            raise ValueError("only the fast saliency map (the thesis' setting, fast=True) is implemented")
+
+    def describe(self) -> str:
+        return (f"saliency map (foolbox 1, fast), θ {self.theta:g}, ≤ {self.max_perturbations_per_pixel} changes per "
+                f"element, ≤ {self.max_iter} steps")
+
+
 ATTACK_KINDS = ("deepfool", "fgsm", "itfgsm", "pgd", "targeted")
 # The thesis' settings (spec §2). DeepFool: §2's text gives 300 steps for the oblivious examples; the notes' table
 # (steps 100, subsample 10) is foolbox 1's default, which the adaptive attack ran with (§4, bug 4): ADAPTIVE_DEEPFOOL.
-ATTACKS: dict[str, AttackSetting] = {
+ATTACKS: dict[str, AttackSetting | LBFGSSetting | SaliencySetting] = {
     "deepfool": AttackSetting("deepfool", steps=300, candidates=10),
     "fgsm": AttackSetting("fgsm", epsilons=1000),                  # gradient sign: epsilons 1000
     "itfgsm": AttackSetting("itfgsm", steps=10, epsilons=100),     # iterative gradient sign: epsilons 100, steps 10
     "targeted": AttackSetting("targeted", steps=50, epsilons=1000),    # targeted itgradientsign: 1000, steps 50
     "pgd": AttackSetting("pgd", steps=40, epsilons=100),           # not the thesis': L∞ PGD on the same grid
+    "lbfgs": LBFGSSetting(),                                       # epsilon 1e-5, num_random_targets 0, maxiter 150
+    "saliency": SaliencySetting(),                                 # max_iter 2000, theta 0.1, 7 per pixel, fast
 }
 ADAPTIVE_DEEPFOOL = AttackSetting("deepfool", steps=100, candidates=10)
 
@@ -141,6 +193,11 @@ class PriorDefence:
     weight: float = 1.0
     optimizer: str = "adam"
     mask: np.ndarray | None = None
+    test_dropout: bool = False     # a fresh dropout mask at every step (spec §5, §7.2 "test-time dropout on")
+
+    def __post_init__(self):
+        if self.test_dropout and (self.prior.config.kind != "dropout" or self.mask is not None):
+            raise ValueError("test-time dropout needs a dropout prior and no fixed mask")
 
     def _mask(self):
         if self.mask is not None:
@@ -150,6 +207,9 @@ class PriorDefence:
         return None
 
     def _descent(self, x, observe=None, mask=None):
+        if self.test_dropout and mask is None:
+            return dropout_descent(self.prior, x, steps=self.steps, lr=self.lr, weight=self.weight,
+                                   optimizer=self.optimizer, observe=observe)
         return unrolled_descent(self.prior, x, steps=self.steps, lr=self.lr, weight=self.weight,
                                 optimizer=self.optimizer, beta1=ADAM_BETA1, beta2=ADAM_BETA2, epsilon=ADAM_EPSILON,
                                 mask=self._mask() if mask is None else mask, observe=observe)
@@ -186,7 +246,35 @@ class PriorDefence:
         return record
 
     def describe(self) -> str:
-        return f"{self.steps} {self.optimizer} steps at lr {self.lr:g} on the prior"
+        return (f"{self.steps} {self.optimizer} steps at lr {self.lr:g} on the prior"
+                + (", test-time dropout (a mask per step)" if self.test_dropout else ""))
+
+
+def dropout_descent(prior: PatchPrior, x0, *, steps: int, lr: float, weight: float = 1.0, optimizer: str = "adam",
+                    observe=None):
+    """:func:`~tfrestore.priors.unrolled_descent` with the dropout prior's test-time dropout on: step t (0-based)
+    descends the energy under the thesis' mask of that step, ``prior.dropout_mask(dropout_seed(t))`` (TF1's
+    seeded dropout op drew a fresh mask at every run of the graph, one per Adam step; spec §5, patch_priors §4.4).
+    The same masks for every input of the batch. Returns x, or (x, observations [steps + 1, N]) with
+    ``observe``."""
+    from tfrestore.optimize import optim
+    from tfrestore.priors.model import dropout_seed
+    rule = (optim.Adam(ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, epsilon_form="tf1") if optimizer == "adam"
+            else optim.SGD())
+    x0 = tf.convert_to_tensor(x0, tf.float32)
+
+    def body(t, x, m, v, seen):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            e = weight * tf.reduce_sum(prior.energy(x, mask=prior.dropout_mask(dropout_seed(t))))
+        x, slots = rule.update(x, tape.gradient(e, x), {"m": m, "v": v}, lr, False, t)
+        return t + 1, x, slots["m"], slots["v"], seen if observe is None else seen.write(t + 1, observe(x))
+
+    seen = (tf.TensorArray(tf.convert_to_tensor(observe(x0)).dtype, size=steps + 1).write(0, observe(x0))
+            if observe is not None else tf.constant(0))
+    zeros = tf.zeros_like(x0)
+    _, x, _, _, seen = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), x0, zeros, zeros, seen))
+    return x if observe is None else (x, seen.stack())
 
 
 def ensemble_masks(prior: PatchPrior, members: int = 10, seed: int = 0) -> np.ndarray:
@@ -251,8 +339,9 @@ def attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: Att
     """Adversarial examples for RGB 0–255 ``images`` [N, H, W, 3] against ``model`` (logits), untargeted away from
     ``labels`` (the clean predictions) or, for ``targeted``, towards ``targets``. Returns (examples, success [N]).
 
-    ``setting``: an :class:`AttackSetting` or a name in :data:`ATTACKS`; ``steps`` / ``epsilons`` override its
-    own. ``criterion``: a foolbox criterion replacing misclassification (e.g. :class:`SourceProbabilityBelow`).
+    ``setting``: an :class:`AttackSetting`, :class:`LBFGSSetting`, :class:`SaliencySetting` or a name in
+    :data:`ATTACKS`; ``steps`` / ``epsilons`` override an :class:`AttackSetting`'s own. FGSM with ``targets``: one
+    step against the sign of the targets' cross-entropy gradient, the smallest ε of the grid reaching the target. ``criterion``: a foolbox criterion replacing misclassification (e.g. :class:`SourceProbabilityBelow`).
     Grid attacks try ``chunk`` ε values at a time and stop once every sample is fooled; a sample never fooled gets
     the largest ε's example.
     """
@@ -261,6 +350,10 @@ def attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: Att
         if setting not in ATTACKS:
             raise ValueError(f"unknown attack '{setting}'; valid: {', '.join(ATTACKS)}")
         setting = ATTACKS[setting]
+    if isinstance(setting, LBFGSSetting):
+        return lbfgs_attack(model, images, labels, setting, targets=targets)
+    if isinstance(setting, SaliencySetting):
+        return saliency_attack(model, images, labels, setting, targets=targets)[:2]
     setting = dataclasses.replace(setting, steps=steps or setting.steps, epsilons=epsilons or setting.epsilons)
     fmodel = fb.TensorFlowModel(model, bounds=BOUNDS)
     x = tf.constant(np.asarray(images, np.float32))
@@ -276,7 +369,9 @@ def attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: Att
         _, adv, ok = att(fmodel, x, crit, epsilons=None)
         return adv.numpy(), ok.numpy()
     if setting.kind == "fgsm":
-        tries = _fgsm_tries(model, x, labels, crit)
+        if targets is not None:
+            crit = fb.criteria.TargetedMisclassification(tf.constant(targets, tf.int64))
+        tries = _fgsm_tries(model, x, labels if targets is None else targets, crit, toward=targets is not None)
     else:
         # foolbox 1's iterative gradient sign: steps of ε/steps (never leaving the ε-box, so foolbox 3's projection
         # is idle); PGD with foolbox 3's own step and random start
@@ -291,13 +386,14 @@ def attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: Att
     return _smallest_successful(tries, setting.grid(), len(images), chunk)
 
 
-def _fgsm_tries(model, x, labels, crit):
-    """FGSM along one gradient sign (of the cross-entropy of the clean labels) at any ε: clip(x + ε·sign(∇))."""
+def _fgsm_tries(model, x, labels, crit, toward: bool = False):
+    """FGSM along one gradient sign (of the cross-entropy of the clean labels) at any ε: clip(x + ε·sign(∇));
+    ``toward``: ``labels`` are targets, clip(x − ε·sign(∇))."""
     with tf.GradientTape() as tape:
         tape.watch(x)
         loss = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(tf.constant(labels, tf.int64),
                                                                                 model(x), from_logits=True))
-    direction = tf.sign(tape.gradient(loss, x))
+    direction = tf.sign(tape.gradient(loss, x)) * (-1.0 if toward else 1.0)
 
     def tries(eps):
         advs = [tf.clip_by_value(x + e * direction, *BOUNDS) for e in eps]
@@ -321,6 +417,170 @@ def _smallest_successful(tries: Callable, grid: list[float], n: int, chunk: int)
     if not found.all():
         best[~found] = advs[-1][~found]
     return best, found
+
+
+# ---- foolbox 1's L-BFGS and saliency-map attacks (foolbox 3 has neither) ----------------------------------------
+def _cross_entropy_fn(model: Callable):
+    """A compiled (x [N, H, W, C], labels [N]) → (logits [N, classes], CE [N], ∇ₓ ΣCE): foolbox 1's model
+    gradient (of the softmax cross-entropy towards ``labels``)."""
+    @tf.function(reduce_retracing=True)
+    def fn(x, labels):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            logits = model(x)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+            total = tf.reduce_sum(ce)
+        return logits, ce, tape.gradient(total, x)
+    return fn
+
+
+def gradient_attack_targets(model: Callable, images: np.ndarray, labels: np.ndarray,
+                            epsilons: int = 1000) -> np.ndarray:
+    """[N] the class foolbox 1's ``GradientAttack`` reaches: how its L-BFGS and saliency attacks choose a target
+    when ``num_random_targets`` is 0. Along the gradient of the clean label's cross-entropy scaled to RMS 255 (the
+    pixel range), the label at the smallest ε of k/``epsilons``, k = 1 … ``epsilons``, that is not ``labels``;
+    found among the first 20, the search repeats on 20 steps up to that ε (foolbox 1's ``decrease_if_first``).
+    Never misclassified (foolbox 1 then drew a random target): the clean image's second most likely class."""
+    x = tf.constant(np.asarray(images, np.float32))
+    labels = np.asarray(labels, np.int64)
+    logits, _, g = _cross_entropy_fn(model)(x, tf.constant(labels))
+    rms = tf.sqrt(tf.reduce_mean(tf.square(g), axis=list(range(1, x.shape.rank)), keepdims=True))
+    d = g / (rms + 1e-8) * (BOUNDS[1] - BOUNDS[0])
+
+    @tf.function(reduce_retracing=True)
+    def along(xs, ds, eps):                # labels [E, n] of clip(xs + ε·ds), every ε in one batch
+        z = tf.clip_by_value(xs[None] + tf.reshape(eps, [-1, 1, 1, 1, 1]) * ds[None], *BOUNDS)
+        lab = tf.argmax(model(tf.reshape(z, tf.concat([[-1], tf.shape(xs)[1:]], 0))), -1)
+        return tf.reshape(lab, [tf.shape(eps)[0], tf.shape(xs)[0]])
+
+    def first_fooled(xs, ds, src, eps):    # (index of the first misclassifying ε or −1, its label) per sample
+        lab = along(xs, ds, tf.constant(eps, tf.float32)).numpy()
+        fooled = lab != src[None]
+        first = fooled.argmax(0)
+        return np.where(fooled.any(0), first, -1), lab[first, np.arange(len(src))]
+
+    grid = np.linspace(0, 1, epsilons + 1)[1:]
+    at, target = np.full(len(labels), -1), np.argsort(np.asarray(logits), -1)[:, -2]
+    for start in range(0, len(grid), 25):
+        todo = np.flatnonzero(at < 0)
+        i, lab = first_fooled(tf.gather(x, todo), tf.gather(d, todo), labels[todo], grid[start:start + 25])
+        hit = i >= 0
+        at[todo[hit]], target[todo[hit]] = start + i[hit], lab[hit]
+        if (at >= 0).all():
+            break
+    for j in np.flatnonzero((at >= 0) & (at < 20)):
+        i, lab = first_fooled(x[j:j + 1], d[j:j + 1], labels[j:j + 1], np.linspace(0, grid[at[j]], 21)[1:])
+        target[j] = lab[0] if i[0] >= 0 else target[j]
+    return target
+
+
+def lbfgs_attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: LBFGSSetting = LBFGSSetting(),
+                 *, targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:class:`LBFGSSetting`'s attack on each of ``images`` [N, H, W, C] (RGB 0–255) towards ``targets`` [N]
+    (default: :func:`gradient_attack_targets` away from ``labels``). Returns (examples, success [N]); a failed
+    sample keeps its image. One SciPy L-BFGS-B run per image and c (its loss and gradient one compiled call)."""
+    images = np.asarray(images, np.float32)
+    if targets is None:
+        targets = gradient_attack_targets(model, images, labels)
+    fn = _cross_entropy_fn(model)
+    out, ok = images.copy(), np.zeros(len(images), bool)
+    for i in range(len(images)):
+        found = _lbfgs_one(fn, images[i], int(targets[i]), setting)
+        if found is not None:
+            out[i], ok[i] = found, True
+    return out, ok
+
+
+def _lbfgs_one(fn, image: np.ndarray, target: int, setting: LBFGSSetting) -> np.ndarray | None:
+    """foolbox 1's ``LBFGSAttack._optimize`` for one image: the closest in-bounds point labelled ``target`` seen
+    while c doubles from 2ε and is then bisected to ε (None if none)."""
+    import scipy.optimize as so
+    lo, hi = BOUNDS
+    span, shape = hi - lo, image.shape
+    x0 = image.astype(np.float64).ravel()
+    n, tgt = x0.size, tf.constant([target], tf.int64)
+    best = {"d": np.inf, "x": None}
+
+    def evaluate(xf):      # (d, ∇d, CE, ∇CE, hit); every in-bounds point labelled the target counts
+        logits, ce, g = fn(tf.constant(xf.reshape(1, *shape), tf.float32), tgt)
+        d = float(np.sum((xf - x0) ** 2)) / (n * span ** 2)        # foolbox 1's MeanSquaredDistance
+        hit = int(np.argmax(logits[0])) == target
+        if hit and lo <= xf.min() and xf.max() <= hi and d < best["d"]:
+            best.update(d=d, x=xf.copy())
+        return d, 2 * (xf - x0) / (n * span ** 2), float(ce[0]), g.numpy().ravel().astype(np.float64), hit
+
+    def loss(xf, c):       # ×1e10 as foolbox 1 (it sets the scale L-BFGS-B's tolerances see)
+        d, gd, ce, gce, _ = evaluate(xf)
+        return 1e10 * (d + c * ce), 1e10 * (gd + c * gce)
+
+    def adversarial_at(c) -> bool:
+        xf, _, _ = so.fmin_l_bfgs_b(loss, x0, args=(c,), bounds=[(lo, hi)] * n, m=setting.memory,
+                                    maxiter=setting.maxiter)
+        return evaluate(np.clip(xf, lo, hi))[4]
+
+    c = setting.epsilon
+    for _ in range(setting.doublings):
+        c *= 2
+        if adversarial_at(c):
+            break
+    else:
+        return None if best["x"] is None else best["x"].reshape(shape).astype(np.float32)
+    c_low, c_high = 0.0, c
+    while c_high - c_low >= setting.epsilon:
+        c_half = (c_low + c_high) / 2
+        if adversarial_at(c_half):
+            c_high = c_half
+        else:
+            c_low = c_half
+    return best["x"].reshape(shape).astype(np.float32)
+
+
+def saliency_attack(model: Callable, images: np.ndarray, labels: np.ndarray,
+                    setting: SaliencySetting = SaliencySetting(), *,
+                    targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:class:`SaliencySetting`'s attack on ``images`` [N, H, W, C] (RGB 0–255), untargeted away from ``labels``
+    (stopping at the first misclassification, foolbox 1's criterion) towards ``targets`` (default:
+    :func:`gradient_attack_targets`). Returns (examples, success [N], changes per element [N, H, W, C] (ints),
+    steps taken [N]); one compiled loop over the batch, a sample frozen once misclassified."""
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels, np.int64)
+    if targets is None:
+        targets = gradient_attack_targets(model, images, labels)
+    fn = _cross_entropy_fn(model)
+    step_size = setting.theta * (BOUNDS[1] - BOUNDS[0])
+    lo, hi = BOUNDS
+    n = len(images)
+
+    @tf.function
+    def run(x, src, tgt):
+        flat = tf.reshape(x, [n, -1])
+
+        def body(t, p, mask, counts, steps, going):
+            logits, _, g = fn(tf.reshape(p, tf.shape(x)), tgt)
+            # not yet misclassified (and steps left): take a step
+            active = (tf.argmax(logits, -1) == src) & (t < setting.max_iter)
+            alpha = tf.reshape(g, [n, -1]) * mask
+            idx = tf.argmin(-alpha, axis=-1, output_type=tf.int32)    # salience −α (fast: β = −1)
+            hot = tf.one_hot(idx, tf.shape(p)[1]) * tf.cast(active, tf.float32)[:, None]
+            p = p - hot * tf.sign(alpha) * step_size
+            counts = counts + hot
+            off = (hot > 0) & ((p <= lo) | (p >= hi) | (counts >= setting.max_perturbations_per_pixel))
+            mask = tf.where(off, 0.0, mask)
+            return (t + 1, tf.clip_by_value(p, lo, hi), mask, counts, steps + tf.cast(active, tf.int32),
+                    tf.reduce_any(active))
+
+        def go_on(t, p, mask, counts, steps, going):    # one last pass finds every sample misclassified
+            return (t <= setting.max_iter) & going
+
+        init = (tf.constant(0), flat, tf.ones_like(flat), tf.zeros_like(flat), tf.zeros([n], tf.int32),
+                tf.constant(True))
+        _, p, _, counts, steps, _ = tf.while_loop(go_on, body, init)
+        return tf.reshape(p, tf.shape(x)), tf.reshape(counts, tf.shape(x)), steps
+
+    adv, counts, steps = run(tf.constant(images), tf.constant(labels), tf.constant(np.asarray(targets, np.int64)))
+    adv = adv.numpy()
+    ok = np.argmax(np.asarray(model(adv)), -1) != labels
+    return adv, ok, counts.numpy().astype(np.int64), steps.numpy()
 
 
 # ---- example files ---------------------------------------------------------------------------------------------
