@@ -7,7 +7,9 @@ Blocks of steps run as one compiled ``tf.function`` (a ``tf.while_loop``; ``jit_
 only wakes up at log points: steps t with (t − 1) % log_every == 0 and the last step (M&V 2015's "saved iterate"
 convention: t = 1, 26, 51, …). At each log point the engine evaluates the objective (centre window, no jitter) and
 hands a :class:`~tfrestore.core.loop.LogPoint` to its callbacks (progress, TensorBoard, saved iterate,
-checkpoints: :mod:`tfrestore.optimize.callbacks`). The optimisation is a *stepper* of :class:`tfrestore.core.loop.Loop`, the
+checkpoints: :mod:`tfrestore.optimize.callbacks`). A log point is one compiled call that returns the objective
+and the image together, with every model state assignment held back (``keras.StatelessScope``): a generator's
+batch-norm moving statistics move only in optimisation steps, and its image is read without an eager pass. The optimisation is a *stepper* of :class:`tfrestore.core.loop.Loop`, the
 one loop every long job runs through (which owns log points, checkpoints, signals and the run's clock). L-BFGS
 runs through the same loop: a block is one L-BFGS call between restarts.
 
@@ -22,6 +24,7 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -156,6 +159,8 @@ class Optimization:
         else:
             self._block = tf.function(self._steps, jit_compile=jit_compile)
         self._evaluate = tf.function(self._eval)
+        self._read = tf.function(self._read_images)
+        self._shown: tuple[int, np.ndarray] | None = None     # (step, images) of the last log point's measure
 
     # ---- state ----------------------------------------------------------------------------------------------
     @property
@@ -222,7 +227,21 @@ class Optimization:
             self.iteration.assign(t + 1)
 
     def _eval(self):
-        return self._loss(tf.constant(0), tf.constant(False), with_noise=False)
+        """(loss [N], {term: [N]}, images [N, H, W, C]) at the current iterate, centre window, no noise: one
+        forward pass for the log point. Held in a StatelessScope, so a generator in training mode (the deep image
+        prior's batch norm on batch statistics) gives the image it is optimised on but its moving statistics,
+        which only optimisation steps may move, are left as they are."""
+        with keras.StatelessScope():
+            canvas = self.param.image()
+            ctx = Context(canvas, canvas, None, self.to_input) if self.jitter is None else Context(
+                self.jitter.centre(canvas), canvas, self.jitter.mask(tf.constant(False)), self.to_input)
+            loss, values = self.objective(ctx)
+            return loss, values, canvas if self.jitter is None else self.jitter.centre(canvas)
+
+    def _read_images(self):
+        with keras.StatelessScope():
+            canvas = self.param.image()
+            return canvas if self.jitter is None else self.jitter.centre(canvas)
 
     # ---- L-BFGS: the same loop, a block is one call between restarts -------------------------------------------
     def _flat(self, tensors) -> tf.Tensor:
@@ -264,6 +283,7 @@ class Optimization:
         start = self.steps_done
         stop = min(start + int(n), self.total_steps)
         if isinstance(self.optimizer, optimizers.LBFGS):
+            self._shown = None
             while start < stop:
                 k = min(self.optimizer.restart_every, stop - start)
                 self._lbfgs_block(k)
@@ -271,18 +291,22 @@ class Optimization:
                 self.iteration.assign(start)
         elif stop > start:
             # tensors, not Python ints: one trace serves every block
+            self._shown = None
             self._block(tf.constant(start, tf.int32), tf.constant(stop, tf.int32))
         return stop
 
     def evaluate(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(loss [N], {term: value [N]}) at the current iterate, centre window."""
-        loss, values = self._evaluate()
+        loss, values, _ = self._evaluate()
         return np.asarray(loss), {k: np.asarray(v) for k, v in values.items()}
 
     def images(self) -> np.ndarray:
-        """[N, H, W, C] the current reconstructions in image space (each problem's centre window)."""
-        canvas = self.param.image()
-        return np.asarray(canvas if self.jitter is None else self.jitter.centre(canvas))
+        """[N, H, W, C] the current reconstructions in image space (each problem's centre window), from a
+        compiled call that changes no model state (no batch-norm updates); at a log point of :meth:`run`, the
+        image its measurement computed (the callbacks read it without another forward pass)."""
+        if self._shown is not None and self._shown[0] == self.steps_done:
+            return self._shown[1]
+        return np.asarray(self._read())
 
     def display(self, images: np.ndarray) -> np.ndarray:
         """Image space → display values (the mean added back, not clipped)."""
@@ -307,7 +331,9 @@ class Optimization:
     def measure(self) -> Measurement:
         """The objective per problem and its terms at the current iterate (centre window, no jitter), and the
         mean learning rate of the last step (0 for L-BFGS, which has none)."""
-        loss, values = self.evaluate()
+        loss, values, shown = self._evaluate()
+        loss, values = np.asarray(loss), {k: np.asarray(v) for k, v in values.items()}
+        self._shown = (self.steps_done, np.asarray(shown))      # for this log point's callbacks; step() drops it
         uses_lr = not isinstance(self.optimizer, optimizers.LBFGS) and self.steps_done > 0
         return Measurement(loss=loss, values=values,
                            scalars={"lr": float(np.mean(self._lr[self.steps_done - 1])) if uses_lr else 0.0})
@@ -342,7 +368,10 @@ class Optimization:
             callbacks = callbacks_lib.standard(out, logdir, resume, progress, checkpoint_every,
                                                saved_every=self.log_every)
         self._callbacks = list(callbacks)
-        return Loop(self, self._callbacks).run(stop_after=stop_after)
+        try:
+            return Loop(self, self._callbacks).run(stop_after=stop_after)
+        finally:
+            self._shown = None          # variables may change outside this run (a shared parameterisation)
 
     @classmethod
     def from_problem(cls, problem: Problem, **kwargs) -> "Optimization":
