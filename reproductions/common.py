@@ -110,6 +110,10 @@ COSTS: dict[tuple[str, str, str | None], Cost] = {
     ("dip", "invert", None): Cost(((1.0, 0.54),), 47.0, 1.7, 3100, "at load ~5.6, 2026-12-07", size=224),
     ("layer_inversion", "compare", "alexnet"): Cost(((1.0, 130.0),), 120.0, 5.7, 3000,
                                             "roughly: a --steps=10 run at load ~6, 2026-12-07", layers=5),
+    ("layer_inversion", "early_findings", "alexnet"): Cost(((1.0, 57.0),), 25.0, 2.9, 3000,
+                                                           "roughly: a --steps=2 run at load ~7, 2026-12-07"),
+    ("layer_inversion", "early_findings", "vgg16"): Cost(((1.0, 48.0),), 70.0, 4.6, 3000,
+                                                         "roughly: a --steps=1 run at load ~7, 2026-12-07"),
 }
 
 

@@ -527,9 +527,10 @@ EARLY_COLUMNS = [("part", "part", ""), ("module", "module", ""), ("kind", "kind"
                  ("MSE (target)", "mse", ".4g"), ("untrained", "untrained", ".4g"), ("mean image", "mean_image", ".4g"),
                  ("image MSE", "image_mse", ".4g"), ("NMSE", "nmse", ".4g"), ("checkerboard", "checker", ".3f"),
                  ("footprint", "footprint", ""), ("paths", "paths", ""), ("last stride", "last_stride", "")]
-RANDOM_EARLY = ("!" * 78 + "\n  RANDOM CLASSIFIER WEIGHTS: the modules invert a random network. The dc / dd / cd comparison "
-                "below\n  measures the modules' GEOMETRY only (footprint, uneven phase coverage), not what the\n"
-                "  thesis compared on the trained {net}; convert its weights for that (README.md).\n" + "!" * 78)
+RANDOM_EARLY = ("!" * 78 + "\n  RANDOM CLASSIFIER WEIGHTS: the modules invert a random network. The dc / dd /\n"
+                "  cd comparison below measures the modules' GEOMETRY only (footprint, uneven\n"
+                "  phase coverage), not what the thesis compared on the trained {net};\n"
+                "  convert its weights for that (README.md).\n" + "!" * 78)
 
 
 def _early_panels(val: np.ndarray, recs: dict) -> list:
