@@ -109,7 +109,7 @@ ROWS += [
         f"for m in {_A})", f"{SH}::test_the_geometry_of_alexnet_layer_1_in_closed_form,{EARLY_SPEC}[alexnet]"),
     Row(P, E, "targets then: ReLU outputs and the bgr_normed image (AlexNet: conv1/relu → bgr_normed)",
         ("conv1/relu", "bgr_normed"), "learned_inverters.md §5",
-        f"({_A}[0].spec.source, {_A}[0].spec.target)", EARLY_TINY),
+        f"({_A}[0].spec.source, {_A}[0].spec.target)", f"{EARLY_SPEC}[alexnet],{EARLY_TINY}"),
     Row(P, E, "VGG16 conv1_1 → pool1: three stacked cd modules, ReLU targets down to bgr_normed",
         (("pool1", "conv1_2/relu", "cd"), ("conv1_2/relu", "conv1_1/relu", "cd"), ("conv1_1/relu", "bgr_normed", "cd")),
         "learned_inverters.md §5", f"tuple((m.spec.source, m.spec.target, m.spec.kind) for m in {_V})",
