@@ -40,7 +40,7 @@ from tfrestore.restore import degrade
 from tfrestore.measure import metrics
 from tfrestore.core import report
 from tfrestore.train import training
-from tfrestore.models.deconv import DeconvDFT2D, dct2
+from tfrestore.models.deconv import DeconvDFT1D, DeconvDFT2D, dct2
 
 from . import common, paper
 from .paper import flag
@@ -63,6 +63,7 @@ EXPERIMENTS = {
     "gopro": "nb03: blurred/sharp pairs (embedded: synthetic 1×9 motion blur), deconv 10×10",
     "classification": "nb04: ConvNetTiny2 with deconv 4×4 or conv 3×3 in front, CIFAR-100 (or synthetic stand-in)",
     "classification_resnet": "nb07: ResNet-18 at 32×32 with deconv / conv / nothing in front",
+    "audio": "HEAD AudioDNN: 1-D deconv (k 2, mode deconv / conv) → ReLU → dense 89,009 → 10, UrbanSound8K",
 }
 
 
@@ -472,6 +473,10 @@ class _CropBatches(training.Source):
 def _sr_folder(folder) -> tuple[np.ndarray, ...]:
     """(lr, hr) train and test from folder/HR and folder/LR (×2 pairs matched by sorted name): grey, co-located
     centre crops of one common size (at most SR_MAX_LR² LR)."""
+    for sub in ("HR", "LR"):
+        if not (Path(folder) / sub).is_dir():
+            raise FileNotFoundError(f"{Path(folder) / sub} is not a folder: --data for srcnn / srcnn_dct holds HR/ "
+                                    "and LR/ (×2 pairs matched by sorted name, e.g. DIV2K_train_HR, LR_bicubic/X2)")
     hr_files, lr_files = data.image_folder(Path(folder) / "HR"), data.image_folder(Path(folder) / "LR")
     if len(hr_files) != len(lr_files):
         raise ValueError(f"{folder}: {len(hr_files)} files in HR/ but {len(lr_files)} in LR/; they pair by sorted name")
@@ -565,6 +570,7 @@ class Classification:
 CLASSIFICATIONS = {
     "classification": Classification("nb04 (ConvNetTiny2)", epochs=5, lr=1e-4),
     "classification_resnet": Classification("nb07 (ResNet18)", epochs=10, lr=1e-4),
+    "audio": Classification("train_1d_classification.py (AudioDNN)", epochs=10, lr=1e-3),
 }
 
 
@@ -636,11 +642,11 @@ def _classification_terms(model, batch, training_):
 _CROSS_ENTROPY = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _classify(experiment: str, arms, flags: "Flags", ctx: paper.RunContext):
-    """Train each arm (name → model builder) on CIFAR-100 or the stand-in; held-out loss and accuracy before
-    and after."""
+def _classify(experiment: str, arms, flags: "Flags", ctx: paper.RunContext, data_=None):
+    """Train each arm (name → model builder) on CIFAR-100 or the stand-in (or ``data_``: (x train, y train,
+    x test, y test, source)); held-out loss and accuracy before and after."""
     setting = CLASSIFICATIONS[experiment]
-    xtr, ytr, xte, yte, source = _cifar(ctx.seed)
+    xtr, ytr, xte, yte, source = data_ or _cifar(ctx.seed)
     steps = flags.steps or _steps_for(setting.epochs, len(xtr), CLASSIFICATION_BATCH)
     results = {}
     for name, build in arms.items():
@@ -694,9 +700,86 @@ def classification_resnet(flags: "Flags", ctx: paper.RunContext):
         "resnet18 alone (the superseded identity run)": resnet(None)}, flags, ctx)
 
 
+# ---- the 1-D layer: AudioDNN on UrbanSound8K (HEAD train_1d_classification.py, §1.10) ---------------------------
+AUDIO_LENGTH = 89009        # UrbanSound8KDataset.MAX_LENGTH: librosa's 22,050 Hz mono clips, zero-padded at the end
+AUDIO_RATE = 22050
+AUDIO_KERNEL = 2            # Deconv1D(1 → 1, kernel 2, no bias, h[0] fixed at 1)
+AUDIO_MODES = ("deconv", "conv")
+AUDIO_TEST_FOLD = 10        # --data: folds 1–9 train, fold 10 tests (the script trained on all 8,732, tested none)
+AUDIO_STANDIN = (320, 100)  # the synthetic stand-in's training and test clips
+
+
+def _audio_dnn(mode: str, seed: int) -> keras.Model:
+    """AudioDNN: [B, 89009, 1] → DeconvDFT1D(k 2, ``mode``, no bias) → ReLU → flatten → dense 10 (PyTorch's Linear
+    default init, uniform ±1/√fan_in)."""
+    bound = 1.0 / math.sqrt(AUDIO_LENGTH)
+    init = lambda s: keras.initializers.RandomUniform(-bound, bound, seed=s)     # noqa: E731
+    inp = keras.Input((AUDIO_LENGTH, 1))
+    x = DeconvDFT1D(AUDIO_KERNEL, filters=1, mode=mode, use_bias=False, seed=seed)(inp)
+    x = keras.layers.Flatten()(keras.layers.ReLU()(x))
+    return keras.Model(inp, keras.layers.Dense(10, kernel_initializer=init(seed), bias_initializer=init(seed + 1))(x))
+
+
+def _wave(path: Path) -> np.ndarray:
+    """A clip as librosa.load gave it: mono float in [−1, 1] at 22,050 Hz, then zero-padded (or cut) to
+    AUDIO_LENGTH samples."""
+    from scipy import signal
+    from scipy.io import wavfile
+    rate, w = wavfile.read(path)
+    w = w.astype(np.float32) / (np.iinfo(w.dtype).max + 1 if np.issubdtype(w.dtype, np.integer) else 1.0)
+    w = w.mean(-1) if w.ndim == 2 else w
+    g = math.gcd(int(rate), AUDIO_RATE)
+    w = signal.resample_poly(w, AUDIO_RATE // g, int(rate) // g).astype(np.float32) if rate != AUDIO_RATE else w
+    return np.pad(w[:AUDIO_LENGTH], (0, max(0, AUDIO_LENGTH - len(w))))
+
+
+def _urbansound(folder):
+    """UrbanSound8K under ``folder`` (metadata/UrbanSound8K.csv, audio/fold<k>/<file>): folds 1–9 train, fold 10
+    tests."""
+    import csv
+    meta = Path(folder) / "metadata" / "UrbanSound8K.csv"
+    if not meta.is_file():
+        raise FileNotFoundError(f"{meta} not found: --data for 'audio' is the UrbanSound8K folder (metadata/, audio/)")
+    with open(meta, newline="") as f:
+        rows = list(csv.DictReader(f))
+    split = {True: ([], []), False: ([], [])}
+    for r in rows:
+        x, y = split[int(r["fold"]) == AUDIO_TEST_FOLD]
+        x.append(_wave(Path(folder) / "audio" / f"fold{r['fold']}" / r["slice_file_name"]))
+        y.append(int(r["classID"]))
+    (xtr, ytr), (xte, yte) = split[False], split[True]
+    return (np.stack(xtr)[..., None], np.array(ytr)[:, None], np.stack(xte)[..., None], np.array(yte)[:, None],
+            f"UrbanSound8K ({len(xtr):,} training clips, fold {AUDIO_TEST_FOLD} held out)")
+
+
+def _audio_standin(seed: int):
+    """Ten classes of a noise burst whose time (class k: centred at (k + ½)/10 of the clip) and colour (even
+    classes differenced, odd ones smoothed) mark the class, in background noise; 89,009 samples."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(AUDIO_LENGTH, dtype=np.float32)
+
+    def make(n):
+        y = rng.integers(0, 10, n)
+        centre = (y + 0.5) / 10 * AUDIO_LENGTH + rng.normal(0, AUDIO_LENGTH / 100, n)
+        burst = rng.standard_normal((n, AUDIO_LENGTH), dtype=np.float32)
+        burst = np.where((y % 2 == 0)[:, None], burst - np.roll(burst, 1, 1), burst + np.roll(burst, 1, 1)) / 2
+        env = np.exp(-0.5 * ((t[None] - centre[:, None]) / (AUDIO_LENGTH / 40)) ** 2).astype(np.float32)
+        x = 0.3 * burst * env + 0.05 * rng.standard_normal((n, AUDIO_LENGTH), dtype=np.float32)
+        return x[..., None], y[:, None]
+    (xtr, ytr), (xte, yte) = make(AUDIO_STANDIN[0]), make(AUDIO_STANDIN[1])
+    return xtr, ytr, xte, yte, f"synthetic stand-in of {AUDIO_STANDIN[0]} training clips (UrbanSound8K not given)"
+
+
+def audio(flags: "Flags", ctx: paper.RunContext):
+    """AudioDNN with the 1-D layer in mode deconv (G = 1/|H|²) and conv (G = |H|²), as the script's two runs."""
+    data_ = _urbansound(flags.data) if flags.data else _audio_standin(ctx.seed)
+    return _classify("audio", {f"AudioDNN, mode {m}": functools.partial(_audio_dnn, m, ctx.seed) for m in AUDIO_MODES},
+                     flags, ctx, data_)
+
+
 RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS},
            **{name: _superres_cnn(name) for name in SUPERRES_CNN}, "classification": classification,
-           "classification_resnet": classification_resnet}
+           "classification_resnet": classification_resnet, "audio": audio}
 DEFAULT_EXPERIMENT = "four_factor"
 
 

@@ -286,3 +286,57 @@ def test_dct_mse_loss_is_the_mse_of_scipys_dct():
     want = np.mean((scipy.fft.dctn(y, axes=(1, 2), norm="ortho") - scipy.fft.dctn(p, axes=(1, 2), norm="ortho")) ** 2)
     got = float(deconv_layer.LOSSES["dct_mse"](tf.constant(y, tf.float32), tf.constant(p, tf.float32)))
     assert got == pytest.approx(want, rel=1e-5) and want == pytest.approx(np.mean((y - p) ** 2), rel=1e-10)
+
+
+def test_wave_is_librosas_mono_22050_padded_clip(tmp_path):
+    """A 44.1 kHz stereo int16 file of a 440 Hz tone becomes the tone sampled at 22,050 Hz (closed form), in
+    [−1, 1], zero-padded to 89,009 samples, as UrbanSound8KDataset's librosa.load did."""
+    from scipy.io import wavfile
+    from reproductions import deconv_layer
+    t = np.arange(44100) / 44100
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    wavfile.write(tmp_path / "a.wav", 44100, (np.stack([tone, tone], 1) * 32768).astype(np.int16))
+    w = deconv_layer._wave(tmp_path / "a.wav")
+    assert w.shape == (89009,) and np.all(w[22050:] == 0)
+    want = 0.5 * np.sin(2 * np.pi * 440 * np.arange(22050) / 22050)
+    np.testing.assert_allclose(w[200:21850], want[200:21850], atol=2e-3)
+
+
+@pytest.mark.experiment("deconv", "audio")
+def test_audio_experiment_trains_both_modes(tmp_path, monkeypatch):
+    """HEAD AudioDNN on a small stand-in (UrbanSound8K is not here): the 1-D layer (k 2, no bias) in mode deconv
+    and conv, Adam 1e-3, batches of 32, 10 epochs; a few steps lower both arms' held-out loss from its start."""
+    from reproductions import deconv_layer
+    monkeypatch.setattr(deconv_layer, "AUDIO_STANDIN", (64, 32))
+    res = _run(tmp_path, experiment="audio", steps=6)["results"]
+    (heading, arms), = res.items()
+    setting = arms.pop("setting")
+    assert "stand-in" in heading and (setting["lr"], setting["epochs"], setting["batch"]) == (1e-3, 10, 32)
+    assert set(arms) == {"AudioDNN, mode deconv", "AudioDNN, mode conv"}
+    for a in arms.values():
+        assert a["outputs"] == 10 and a["test_loss"] < a["initial_test_loss"], a
+    model = deconv_layer._audio_dnn("conv", 0)
+    layer = model.layers[1]
+    assert (layer.kernel_size, layer.filters, layer.mode, layer.use_bias, model.input_shape) == \
+        (2, 1, "conv", False, (None, 89009, 1))
+
+
+def test_sr_folder_pairs_are_co_located_crops(tmp_path):
+    """--data HR/ + LR/ for srcnn: files paired by sorted name, grey, centre crops of one common size with the HR
+    crop at twice the LR offset (LR written here as HR[::2, ::2], so the crops must agree pixel for pixel); more
+    than 20 pairs: the first 20 train, the next ones test; a missing LR/ is the error naming both folders."""
+    import skimage.io
+    from reproductions import deconv_layer
+    (tmp_path / "HR").mkdir()
+    with pytest.raises(FileNotFoundError, match="HR/ and LR/"):
+        deconv_layer._sr_data(str(tmp_path))
+    (tmp_path / "LR").mkdir()
+    for i in range(22):
+        h, w = (66, 80) if i % 2 else (72, 64)      # 66: the HR centre crop is not at twice the LR one
+        hr = (RNG.uniform(0, 1, (h, w, 3)) * 255).astype(np.uint8)
+        skimage.io.imsave(tmp_path / "HR" / f"{i:04d}.png", hr, check_contrast=False)
+        skimage.io.imsave(tmp_path / "LR" / f"{i:04d}x2.png", hr[::2, ::2], check_contrast=False)
+    lr_tr, hr_tr, lr_te, hr_te = deconv_layer._sr_data(str(tmp_path))
+    assert lr_tr.shape == (20, 32, 32, 1) and hr_tr.shape == (20, 64, 64, 1) and len(lr_te) == 2
+    np.testing.assert_array_equal(hr_tr[:, ::2, ::2], lr_tr)
+    np.testing.assert_array_equal(hr_te[:, ::2, ::2], lr_te)

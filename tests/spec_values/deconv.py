@@ -12,6 +12,7 @@ M = "test_deconv_more.py::"
 NB11 = M + "test_ssim_l1_experiment_trains_on_the_loss_and_beats_the_input"
 SRCNN = M + "test_srcnn_experiments_train_the_arms"
 LAYERS = M + "test_srcnn_arms_are_the_correct_and_the_notebook_layers"
+AUDIO = M + "test_audio_experiment_trains_both_modes"
 
 
 def arm(experiment: str, field: str, index: int = 0) -> str:
@@ -137,4 +138,15 @@ ROWS = [
     *[Row(P, e, "arms: the correct deconv, the notebook's reversals, the CNN", ["spatial", bug, "cnn"],
           "deconv_layer.md §1.6, §6 item 1", f"[k for k, _ in deconv._sr_arms(deconv.SUPERRES_CNN['{e}']).values()]",
           LAYERS) for e, bug in (("srcnn", "nb12"), ("srcnn_dct", "nb13"))],
+    # the 1-D layer and AudioDNN (HEAD train_1d_classification.py)
+    Row(P, "audio", "Deconv1D two-factor by default, HEAD's fft2-over-channels bug off", (True, False),
+        "deconv_layer.md §1.10", "(tfrestore.models.deconv.DeconvDFT1D().two_factor, "
+        "tfrestore.models.deconv.DeconvDFT1D().channel_fft)", M + "test_1d_layer_matches_numpy_fft"),
+    Row(P, "audio", "AudioDNN: Deconv1D(1 → 1, k = 2, no bias) → ReLU → Linear(89009 → 10)", (2, 89009, 10),
+        "deconv_layer.md §1.10", "(deconv.AUDIO_KERNEL, deconv.AUDIO_LENGTH, 10)", AUDIO),
+    Row(P, "audio", "the script's two runs: mode deconv and mode conv", ("deconv", "conv"), "deconv_layer.md §1.10",
+        "deconv.AUDIO_MODES", AUDIO),
+    Row(P, "audio", "Adam 1e-3, batch 32, 10 epochs", (1e-3, 32, 10), "deconv_layer.md §1.10",
+        "(deconv.CLASSIFICATIONS['audio'].lr, deconv.CLASSIFICATION_BATCH, deconv.CLASSIFICATIONS['audio'].epochs)",
+        AUDIO),
 ]
