@@ -6,7 +6,10 @@ reports **held-out** metrics (PSNR and SSIM on images not trained on; test accur
 kernel sizes, learning rates per arm, image sizes, padding amounts, blur models, batch sizes, epochs) on embedded
 data: grey versions of the sample photos (notebooks: Lena, DIV2K, GOPRO, Kaggle SIR), with a fixed sorted
 train/test split; ``--data`` points at a folder instead (``HR/`` + ``LR/`` or ``sharp/`` + ``blur/`` pairs
-matched by sorted name).
+matched by sorted name; for ``audio`` the UrbanSound8K folder). nb12 / nb13 (``srcnn``, ``srcnn_dct``) train the
+correct multi-filter deconv beside the notebook's own (its reversal bug re-created, ``deconv_layer.md`` §1.6) and
+the 9×9 conv, and report the bilinear up-sampled input, which none of them reaches in the notebooks' 30 epochs
+(nor did the notebooks: nb13's bilinear input scores 0.00077 per batch against its deconv's 0.0033).
 
 Epochs and steps: a notebook's epoch is one pass over its training data in batches of its batch size, so the
 default length here is ``epochs × ⌈training images / batch⌉`` gradient updates on the data actually used (the
