@@ -182,8 +182,8 @@ def test_iterative_gradient_sign_takes_foolbox1s_steps_of_epsilon_over_steps():
     np.testing.assert_allclose(adv, ref, atol=1e-3)
     s = A.ATTACKS["itfgsm"]
     assert (s.steps, s.grid()) == (10, [255 * k / 100 for k in range(1, 101)])            # epsilons 100, steps 10
-    with pytest.raises(ValueError, match="unknown attack"):
-        A.attack(model, x, labels, "lbfgs")
+    with pytest.raises(ValueError, match="unknown attack"):      # (lbfgs and saliency exist since issue 23 item 6)
+        A.attack(model, x, labels, "carlini_wagner")
 
 
 def test_same_norm_noise_has_the_norm_asked_for_and_a_seeded_direction_per_sample():
