@@ -152,9 +152,17 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
         return tf.nn.conv2d(xs, k, 1, "VALID")
 
     def conv_t(g, k, xs):
+        """The transposed convolution (∂/∂x), [N, r, W', J] → [N, r + p − 1, W, C]. Not TF's
+        Conv2DBackpropInput, 6–10× slower than the forward convolution here (J = 512 → C = 3): one matmul to
+        the patch columns [N, r, W', p, p, C], then two overlap-adds (over the columns, then the rows)."""
         if depthwise:
             return tf.compat.v1.nn.depthwise_conv2d_native_backprop_input(tf.shape(xs), k, g, [1, 1, 1, 1], "VALID")
-        return tf.nn.conv2d_transpose(g, k, tf.shape(xs), 1, "VALID")
+        n, r = tf.shape(g)[0], g.shape[1]
+        cols = tf.matmul(tf.reshape(g, [-1, j]), tf.reshape(k, [p * p * c, j]), transpose_b=True)
+        cols = tf.reshape(cols, tf.stack([n, r, w - p + 1, p, p, c]))               # (i, j, c) as the kernel
+        rows_ = tf.signal.overlap_and_add(tf.transpose(cols, [0, 1, 5, 3, 2, 4]), 1)  # [N, r, C, p, W]
+        full_ = tf.signal.overlap_and_add(tf.transpose(rows_, [0, 2, 4, 1, 3]), 1)    # [N, C, W, r + p − 1]
+        return tf.transpose(full_, [0, 3, 2, 1])
 
     def conv_f(xs, g, k):
         if depthwise:
