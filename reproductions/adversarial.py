@@ -608,7 +608,7 @@ def make_targeted(ctx: Context) -> Targeted:
     n = len(src)
     targets = (np.array(s.targets[:n]) if s.targets else (src + 1 + np.arange(n) % 9) % 10).astype(np.int64)
     where = _example_folder(weights.home() / "adversarial" / ctx.net / dataset, "lbfgs", LBFGS, kind="targeted")
-    have = {k: v for k, v in A.load_examples(where).items()}
+    have = A.load_examples(where)
     todo = [i for i in range(n) if stems[i] not in have or have[stems[i]][1] != targets[i]]
     if todo:
         print(f"lbfgs ({LBFGS.describe()}): attacking {len(todo)} images towards their targets; kept in {where}",
@@ -659,7 +659,9 @@ def _lbfgs_energies(ctx: Context) -> dict:
     ok = t.success
     if not ok.any():
         raise ValueError("no targeted L-BFGS example reached its target: nothing to score")
-    energy = lambda x: prior.energy(x).numpy().astype(np.float64)       # noqa: E731
+
+    def energy(x):
+        return np.concatenate([prior.energy(x[i:i + 50]).numpy() for i in range(0, len(x), 50)]).astype(np.float64)
     norms = A.l2_norms(t.clean[ok], t.examples[ok], np.ones(int(ok.sum()), bool))
     e_img, e_adv = energy(t.clean[ok]), energy(t.examples[ok])
     e_noise = energy(A.same_norm_noise(t.clean[ok], norms, ctx.seed))
@@ -699,7 +701,8 @@ def _saliency(ctx: Context) -> dict:
             "max_changed": int(changed.max()), "max_iter": setting.max_iter,
             "max_abs_change": float(np.abs(diff).max()), "change_bound": bound,
             "median_l2": float(np.median(pairs.perturbation_norms())), "restoration": restore}
-    text = (f"{setting.describe()}: {len(pairs.src)} pairs; input elements changed median {summ['median_changed']:.0f}, "
+    text = (f"{setting.describe()}: {len(pairs.src)} pairs; input elements changed median "
+            f"{summ['median_changed']:.0f}, "
             f"max {summ['max_changed']} of {summ['elements']} (bound: one per step, {setting.max_iter} steps); "
             f"largest change {summ['max_abs_change']:.1f} (bound {setting.max_perturbations_per_pixel} × θ·255 = "
             f"{bound:.1f}); median ‖r‖₂ {summ['median_l2']:.1f}\n"
@@ -744,8 +747,8 @@ class Flags:
     steps: int | None = paper.flag(None, "defence steps (default: the experiment's: 30 / 10 / 4)",
                                    source="adversarial.md §3, §4")
     prior_steps: int | None = paper.flag(None, "training steps for priors trained on demand")
-    attack: str = paper.flag("deepfool", "the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd — the "
-                             "thesis' settings — or deepfool_overshoot0.2 / 0.5 / 1, pgd_eps0.05)",
+    attack: str = paper.flag("deepfool", "the oblivious attack making the dataset (deepfool, fgsm, itfgsm, pgd, "
+                             "saliency — the thesis' settings — or deepfool_overshoot0.2 / 0.5 / 1, pgd_eps0.05)",
                              source="adversarial.md §2")
     weights: str = paper.flag("auto", "'auto', 'random' or a .weights.h5 file of the classifier")
 

@@ -11,7 +11,8 @@
   ones aim at the class foolbox 1's gradient attack reaches (:func:`gradient_attack_targets`).
 - Defences (differentiable maps RGB → RGB): :class:`PriorDefence` (n unrolled Adam / SGD steps on the weighted
   prior energy alone, each input with its own optimiser state; dropout priors with dropout off unless masks are
-  given, or a fresh mask per step with ``test_dropout``: spec §5's test-time dropout) and :class:`MeanFilter` (the weighted mean-filter baseline). :class:`Defended` and :class:`Ensemble`
+  given, or a fresh mask per step with ``test_dropout``: spec §5's test-time dropout) and :class:`MeanFilter`
+  (the weighted mean-filter baseline). :class:`Defended` and :class:`Ensemble`
   put a classifier behind them; attacking those is the adaptive (white-box) attack.
 - Statistics: :func:`stability_statistics` (spec §3) and :func:`adaptive_summary` (``read_adaptive_log``).
 - The baseline every restoration count needs (:func:`same_norm_noise`, :func:`noise_labels`): a seeded random
@@ -97,7 +98,8 @@ class LBFGSSetting:
     kind: str = "lbfgs"
 
     def describe(self) -> str:
-        return f"L-BFGS-B (foolbox 1), c from {2 * self.epsilon:g} to resolution {self.epsilon:g}, maxiter {self.maxiter}"
+        return (f"L-BFGS-B (foolbox 1), c from {2 * self.epsilon:g} to resolution {self.epsilon:g}, "
+                f"maxiter {self.maxiter}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -341,7 +343,8 @@ def attack(model: Callable, images: np.ndarray, labels: np.ndarray, setting: Att
 
     ``setting``: an :class:`AttackSetting`, :class:`LBFGSSetting`, :class:`SaliencySetting` or a name in
     :data:`ATTACKS`; ``steps`` / ``epsilons`` override an :class:`AttackSetting`'s own. FGSM with ``targets``: one
-    step against the sign of the targets' cross-entropy gradient, the smallest ε of the grid reaching the target. ``criterion``: a foolbox criterion replacing misclassification (e.g. :class:`SourceProbabilityBelow`).
+    step against the sign of the targets' cross-entropy gradient, the smallest ε of the grid reaching the target.
+    ``criterion``: a foolbox criterion replacing misclassification (e.g. :class:`SourceProbabilityBelow`).
     Grid attacks try ``chunk`` ε values at a time and stop once every sample is fooled; a sample never fooled gets
     the largest ε's example.
     """
@@ -434,8 +437,8 @@ def _cross_entropy_fn(model: Callable):
     return fn
 
 
-def gradient_attack_targets(model: Callable, images: np.ndarray, labels: np.ndarray,
-                            epsilons: int = 1000) -> np.ndarray:
+def gradient_attack_targets(model: Callable, images: np.ndarray, labels: np.ndarray, epsilons: int = 1000,
+                            batch: int = 256) -> np.ndarray:
     """[N] the class foolbox 1's ``GradientAttack`` reaches: how its L-BFGS and saliency attacks choose a target
     when ``num_random_targets`` is 0. Along the gradient of the clean label's cross-entropy scaled to RMS 255 (the
     pixel range), the label at the smallest ε of k/``epsilons``, k = 1 … ``epsilons``, that is not ``labels``;
@@ -461,9 +464,10 @@ def gradient_attack_targets(model: Callable, images: np.ndarray, labels: np.ndar
 
     grid = np.linspace(0, 1, epsilons + 1)[1:]
     at, target = np.full(len(labels), -1), np.argsort(np.asarray(logits), -1)[:, -2]
-    for start in range(0, len(grid), 25):
+    chunk = max(1, batch // len(labels))               # ε values per forward pass of ≤ ``batch`` images
+    for start in range(0, len(grid), chunk):
         todo = np.flatnonzero(at < 0)
-        i, lab = first_fooled(tf.gather(x, todo), tf.gather(d, todo), labels[todo], grid[start:start + 25])
+        i, lab = first_fooled(tf.gather(x, todo), tf.gather(d, todo), labels[todo], grid[start:start + chunk])
         hit = i >= 0
         at[todo[hit]], target[todo[hit]] = start + i[hit], lab[hit]
         if (at >= 0).all():
