@@ -356,11 +356,12 @@ class PatchPrior(keras.Model):
             return self._fast_energy(x, None) if path == "fast" else self._channelwise_energy(x, path)
         if mask is None and cfg.kind == "dropout" and cfg.dropout_test:
             mask = self.dropout_mask(dropout_seed(step))
-        m = self.mixing(mask)                                 # [D, K] or [E, D, K]
         if path == "fast":
+            m = self._mixing64(mask)
             if m.shape.rank == 3:
                 return tf.stack([self._fast_energy(x, m[e]) for e in range(m.shape[0])])
             return self._fast_energy(x, m)
+        m = self.mixing(mask)                                 # [D, K] or [E, D, K]
         use_conv = self._global() if path == "auto" else path == "conv"
         if use_conv:
             if not self._global():
@@ -412,16 +413,30 @@ class PatchPrior(keras.Model):
             return False                                  # a per-patch divisor / a cross-channel mean: not linear
         return x.shape.rank == 4 and None not in x.shape[1:]
 
+    def _mixing64(self, mask=None) -> tf.Tensor:
+        """:meth:`mixing` in float64 (channel-wise: [C, P, K]). The fold subtracts column means from it: with
+        ZCA on data that the local centring made rank-deficient, whitenᵀ·W is large along the constant direction
+        that the centring removes, and float32 would keep that direction's rounding error."""
+        wh, w = tf.cast(self.whiten, tf.float64), tf.cast(self.filters(), tf.float64)
+        if self.config.kind == "channelwise":
+            return tf.einsum("cfp,cfk->cpk", wh, w)
+        m = tf.matmul(wh, w, transpose_a=True)
+        if mask is None:
+            return m
+        mask = tf.cast(mask, tf.float64)
+        return m * (mask[:, None, :] if mask.shape.rank == 2 else mask[None, :])
+
     def _fold(self, mixing):
         """The normalisation folded into filters on the raw map: kernel [p, p, C, J], bias [J] and the shift
         [N or 1, 1, 1, C] taken from the map first (J = K, or C·K per channel for a channel-wise prior;
         ``mixing`` [D, K] or channel-wise [C, P, K]). The shift keeps float32 away from cancellation: the means
-        (gc / gf: the fitted per-channel mean; lc / lf: the map's own, which zero-mean filters ignore exactly)."""
+        (gc / gf: the fitted per-channel mean; lc / lf: the map's own, which zero-mean filters ignore exactly).
+        Folded in float64 (``mixing`` is), rounded to float32 at the end."""
         cfg = self.config
         c, p = cfg.channels, cfg.patch
         mix = tf.reshape(mixing, [c, cfg.positions, -1])                     # [C, P, J'] in (c, h, w) order
-        mix = mix / tf.reshape(self.sdev, [c, -1])[..., None]                # ÷ sdev per feature
-        mu = tf.reshape(self.mean, [c, -1])
+        mix = mix / tf.reshape(tf.cast(self.sdev, tf.float64), [c, -1])[..., None]   # ÷ sdev per feature
+        mu = tf.reshape(tf.cast(self.mean, tf.float64), [c, -1])
         shift, bias = tf.zeros([1, 1, 1, c]), None
         if cfg.mean_mode in ("gc", "gf"):
             ref = tf.reduce_mean(mu, 1)                                        # [C]
@@ -433,18 +448,16 @@ class PatchPrior(keras.Model):
             mix = mix - tf.reduce_mean(mix, 1, keepdims=True)                 # Σ_p M(x_cp − mean_c) = Σ_p (M − M̄_c) x_cp
         elif cfg.mean_mode == "lf":
             mix = mix - tf.reduce_mean(mix, [0, 1], keepdims=True)
-        kernel = tf.transpose(tf.reshape(mix, [c, p, p, -1]), [1, 2, 0, 3])    # [p, p, C, J']
+        kernel = tf.cast(tf.transpose(tf.reshape(mix, [c, p, p, -1]), [1, 2, 0, 3]), tf.float32)   # [p, p, C, J']
         if bias is None:
-            bias = tf.zeros([c * kernel.shape[-1] if cfg.kind == "channelwise" else kernel.shape[-1]])
-        return kernel, bias, shift
+            return kernel, tf.zeros([c * kernel.shape[-1] if cfg.kind == "channelwise" else kernel.shape[-1]]), shift
+        return kernel, tf.cast(bias, tf.float32), tf.cast(shift, tf.float32)
 
     def _fast_energy(self, x, mixing) -> tf.Tensor:
         """[N] energy by :func:`strip_energy` (``mixing`` [D, K]; None: the channel-wise mixings)."""
         cfg = self.config
         channelwise = cfg.kind == "channelwise"
-        if channelwise:
-            mixing = tf.einsum("cfp,cfk->cpk", self.whiten, self.filters())
-        kernel, bias, shift = self._fold(mixing)
+        kernel, bias, shift = self._fold(self._mixing64() if channelwise else mixing)
         if cfg.mean_mode == "lc":
             shift = tf.stop_gradient(tf.reduce_mean(x, [1, 2], keepdims=True))      # y does not depend on it
         elif cfg.mean_mode == "lf":
