@@ -645,7 +645,7 @@ def _classification_terms(model, batch, training_):
 _CROSS_ENTROPY = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _classify(experiment: str, arms, flags: "Flags", ctx: paper.RunContext, data_=None):
+def _classify(experiment: str, arms, flags: "Flags", ctx: paper.RunContext, *, data_=None):
     """Train each arm (name → model builder) on CIFAR-100 or the stand-in (or ``data_``: (x train, y train,
     x test, y test, source)); held-out loss and accuracy before and after."""
     setting = CLASSIFICATIONS[experiment]
@@ -777,7 +777,7 @@ def audio(flags: "Flags", ctx: paper.RunContext):
     """AudioDNN with the 1-D layer in mode deconv (G = 1/|H|²) and conv (G = |H|²), as the script's two runs."""
     data_ = _urbansound(flags.data) if flags.data else _audio_standin(ctx.seed)
     return _classify("audio", {f"AudioDNN, mode {m}": functools.partial(_audio_dnn, m, ctx.seed) for m in AUDIO_MODES},
-                     flags, ctx, data_)
+                     flags, ctx, data_=data_)
 
 
 RUNNERS = {**{name: _restorations(name) for name in RESTORATIONS},

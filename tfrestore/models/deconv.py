@@ -37,7 +37,7 @@ REDUCTIONS = ("sqrt", "sum", "mean")      # over input channels: Σ/√C_in (HEA
 KERNEL_INITS = ("zeros", "head", "uniform", "normalised")
 
 
-def _initial_taps(init: str, lead: tuple, kh: int, kw: int, c_in: int, c_out: int, first_trainable: bool,
+def _initial_taps(init: str, lead: tuple, *, kh: int, kw: int, c_in: int, c_out: int, first_trainable: bool,
                   rng: np.random.Generator) -> np.ndarray:
     """The starting taps, shape lead + (kh·kw,) with the leading tap learnable, else lead + (kh·kw − 1,)."""
     n_taps = kh * kw if first_trainable else kh * kw - 1
@@ -110,7 +110,8 @@ class DeconvDFT2D(keras.layers.Layer):
         kh, kw = self.kernel_size
         lead = () if self.filters is None else (self.c_out, c_in)
         rng = np.random.default_rng(self.seed)
-        init = _initial_taps(self.kernel_init, lead, kh, kw, c_in, self.c_out, self.first_tap_trainable, rng)
+        init = _initial_taps(self.kernel_init, lead, kh=kh, kw=kw, c_in=c_in, c_out=self.c_out,
+                             first_trainable=self.first_tap_trainable, rng=rng)
         self.taps = self.add_weight(name="taps", shape=init.shape,
                                     initializer=keras.initializers.Constant(init.astype("float32")))
         if self.use_bias:
@@ -212,8 +213,8 @@ class DeconvDFT1D(keras.layers.Layer):
     def build(self, input_shape):
         self.c_in = int(input_shape[-1])
         rng = np.random.default_rng(self.seed)
-        init = _initial_taps(self.kernel_init, (self.filters, self.c_in), 1, self.kernel_size, self.c_in,
-                             self.filters, self.first_tap_trainable, rng)
+        init = _initial_taps(self.kernel_init, (self.filters, self.c_in), kh=1, kw=self.kernel_size, c_in=self.c_in,
+                             c_out=self.filters, first_trainable=self.first_tap_trainable, rng=rng)
         self.taps = self.add_weight(name="taps", shape=init.shape,
                                     initializer=keras.initializers.Constant(init.astype("float32")))
         if self.use_bias:
