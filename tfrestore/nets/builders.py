@@ -12,6 +12,7 @@ keeps both. Dropout is omitted (inference only).
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from .layers import CaffeLRN, ChannelMajorFlatten, Conv2D, MaxPool
@@ -25,9 +26,25 @@ class _Initializers:
 
     def __call__(self):
         if self.seed is None:
-            return "he_normal"
+            return _InGraph(keras.initializers.HeNormal())
         self.count += 1
-        return keras.initializers.HeNormal(seed=self.seed * 1000 + self.count)
+        return _InGraph(keras.initializers.HeNormal(seed=self.seed * 1000 + self.count))
+
+
+class _InGraph(keras.initializers.Initializer):
+    """An initializer's own ops, run as one ``tf.function`` instead of op by op: the same values bit for bit, but
+    the graph reuses its intermediates' buffers, where eager execution keeps three full-size temporaries alive (a
+    truncated normal, × stddev, + mean). AlexNet's fc6 (151 MB) then costs one temporary, not three: the peak RSS
+    of building AlexNet falls by ~160 MB per fc layer of that size (issue 24 item 5)."""
+
+    def __init__(self, inner: keras.initializers.Initializer):
+        self.inner = inner
+
+    def __call__(self, shape, dtype=None):
+        return tf.function(lambda: self.inner(shape, dtype), autograph=False)()
+
+    def get_config(self) -> dict:
+        return self.inner.get_config()
 
 
 def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, init=None):
