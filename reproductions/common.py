@@ -100,6 +100,12 @@ _DIP = dict(start_s=43.0, peak_gb=1.6, size=256, measured="at load ~6, 2026-12-0
 COSTS: dict[tuple[str, str, str | None], Cost] = {
     ("mv2015", "layers", "alexnet"): _MV2015,
     ("mv2015", "layers", "caffenet"): _MV2015,         # the same layers and sizes as AlexNet
+    # shallow (HOG / HOGb / DSIFT): the net flag is not used; the default (caffenet) keys it
+    ("mv2015", "shallow", "caffenet"): Cost(((1.0, 3.2),), 20.0, 1.5, 800,
+                                            "two 375×500 images at load ~9, 2026-12-07, ×4.5 for the 9 embedded "
+                                            "photos; --data's images scale it (100: ~11×)"),
+    ("mv2015", "shallow_lambda", "caffenet"): Cost(((1.0, 0.22),), 10.0, 0.95, 800,
+                                                   "chelsea at 300×451, load ~9, 2026-12-07"),
     ("mv2016", "inversion", "alexnet"): Cost(((1.0, 0.97),), 18.0, 1.8, 350, "at load ~4.8, 2026-12-07", layers=20),
     ("foe_priors", "image_rec", "alexnet"): Cost(((0.5, 0.47), (0.5, 5.2)), 57.0, 5.0, 10000,
                                                  "issue 25's --steps=20 run; without training the prior"),
