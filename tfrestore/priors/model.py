@@ -9,6 +9,14 @@ For a normalised patch x (flattened (c, h, w)), y_k = w_kᵀ·(whiten·x) with u
 - any other modes: every pixel owns a patch of the map reflect-padded by (p−1)//2 before and p//2 after, gathered,
   normalised per patch and multiplied by M.
 
+For an objective (``energy(x, path="fast")``, what :class:`~tfrestore.priors.PriorTerm` uses) the same value comes
+from :func:`strip_energy`: the normalisation folded into the filters (gc / gf as a shift and a bias, lc / lf as
+filters of zero mean per channel / overall, sdev as a scale), one convolution per strip of output rows, and a
+hand-written first-order gradient (∂/∂x by a matmul to patch columns and overlap-adds) formed strip by strip — the
+responses [N, H, W, K] and the patches [N, H, W, C·P] never exist whole (``full512`` on the 8 AlexNet image_rec
+canvases of 235²: 0.85 GB per response tensor otherwise). Speed and peak against TensorFlow's autodiff of the whole
+convolution: ``benchmarks/prior_phase.py`` and BUILD.md's benchmark section.
+
 Kinds: ``full``; ``dropout`` (component columns dropped with keep 0.5 and the survivors ×2, in training and/or at
 inference, or with explicit masks for ensembles); ``channelwise`` (an independent prior per channel, energy summed
 over patches and divided by C·K, as the thesis); ``separable`` (W[c, p, k] = Σ_m D[p, c, m]·P[c·M + m, k], depthwise
