@@ -177,41 +177,47 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
             return tf.compat.v1.nn.depthwise_conv2d_native_backprop_filter(xs, tf.shape(k), g, [1, 1, 1, 1], "VALID")
         return tf.compat.v1.nn.conv2d_backprop_filter(xs, tf.shape(k), g, [1, 1, 1, 1], "VALID")
 
+    def strip(x, i):
+        xs = x[:, i * rows:i * rows + rows + p - 1]
+        xs.set_shape([x.shape[0], rows + p - 1, w, c])
+        return xs
+
     def strips(x, fn, state):
-        """Fold ``fn(state, strip_input, first_row)`` over the strips: the whole ones in a while loop (one at a
-        time: strips in flight together would share the cache), then the shorter last one."""
-        def body(i, *state):
-            xs = x[:, i * rows:i * rows + rows + p - 1]
-            xs.set_shape([x.shape[0], rows + p - 1, w, c])
-            return (i + 1,) + tuple(fn(state, xs, i * rows))
-        if full:
-            state = tf.while_loop(lambda i, *_: i < full, body, (tf.constant(0),) + tuple(state),
-                                  parallel_iterations=1)[1:]
-        if tail:
-            state = fn(state, x[:, full * rows:], full * rows)
-        return state
+        """Fold ``fn(state, strip_input)`` over the strips: the whole ones in a while loop (one at a time: strips
+        in flight together would share the cache), then the shorter last one."""
+        state = tf.while_loop(lambda i, *_: i < full, lambda i, *s: (i + 1,) + tuple(fn(s, strip(x, i))),
+                              (tf.constant(0),) + tuple(state), parallel_iterations=1)[1:]
+        return fn(state, x[:, full * rows:]) if tail else state
 
     @tf.custom_gradient
     def energy(x, kernel, bias, alpha):
         k_alpha = kernel * tf.reshape(alpha, kernel.shape[2:] if depthwise else [j])   # ∂/∂x: α in the filters
 
-        def forward(state, xs, r0):
-            r_sum, slope_sum, dx = state
+        def forward(xs):
+            """A strip's Σ ρ and Σ ρ′ per map and channel [N, J], and its ∂/∂x [N, r + p − 1, W, C]."""
             rho_, slope = _rho_and_slope(conv(xs, kernel) + bias, expert)
-            d = conv_t(slope, k_alpha, xs)
-            pad = tf.stack([r0, h - r0 - tf.shape(xs)[1]])
-            dx = dx + tf.pad(d, [[0, 0], pad, [0, 0], [0, 0]])
-            dx.set_shape(x.shape)
-            return r_sum + tf.reduce_sum(rho_, [1, 2]), slope_sum + tf.reduce_sum(slope, [1, 2]), dx
+            return tf.reduce_sum(rho_, [1, 2]), tf.reduce_sum(slope, [1, 2]), conv_t(slope, k_alpha, xs)
 
+        def body(i, r_sum, slope_sum, parts):
+            r, sl, d = forward(strip(x, i))
+            return i + 1, r_sum + r, slope_sum + sl, parts.write(i, d)
         zeros = tf.zeros(tf.stack([tf.shape(x)[0], j]))
-        r_sum, slope_sum, dx = strips(x, forward, (zeros, zeros, tf.zeros_like(x)))
+        parts = tf.TensorArray(tf.float32, size=full, element_shape=[x.shape[0], rows + p - 1, w, c])
+        _, r_sum, slope_sum, parts = tf.while_loop(lambda i, *_: i < full, body, (0, zeros, zeros, parts),
+                                                   parallel_iterations=1)
+        # the strips' ∂/∂x overlap by p − 1 rows: one overlap-add at the end, not a full-size add per strip
+        dx = tf.signal.overlap_and_add(tf.transpose(parts.stack(), [1, 3, 4, 0, 2]), rows)  # [N, W, C, rows·full + p − 1]
+        dx = tf.pad(tf.transpose(dx, [0, 3, 1, 2]), [[0, 0], [0, tail], [0, 0], [0, 0]])
+        if tail:
+            r, sl, d = forward(x[:, full * rows:])
+            r_sum, slope_sum = r_sum + r, slope_sum + sl
+            dx = dx + tf.pad(d, [[0, 0], [full * rows, 0], [0, 0], [0, 0]])
         e = scale * tf.linalg.matvec(r_sum, alpha)
 
         def grad(up):
             s = scale * up                                                            # [N]
 
-            def kernel_grad(state, xs, r0):
+            def kernel_grad(state, xs):
                 _, slope = _rho_and_slope(conv(xs, kernel) + bias, expert)
                 return (state[0] + conv_f(xs, slope * alpha * s[:, None, None, None], kernel),)
             dk, = strips(x, kernel_grad, (tf.zeros_like(kernel),))
