@@ -137,7 +137,8 @@ def test_fast_energy_and_its_gradient_equal_the_gathered_patches(case, strips):
     _close_grad(g_fast, g_ref)
 
 
-@pytest.mark.parametrize("case", ["full lc/gc pca", "dropout gc/gc", "channelwise lc/gf pca", "separable gc/gc"])
+@pytest.mark.parametrize("case", ["full lc/gc pca", "full logistic gf/gf zca", "dropout gc/gc", "channelwise lc/gf pca",
+                                  "separable gc/gc"])
 def test_fast_gradient_in_the_prior_weights_equals_the_differentiable_path(case, strips):
     prior = _prior(**CASES[case])
     x = tf.constant(RNG.normal(4, 3, (2, 7, 9, prior.config.channels)), tf.float32)

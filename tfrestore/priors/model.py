@@ -142,9 +142,9 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
     order), bias and alpha [J]; ``rows`` per strip (default: a strip of ``STRIP_BYTES``). → [N].
 
     The gradient is written by hand and first order only: the forward pass also forms ∂e/∂x — per strip the
-    transposed convolution of ρ′(y) with α folded into the kernel — so nothing of a strip outlives it; ∂e/∂α and
-    ∂e/∂bias come from per-strip sums of ρ and ρ′; ∂e/∂kernel recomputes the strips, and only when asked for (in a
-    graph, an unused gradient is pruned).
+    transposed convolution of ρ′(y) with α folded into the kernel — so nothing of a strip outlives it; ∂e/∂α
+    comes from the per-strip sums of ρ; ∂e/∂kernel and ∂e/∂bias recompute the strips, and only when asked for (in
+    a graph, an unused gradient is pruned: an objective of the image costs one pass).
     """
     p = kernel.shape[0]
     _, h, w, c = x.shape
@@ -194,35 +194,34 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
         k_alpha = kernel * tf.reshape(alpha, kernel.shape[2:] if depthwise else [j])   # ∂/∂x: α in the filters
 
         def forward(xs):
-            """A strip's Σ ρ and Σ ρ′ per map and channel [N, J], and its ∂/∂x [N, r + p − 1, W, C]."""
+            """A strip's Σ ρ per map and channel [N, J] and its ∂/∂x [N, r + p − 1, W, C]."""
             rho_, slope = _rho_and_slope(conv(xs, kernel) + bias, expert)
-            return tf.reduce_sum(rho_, [1, 2]), tf.reduce_sum(slope, [1, 2]), conv_t(slope, k_alpha, xs)
+            return tf.reduce_sum(rho_, [1, 2]), conv_t(slope, k_alpha, xs)
 
-        def body(i, r_sum, slope_sum, parts):
-            r, sl, d = forward(strip(x, i))
-            return i + 1, r_sum + r, slope_sum + sl, parts.write(i, d)
-        zeros = tf.zeros(tf.stack([tf.shape(x)[0], j]))
+        def body(i, r_sum, parts):
+            r, d = forward(strip(x, i))
+            return i + 1, r_sum + r, parts.write(i, d)
         parts = tf.TensorArray(tf.float32, size=full, element_shape=[x.shape[0], rows + p - 1, w, c])
-        _, r_sum, slope_sum, parts = tf.while_loop(lambda i, *_: i < full, body, (0, zeros, zeros, parts),
-                                                   parallel_iterations=1)
+        _, r_sum, parts = tf.while_loop(lambda i, *_: i < full, body,
+                                        (0, tf.zeros(tf.stack([tf.shape(x)[0], j])), parts), parallel_iterations=1)
         # the strips' ∂/∂x overlap by p − 1 rows: one overlap-add at the end, not a full-size add per strip
         dx = tf.signal.overlap_and_add(tf.transpose(parts.stack(), [1, 3, 4, 0, 2]), rows)  # [N, W, C, rows·full + p − 1]
         dx = tf.pad(tf.transpose(dx, [0, 3, 1, 2]), [[0, 0], [0, tail], [0, 0], [0, 0]])
         if tail:
-            r, sl, d = forward(x[:, full * rows:])
-            r_sum, slope_sum = r_sum + r, slope_sum + sl
+            r, d = forward(x[:, full * rows:])
+            r_sum = r_sum + r
             dx = dx + tf.pad(d, [[0, 0], [full * rows, 0], [0, 0], [0, 0]])
         e = scale * tf.linalg.matvec(r_sum, alpha)
 
         def grad(up):
             s = scale * up                                                            # [N]
 
-            def kernel_grad(state, xs):
+            def weight_grads(state, xs):               # ∂/∂kernel and ∂/∂bias: the strips once more
                 _, slope = _rho_and_slope(conv(xs, kernel) + bias, expert)
-                return (state[0] + conv_f(xs, slope * alpha * s[:, None, None, None], kernel),)
-            dk, = strips(x, kernel_grad, (tf.zeros_like(kernel),))
-            return (s[:, None, None, None] * dx, dk, alpha * tf.linalg.matvec(slope_sum, s, transpose_a=True),
-                    tf.linalg.matvec(r_sum, s, transpose_a=True))
+                g = slope * alpha * s[:, None, None, None]
+                return state[0] + conv_f(xs, g, kernel), state[1] + tf.reduce_sum(g, [0, 1, 2])
+            dk, db = strips(x, weight_grads, (tf.zeros_like(kernel), tf.zeros_like(bias)))
+            return s[:, None, None, None] * dx, dk, db, tf.linalg.matvec(r_sum, s, transpose_a=True)
         return e, grad
 
     return energy(tf.convert_to_tensor(x, tf.float32), kernel, bias, alpha)
