@@ -676,7 +676,8 @@ def _lbfgs_energies(ctx: Context) -> dict:
     recorded = [{"adversarial": f"recorded: {a}", "energy": ea, "original": o, "original_energy": eo}
                 for (a, ea), (o, eo) in zip(rec["adversarial"], rec["original"])]
     summ = {"prior": name, "examples": len(rows), "adversarial_higher": int(np.sum(e_adv > e_img)),
-            "noise_higher": int(np.sum(e_noise > e_img)), "mean_adversarial_minus_image": float(np.mean(e_adv - e_img)),
+            "noise_higher": int(np.sum(e_noise > e_img)), "adversarial_above_noise": int(np.sum(e_adv > e_noise)),
+            "mean_adversarial_minus_image": float(np.mean(e_adv - e_img)),
             "mean_noise_minus_image": float(np.mean(e_noise - e_img))}
     text = (f"energies under '{name}' (12×12 image prior) of the targeted L-BFGS examples, their images and the "
             "images plus noise of the adversarial's norm; §6.1's recorded AlexNet rows below\n"
@@ -684,7 +685,8 @@ def _lbfgs_energies(ctx: Context) -> dict:
                                              ("original", "original", ""), ("energy", "original_energy", ".4f"),
                                              ("image + noise", "noise_energy", ".4f")])
             + f"\n\nadversarial above its image: {summ['adversarial_higher']} of {len(rows)}; noise of the same "
-            f"norm above its image: {summ['noise_higher']} of {len(rows)}")
+            f"norm above its image: {summ['noise_higher']} of {len(rows)}; adversarial above that noise: "
+            f"{summ['adversarial_above_noise']} of {len(rows)}")
     print(text, flush=True)
     return {"rows": rows, "summary": summ, "text": text}
 
