@@ -166,9 +166,10 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
         if depthwise:
             return tf.compat.v1.nn.depthwise_conv2d_native_backprop_input(tf.shape(xs), k, g, [1, 1, 1, 1], "VALID")
         n, r = tf.shape(g)[0], g.shape[1]
-        cols = tf.matmul(tf.reshape(g, [-1, j]), tf.reshape(k, [p * p * c, j]), transpose_b=True)
-        cols = tf.reshape(cols, tf.stack([n, r, w - p + 1, p, p, c]))               # (i, j, c) as the kernel
-        rows_ = tf.signal.overlap_and_add(tf.transpose(cols, [0, 1, 5, 3, 2, 4]), 1)  # [N, r, C, p, W]
+        cols = tf.matmul(tf.reshape(g, [-1, j]), k)                                  # k: [J, C·p·p], (c, i, j)
+        cols = tf.reshape(cols, tf.stack([n, r, w - p + 1, c, p, p]))
+        # (c, i, j) columns: the transpose moves runs of p contiguous floats, not single channels
+        rows_ = tf.signal.overlap_and_add(tf.transpose(cols, [0, 1, 3, 4, 2, 5]), 1)  # [N, r, C, p, W]
         full_ = tf.signal.overlap_and_add(tf.transpose(rows_, [0, 2, 4, 1, 3]), 1)    # [N, C, W, r + p − 1]
         return tf.transpose(full_, [0, 3, 2, 1])
 
@@ -192,6 +193,8 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
     @tf.custom_gradient
     def energy(x, kernel, bias, alpha):
         k_alpha = kernel * tf.reshape(alpha, kernel.shape[2:] if depthwise else [j])   # ∂/∂x: α in the filters
+        if not depthwise:
+            k_alpha = tf.reshape(tf.transpose(k_alpha, [3, 2, 0, 1]), [j, c * p * p])    # the matmul's [J, (c, i, j)]
 
         def forward(xs):
             """A strip's Σ ρ per map and channel [N, J] and its ∂/∂x [N, r + p − 1, W, C]."""
