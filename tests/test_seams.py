@@ -272,6 +272,32 @@ def test_default_run_is_quiet_honest_and_sigterm_resumes_exactly(tmp_path):
             assert f.stat().st_mode & 0o077 != 0, f"{f.name} is private"     # group/other may read (umask)
 
 
+def test_an_inversion_killed_between_checkpoints_resumes_to_the_uninterrupted_result(tmp_path):
+    """kill -9 (no chance to save) after the step-100 checkpoint and before the next: ``--resume`` continues from
+    that checkpoint, not from step 0, and ends where the uninterrupted run ends."""
+    import signal
+    common = ["--paper=mv2015", "--layers=conv1", "--steps=300", "--image=coffee", "--weights=random"]
+    full = _main(*common, f"--out={tmp_path / 'full'}")
+    assert full.returncode == 0, full.stderr[-2000:]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), *common, f"--out={tmp_path / 'cut'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
+    state, seen = tmp_path / "cut" / "ckpt" / "checkpoint", []
+    for line in proc.stdout:
+        seen.append(line)
+        step = line.split("/")[0].split()[-1] if line.startswith("step ") else ""
+        if step.isdigit() and 100 < int(step) < 200 and state.exists():
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+    resumed = _main(*common, f"--out={tmp_path / 'cut'}", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    said = [l for l in resumed.stdout.splitlines() if "resumed from" in l]
+    assert len(said) == 1 and 100 <= int(said[0].split(" at step ")[1].split()[0]) < 200, resumed.stdout
+    np.testing.assert_allclose(np.load(tmp_path / "cut" / "reconstructions.npy"),
+                               np.load(tmp_path / "full" / "reconstructions.npy"), rtol=1e-5, atol=1e-3)
+
 def _tags(logdir):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(str(logdir))
