@@ -4,6 +4,8 @@
     python benchmarks/training_speed.py --cases foe,dip --rounds 3 --json runs/train_speed.json
     python benchmarks/training_speed.py --tiny --rounds 1             # every path at toy sizes (debugging)
     python benchmarks/training_speed.py --checkpoints                 # checkpoint share of short prior trainings
+    python benchmarks/training_speed.py --profile dip                 # tfrestore's step by op type (tf.profiler)
+    python benchmarks/training_speed.py --reprint runs/train_speed.json   # the table of an earlier --json run
 
 Cases (the library's own training code, timed through its stepper's ``advance``):
 
@@ -18,9 +20,10 @@ Cases (the library's own training code, timed through its stepper's ``advance``)
 
 Each PyTorch twin (``benchmarks/torch_train.py``) gets the Keras model's initial weights in PyTorch layouts, the
 same data and the same batch sequence (for the deep image prior the same input noise); before timing, the loss of
-its first ``--check`` steps must agree with tfrestore's: the first step (identical weights and batch) to
-``AGREEMENT_FIRST`` relative, later steps to ``AGREEMENT`` (Adam's ε sits differently in Keras' and torch's update,
-so trajectories part slowly), or that column is VOID. Twins: eager, ``channels_last``, ``torch.compile`` (with the
+its first ``--check`` steps must agree with tfrestore's: the first step (identical weights and batch: the same
+function) to ``AGREEMENT_FIRST`` relative, later steps to ``AGREEMENT`` (Adam divides every gradient element by its
+own scale, so float-order differences on near-zero elements become whole steps, and Keras' ε sits elsewhere than
+torch's: trajectories part at the 1e-3–1e-2 level within three DIP steps), or that column is VOID. Twins: eager, ``channels_last``, ``torch.compile`` (with the
 fused Adam), and both; "best torch" is the fastest valid one. Rounds rotate the order of all columns, one process
 running at a time, the same thread count everywhere; min and median ms/step are reported and the headline ratio is
 tfrestore's speed over the best twin's (min over rounds).
@@ -49,7 +52,7 @@ CASES = ("foe", "dip", "inverter", "classifier", "autoencoder")
 TWINS = {"torch_eager": [], "torch_cl": ["--channels-last"], "torch_compile": ["--compile"],
          "torch_compile_cl": ["--compile", "--channels-last"]}
 AGREEMENT_FIRST = 1e-4
-AGREEMENT = 1e-2
+AGREEMENT = 5e-2
 UNIT = {"foe": ("patches/s", 250), "dip": ("steps/s", 1), "inverter": ("images/s", 32),
         "classifier": ("images/s", 64), "autoencoder": ("images/s", 48)}
 
@@ -65,6 +68,8 @@ def parse_args(argv=None):
     a.add_argument("--tiny", action="store_true", help="toy sizes: check that every path runs")
     a.add_argument("--checkpoints", action="store_true", help="checkpoint share of short full512 trainings")
     a.add_argument("--json", help="write the rows and the machine to this JSON file")
+    a.add_argument("--reprint", metavar="JSON", help="print an earlier --json run's table (agreement re-judged)")
+    a.add_argument("--profile", metavar="CASE", help="tf.profiler's op time of tfrestore's step, by op type")
     return a.parse_args(argv)
 
 
@@ -309,7 +314,6 @@ def bench_case(case: str, args) -> dict:
                 continue
             rows["losses"][name] = w.losses
             workers[name] = w
-    rows["agreement"] = {k: agreement(ours, w.losses) for k, w in workers.items()}
     runners = {"tfrestore": lambda n: timed(runner.run, n), **{k: w.round for k, w in workers.items()}}
     names, times = list(runners), defaultdict(list)
     for r in range(args.rounds):
@@ -318,16 +322,7 @@ def bench_case(case: str, args) -> dict:
     for w in workers.values():
         w.close()
     rows["ms_per_step"] = {k: {"min": min(v), "median": statistics.median(v), "all": v} for k, v in times.items()}
-    valid = [k for k in workers if rows["agreement"][k]["ok"]]
-    rows["void"] = sorted(k for k in workers if k not in valid)
-    if valid:
-        best = min(valid, key=lambda k: rows["ms_per_step"][k]["min"])
-        rows["best_torch"] = best
-        rows["tfrestore_over_best_torch"] = rows["ms_per_step"][best]["min"] / rows["ms_per_step"]["tfrestore"]["min"]
-        rows["tfrestore_over_torch_eager"] = (rows["ms_per_step"]["torch_eager"]["min"] /
-                                              rows["ms_per_step"]["tfrestore"]["min"]) if "torch_eager" in valid \
-            else None
-    return rows
+    return rejudge(rows)
 
 
 def print_row(r: dict) -> None:
@@ -377,17 +372,69 @@ def checkpoint_section(args) -> list[dict]:
             loop = tr.loop(Path(tmp) / "ckpt", progress=False)
             s = loop.run()
         share = s.checkpoint_seconds / s.seconds
-        saves = next(c for c in loop.callbacks if hasattr(c, "seconds_spent"))
         out.append({"steps": steps, "checkpoint_every": tc.checkpoint_every, "seconds": s.seconds,
                     "checkpoint_seconds": s.checkpoint_seconds, "share": share})
         print(f"full512 {steps} steps (checkpoint asked every {tc.checkpoint_every}): {s.seconds:.1f} s, "
               f"checkpoints {s.checkpoint_seconds * 1000:.0f} ms = {share:.1%} of the run", flush=True)
-        del saves
     return out
+
+
+def rejudge(r: dict) -> dict:
+    """A row's agreement, VOID columns and ratios under this file's tolerances."""
+    ours = r["losses"]["tfrestore"]
+    r["agreement"] = {k: agreement(ours, v) for k, v in r["losses"].items() if k != "tfrestore"}
+    valid = [k for k, a in r["agreement"].items() if a["ok"]]
+    r["void"] = sorted(set(r["agreement"]) - set(valid))
+    ms = r["ms_per_step"]
+    if valid:
+        r["best_torch"] = min(valid, key=lambda k: ms[k]["min"])
+        r["tfrestore_over_best_torch"] = ms[r["best_torch"]]["min"] / ms["tfrestore"]["min"]
+    r["tfrestore_over_torch_eager"] = ms["torch_eager"]["min"] / ms["tfrestore"]["min"] \
+        if "torch_eager" in valid else None
+    return r
+
+
+def profile_case(case: str, args, top: int = 15) -> list[dict]:
+    """Trace ``--steps`` of tfrestore's steps with TensorFlow's profiler; the host op time by op type."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    steps = args.steps or DEFAULT_STEPS[case]
+    runner, _ = BUILDERS[case](steps + 3, args.tiny)
+    runner.run(1)
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        runner.run(steps)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    by_type, total = defaultdict(float), 0.0
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for ev in line.events:
+                name = plane.event_metadata[ev.metadata_id].name
+                if ":" not in name or name.endswith(":Process"):    # ops are "scope/name:Type"
+                    continue
+                by_type[name.rsplit(":", 1)[1]] += ev.duration_ps / 1e9
+                total += ev.duration_ps / 1e9
+    rows = sorted(({"op": k, "ms_per_step": v / steps, "share": v / total} for k, v in by_type.items()),
+                  key=lambda r: -r["ms_per_step"])
+    print(f"profile of {case}: op time per step summed over threads ({total / steps:.1f} ms)")
+    for r in rows[:top]:
+        print(f"  {r['op']:<34}{r['ms_per_step']:>10.2f} ms{r['share']:>8.1%}")
+    return rows
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.reprint:
+        report = json.loads(Path(args.reprint).read_text())
+        print("machine: " + ", ".join(f"{k}={v}" for k, v in report["machine"].items()))
+        print_header()
+        for r in report["rows"]:
+            print_row(rejudge(r))
+        return
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     import torch
@@ -396,7 +443,9 @@ def main(argv=None):
                "loadavg_start": open("/proc/loadavg").read().split()[:3]}
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), flush=True)
     report = {"machine": machine, "args": vars(args), "rows": []}
-    if args.checkpoints:
+    if args.profile:
+        report["profile"] = profile_case(args.profile, args)
+    elif args.checkpoints:
         report["checkpoints"] = checkpoint_section(args)
     else:
         print_header()
