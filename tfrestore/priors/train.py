@@ -62,9 +62,14 @@ def learning_rates(breakpoints: Sequence[tuple[int, float]], steps: int) -> np.n
 
 class PriorTrainer:
     """Trains a :class:`PatchPrior` built inside ``strategy``'s scope (default: the default strategy): a stepper
-    of :class:`~tfrestore.core.loop.Loop` (:meth:`loop`, or :meth:`run` for the whole training at once)."""
+    of :class:`~tfrestore.core.loop.Loop` (:meth:`loop`, or :meth:`run` for the whole training at once).
 
-    def __init__(self, config: PriorConfig, prepared: Prepared, train: TrainConfig, *, strategy=None, seed: int = 0):
+    ``jit_compile``: each replica's loss and gradient as one XLA cluster (the all-reduce, clipping and Adam stay
+    outside it). The step is a few small matmuls and ~40 elementwise ops, so per-op dispatch is most of its time:
+    XLA fuses them, 1.5× faster for ``full512`` on 2 CPU cores (issue 24); the loss agrees to ~3e-7 relative."""
+
+    def __init__(self, config: PriorConfig, prepared: Prepared, train: TrainConfig, *, strategy=None, seed: int = 0,
+                 jit_compile: bool = True):
         self.strategy = strategy or tf.distribute.get_strategy()
         self.cfg, self.train_cfg, self.seed = config, train, seed
         with self.strategy.scope():
@@ -79,6 +84,7 @@ class PriorTrainer:
         self._increases = tf.Variable(0, dtype=tf.int64, name="val_increases")
         self._last_val = tf.Variable(np.inf, dtype=tf.float64, name="last_val")
         self._block = tf.function(self._steps)
+        self._loss_and_grads = tf.function(self._replica_loss_and_grads, jit_compile=jit_compile)
         self._t0, self._start, self._block_steps = time.perf_counter(), 0, 0
         self.total_steps = train.steps
         self.history: list[dict] = []        # one record per log point (over resumes), after run()
@@ -102,9 +108,7 @@ class PriorTrainer:
         idx = (t * b + share) % n
         batch = tf.gather(self.train_data, idx)
         variables = self.prior.trainable_variables
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(self._terms(batch, t)) / float(b)     # this replica's share of the batch mean
-        grads = tape.gradient(loss, variables)
+        loss, grads = self._loss_and_grads(batch, t)
         grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)       # the global gradient, on every replica
         if self.train_cfg.grad_clip:
             c = self.train_cfg.grad_clip
@@ -112,6 +116,13 @@ class PriorTrainer:
         # the optimiser sums over replicas once more: hand it 1/R of the (identical) global gradient each
         self.optimizer.apply_gradients(zip([g / float(r) for g in grads], variables))
         return loss
+
+    def _replica_loss_and_grads(self, batch, t):
+        """This replica's share of the batch-mean loss and its gradient (compiled by XLA with ``jit_compile``)."""
+        variables = self.prior.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(self._terms(batch, t)) / float(self.train_cfg.batch)
+        return loss, tape.gradient(loss, variables)
 
     def _steps(self, start, stop):
         for t in tf.range(start, stop):
