@@ -132,3 +132,26 @@ def test_step_checkpoints_stay_within_their_share_of_the_run(tmp_path):
     assert len(durations) < 30, f"{len(durations)} saves in 60 steps: the share bound did not act"
     assert sum(durations) <= 0.02 * summary.seconds + 2 * max(durations), (durations, summary.seconds)
     np.testing.assert_allclose(summary.checkpoint_seconds, sum(durations), rtol=0.05, atol=2e-3)
+
+
+def test_training_validation_at_a_log_point_is_compiled_and_exact():
+    """A Trainer's log point evaluates the validation set through a traced graph (no eager loss call) in chunks,
+    and the mean it reports equals NumPy's MSE of the same linear model over all rows."""
+    from tfrestore.train import training
+    rng = np.random.default_rng(0)
+    x, xv = rng.normal(size=(64, 3)).astype(np.float32), rng.normal(size=(300, 3)).astype(np.float32)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, use_bias=False)])
+    eager = []
+
+    def loss(m, batch, training_):
+        eager.append(tf.executing_eagerly())
+        return {"loss": tf.reduce_mean(tf.square(m(batch["x"], training=training_) - 1.0))}
+    tr = training.Trainer(model, loss, {"x": x}, training.TrainingConfig(steps=2, batch=8, val_every=1),
+                          val={"x": xv})
+    tr.begin()
+    eager.clear()                                   # begin() probes the loss terms' names eagerly once
+    tr.advance(1)
+    m = tr.measure()
+    w = model.get_weights()[0].astype(np.float64)
+    np.testing.assert_allclose(m.scalars["val_loss"], np.mean((xv @ w - 1.0) ** 2), rtol=1e-5)
+    assert eager and not any(eager), "the validation loss ran eagerly"

@@ -174,6 +174,8 @@ class Trainer:
         self._lr = tf.constant(config.learning_rates())
         self._sums: dict[str, tf.Variable] = {}
         self._block = tf.function(self._steps)
+        # validation at log points through one traced graph (an eager pass cost 3.5 % of the digits training)
+        self._eval_chunk = tf.function(lambda chunk: self.loss_fn(self.model, chunk, False), reduce_retracing=True)
         self._iterator, self._start, self._block_start, self._t0 = None, 0, 0, 0.0
         self.history: list[dict] = []
 
@@ -217,7 +219,7 @@ class Trainer:
         for i in range(0, n, batch):
             chunk = {k: tf.constant(v[i:i + batch]) for k, v in data.items()}
             m = len(next(iter(chunk.values())))
-            for k, v in self.loss_fn(self.model, chunk, False).items():
+            for k, v in self._eval_chunk(chunk).items():
                 sums[k] = sums.get(k, 0.0) + float(v) * m
         return {k: v / n for k, v in sums.items()}
 
