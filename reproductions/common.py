@@ -96,7 +96,7 @@ class Cost:
 # (paper, experiment, net) → cost; None for a paper whose net is not a choice. Measured one run at a time on the
 # 2-core development machine (peak: /usr/bin/time's maximum RSS); README "What a run costs" has the table.
 _MV2015 = Cost(((1.0, 0.58),), 14.0, 1.8, 400, "idle, issue 15's 4:06 on alexnet; peak 2026-12-07", layers=20)
-_DIP = dict(start_s=43.0, peak_gb=1.6, size=256, measured="at load ~6, 2026-12-07; README's idle 2.3 s per step")
+_DIP = dict(start_s=43.0, peak_gb=1.5, size=256, measured="a --steps=60 run at load ~1.6, 2026-12-07, compiled log points")
 COSTS: dict[tuple[str, str, str | None], Cost] = {
     ("mv2015", "layers", "alexnet"): _MV2015,
     ("mv2015", "layers", "caffenet"): _MV2015,         # the same layers and sizes as AlexNet
@@ -109,10 +109,10 @@ COSTS: dict[tuple[str, str, str | None], Cost] = {
     ("mv2016", "inversion", "alexnet"): Cost(((1.0, 0.97),), 18.0, 1.8, 350, "at load ~4.8, 2026-12-07", layers=20),
     ("foe_priors", "image_rec", "alexnet"): Cost(((0.5, 0.47), (0.5, 5.2)), 57.0, 5.0, 10000,
                                                  "issue 25's --steps=20 run; without training the prior"),
-    ("dip", "denoise", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
-    ("dip", "inpaint", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
-    ("dip", "deblur", None): Cost(((1.0, 2.4),), default_steps=3000, **_DIP),
-    ("dip", "superres", None): Cost(((1.0, 2.4),), default_steps=2000, **_DIP),
+    ("dip", "denoise", None): Cost(((1.0, 0.6),), default_steps=3000, **_DIP),
+    ("dip", "inpaint", None): Cost(((1.0, 0.6),), default_steps=3000, **_DIP),
+    ("dip", "deblur", None): Cost(((1.0, 0.6),), default_steps=3000, **_DIP),
+    ("dip", "superres", None): Cost(((1.0, 0.6),), default_steps=2000, **_DIP),
     ("dip", "invert", None): Cost(((1.0, 0.54),), 47.0, 1.7, 3100, "at load ~5.6, 2026-12-07", size=224),
     ("layer_inversion", "compare", "alexnet"): Cost(((1.0, 130.0),), 120.0, 5.7, 3000,
                                             "roughly: a --steps=10 run at load ~6, 2026-12-07", layers=5),
