@@ -205,3 +205,18 @@ def test_prior_term_uses_the_fast_path(monkeypatch):
     e = PriorTerm(prior, offset=1.0).value(Ctx())
     assert calls and e.shape == (2,)
     np.testing.assert_allclose(e.numpy(), reference_energy(prior, Ctx.canvas + 1.0).numpy(), rtol=1e-5)
+
+
+def test_a_numpy_map_takes_the_fast_path_under_auto(monkeypatch):
+    """A reported energy (NumPy in, nothing to differentiate) is computed by strips, not the whole convolution."""
+    prior = _prior()
+    calls = []
+    real = model.strip_energy
+    monkeypatch.setattr(model, "strip_energy", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = RNG.normal(4, 3, (2, 8, 8, 3)).astype(np.float32)
+    e = prior.energy(x).numpy()
+    assert calls
+    np.testing.assert_allclose(e, reference_energy(prior, x).numpy(), rtol=1e-5)
+    calls.clear()
+    prior.energy(tf.constant(x))                                   # a tensor may be differentiated: as before
+    assert not calls
