@@ -119,7 +119,8 @@ CASES = {
 @pytest.fixture(params=[1, None], ids=["one-row strips", "default strips"])
 def strips(request, monkeypatch):
     if request.param is not None:
-        monkeypatch.setattr(model, "STRIP_BYTES", request.param)      # rows = 1: a while loop over every row
+        for name, value in (("STRIP_BYTES", 1), ("KERNEL_STRIP_FACTOR", 0), ("DEPTHWISE_STRIP_BYTES", 1)):
+            monkeypatch.setattr(model, name, value)                    # rows = 1: a while loop over every row
     return request.param
 
 

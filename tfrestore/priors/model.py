@@ -121,6 +121,8 @@ def g_prime(y, expert: str):
 
 
 STRIP_BYTES = 8 * 2 ** 20    # one strip of responses [N, rows, W', J] float32: small enough to stay in cache
+KERNEL_STRIP_FACTOR = 4      # ... but ≥ 4× the kernel: each strip's convolution repacks it (fullc1l6000: 147 MB)
+DEPTHWISE_STRIP_BYTES = 128 * 2 ** 20   # channel-wise: TF's depthwise kernels pay per call; few, large strips
 LOG2 = float(np.log(2.0))
 
 
@@ -139,7 +141,8 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
     time, so the responses [N, H', W', J] never exist whole (memory: one strip, ``STRIP_BYTES``).
 
     x [N, H, W, C] (H, W, C static), kernel [p, p, C, J] (``depthwise``: [p, p, C, K] and J = C·K in (c, k)
-    order), bias and alpha [J]; ``rows`` per strip (default: a strip of ``STRIP_BYTES``). → [N].
+    order), bias and alpha [J]; ``rows`` per strip (default: a strip of ``STRIP_BYTES``, or of
+    ``KERNEL_STRIP_FACTOR`` kernels, or ``DEPTHWISE_STRIP_BYTES``, whichever is most). → [N].
 
     The gradient is written by hand and first order only: the forward pass also forms ∂e/∂x — per strip the
     transposed convolution of ρ′(y) with α folded into the kernel — so nothing of a strip outlives it; ∂e/∂α
@@ -151,7 +154,9 @@ def strip_energy(x, kernel, bias, alpha, *, expert: str, scale: float, depthwise
     ho = h - p + 1
     j = alpha.shape[0]
     if rows is None:
-        rows = max(1, min(ho, STRIP_BYTES // (4 * (x.shape[0] or 1) * (w - p + 1) * j)))
+        budget = max(STRIP_BYTES, KERNEL_STRIP_FACTOR * 4 * int(np.prod(kernel.shape)),
+                     DEPTHWISE_STRIP_BYTES if depthwise else 0)
+        rows = max(1, min(ho, budget // (4 * (x.shape[0] or 1) * (w - p + 1) * j)))
     full, tail = divmod(ho, rows)
 
     def conv(xs, k):
@@ -372,14 +377,14 @@ class PatchPrior(keras.Model):
         if path == "fast" and not self._fast_ok(x):
             path = "auto"                                     # per-patch sdev, channel-wise lf, unknown map size
         if cfg.kind == "channelwise":
-            return self._fast_energy(x, None) if path == "fast" else self._channelwise_energy(x, path)
+            return self._fast_energy(x, self._fold()) if path == "fast" else self._channelwise_energy(x, path)
         if mask is None and cfg.kind == "dropout" and cfg.dropout_test:
             mask = self.dropout_mask(dropout_seed(step))
         if path == "fast":
-            m = self._mixing64(mask)
-            if m.shape.rank == 3:
-                return tf.stack([self._fast_energy(x, m[e]) for e in range(m.shape[0])])
-            return self._fast_energy(x, m)
+            folded = self._fold()
+            if mask is not None and tf.convert_to_tensor(mask).shape.rank == 2:
+                return tf.stack([self._fast_energy(x, folded, mask[e]) for e in range(mask.shape[0])])
+            return self._fast_energy(x, folded, mask)
         m = self.mixing(mask)                                 # [D, K] or [E, D, K]
         use_conv = self._global() if path == "auto" else path == "conv"
         if use_conv:
@@ -432,51 +437,50 @@ class PatchPrior(keras.Model):
             return False                                  # a per-patch divisor / a cross-channel mean: not linear
         return x.shape.rank == 4 and None not in x.shape[1:]
 
-    def _mixing64(self, mask=None) -> tf.Tensor:
-        """:meth:`mixing` in float64 (channel-wise: [C, P, K]). The fold subtracts column means from it: with
-        ZCA on data that the local centring made rank-deficient, whitenᵀ·W is large along the constant direction
-        that the centring removes, and float32 would keep that direction's rounding error."""
-        wh, w = tf.cast(self.whiten, tf.float64), tf.cast(self.filters(), tf.float64)
-        if self.config.kind == "channelwise":
-            return tf.einsum("cfp,cfk->cpk", wh, w)
-        m = tf.matmul(wh, w, transpose_a=True)
-        if mask is None:
-            return m
-        mask = tf.cast(mask, tf.float64)
-        return m * (mask[:, None, :] if mask.shape.rank == 2 else mask[None, :])
-
-    def _fold(self, mixing):
-        """The normalisation folded into filters on the raw map: kernel [p, p, C, J], bias [J] and the shift
-        [N or 1, 1, 1, C] taken from the map first (J = K, or C·K per channel for a channel-wise prior;
-        ``mixing`` [D, K] or channel-wise [C, P, K]). The shift keeps float32 away from cancellation: the means
-        (gc / gf: the fitted per-channel mean; lc / lf: the map's own, which zero-mean filters ignore exactly).
-        Folded in float64 (``mixing`` is), rounded to float32 at the end."""
+    def _fold(self):
+        """The normalisation folded into filters on the raw map: kernel [p, p, C, K], bias [J] and the shift
+        [1, 1, 1, C] taken from the map first (J = K, or C·K in (c, k) order for a channel-wise prior). The fold
+        acts on the whitening (float64, then float32): sdev as a scale of its columns, lc / lf as its columns
+        centred per channel / overall, gc / gf as the shift (the fitted per-channel mean) and a bias for the rest —
+        then one float32 product with the filters, as ``mixing`` costs. Centring the whitening before the product
+        matters with ZCA after local centring: whitenᵀ·W is large along the constant direction that the centring
+        removes, and centring the product in float32 would keep that direction's rounding error."""
         cfg = self.config
-        c, p = cfg.channels, cfg.patch
-        mix = tf.reshape(mixing, [c, cfg.positions, -1])                     # [C, P, J'] in (c, h, w) order
-        mix = mix / tf.reshape(tf.cast(self.sdev, tf.float64), [c, -1])[..., None]   # ÷ sdev per feature
-        mu = tf.reshape(tf.cast(self.mean, tf.float64), [c, -1])
-        shift, bias = tf.zeros([1, 1, 1, c]), None
+        c, q = cfg.channels, cfg.positions
+        cw = cfg.kind == "channelwise"
+        wh = tf.cast(self.whiten, tf.float64)                                  # [nw, D] or [C, nw, P]
+        wh = tf.reshape(wh, [c, -1, q]) if cw else tf.reshape(wh, [-1, c, q])  # [C, nw, P] / [nw, C, P]
+        sdev = tf.reshape(tf.cast(self.sdev, tf.float64), [c, q])
+        mu = tf.reshape(tf.cast(self.mean, tf.float64), [c, q])
+        wh = wh / (sdev[:, None, :] if cw else sdev[None])
+        shift, v = tf.zeros([1, 1, 1, c]), None
         if cfg.mean_mode in ("gc", "gf"):
             ref = tf.reduce_mean(mu, 1)                                        # [C]
-            shift = ref[None, None, None, :]
-            # the rest of the mean (gf: its spread over positions) as a bias
-            resid = tf.einsum("cp,cpj->cj", mu - ref[:, None], mix)
-            bias = -(tf.reshape(resid, [-1]) if cfg.kind == "channelwise" else tf.reduce_sum(resid, 0))
-        elif cfg.mean_mode == "lc":
-            mix = mix - tf.reduce_mean(mix, 1, keepdims=True)                 # Σ_p M(x_cp − mean_c) = Σ_p (M − M̄_c) x_cp
+            shift = tf.cast(ref, tf.float32)[None, None, None, :]
+            rest = mu - ref[:, None]                                           # gf: the mean's spread over positions
+            v = tf.einsum("cwp,cp->cw", wh, rest) if cw else tf.einsum("wcp,cp->w", wh, rest)
+        elif cfg.mean_mode == "lc":                                            # Σ_p M(x_cp − x̄_c) = Σ_p (M − M̄_c) x_cp
+            wh = wh - tf.reduce_mean(wh, -1, keepdims=True)
         elif cfg.mean_mode == "lf":
-            mix = mix - tf.reduce_mean(mix, [0, 1], keepdims=True)
-        kernel = tf.cast(tf.transpose(tf.reshape(mix, [c, p, p, -1]), [1, 2, 0, 3]), tf.float32)   # [p, p, C, J']
-        if bias is None:
-            return kernel, tf.zeros([c * kernel.shape[-1] if cfg.kind == "channelwise" else kernel.shape[-1]]), shift
-        return kernel, tf.cast(bias, tf.float32), tf.cast(shift, tf.float32)
+            wh = wh - tf.reduce_mean(wh, [1, 2], keepdims=True)
+        wh, w = tf.cast(wh, tf.float32), self.filters()
+        mix = tf.einsum("cwp,cwk->cpk", wh, w) if cw else tf.einsum("wcp,wk->cpk", wh, w)        # [C, P, K]
+        kernel = tf.transpose(tf.reshape(mix, [c, cfg.patch, cfg.patch, -1]), [1, 2, 0, 3])    # [p, p, C, K]
+        if v is None:
+            bias = tf.zeros([c * cfg.components if cw else cfg.components])
+        else:
+            v = tf.cast(v, tf.float32)
+            bias = -tf.reshape(tf.einsum("cw,cwk->ck", v, w), [-1]) if cw else -tf.linalg.matvec(w, v, transpose_a=True)
+        return kernel, bias, shift
 
-    def _fast_energy(self, x, mixing) -> tf.Tensor:
-        """[N] energy by :func:`strip_energy` (``mixing`` [D, K]; None: the channel-wise mixings)."""
+    def _fast_energy(self, x, folded, mask=None) -> tf.Tensor:
+        """[N] energy by :func:`strip_energy` (``folded``: :meth:`_fold`; ``mask``: a [K] column mask)."""
         cfg = self.config
         channelwise = cfg.kind == "channelwise"
-        kernel, bias, shift = self._fold(self._mixing64() if channelwise else mixing)
+        kernel, bias, shift = folded
+        if mask is not None:
+            mask = tf.cast(mask, tf.float32)
+            kernel, bias = kernel * mask, bias * mask
         if cfg.mean_mode == "lc":
             shift = tf.stop_gradient(tf.reduce_mean(x, [1, 2], keepdims=True))      # y does not depend on it
         elif cfg.mean_mode == "lf":
