@@ -73,3 +73,17 @@ def test_a_damaged_stored_conversion_is_one_error_line(slim_vgg, capsys):
     assert f"python -m weights_convert caffe --net vgg16 --caffemodel {model_file}" in err, err
     manifest = json.loads((Path(entry["path"]) / store.MANIFEST).read_text())
     assert manifest["files"]["vgg16.weights.h5"]["size"] > 1000
+
+
+def test_a_reused_onnx_conversion_still_verifies_layer_by_layer(tmp_path, monkeypatch, capsys):
+    """--verify on a conversion the store already holds compares against onnxruntime with the tensor map the
+    first conversion recorded (the converter does not run again)."""
+    import onnx_files as of
+    monkeypatch.setenv("TFRESTORE_HOME", str(tmp_path / "home"))
+    path = of.save(of.resnet18_zoo(seed=9), tmp_path / "resnet18-v1-7.onnx")
+    argv = ["onnx", "--net", "resnet18", "--onnx", str(path), "--verify", "--quiet"]
+    assert convert_main(argv) == 0
+    capsys.readouterr()
+    assert convert_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "was converted before" in out and "layers compared" in out, out

@@ -206,7 +206,7 @@ def test_importing_tfrestore_changes_no_environment():
 
 
 @pytest.mark.parametrize("args,bad", [(["--paper=deconv", "--optimizer=adam"], "--optimizer"),
-                                      (["--paper=mv2015", "--data=/tmp"], "--data"),
+                                      (["--paper=mv2015", "--prior=full512"], "--prior"),   # (mv2015 takes --data: shallow)
                                       (["--paper=forward", "--steps=3"], "--steps")])
 def test_main_refuses_flags_the_paper_does_not_take(args, bad):
     r = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], capture_output=True, text=True, cwd=ROOT,

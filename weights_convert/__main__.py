@@ -145,7 +145,7 @@ def _run(a) -> int:
         info = _convert(a, model, a.out)
         out = a.out
     else:
-        out = _convert_into_store(a, model)
+        out, info = _convert_into_store(a, model)
     if not a.verify:
         return 0
     weights.load_weights(model, out)
@@ -208,8 +208,9 @@ def store_key(a):
     return store.Key("converted", a.net, config)
 
 
-def _convert_into_store(a, model) -> Path:
-    """The conversion as a store artifact (``converted/<net>/<digest>/``), installed where ``nets.build`` looks."""
+def _convert_into_store(a, model) -> tuple[Path, dict]:
+    """The conversion as a store artifact (``converted/<net>/<digest>/``), installed where ``nets.build`` looks;
+    the installed path and what the conversion recorded."""
     from tfrestore.core import store
     from tfrestore.nets import weights
     key = store_key(a)
@@ -220,13 +221,14 @@ def _convert_into_store(a, model) -> Path:
 
     def make(work: Path, out: Path) -> dict:
         info = _convert(a, model, out / f"{a.net}.weights.h5")
-        return {"source": str(source), "notes": info.get("converted", []), "format": info.get("format", "ONNX")}
+        return {"source": str(source), "notes": info.get("converted", []), "format": info.get("format", "ONNX"),
+                "tensor_of_layer": info.get("tensor_of_layer")}       # what --verify compares, also on reuse
 
     existed = store.load(key) is not None
     art = store.build(key, make, command=command)
     if existed:
         print(f"{source} was converted before: using the stored {art.path}", flush=True)
-    return weights.install(art, a.net)
+    return weights.install(art, a.net), dict(art.meta)
 
 
 def _verify_caffe(a, model, verify):

@@ -11,6 +11,8 @@ keeps both. Dropout is omitted (inference only).
 """
 from __future__ import annotations
 
+import logging
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -26,25 +28,27 @@ class _Initializers:
 
     def __call__(self):
         if self.seed is None:
-            return _InGraph(keras.initializers.HeNormal())
+            return GraphHeNormal()
         self.count += 1
-        return _InGraph(keras.initializers.HeNormal(seed=self.seed * 1000 + self.count))
+        return GraphHeNormal(seed=self.seed * 1000 + self.count)
 
 
-class _InGraph(keras.initializers.Initializer):
-    """An initializer's own ops, run as one ``tf.function`` instead of op by op: the same values bit for bit, but
+@keras.saving.register_keras_serializable(package="tfrestore")
+class GraphHeNormal(keras.initializers.HeNormal):
+    """Keras' He-normal, its ops run as one ``tf.function`` instead of op by op: the same values bit for bit, but
     the graph reuses its intermediates' buffers, where eager execution keeps three full-size temporaries alive (a
     truncated normal, × stddev, + mean). AlexNet's fc6 (151 MB) then costs one temporary, not three: the peak RSS
-    of building AlexNet falls by ~160 MB per fc layer of that size (issue 24 item 5)."""
-
-    def __init__(self, inner: keras.initializers.Initializer):
-        self.inner = inner
+    of building AlexNet falls by ~160 MB per fc layer of that size (issue 24 item 5). Registered, so a model built
+    with it clones and deserialises (``conv_trunk``, ``clone_model``)."""
 
     def __call__(self, shape, dtype=None):
-        return tf.function(lambda: self.inner(shape, dtype), autograph=False)()
-
-    def get_config(self) -> dict:
-        return self.inner.get_config()
+        tf_log = tf.get_logger()
+        level = tf_log.level
+        tf_log.setLevel(logging.ERROR)   # one trace per kernel by design: TF's "retracing" notice is not for this
+        try:
+            return tf.function(lambda: super(GraphHeNormal, self).__call__(shape, dtype), autograph=False)()
+        finally:
+            tf_log.setLevel(level)
 
 
 def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, init=None):
