@@ -237,39 +237,15 @@ def print_rows(rows, baseline=None):
 # ---- sections ------------------------------------------------------------------------------------------------
 def profile_case(case: str, args, top: int = 15) -> list[dict]:
     """Trace ``--steps`` engine steps with TensorFlow's profiler and total the host time of each op type."""
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    from op_profile import op_times
     from tfrestore import nets
     net, layer = case.split(":")
     model = nets.build(net, weights=None, quiet=True)
     run, _ = engine_run(net, model, nets.resolve_layer(net, layer), args.batch, 2 + args.steps, jit=False)
     run.step(1)
-    with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
-        run.step(args.steps)
-        run.steps_done
-        tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
-    by_type, total = defaultdict(float), 0.0
-    for plane in space.planes:
-        if not plane.name.startswith("/host:CPU"):
-            continue
-        meta = plane.event_metadata
-        for line in plane.lines:
-            if "TF Op" not in line.name and "tf_Compute" not in line.name and not line.name.startswith("tf_"):
-                continue
-            for ev in line.events:
-                name = meta[ev.metadata_id].name
-                if ":" not in name or name.endswith(":Process"):   # ops are "scope/name:Type"; Process: the whole
-                    continue                                           # function, which nests the ops
-                kind = name.rsplit(":", 1)[1]
-                by_type[kind] += ev.duration_ps / 1e9
-                total += ev.duration_ps / 1e9
-    rows = sorted(({"op": k, "ms_per_step": v / args.steps, "share": v / total} for k, v in by_type.items()),
-                  key=lambda r: -r["ms_per_step"])
+    rows, total = op_times(lambda: run.step(args.steps), args.steps, tf_op_lines_only=True)
     print(f"profile of {case}, batch {args.batch}: op time summed over threads, per step "
-          f"(total {total / args.steps:.1f} ms of op time per step)")
+          f"(total {total:.1f} ms of op time per step)")
     for r in rows[:top]:
         print(f"  {r['op']:<34}{r['ms_per_step']:>9.2f} ms{r['share']:>8.1%}")
     return rows

@@ -80,13 +80,19 @@ def main(argv=None) -> int:
     loop.step(args.warmup)
     print(json.dumps({"loss": loop.loss().tolist(), "threads": torch.get_num_threads(),
                       "inherited_cpus": inherited}), flush=True)
+    serve_rounds(loop.step, args.steps)
+    return 0
+
+
+def serve_rounds(run, steps: int) -> None:
+    """The worker side of a parent's interleaved timing: for each "round" line on stdin, time ``run(steps)`` and
+    answer with one JSON line of ms per step; anything else (or end of input) ends it."""
     for line in sys.stdin:
         if line.strip() != "round":
             break
         t = time.perf_counter()
-        loop.step(args.steps)
-        print(json.dumps({"ms_per_step": (time.perf_counter() - t) / args.steps * 1000}), flush=True)
-    return 0
+        run(steps)
+        print(json.dumps({"ms_per_step": (time.perf_counter() - t) / steps * 1000}), flush=True)
 
 
 if __name__ == "__main__":

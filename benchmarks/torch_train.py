@@ -21,12 +21,12 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch_loop import serve_rounds   # (benchmarks/ is this script's own folder)
 
 
 def _t(a) -> torch.Tensor:
@@ -296,12 +296,7 @@ def main(argv=None) -> int:
                           **info}), flush=True)
         return 0
     print(json.dumps({"losses": losses, **info}), flush=True)
-    for line in sys.stdin:
-        if line.strip() != "round":
-            break
-        t = time.perf_counter()
-        tr.run(args.steps)
-        print(json.dumps({"ms_per_step": (time.perf_counter() - t) / args.steps * 1000}), flush=True)
+    serve_rounds(tr.run, args.steps)
     return 0
 
 

@@ -396,31 +396,12 @@ def rejudge(r: dict) -> dict:
 
 def profile_case(case: str, args, top: int = 15) -> list[dict]:
     """Trace ``--steps`` of tfrestore's steps with TensorFlow's profiler; the host op time by op type."""
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    from op_profile import op_times
     steps = args.steps or DEFAULT_STEPS[case]
     runner, _ = BUILDERS[case](steps + 3, args.tiny)
     runner.run(1)
-    with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
-        runner.run(steps)
-        tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
-    by_type, total = defaultdict(float), 0.0
-    for plane in space.planes:
-        if not plane.name.startswith("/host:CPU"):
-            continue
-        for line in plane.lines:
-            for ev in line.events:
-                name = plane.event_metadata[ev.metadata_id].name
-                if ":" not in name or name.endswith(":Process"):    # ops are "scope/name:Type"
-                    continue
-                by_type[name.rsplit(":", 1)[1]] += ev.duration_ps / 1e9
-                total += ev.duration_ps / 1e9
-    rows = sorted(({"op": k, "ms_per_step": v / steps, "share": v / total} for k, v in by_type.items()),
-                  key=lambda r: -r["ms_per_step"])
-    print(f"profile of {case}: op time per step summed over threads ({total / steps:.1f} ms)")
+    rows, total = op_times(lambda: runner.run(steps), steps)
+    print(f"profile of {case}: op time per step summed over threads ({total:.1f} ms)")
     for r in rows[:top]:
         print(f"  {r['op']:<34}{r['ms_per_step']:>10.2f} ms{r['share']:>8.1%}")
     return rows

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_net_builds
 import skimage.io
 
 from reproductions import mv2016, paper
@@ -25,15 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module", autouse=True)
 def shared_builds():
     """run() builds the full random AlexNet and so does the reference: one build (the same seeded weights)."""
-    built, original = {}, nets.build
-
-    def build(name, weights="auto", image_size=None, seed=0, quiet=False, **kwargs):
-        key = (name, str(weights), image_size, seed, tuple(sorted(kwargs.items())))
-        if key not in built:
-            built[key] = original(name, weights=weights, image_size=image_size, seed=seed, quiet=quiet, **kwargs)
-        return built[key]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nets, "build", build)
+    with shared_net_builds():
         yield
 
 

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import shared_net_builds
 
 from reproductions import common, forward, mv2015, mv2016, paper, representation_study as study
 from tfrestore import data, nets
@@ -27,16 +28,7 @@ def shared_networks():
     """Every run builds its net with seeded random weights; building one (60 M random weights) takes longer than a
     tiny run, so the runs of this module share one model per (net, weights, seed) — the same weights a fresh build
     gives."""
-    built = {}
-    original = nets.build
-
-    def build(name, weights="auto", image_size=None, seed=0, quiet=False, **kwargs):
-        key = (name, str(weights), image_size, seed, tuple(sorted(kwargs.items())))
-        if key not in built:
-            built[key] = original(name, weights=weights, image_size=image_size, seed=seed, quiet=quiet, **kwargs)
-        return built[key]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(nets, "build", build)
+    with shared_net_builds() as built:
         yield built
 
 
