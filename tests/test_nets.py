@@ -148,6 +148,31 @@ def test_conv_layer_gradients_match_tensorflow(size, groups, padding, kernel):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3 * float(np.abs(b.numpy()).max()))
 
 
+@pytest.mark.parametrize("size,kernel,stride,channels", [
+    (35, 11, 4, 3), (38, 11, 4, 3), (24, 7, 2, 3), (25, 7, 2, 1), (20, 3, 2, 6)])
+def test_strided_stem_gradients_match_tensorflow(size, kernel, stride, channels):
+    """A strided stem (AlexNet's 11×11 / 4, ResNet's 7×7 / 2) takes its input gradient in the space-to-depth
+    domain: value and gradients (image, kernel, bias) against TensorFlow's strided convolution, at sizes whose last
+    rows no window reaches (38: (38 − 11) mod 4 = 3) and whose padded taps overhang; 6 channels is not a stem."""
+    from tfrestore.nets.layers import Conv2D
+    rng = np.random.default_rng(size + kernel)
+    layer = Conv2D(5, kernel, strides=stride)
+    x = tf.constant(rng.standard_normal((2, size, size, channels)).astype(np.float32))
+    layer.build(x.shape)
+    layer.kernel.assign(rng.standard_normal(layer.kernel.shape).astype(np.float32))
+    layer.bias.assign(rng.standard_normal(5).astype(np.float32))
+    assert layer._stem(x) == (channels <= 4)
+    w = tf.constant(rng.standard_normal(layer.compute_output_shape(x.shape)[1:]).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = tf.reduce_sum(w * layer(x))
+        ref = tf.reduce_sum(w * (tf.nn.conv2d(x, layer.kernel, stride, "VALID") + layer.bias))
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-4)
+    for a, b in zip(tape.gradient(ours, [x, layer.kernel, layer.bias]),
+                    tape.gradient(ref, [x, layer.kernel, layer.bias])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4 * float(np.abs(b.numpy()).max()))
+
+
 def caffe_maxpool_numpy(x, k, s):
     h = x.shape[1]
     out = int(np.ceil((h - k) / s)) + 1
