@@ -130,7 +130,10 @@ def test_mv2015_engine_equals_a_hand_written_momentum_loop():
         g = tape.gradient(e, xt)
         m = (0 if reset[t] else 0.9 * m) - lr[t] * g
         xt.assign_add(m)
-    np.testing.assert_allclose(engine, (xt * s).numpy(), rtol=1e-4, atol=1e-2)
+    # float32 rounding alone (XLA against the graph, or the strided stem's input gradient against TensorFlow's,
+    # each ~1e-6 relative per gradient) grows to ~0.05 on the 0–255 scale over these 8 steps (lr 0.004·σ² stage);
+    # a wrong constant moves pixels by units (λTV 10 → 11: by 12)
+    np.testing.assert_allclose(engine, (xt * s).numpy(), rtol=1e-4, atol=0.15)
     assert np.abs(engine - init).max() > 1.0                 # it moved
 
 
