@@ -209,10 +209,16 @@ def outputs(result: Result, labels: Sequence[str], originals_rgb: np.ndarray | N
 
 def gram_features(model: keras.Model, net: str, layers: Sequence[str]):
     """``images (RGB 0–255) -> {layer: features}`` for :func:`tfrestore.measure.metrics.gram_score` (the thesis used
-    VGG19's relu1_1 … relu5_1; with ``net="vgg16"`` and those taps this is the VGG16 version)."""
+    VGG19's relu1_1 … relu5_1; with ``net="vgg16"`` and those taps this is the VGG16 version).
+
+    Features are float32 ``[N, H, W, C]`` per layer. The extractor runs as one ``tf.function`` (one trace for
+    any batch size): a Keras functional model called eagerly keeps every intermediate map alive until the call
+    returns — all of VGG16's up to relu5_1, ~110 MB an image at 224² — where the graph frees each after its
+    last use (issue 24 item 4)."""
     extractor = nets.feature_extractor(model, list(layers))
+    run = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
 
     def features(images_rgb):
         x = nets.preprocess(net, np.asarray(images_rgb, np.float32))
-        return {k: np.asarray(v) for k, v in extractor(x).items()}
+        return {k: v.numpy() for k, v in run(tf.convert_to_tensor(x)).items()}
     return features
