@@ -89,19 +89,35 @@ def gram_matrix(features: np.ndarray) -> np.ndarray:
 
 
 def gram_score(features: Callable[[np.ndarray], dict[str, np.ndarray]], reference, estimate,
-               crop: int | None = 224) -> np.ndarray:
+               crop: int | None = 224, batch: int = 1) -> np.ndarray:
     """[N] the thesis' VGG score: the mean over layers of ‖G_t − G_r‖²_F / ‖G_t‖²_F.
 
-    ``features(images)`` returns ``{layer: [N, H, W, C]}`` for RGB 0–255 images (the thesis used VGG19's
-    conv1_1 … conv5_1 ReLU outputs; :func:`tfrestore.optimize.inversion.vgg_gram_features` gives tfrestore's VGG16
-    version). ``crop``: the top-left crop both images are cut to first (224 in the thesis).
+    ``features(images)`` returns ``{layer: [n, H, W, C]}`` for RGB 0–255 images [n, H, W, 3] (the thesis used
+    VGG19's conv1_1 … conv5_1 ReLU outputs; :func:`tfrestore.optimize.inversion.gram_features` gives tfrestore's
+    VGG16 version). ``reference``: [N, H, W, 3], or [1, H, W, 3] scoring every estimate against one image (its
+    Grams are computed once). ``estimate``: [N, H, W, 3]. ``crop``: the top-left crop both images are cut to first
+    (224 in the thesis). ``batch``: images per ``features`` call — the score is per image, so this bounds the
+    memory (the five VGG taps of one 224² image: 25 MB), not the result.
     """
     ref, est = np.asarray(reference, np.float32), np.asarray(estimate, np.float32)
+    if len(ref) not in (1, len(est)):
+        raise ValueError(f"gram_score: {len(ref)} reference images for {len(est)} estimates; pass one reference "
+                         "per estimate, or a single one for all")
     if crop:
         ref, est = ref[:, :crop, :crop], est[:, :crop, :crop]
-    ft, fr = features(ref), features(est)
-    ratios = []
-    for layer in ft:
-        gt, gr = gram_matrix(ft[layer]), gram_matrix(fr[layer])
-        ratios.append(np.sum((gt - gr) ** 2, axis=(1, 2)) / np.maximum(np.sum(gt ** 2, axis=(1, 2)), 1e-30))
-    return np.mean(ratios, axis=0)
+    shared = _grams(features, ref) if len(ref) == 1 and len(est) else None
+    scores = [np.zeros(0)]
+    for i in range(0, len(est), batch):
+        gt = shared if shared is not None else _grams(features, ref[i:i + batch])
+        gr = _grams(features, est[i:i + batch])
+        ratios = [np.sum((gt[layer] - gr[layer]) ** 2, axis=(1, 2))
+                  / np.maximum(np.sum(gt[layer] ** 2, axis=(1, 2)), 1e-30) for layer in gr]
+        scores.append(np.mean(ratios, axis=0))
+    return np.concatenate(scores)
+
+
+def _grams(features: Callable[[np.ndarray], dict[str, np.ndarray]], images: np.ndarray) -> dict[str, np.ndarray]:
+    """``{layer: [n, C, C]}`` Gram matrices of ``features(images)``, each layer's map dropped once its Gram is
+    made (the maps are the memory; the Grams are ≤ 512² each)."""
+    maps = features(images)
+    return {layer: gram_matrix(maps.pop(layer)) for layer in list(maps)}
