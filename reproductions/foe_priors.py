@@ -47,6 +47,7 @@ import tensorflow as tf
 from tfrestore.optimize import callbacks
 from tfrestore.measure import metrics
 from tfrestore import nets
+from tfrestore.nets import lattice, weights as weights_store
 from tfrestore.core import report
 from tfrestore.core.loop import TensorBoard
 from tfrestore.measure import feature_stats as fstats
@@ -318,6 +319,23 @@ def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, la
     return phase1, phase2
 
 
+def vgg_score_features() -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The VGG score's ``images -> {tap: features}``: tfrestore's VGG16 (converted weights if installed, else
+    seeded random, seed 0) cut after relu5_1, the deepest tap — the score never reads the fc head.
+
+    Random weights: the net is built at 32² and its conv trunk re-made at 224² (:func:`nets.lattice.conv_trunk`).
+    The kernels are the 224² net's bit for bit — the seeded initialiser draws layer by layer in build order,
+    conv1_1 … conv5_3 before fc6 — while fc6 is 512 × 4096 instead of 25,088 × 4096: the 224² build holds
+    ~0.8 GB (head and its initialiser's copies) next to the inverted net and the prior, the peak of an image_rec
+    run (issue 24 item 4). Converted weights: the file has the head, so the full net is built to load it."""
+    converted = weights_store.weight_path("vgg16").exists()
+    model = (nets.build("vgg16", weights="auto", quiet=True) if converted
+             else nets.build("vgg16", weights="random", image_size=32, seed=0))
+    trunk = lattice.conv_trunk(model, nets.GRAM_TAPS[-1], nets.input_size("vgg16"))
+    del model                                           # the head goes; the trunk holds copies of the kernels
+    return gram_features(trunk, "vgg16", list(nets.GRAM_TAPS))
+
+
 def _scores(net, image_rgb, recs: dict[str, np.ndarray], layers, vgg) -> list[dict]:
     """Per layer and method: MSE, NMSE, VGG score of the clipped reconstructions, with the recorded numbers."""
     rows = []
@@ -325,7 +343,7 @@ def _scores(net, image_rgb, recs: dict[str, np.ndarray], layers, vgg) -> list[di
     for method, rec in recs.items():
         rec = np.clip(rec, 0, 255)
         mse, nmse = metrics.mse(originals, rec), metrics.nmse_dot(originals, rec)
-        vgg_score = metrics.gram_score(vgg, originals, rec)
+        vgg_score = metrics.gram_score(vgg, image_rgb[None], rec)     # one original: its Grams once
         for i, layer in enumerate(layers):
             rows.append({"layer": layer, "method": method, "mse": float(mse[i]), "nmse": float(nmse[i]),
                          "vgg": float(vgg_score[i])})
@@ -379,9 +397,7 @@ def image_rec(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
     runs = _image_rec_runs(s, flags, ctx, plan, img, prior, layers)
     recs = {m: r.arrays["reconstructions"] for m, r in runs.items()}
     energies = {m: prior.energy(np.clip(r, 0, 255)).numpy().tolist() for m, r in recs.items()}
-    vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16",
-                        ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
-    rows = _scores(net, img, recs, layers, vgg)
+    rows = _scores(net, img, recs, layers, vgg_score_features())
     result_step = dict(zip(layers, plan.result_steps))
     text = (_header(s) + "   (VGG score: tfrestore's VGG16, random unless converted)\n"
             + f"steps: {plan.phase_steps[0]} pure MSE + {plan.phase_steps[1]} with {prior_name}{_by(flags)}, "
