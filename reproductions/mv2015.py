@@ -235,15 +235,16 @@ def run(flags: Flags, ctx: paper.RunContext) -> dict:
     ``Reporting(jit_compile=True)``.)"""
     if flags.experiment in shallow_experiments.EXPERIMENTS:     # no CNN: a grey canvas through HOG / DSIFT
         return shallow_experiments.run(flags, ctx)
-    net, experiment = flags.net, flags.experiment
+    net, experiment, fig = flags.net, flags.experiment, FIGURES[flags.experiment]
+    layers = _figure_layers(net, fig, flags.layers)
+    # the net only as deep as the deepest layer inverted (with random weights: AlexNet's conv5 needs no fc6–fc8)
     s = common.setup(paper="mv2015", net=net, experiment=experiment, weights=flags.weights, out=ctx.out,
-                     logdir=ctx.logdir, seed=ctx.seed)
+                     logdir=ctx.logdir, seed=ctx.seed, layers=layers)
     img = common.load(net, flags.image)
-    fig = FIGURES[experiment]
     # one graph per M&V layer group: as fast as one graph of every layer, less memory (common.layer_groups)
     parts = [problem(fig, net=net, image_rgb=img, extractors=s.extractors, layers=group, seed=ctx.seed + k,
                      steps=flags.steps, optimizer=flags.optimizer)
-             for k, group in enumerate(common.layer_groups(net, _figure_layers(net, fig, flags.layers)))]
+             for k, group in enumerate(common.layer_groups(net, layers))]
     config = {"paper": "mv2015", "experiment": experiment, "image": flags.image, "sigma": SIGMA,
               "lambda_l2": LAMBDA_L2, "alpha": ALPHA, "paper_images": list(fig.paper_images)}
     if fig.paper_images and Path(flags.image).stem not in {Path(name).stem for name in fig.paper_images}:

@@ -19,6 +19,7 @@ The package: :mod:`.registry` (each net's facts), :mod:`.builders` and :mod:`.la
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from .taps import (aliases, feature_extractor, figure_layers, jitter_t, layer_na
 
 
 def build(name: str, weights: str | Path | None = "auto", image_size: int | None = None, seed: int = 0,
-          quiet: bool = False, **builder_kwargs) -> keras.Model:
+          quiet: bool = False, up_to: str | None = None, **builder_kwargs) -> keras.Model:
     """Build a registered network.
 
     Args:
@@ -42,10 +43,17 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
             ``"random"`` gives seeded random weights silently.
         image_size: square input size (default :func:`input_size`). Nets with fc layers need the standard size.
         seed: seed for random weights.
+        up_to: the deepest layer (name or alias) the caller reads. With seeded random weights, on a net whose
+            builder can stop early (the Caffe nets), the model ends there: the layers after it are never created
+            (AlexNet up to conv5: no fc6–fc8, 234 MB less) and the layers made hold the whole net's weights, bit
+            for bit. A weight file is checked against the whole net, so with one the whole net is built, as it
+            is on the other nets. :func:`has_classifier` tells the two apart.
         builder_kwargs: passed to the builder (e.g. ``width=1/16`` for a slim VGG of the same topology).
     """
     s = spec(name)
     size = image_size or s.input_size
+    if up_to is not None and _stops_early(name, weights):
+        builder_kwargs["up_to"] = resolve_layer(name, up_to)
     try:
         model = s.builder(image_size=size, seed=seed, **builder_kwargs)
     except ValueError as e:
@@ -68,6 +76,24 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
     return model
 
 
+def _stops_early(name: str, weights: str | Path | None) -> bool:
+    """Whether :func:`build` with ``up_to`` may leave the layers after it out: the builder takes ``up_to`` and
+    the weights are seeded random ones (none will be loaded and checked against the whole net)."""
+    if "up_to" not in inspect.signature(spec(name).builder).parameters:
+        return False
+    return weights in (None, "random") or (weights == "auto" and not _weights.weight_path(name).exists())
+
+
+def has_classifier(model: keras.Model) -> bool:
+    """Whether ``model`` ends in its net's classifier (a whole net), not at a feature layer (built with
+    ``up_to``): only then do its outputs name a class."""
+    last = model.layers[-1].name
+    net = net_of(model)
+    if net not in REGISTRY:
+        return True
+    return last == layer_names(net)[-1]
+
+
 __all__ = ["NetSpec", "REGISTRY", "GRAM_NET", "GRAM_TAPS", "build", "net_names", "input_size", "spec", "layer_names", "aliases",
            "resolve_layer", "figure_layers", "feature_extractor", "tail", "receptive_field", "jitter_t",
-           "weights_source", "net_of", "preprocess", "deprocess", "to_input", "mean_rgb", "input_scale"]
+           "weights_source", "net_of", "has_classifier", "preprocess", "deprocess", "to_input", "mean_rgb", "input_scale"]

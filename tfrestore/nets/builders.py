@@ -19,18 +19,45 @@ from keras import layers
 
 from .layers import CaffeLRN, ChannelMajorFlatten, Conv2D, MaxPool
 
-class _Initializers:
-    """He-normal kernels with per-layer seeds seed·1000 + 1, + 2, … in build order, so random-weight builds are
-    reproducible (one instance per build; ``seed=None`` gives unseeded He-normal)."""
 
-    def __init__(self, seed: int | None):
-        self.seed, self.count = seed, 0
+class _Reached(Exception):
+    """Raised by :meth:`_Initializers.tap` when the build has made its last layer; carries that layer's output."""
+
+    def __init__(self, output):
+        super().__init__(output)
+        self.output = output
+
+
+class _Initializers:
+    """One build's state: He-normal kernels with per-layer seeds seed·1000 + 1, + 2, … in build order, so
+    random-weight builds are reproducible (``seed=None`` gives unseeded He-normal), and where the build stops:
+    ``up_to``, the last layer to make (None: the whole net). The layers after ``up_to`` are never created, so
+    their weights never exist (AlexNet up to conv5: no fc6–fc8, 234 MB; issue 24 item 5); a kernel's seed
+    depends only on the layers before it, so the layers made are those of the whole net, bit for bit."""
+
+    def __init__(self, seed: int | None, up_to: str | None = None):
+        self.seed, self.count, self.up_to = seed, 0, up_to
 
     def __call__(self):
         if self.seed is None:
             return GraphHeNormal()
         self.count += 1
         return GraphHeNormal(seed=self.seed * 1000 + self.count)
+
+    def tap(self, x):
+        """``x``, the output of the layer just made, passed on — or, when that layer is ``up_to``, the end of the
+        build (:class:`_Reached`, which :meth:`model` turns into the model)."""
+        if self.up_to is not None and x._keras_history[0].name == self.up_to:
+            raise _Reached(x)
+        return x
+
+    def model(self, inp, build, name: str) -> keras.Model:
+        """``keras.Model(inp, build(), name)``, or the model up to ``up_to`` when ``build`` reached it."""
+        try:
+            out = build()
+        except _Reached as stop:
+            out = stop.output
+        return keras.Model(inp, out, name=name)
 
 
 @keras.saving.register_keras_serializable(package="tfrestore")
@@ -63,49 +90,58 @@ def _conv(x, name, filters, kernel, stride=1, pad=0, groups=1, bias=True, init=N
                   kernel_initializer=init(), name=name)(x)
 
 
-def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str, width: float = 1.0) -> keras.Model:
+def _caffe_alexnet(order: str, image_size: int, seed: int | None, name: str, width: float = 1.0,
+                   up_to: str | None = None) -> keras.Model:
     """BVLC AlexNet (``order='norm_pool'``, Krizhevsky) or CaffeNet (``order='pool_norm'``). ``width`` scales every
-    channel count and fc size (kept even: the two-group convolutions split them)."""
-    init = _Initializers(seed)
+    channel count and fc size (kept even: the two-group convolutions split them); ``up_to``: the last layer made
+    (:class:`_Initializers`)."""
+    init = _Initializers(seed, up_to)
     inp = keras.Input((image_size, image_size, 3), name="data")
+    t = init.tap
 
     def block(x, i):
         if order == "norm_pool":
-            x = CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x)
-            return MaxPool(3, 2, name=f"pool{i}")(x)
-        x = MaxPool(3, 2, name=f"pool{i}")(x)
-        return CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x)
+            x = t(CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x))
+            return t(MaxPool(3, 2, name=f"pool{i}")(x))
+        x = t(MaxPool(3, 2, name=f"pool{i}")(x))
+        return t(CaffeLRN(5, 1e-4, 0.75, 1.0, name=f"norm{i}")(x))
 
-    ch = lambda c: _w(c, width, multiple=2)
-    x = _conv(inp, "conv1", ch(96), 11, stride=4, init=init)
-    x = block(layers.ReLU(name="relu1")(x), 1)
-    x = _conv(x, "conv2", ch(256), 5, pad=2, groups=2, init=init)
-    x = block(layers.ReLU(name="relu2")(x), 2)
-    x = layers.ReLU(name="relu3")(_conv(x, "conv3", ch(384), 3, pad=1, init=init))
-    x = layers.ReLU(name="relu4")(_conv(x, "conv4", ch(384), 3, pad=1, groups=2, init=init))
-    x = layers.ReLU(name="relu5")(_conv(x, "conv5", ch(256), 3, pad=1, groups=2, init=init))
-    x = MaxPool(3, 2, name="pool5")(x)
-    return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name=name)
+    def net():
+        ch = lambda c: _w(c, width, multiple=2)
+        x = t(_conv(inp, "conv1", ch(96), 11, stride=4, init=init))
+        x = block(t(layers.ReLU(name="relu1")(x)), 1)
+        x = t(_conv(x, "conv2", ch(256), 5, pad=2, groups=2, init=init))
+        x = block(t(layers.ReLU(name="relu2")(x)), 2)
+        for i, groups in ((3, 1), (4, 2), (5, 2)):
+            x = t(_conv(x, f"conv{i}", ch(384 if i < 5 else 256), 3, pad=1, groups=groups, init=init))
+            x = t(layers.ReLU(name=f"relu{i}")(x))
+        return _caffe_head(t(MaxPool(3, 2, name="pool5")(x)), init, _w(4096, width))
+    return init.model(inp, net, name)
 
 
 def _caffe_head(x, init, fc=4096):
-    x = ChannelMajorFlatten(name="pool5_flat")(x)
-    x = layers.ReLU(name="relu6")(layers.Dense(fc, kernel_initializer=init(), name="fc6")(x))
-    x = layers.ReLU(name="relu7")(layers.Dense(fc, kernel_initializer=init(), name="fc7")(x))
-    x = layers.Dense(1000, kernel_initializer=init(), name="fc8")(x)
+    """pool5_flat → fc6 → relu6 → fc7 → relu7 → fc8 → prob, each output passed through ``init.tap``."""
+    t = init.tap
+    x = t(ChannelMajorFlatten(name="pool5_flat")(x))
+    x = t(layers.ReLU(name="relu6")(t(layers.Dense(fc, kernel_initializer=init(), name="fc6")(x))))
+    x = t(layers.ReLU(name="relu7")(t(layers.Dense(fc, kernel_initializer=init(), name="fc7")(x))))
+    x = t(layers.Dense(1000, kernel_initializer=init(), name="fc8")(x))
     return layers.Softmax(name="prob")(x)
 
 
-def alexnet(image_size: int = 227, seed: int | None = None, width: float = 1.0) -> keras.Model:
+def alexnet(image_size: int = 227, seed: int | None = None, width: float = 1.0,
+            up_to: str | None = None) -> keras.Model:
     """BVLC AlexNet: conv → ReLU → LRN → pool (Krizhevsky order). Input BGR − mean, 227². ``width`` < 1: a slim
-    net of the same topology (fast converter tests)."""
-    return _caffe_alexnet("norm_pool", image_size, seed, "alexnet", width)
+    net of the same topology (fast converter tests). ``up_to``: build only as far as this layer (its output is
+    the model's); the layers after it are never created."""
+    return _caffe_alexnet("norm_pool", image_size, seed, "alexnet", width, up_to)
 
 
-def caffenet(image_size: int = 227, seed: int | None = None, width: float = 1.0) -> keras.Model:
+def caffenet(image_size: int = 227, seed: int | None = None, width: float = 1.0,
+             up_to: str | None = None) -> keras.Model:
     """BVLC reference CaffeNet: conv → ReLU → pool → LRN (the order M&V 2015 used). Input BGR − mean, 227².
-    ``width`` as for :func:`alexnet`."""
-    return _caffe_alexnet("pool_norm", image_size, seed, "caffenet", width)
+    ``width`` and ``up_to`` as for :func:`alexnet`."""
+    return _caffe_alexnet("pool_norm", image_size, seed, "caffenet", width, up_to)
 
 
 # (block, convolutions, channels): configuration D (VGG16) and E (VGG19) of Simonyan & Zisserman (networks.md §4).
@@ -113,33 +149,44 @@ VGG_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 VGG19_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
 
 
-def _caffe_vgg(blocks, name: str, image_size: int, seed: int | None, width: float) -> keras.Model:
+def _caffe_vgg(blocks, name: str, image_size: int, seed: int | None, width: float,
+               up_to: str | None = None) -> keras.Model:
     """A Caffe VGG: per block 3×3 pad-1 convolutions ``conv{b}_{i}`` each with its ReLU ``relu{b}_{i}``, then a 2×2
     stride-2 max pool ``pool{b}`` (Caffe's ceil rounding), then fc6 / fc7 / fc8 / prob. ``width`` < 1 scales every
-    channel count and fc size (same topology; used to test converters quickly)."""
-    init = _Initializers(seed)
-    inp = x = keras.Input((image_size, image_size, 3), name="data")
-    for b, n, ch in blocks:
-        for i in range(1, n + 1):
-            x = layers.ReLU(name=f"relu{b}_{i}")(_conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, init=init))
-        x = MaxPool(2, 2, name=f"pool{b}")(x)
-    return keras.Model(inp, _caffe_head(x, init, _w(4096, width)), name=name)
+    channel count and fc size (same topology; used to test converters quickly); ``up_to``: the last layer made
+    (:class:`_Initializers`)."""
+    init = _Initializers(seed, up_to)
+    inp = keras.Input((image_size, image_size, 3), name="data")
+    t = init.tap
+
+    def net():
+        x = inp
+        for b, n, ch in blocks:
+            for i in range(1, n + 1):
+                x = t(_conv(x, f"conv{b}_{i}", _w(ch, width), 3, pad=1, init=init))
+                x = t(layers.ReLU(name=f"relu{b}_{i}")(x))
+            x = t(MaxPool(2, 2, name=f"pool{b}")(x))
+        return _caffe_head(x, init, _w(4096, width))
+    return init.model(inp, net, name)
 
 
-def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
+def vgg16(image_size: int = 224, seed: int | None = None, width: float = 1.0,
+          up_to: str | None = None) -> keras.Model:
     """Caffe VGG_ILSVRC_16_layers (configuration D: 2, 2, 3, 3, 3 convolutions). Input BGR − mean pixel, 224².
 
     ``width`` < 1 scales every channel count and fc size (same topology; used to test converters quickly).
+    ``up_to`` as for :func:`alexnet`.
     """
-    return _caffe_vgg(VGG_BLOCKS, "vgg16", image_size, seed, width)
+    return _caffe_vgg(VGG_BLOCKS, "vgg16", image_size, seed, width, up_to)
 
 
-def vgg19(image_size: int = 224, seed: int | None = None, width: float = 1.0) -> keras.Model:
+def vgg19(image_size: int = 224, seed: int | None = None, width: float = 1.0,
+          up_to: str | None = None) -> keras.Model:
     """Caffe VGG_ILSVRC_19_layers (configuration E: 2, 2, 4, 4, 4 convolutions, max pooling), the network of the
     thesis' VGG score (evaluation_protocols.md §4.2; built with max pooling, networks.md §12.3). Input BGR − mean
-    pixel, 224². ``width`` as for :func:`vgg16`.
+    pixel, 224². ``width`` as for :func:`vgg16`, ``up_to`` as for :func:`alexnet`.
     """
-    return _caffe_vgg(VGG19_BLOCKS, "vgg19", image_size, seed, width)
+    return _caffe_vgg(VGG19_BLOCKS, "vgg19", image_size, seed, width, up_to)
 
 
 def _w(channels: int, width: float, multiple: int = 1) -> int:

@@ -70,11 +70,14 @@ def feature_objective(extractors: Extractors, net: str, layers: Sequence[str], x
 def evaluate(extractors: Extractors, net: str, layers: Sequence[str], x0: np.ndarray, recon: np.ndarray,
              masks=None) -> list[dict]:
     """Per problem: M&V 2015 relative squared feature error, its square root (M&V 2016), image-space errors and
-    whether the classifier's top-1 label is kept (:mod:`tfrestore.measure.metrics`)."""
+    whether the classifier's top-1 label is kept (:mod:`tfrestore.measure.metrics`) — None for the top-1 fields
+    when the model stops short of its classifier (``nets.build(up_to=...)`` with random weights)."""
     rows = []
     model = extractors.model
-    probs0, probs1 = _predict(model, net, x0), _predict(model, net, recon)
-    kept, top0, top_r = metrics.top1_agreement(probs0, probs1), metrics.top1(probs0), metrics.top1(probs1)
+    top0 = top_r = kept = [None] * len(x0)
+    if nets.has_classifier(model):
+        probs0, probs1 = _predict(model, net, x0), _predict(model, net, recon)
+        kept, top0, top_r = metrics.top1_agreement(probs0, probs1), metrics.top1(probs0), metrics.top1(probs1)
     for layer, idx in group_by_layer(layers).items():
         f0 = extractors.features(net, layer, x0[idx])
         f1 = extractors.features(net, layer, recon[idx])
@@ -88,9 +91,14 @@ def evaluate(extractors: Extractors, net: str, layers: Sequence[str], x0: np.nda
             rows.append({"problem": i, "layer": layer, "rel_sq_feature_error": float(rel[j]),
                          "sqrt_rel_feature_error": float(np.sqrt(rel[j])),
                          "image_rel_sq_error": float(img_rel[j]), "image_rmse_255": float(rmse[j]),
-                         "top1_original": int(top0[i]), "top1_reconstruction": int(top_r[i]),
-                         "top1_kept": bool(kept[i])})
+                         "top1_original": _maybe(int, top0[i]), "top1_reconstruction": _maybe(int, top_r[i]),
+                         "top1_kept": _maybe(bool, kept[i])})
     return sorted(rows, key=lambda r: r["problem"])
+
+
+def _maybe(kind, value):
+    """``kind(value)``, or None for a top-1 field the model cannot give (no classifier)."""
+    return None if value is None else kind(value)
 
 
 def _predict(model, net, x, batch=8):
@@ -112,7 +120,8 @@ def summarise(rows: list[dict], conditions: Sequence[str] | None = None) -> dict
     that differ only by restart or image (``conditions[i]`` names problem i's; default: its layer) — the mean of
     M&V 2016's √(relative squared feature error) with the half-width of its 95 % confidence interval,
     1.96·std/√N (None for a single problem), and the M&V 2015 relative error's mean; and the share of problems
-    whose reconstruction keeps the original's top-1 label, over the whole run (``exp_match_accuracy.m``)."""
+    whose reconstruction keeps the original's top-1 label, over the whole run (``exp_match_accuracy.m``; None
+    when the rows have no top-1 label: a model built without its classifier)."""
     names = list(conditions) if conditions is not None else [r["layer"] for r in rows]
     groups: OrderedDict[str, list[dict]] = OrderedDict()
     for r, name in zip(rows, names):
@@ -123,6 +132,8 @@ def summarise(rows: list[dict], conditions: Sequence[str] | None = None) -> dict
         out.append({"condition": name, "layer": members[0]["layer"], "problems": [r["problem"] for r in members],
                     "n": len(members), "sqrt_rel_mean": mean, "sqrt_rel_ci95": None if np.isnan(half) else half,
                     "rel_sq_mean": float(np.mean([r["rel_sq_feature_error"] for r in members]))})
+    if rows and any(r["top1_kept"] is None for r in rows):
+        return {"conditions": out, "top1_kept": None, "problems": len(rows), "top1_kept_share": None}
     kept = [bool(r["top1_kept"]) for r in rows]
     return {"conditions": out, "top1_kept": int(sum(kept)), "problems": len(kept),
             "top1_kept_share": float(np.mean(kept)) if kept else float("nan")}
@@ -136,7 +147,8 @@ def table(rows: list[dict], labels: Sequence[str], net: str = "", weights: str =
     nothing (a random AlexNet gives every input the same class), so top-1 says n/a instead of a trivially true
     value."""
     random = weights == "random"
-    shown = [{**r, "label": lab, "top1_kept": "n/a" if random else r["top1_kept"]} for r, lab in zip(rows, labels)]
+    shown = [{**r, "label": lab, "top1_kept": "n/a" if random or r["top1_kept"] is None else r["top1_kept"]}
+             for r, lab in zip(rows, labels)]
     head = f"net: {net}   weights: " + ("RANDOM (seeded) — the method, not the paper's network; top-1 n/a"
                                          if random else weights)
     text = head + "\n" + report.table(shown, TABLE_COLUMNS)
@@ -147,7 +159,7 @@ def table(rows: list[dict], labels: Sequence[str], net: str = "", weights: str =
                  for c in summary["conditions"]]
         text += "\nM&V 2016 error over the problems of each condition (mean ± 1.96·std/√N):\n" + \
             report.table(shown, SUMMARY_COLUMNS)
-    share = "n/a (random weights)" if random else \
+    share = "n/a (random weights)" if random else "n/a (no classifier)" if summary["top1_kept"] is None else \
         f"{summary['top1_kept']}/{summary['problems']} ({100 * summary['top1_kept_share']:.1f} %)"
     return text + f"\ntop-1 label kept over the run: {share}"
 
