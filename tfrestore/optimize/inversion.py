@@ -195,9 +195,10 @@ def outputs(result: Result, labels: Sequence[str], originals_rgb: np.ndarray | N
     (``title``, ``metrics``, ``table``, ``figure_panels``, ``pngs``, ``arrays``, ``png_text``), so that a run can
     keep its results until it writes them once, at the end."""
     rgb = result.images + mean_rgb                   # RGB 0–255, unclipped
-    pngs = {}
+    pngs, stretched = {}, []
     for i, lab in enumerate(labels):
-        pngs[f"rec_{i:02d}_{report.safe_name(lab)}"] = report.stretch(rgb[i])
+        stretched.append(report.stretch(rgb[i]))     # the PNG and the figure's panel: one array, not two copies
+        pngs[f"rec_{i:02d}_{report.safe_name(lab)}"] = stretched[i]
         pngs[f"rec_{i:02d}_{report.safe_name(lab)}_clipped"] = rgb[i] / 255.0
     arrays = {"reconstructions": rgb.astype(np.float32)}
     if result.saved_iterate is not None:
@@ -205,7 +206,7 @@ def outputs(result: Result, labels: Sequence[str], originals_rgb: np.ndarray | N
     panels = []
     if originals_rgb is not None:
         panels = [(o.reshape(rgb.shape[1:]) / 255.0, "original") for o in distinct_rows(originals_rgb)]
-    panels += [(report.stretch(rgb[i]), labels[i] if originals_rgb is None else
+    panels += [(stretched[i], labels[i] if originals_rgb is None else
                 f"{labels[i]}\nerr {rows[i]['rel_sq_feature_error']:.3g}") for i in range(len(rgb))]
     payload = {"config": config, "steps": result.steps, "seconds": result.seconds,
                "seconds_total": result.seconds_total, "interrupted": result.interrupted,
