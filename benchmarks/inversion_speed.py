@@ -5,6 +5,7 @@
     python benchmarks/inversion_speed.py --baseline runs/speed.json      # also print the ratio to an earlier run
     python benchmarks/inversion_speed.py --profile alexnet:conv5         # where the engine's step spends its time
     python benchmarks/inversion_speed.py --batched --figure --rss        # throughput and memory sections
+    python benchmarks/inversion_speed.py --end-to-end alexnet:conv5,caffenet:conv5   # whole main.py runs vs torch
 
 Every case is M&V 2015's objective at one layer (seeded random weights, ``chelsea``, the paper's initialisation,
 lr 0.004, momentum 0.9). The engine, its XLA variant and the PyTorch loop (``benchmarks/torch_loop.py`` in a
@@ -70,6 +71,10 @@ def parse_args(argv=None):
     a.add_argument("--batched", action="store_true", help="restarts of one layer: one graph vs one after another")
     a.add_argument("--figure", action="store_true", help="the 20-layer AlexNet figure: one graph vs per group")
     a.add_argument("--rss", action="store_true", help="peak RSS of a single-layer main.py inversion (own process)")
+    a.add_argument("--end-to-end", metavar="NET:LAYER,…",
+                   help="whole runs: main.py (trace, log points, TensorBoard, checkpoints included) against the "
+                        "PyTorch loop's whole run, each in its own process, --rounds rotating rounds")
+    a.add_argument("--e2e-steps", type=int, default=400, help="steps per whole run (M&V 2015's schedule: 400)")
     return a.parse_args(argv)
 
 
@@ -330,6 +335,59 @@ def rss_section() -> dict:
     return {"peak_rss_mb": peak, "wall_s": wall}
 
 
+def end_to_end_case(case: str, args) -> dict:
+    """One layer's whole run, rotating rounds: ``main.py --paper=mv2015 --net=NET --layers=LAYER
+    --steps=--e2e-steps --weights=random`` (its loop's seconds from metrics.json: the first step's trace, every log
+    point's measure, TensorBoard and checkpoint included; and the process' wall time, imports and the net's build
+    included) against ``torch_loop.py --run`` (the same steps from a cold start with a log point every 25 steps:
+    the objective read to Python and the iterate copied out, in its own process; its wall time includes importing
+    torch and loading the twin). Headline: torch loop seconds / main.py loop seconds."""
+    from benchmarks.torch_reference import chain_to_torch
+    from reproductions import mv2015
+    from tfrestore import data, nets
+    from tfrestore.optimize.inversion import Extractors, image_space
+    net, layer = case.split(":")
+    layer = nets.resolve_layer(net, layer)
+    model = nets.build(net, weights=None, quiet=True)
+    img = data.resize(data.load_image("chelsea"), nets.input_size(net))
+    x0 = image_space(net, img[None])
+    init = np.asarray(mv2015.problem(mv2015.FIGURES["layers"], net=net, image_rgb=img, extractors=Extractors(model),
+                                     layers=[layer]).param.image())
+    times = defaultdict(list)
+    with tempfile.TemporaryDirectory() as tmp:
+        import torch
+        spec = Path(tmp) / "spec.pt"
+        torch.save(dict(net=chain_to_torch(model, layer), target=Extractors(model).features(net, layer, x0),
+                        x_init=init, sigma=mv2015.SIGMA, lambda_tv=mv2015.lambda_tv_for(net, layer),
+                        lambda_l2=mv2015.LAMBDA_L2, lr=LR,
+                        rates=mv2015.SCHEDULE.scaled(args.e2e_steps).rates()), spec)
+        commands = {
+            "main.py": [sys.executable, str(ROOT / "main.py"), "--paper=mv2015", f"--net={net}", f"--layers={layer}",
+                        f"--steps={args.e2e_steps}", "--weights=random"],
+            "torch": [sys.executable, str(ROOT / "benchmarks" / "torch_loop.py"), str(spec), "--threads",
+                      str(args.threads), "--run", str(args.e2e_steps), "--log-every", "25"]}
+        for r in range(args.rounds):
+            for name in (list(commands) if r % 2 == 0 else list(commands)[::-1]):
+                out = Path(tmp) / f"{name}-{r}"
+                cmd = commands[name] + ([f"--out={out}"] if name == "main.py" else [])
+                t = time.perf_counter()
+                res = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
+                wall = time.perf_counter() - t
+                loop_s = (json.loads((out / "metrics.json").read_text())["seconds"] if name == "main.py"
+                          else json.loads(res.stdout.strip().splitlines()[-1])["seconds"])
+                times[f"{name} loop"].append(loop_s)
+                times[f"{name} process"].append(wall)
+    row = {"case": case, "steps": args.e2e_steps, "rounds": args.rounds,
+           "seconds": {k: {"min": min(v), "median": statistics.median(v), "all": v} for k, v in times.items()}}
+    row["engine_over_torch_speed"] = min(times["torch loop"]) / min(times["main.py loop"])
+    row["process_ratio"] = min(times["torch process"]) / min(times["main.py process"])
+    print(f"{case:16s} {args.e2e_steps} steps: main.py loop {min(times['main.py loop']):.2f} s "
+          f"(process {min(times['main.py process']):.1f} s), torch loop {min(times['torch loop']):.2f} s "
+          f"(process {min(times['torch process']):.1f} s): {row['engine_over_torch_speed']:.2f}× steps/s "
+          f"({row['process_ratio']:.2f}× process)", flush=True)
+    return row
+
+
 def main(argv=None):
     args = parse_args(argv)
     threads = configure_threads(args.threads, args.inter_op, args.onednn)
@@ -344,6 +402,8 @@ def main(argv=None):
     report = {"machine": machine, "args": vars(args), "rows": []}
     if args.profile:
         report["profile"] = profile_case(args.profile, args)
+    elif args.end_to_end:
+        report["end_to_end"] = [end_to_end_case(case, args) for case in args.end_to_end.split(",")]
     else:
         for case in args.cases.split(","):
             report["rows"].append(bench_case(case, args))

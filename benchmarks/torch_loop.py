@@ -68,8 +68,12 @@ def main(argv=None) -> int:
     a = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     a.add_argument("spec", help="torch.save'd dict: net, target, x_init, sigma, lambda_tv, lambda_l2, lr")
     a.add_argument("--threads", type=int, required=True)
-    a.add_argument("--steps", type=int, required=True)
-    a.add_argument("--warmup", type=int, required=True, help="steps before the objective is reported")
+    a.add_argument("--steps", type=int, default=10, help="steps per timed round")
+    a.add_argument("--warmup", type=int, default=0, help="steps before the objective is reported")
+    a.add_argument("--run", type=int, default=0,
+                   help="end to end: run this many steps from a cold start (log points included; the spec's "
+                        "per-step 'rates' if it has them), print the loop's seconds as one JSON line and exit")
+    a.add_argument("--log-every", type=int, default=25, help="with --run: a log point every this many steps")
     args = a.parse_args(argv)
     inherited = sorted(os.sched_getaffinity(0))
     os.sched_setaffinity(0, range(os.cpu_count()))     # a parent's pinning (TensorFlow's) must not bind this loop
@@ -77,11 +81,37 @@ def main(argv=None) -> int:
     spec = torch.load(args.spec, weights_only=False)
     loop = MV2015Loop(spec["net"], spec["target"], spec["x_init"], sigma=spec["sigma"],
                       lambda_tv=spec["lambda_tv"], lambda_l2=spec["lambda_l2"], lr=spec["lr"])
+    if args.run:
+        rates = np.asarray(spec.get("rates", np.full(args.run, spec["lr"])))[:args.run]
+        print(json.dumps(run_logged(loop, rates, args.log_every)), flush=True)
+        return 0
     loop.step(args.warmup)
     print(json.dumps({"loss": loop.loss().tolist(), "threads": torch.get_num_threads(),
                       "inherited_cpus": inherited}), flush=True)
     serve_rounds(loop.step, args.steps)
     return 0
+
+
+def run_logged(loop: MV2015Loop, rates: np.ndarray, log_every: int) -> dict:
+    """``len(rates)`` steps from a cold start as a PyTorch user's loop runs them, step t at learning rate
+    ``rates[t]`` with the momentum zeroed where the rate changes (M&V 2015's schedule); at every log point (step 1,
+    then every ``log_every``, and the last) the objective is read to Python and the iterate copied out to NumPy
+    (what a loop that logs its loss and keeps its snapshots does). Returns the loop's seconds and log points."""
+    steps = len(rates)
+    points = sorted(set(range(1, steps + 1, log_every)) | {steps})
+    changes = {t for t in range(1, steps) if rates[t] != rates[t - 1]}
+    t0, done = time.perf_counter(), 0
+    for point in points:
+        while done < point:
+            run = min([point] + [c for c in changes if c > done]) - done
+            loop.lr = float(rates[done])
+            if done in changes:
+                loop.m.zero_()
+            loop.step(run)
+            done += run
+        float(loop.loss().sum())
+        loop.x.detach().numpy().copy()
+    return {"seconds": time.perf_counter() - t0, "steps": steps, "log_points": len(points)}
 
 
 def serve_rounds(run, steps: int) -> None:
