@@ -47,7 +47,7 @@ import tensorflow as tf
 from tfrestore.optimize import callbacks
 from tfrestore.measure import metrics
 from tfrestore import nets
-from tfrestore.nets import lattice, weights as weights_store
+from tfrestore.nets import lattice
 from tfrestore.core import report
 from tfrestore.core.loop import TensorBoard
 from tfrestore.measure import feature_stats as fstats
@@ -321,19 +321,17 @@ def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, la
 
 def vgg_score_features() -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """The VGG score's ``images -> {tap: features}``: tfrestore's VGG16 (converted weights if installed, else
-    seeded random, seed 0) cut after relu5_1, the deepest tap — the score never reads the fc head.
+    seeded random, seed 0) ending at relu5_1, the deepest tap — the score never reads the fc head.
 
-    Random weights: the net is built at 32² and its conv trunk re-made at 224² (:func:`nets.lattice.conv_trunk`).
-    The kernels are the 224² net's bit for bit — the seeded initialiser draws layer by layer in build order,
-    conv1_1 … conv5_3 before fc6 — while fc6 is 512 × 4096 instead of 25,088 × 4096: the 224² build holds
-    ~0.8 GB (head and its initialiser's copies) next to the inverted net and the prior, the peak of an image_rec
-    run (issue 24 item 4). Converted weights: the file has the head, so the full net is built to load it."""
-    converted = weights_store.weight_path("vgg16").exists()
-    model = (nets.build("vgg16", weights="auto", quiet=True) if converted
-             else nets.build("vgg16", weights="random", image_size=32, seed=0))
-    trunk = lattice.conv_trunk(model, nets.GRAM_TAPS[-1], nets.input_size("vgg16"))
-    del model                                           # the head goes; the trunk holds copies of the kernels
-    return gram_features(trunk, "vgg16", list(nets.GRAM_TAPS))
+    Random weights: built only up to relu5_1 (``nets.build(up_to=...)``, the kernels the whole net's bit for bit);
+    the whole 224² net held ~0.85 GB more (the fc head and its initialiser's copies) next to the inverted net and
+    the prior, the peak of an image_rec run (issue 24 item 4). Converted weights: the file is checked against the
+    whole net, so that is built and loaded, then cut after relu5_1 (:func:`nets.lattice.conv_trunk`)."""
+    deepest = nets.GRAM_TAPS[-1]
+    model = nets.build("vgg16", weights="auto", quiet=True, up_to=deepest)
+    if nets.has_classifier(model):                      # the whole net: keep copies of the trunk's kernels only
+        model = lattice.conv_trunk(model, deepest, nets.input_size("vgg16"))
+    return gram_features(model, "vgg16", list(nets.GRAM_TAPS))
 
 
 def _scores(net, image_rgb, recs: dict[str, np.ndarray], layers, vgg) -> list[dict]:

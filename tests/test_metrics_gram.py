@@ -59,14 +59,19 @@ def test_one_reference_scores_every_estimate_and_its_grams_are_made_once():
         metrics.gram_score(_features([]), np.repeat(ref, 2, 0), est)
 
 
-def _slim_builds(monkeypatch):
-    """nets.build of a 1/16-width VGG16 (same topology and seeding; fast)."""
-    build = nets.build
-    monkeypatch.setattr(nets, "build", lambda name, **kw: build(name, width=1 / 16, **kw))
-    made = []
+def _slim_builds(monkeypatch) -> tuple[list, list]:
+    """nets.build of a 1/16-width VGG16 (same topology and seeding; fast). Returns the lists the models built and
+    the models given to gram_features are appended to."""
+    build, built, scored = nets.build, [], []
+    monkeypatch.setattr(nets, "build", lambda name, **kw: built.append(build(name, width=1 / 16, **kw)) or built[-1])
     real = F.gram_features
-    monkeypatch.setattr(F, "gram_features", lambda model, *a: made.append(model) or real(model, *a))
-    return made
+    monkeypatch.setattr(F, "gram_features", lambda model, *a: scored.append(model) or real(model, *a))
+    return built, scored
+
+
+def _ends_at_relu5_1(model) -> bool:
+    return model.input.shape[1:3] == (224, 224) and model.layers[-1].name == "relu5_1" and not any(
+        l.name.startswith(("fc", "conv5_2", "pool5")) for l in model.layers)
 
 
 def _full_features(model, images):
@@ -75,26 +80,26 @@ def _full_features(model, images):
 
 
 def test_the_vgg_score_net_is_vgg16_up_to_relu5_1_with_the_full_nets_weights(monkeypatch):
-    """Random weights: built at 32² and cut, yet the 224² net's kernels and features bit for bit, no fc head."""
-    made = _slim_builds(monkeypatch)
+    """Random weights: built only up to relu5_1, yet the whole net's kernels and features bit for bit."""
+    built, scored = _slim_builds(monkeypatch)
     images = np.random.default_rng(3).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
     got = F.vgg_score_features()(images)
+    assert len(built) == 1 and _ends_at_relu5_1(built[0]) and scored == built     # the head never made
     want = _full_features(nets.build("vgg16", weights="random", seed=0), images)
     assert list(got) == list(nets.GRAM_TAPS)
     for tap in want:
         np.testing.assert_array_equal(got[tap], want[tap])
-    trunk = made[0]
-    assert trunk.input.shape[1:3] == (224, 224) and trunk.layers[-1].name == "relu5_1"
-    assert not any(l.name.startswith(("fc", "conv5_2", "pool5")) for l in trunk.layers)
 
 
 def test_the_vgg_score_net_loads_converted_weights(monkeypatch):
-    """With a vgg16 weight file installed the score reads those weights (not the seeded random ones)."""
-    _slim_builds(monkeypatch)
+    """With a vgg16 weight file installed the score reads those weights (not the seeded random ones), from the
+    whole net (the file is checked against it) cut after relu5_1."""
+    _, scored = _slim_builds(monkeypatch)
     converted = nets.build("vgg16", weights="random", seed=7)
     weights_store.weight_path("vgg16").parent.mkdir(parents=True, exist_ok=True)
     weights_store.save_weights(converted, weights_store.weight_path("vgg16"))
     images = np.random.default_rng(4).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
     got, want = F.vgg_score_features()(images), _full_features(converted, images)
+    assert _ends_at_relu5_1(scored[0])                                   # the loaded net cut: its head let go
     for tap in want:
         np.testing.assert_array_equal(got[tap], want[tap])
