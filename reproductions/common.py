@@ -96,7 +96,7 @@ class Cost:
 
 # (paper, experiment, net) → cost; None for a paper whose net is not a choice. Measured one run at a time on the
 # 2-core development machine (peak: /usr/bin/time's maximum RSS); README "What a run costs" has the table.
-_MV2015 = Cost(((1.0, 0.58),), 14.0, 1.8, 400, "idle, issue 15's 4:06 on alexnet; peak 2026-12-07", layers=20)
+_MV2015 = Cost(((1.0, 0.58),), 14.0, 1.4, 400, "idle, issue 15's 4:06 on alexnet; peak 2026-12-08", layers=20)
 _DIP = dict(start_s=43.0, peak_gb=1.5, size=256, measured="a --steps=60 run at load ~1.6, 2026-12-07, compiled log points")
 COSTS: dict[tuple[str, str, str | None], Cost] = {
     ("mv2015", "layers", "alexnet"): _MV2015,
