@@ -109,9 +109,10 @@ COSTS: dict[tuple[str, str, str | None], Cost] = {
                                                    "chelsea at 300×451, load ~9, 2026-12-07"),
     ("mv2016", "inversion", "alexnet"): Cost(((1.0, 0.97),), 18.0, 1.8, 350, "at load ~4.8, 2026-12-07", layers=20),
     # MSE phase, prior phase, and the M&V 2016 run beside them (as many steps as both phases)
-    ("foe_priors", "image_rec", "alexnet"): Cost(((0.5, 0.11), (0.5, 0.79), (1.0, 0.14)), 57.0, 3.6, 10000,
+    ("foe_priors", "image_rec", "alexnet"): Cost(((0.5, 0.11), (0.5, 0.79), (1.0, 0.14)), 57.0, 1.5, 10000,
                                                  "benchmarks/prior_phase.py on a quiet machine, 2026-12-07, after "
-                                                 "the fast prior energy; without training the prior"),
+                                                 "the fast prior energy; without training the prior; peak of a "
+                                                 "--steps=20 run, 2026-12-08 (the VGG score cut at relu5_1)"),
     ("dip", "denoise", None): Cost(((1.0, 0.6),), default_steps=3000, **_DIP),
     ("dip", "inpaint", None): Cost(((1.0, 0.6),), default_steps=3000, **_DIP),
     ("dip", "deblur", None): Cost(((1.0, 0.6),), default_steps=3000, **_DIP),
