@@ -47,7 +47,6 @@ import tensorflow as tf
 from tfrestore.optimize import callbacks
 from tfrestore.measure import metrics
 from tfrestore import nets
-from tfrestore.nets import lattice
 from tfrestore.core import report
 from tfrestore.core.loop import TensorBoard
 from tfrestore.measure import feature_stats as fstats
@@ -56,7 +55,8 @@ from tfrestore.optimize import optim as optimizers
 from tfrestore.optimize import param, transforms
 from tfrestore.data import image_folder, load_image, sample_image_names
 from tfrestore.optimize.engine import Optimization, Problem
-from tfrestore.optimize.inversion import evaluate, feature_objective, gram_features, image_space, outputs, table
+from tfrestore.optimize.inversion import (evaluate, feature_objective, image_space, outputs, table,
+                                         vgg16_gram_features)
 from tfrestore.priors import PriorTerm, catalogue
 
 from . import common, mv2016, paper
@@ -319,21 +319,6 @@ def image_rec_problems(*, net: str, image_rgb: np.ndarray, extractors, prior, la
     return phase1, phase2
 
 
-def vgg_score_features() -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """The VGG score's ``images -> {tap: features}``: tfrestore's VGG16 (converted weights if installed, else
-    seeded random, seed 0) ending at relu5_1, the deepest tap — the score never reads the fc head.
-
-    Random weights: built only up to relu5_1 (``nets.build(up_to=...)``, the kernels the whole net's bit for bit);
-    the whole 224² net held ~0.85 GB more (the fc head and its initialiser's copies) next to the inverted net and
-    the prior, the peak of an image_rec run (issue 24 item 4). Converted weights: the file is checked against the
-    whole net, so that is built and loaded, then cut after relu5_1 (:func:`nets.lattice.conv_trunk`)."""
-    deepest = nets.GRAM_TAPS[-1]
-    model = nets.build("vgg16", weights="auto", quiet=True, up_to=deepest)
-    if nets.has_classifier(model):                      # the whole net: keep copies of the trunk's kernels only
-        model = lattice.conv_trunk(model, deepest, nets.input_size("vgg16"))
-    return gram_features(model, "vgg16", list(nets.GRAM_TAPS))
-
-
 def _scores(net, image_rgb, recs: dict[str, np.ndarray], layers, vgg) -> list[dict]:
     """Per layer and method: MSE, NMSE, VGG score of the clipped reconstructions, with the recorded numbers."""
     rows = []
@@ -395,7 +380,7 @@ def image_rec(s: common.Setup, flags: "Flags", ctx: paper.RunContext) -> dict:
     runs = _image_rec_runs(s, flags, ctx, plan, img, prior, layers)
     recs = {m: r.arrays["reconstructions"] for m, r in runs.items()}
     energies = {m: prior.energy(np.clip(r, 0, 255)).numpy().tolist() for m, r in recs.items()}
-    rows = _scores(net, img, recs, layers, vgg_score_features())
+    rows = _scores(net, img, recs, layers, vgg16_gram_features())
     result_step = dict(zip(layers, plan.result_steps))
     text = (_header(s) + "   (VGG score: tfrestore's VGG16, random unless converted)\n"
             + f"steps: {plan.phase_steps[0]} pure MSE + {plan.phase_steps[1]} with {prior_name}{_by(flags)}, "

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -44,7 +43,7 @@ from tfrestore.measure import metrics
 from tfrestore import nets
 from tfrestore.core import report, store
 from tfrestore.train import training
-from tfrestore.optimize.inversion import Extractors, gram_features
+from tfrestore.optimize.inversion import Extractors, vgg16_gram_features
 
 from . import common, mv2016, paper
 
@@ -326,7 +325,7 @@ def run(flags: Flags, ctx: paper.RunContext) -> paper.Result:
     t = _training(flags, ctx, s, chains)
     t0 = time.perf_counter()
     solo, solo_summaries, solo_keys = _solo(t, list(t.all_specs), _config(I.SOLO, flags.steps, seed), seed)
-    vgg = gram_features(nets.build("vgg16", weights="auto", quiet=True), "vgg16", list(VGG_GRAM_TAPS))
+    vgg = vgg16_gram_features(VGG_GRAM_TAPS)        # VGG16 up to relu5_1: no fc head (issue 24 item 4)
     rows, recs_all = _learned(t, chains, solo, solo_keys, vgg, steps=flags.steps, seed=seed)
     rows += _recorded_rows(setting, net, starts)
     learned_seconds = time.perf_counter() - t0

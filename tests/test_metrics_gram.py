@@ -4,10 +4,11 @@ VGG16 cut after relu5_1 gives the full network's features."""
 import numpy as np
 import pytest
 
-from reproductions import foe_priors as F
 from tfrestore import nets
 from tfrestore.measure import metrics
 from tfrestore.nets import weights as weights_store
+from tfrestore.optimize import inversion as I
+from tfrestore.optimize.inversion import vgg16_gram_features
 
 
 def _features(calls: list[int]):
@@ -64,8 +65,8 @@ def _slim_builds(monkeypatch) -> tuple[list, list]:
     the models given to gram_features are appended to."""
     build, built, scored = nets.build, [], []
     monkeypatch.setattr(nets, "build", lambda name, **kw: built.append(build(name, width=1 / 16, **kw)) or built[-1])
-    real = F.gram_features
-    monkeypatch.setattr(F, "gram_features", lambda model, *a: scored.append(model) or real(model, *a))
+    real = I.gram_features
+    monkeypatch.setattr(I, "gram_features", lambda model, *a: scored.append(model) or real(model, *a))
     return built, scored
 
 
@@ -83,7 +84,7 @@ def test_the_vgg_score_net_is_vgg16_up_to_relu5_1_with_the_full_nets_weights(mon
     """Random weights: built only up to relu5_1, yet the whole net's kernels and features bit for bit."""
     built, scored = _slim_builds(monkeypatch)
     images = np.random.default_rng(3).uniform(0, 255, (2, 224, 224, 3)).astype(np.float32)
-    got = F.vgg_score_features()(images)
+    got = vgg16_gram_features()(images)
     assert len(built) == 1 and _ends_at_relu5_1(built[0]) and scored == built     # the head never made
     want = _full_features(nets.build("vgg16", weights="random", seed=0), images)
     assert list(got) == list(nets.GRAM_TAPS)
@@ -99,7 +100,7 @@ def test_the_vgg_score_net_loads_converted_weights(monkeypatch):
     weights_store.weight_path("vgg16").parent.mkdir(parents=True, exist_ok=True)
     weights_store.save_weights(converted, weights_store.weight_path("vgg16"))
     images = np.random.default_rng(4).uniform(0, 255, (1, 224, 224, 3)).astype(np.float32)
-    got, want = F.vgg_score_features()(images), _full_features(converted, images)
+    got, want = vgg16_gram_features()(images), _full_features(converted, images)
     assert _ends_at_relu5_1(scored[0])                                   # the loaded net cut: its head let go
     for tap in want:
         np.testing.assert_array_equal(got[tap], want[tap])

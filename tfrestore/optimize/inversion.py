@@ -235,3 +235,19 @@ def gram_features(model: keras.Model, net: str, layers: Sequence[str]):
         x = nets.preprocess(net, np.asarray(images_rgb, np.float32))
         return {k: v.numpy() for k, v in run(tf.convert_to_tensor(x)).items()}
     return features
+
+
+def vgg16_gram_features(taps: Sequence[str] = nets.GRAM_TAPS):
+    """The Gram / VGG score's ``images -> {tap: features}`` (:func:`gram_features`): tfrestore's VGG16 (converted
+    weights if installed, else seeded random, seed 0) ending at the deepest tap — the score never reads the fc head.
+
+    Random weights: built only up to that tap (``nets.build(up_to=...)``, the kernels the whole net's bit for bit);
+    the whole 224² net held ~0.85 GB more (the fc head and its initialiser's copies) next to the inverted net and
+    the prior, the peak of a foe_priors image_rec run (issue 24 item 4). Converted weights: the file is checked
+    against the whole net, so that is built and loaded, then cut after the tap (:func:`nets.lattice.conv_trunk`)."""
+    from tfrestore.nets import lattice
+    deepest = max(taps, key=nets.layer_names("vgg16").index)
+    model = nets.build("vgg16", weights="auto", quiet=True, up_to=deepest)
+    if nets.has_classifier(model):                      # the whole net: keep copies of the trunk's kernels only
+        model = lattice.conv_trunk(model, deepest, nets.input_size("vgg16"))
+    return gram_features(model, "vgg16", list(taps))
