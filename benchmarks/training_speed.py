@@ -4,6 +4,7 @@
     python benchmarks/training_speed.py --cases foe,dip --rounds 3 --json runs/train_speed.json
     python benchmarks/training_speed.py --tiny --rounds 1             # every path at toy sizes (debugging)
     python benchmarks/training_speed.py --checkpoints                 # checkpoint share of short prior trainings
+    python benchmarks/training_speed.py --cases classifier --tf-data  # the Trainer on its tf.data pipeline (before)
     python benchmarks/training_speed.py --profile dip                 # tfrestore's step by op type (tf.profiler)
     python benchmarks/training_speed.py --reprint runs/train_speed.json   # the table of an earlier --json run
 
@@ -70,10 +71,13 @@ def parse_args(argv=None):
     a.add_argument("--json", help="write the rows and the machine to this JSON file")
     a.add_argument("--reprint", metavar="JSON", help="print an earlier --json run's table (agreement re-judged)")
     a.add_argument("--profile", metavar="CASE", help="tf.profiler's op time of tfrestore's step, by op type")
+    a.add_argument("--tf-data", action="store_true",
+                   help="the Trainer cases read the tf.data pipeline (gather_in_graph=False): the earlier path")
     return a.parse_args(argv)
 
 
 DEFAULT_STEPS = {"foe": 50, "dip": 3, "inverter": 2, "classifier": 50, "autoencoder": 50}
+TRAINER_OPTIONS: dict = {}          # extra Trainer keywords of the inverter, classifier and autoencoder cases (main)
 
 
 # ---- the tfrestore side of each case: (runner, twin spec) ------------------------------------------------------
@@ -196,7 +200,7 @@ def inverter_case(total: int, tiny: bool):
     images = np.random.default_rng(2).uniform(0, 255, (n, 227, 227, 3)).astype(np.float32)
     cfg = dataclasses.replace(I.SOLO, steps=total, batch=batch, breakpoints=())
     trainer = training.Trainer(modules["DC7"], I.loss_fn(taps, modules, [spec_dc], "solo"), {"image": images}, cfg,
-                               name="inverter")
+                               name="inverter", **TRAINER_OPTIONS)
     m = modules["DC7"]
     deconv = next(l for l in m.layers if l.name.endswith("_deconv"))
     conv = next(l for l in m.layers if l.name.endswith("_conv"))
@@ -224,7 +228,7 @@ def classifier_case(total: int, tiny: bool):
         ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(batch["y"], logits, from_logits=True))
         return {"loss": ce}
     cfg = dataclasses.replace(classifier.TRAINING, steps=total)
-    trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, name="classifier")
+    trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, name="classifier", **TRAINER_OPTIONS)
     params = {name: _conv_params(model.get_layer(name)) for name in ("conv1", "conv2", "fc3", "fc4")}
     spec = {"case": "classifier", "params": params, "data": {"x": _nchw(nets.preprocess("digits", x))},
             "labels": y, "index": training.batch_indices(len(x), total, cfg.batch, cfg.shuffle, cfg.seed),
@@ -242,7 +246,7 @@ def autoencoder_case(total: int, tiny: bool):
     model = A.build(q.latent)
     cfg = dataclasses.replace(q.config(len(x)), steps=total)
     trainer = training.Trainer(model, A.loss_fn(q.coverage, q.reconstruction_weight), {"x": x}, cfg,
-                               name="autoencoder")
+                               name="autoencoder", **TRAINER_OPTIONS)
     enc, dec = model.get_layer("encoder"), model.get_layer("decoder")
     params = {n: _conv_params(enc.get_layer(n)) for n in ("enc_conv1", "enc_conv2", "latent")}
     params.update({n: _conv_params(dec.get_layer(n)) for n in ("dec_dense", "dec_deconv1", "dec_deconv2")})
@@ -418,9 +422,11 @@ def main(argv=None):
         return
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    TRAINER_OPTIONS["gather_in_graph"] = not args.tf_data
     import torch
     machine = {"python": platform.python_version(), "tensorflow": tf.__version__, "torch": torch.__version__,
                "cpus": os.cpu_count(), "threads": args.threads, "processor": platform.processor() or platform.machine(),
+               "trainer_input": "tf.data" if args.tf_data else "gather",
                "loadavg_start": open("/proc/loadavg").read().split()[:3]}
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), flush=True)
     report = {"machine": machine, "args": vars(args), "rows": []}

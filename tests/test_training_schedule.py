@@ -125,3 +125,37 @@ def test_one_schedule_type_serves_every_breakpoint_rule():
     assert [(s.steps, s.lr) for s in count.stages] == [(2, 1.0), (3, pytest.approx(0.1))]
     with pytest.raises(ValueError, match="must be one of before, after, count"):
         optim.Schedule.from_breakpoints(bps, 6, rule="later")
+
+
+def test_in_memory_batches_are_the_seeded_permutations_rows_in_graph_and_through_the_pipeline():
+    """gather_in_graph (the default for arrays on one replica) feeds the rows the tf.data pipeline feeds: each
+    step's batch recorded by the loss, against seeded per-epoch permutations drawn here with numpy; two blocks
+    (3 + 4 steps) as the loop runs them; and the trained weight equal either way."""
+    n, batch, steps, seed = 10, 4, 7, 3
+    rng = np.random.default_rng(seed)
+    want = np.concatenate([rng.permutation(n) for _ in range(3)])[:steps * batch].reshape(steps, batch)
+    seen = tf.Variable(tf.fill([steps, batch], tf.constant(-1, tf.int64)))
+    count = tf.Variable(0, dtype=tf.int64)
+
+    def loss(m, b, training_):
+        if training_:
+            seen.scatter_nd_update(tf.reshape(count, [1, 1]), b["i"][None])
+            count.assign_add(1)
+        return {"loss": tf.reduce_mean(tf.square(m(b["x"]) - 1.0))}
+
+    weights = {}
+    for flag in (True, False):
+        seen.assign(tf.fill([steps, batch], tf.constant(-1, tf.int64)))
+        count.assign(0)
+        model = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1, kernel_initializer="ones")])
+        cfg = training.TrainingConfig(steps=steps, batch=batch, learning_rate=0.1, seed=seed, val_every=3)
+        trainer = training.Trainer(model, loss, {"x": np.arange(n, dtype=np.float32)[:, None], "i": np.arange(n)},
+                                   cfg, gather_in_graph=flag)
+        assert trainer.in_graph is flag
+        trainer.begin()
+        trainer.advance(3)
+        trainer.advance(steps)
+        np.testing.assert_array_equal(seen.numpy(), want)
+        weights[flag] = [w.numpy() for w in model.weights]
+    for a, b in zip(weights[True], weights[False]):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
