@@ -228,7 +228,8 @@ def classifier_case(total: int, tiny: bool):
         ce = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(batch["y"], logits, from_logits=True))
         return {"loss": ce}
     cfg = dataclasses.replace(classifier.TRAINING, steps=total)
-    trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, name="classifier", **TRAINER_OPTIONS)
+    trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, name="classifier",
+                               jit_compile=classifier.JIT_COMPILE, **TRAINER_OPTIONS)
     params = {name: _conv_params(model.get_layer(name)) for name in ("conv1", "conv2", "fc3", "fc4")}
     spec = {"case": "classifier", "params": params, "data": {"x": _nchw(nets.preprocess("digits", x))},
             "labels": y, "index": training.batch_indices(len(x), total, cfg.batch, cfg.shuffle, cfg.seed),
@@ -246,7 +247,7 @@ def autoencoder_case(total: int, tiny: bool):
     model = A.build(q.latent)
     cfg = dataclasses.replace(q.config(len(x)), steps=total)
     trainer = training.Trainer(model, A.loss_fn(q.coverage, q.reconstruction_weight), {"x": x}, cfg,
-                               name="autoencoder", **TRAINER_OPTIONS)
+                               name="autoencoder", jit_compile=A.JIT_COMPILE, **TRAINER_OPTIONS)
     enc, dec = model.get_layer("encoder"), model.get_layer("decoder")
     params = {n: _conv_params(enc.get_layer(n)) for n in ("enc_conv1", "enc_conv2", "latent")}
     params.update({n: _conv_params(dec.get_layer(n)) for n in ("dec_dense", "dec_deconv1", "dec_deconv2")})
