@@ -4,7 +4,7 @@
     python benchmarks/training_speed.py --cases foe,dip --rounds 3 --json runs/train_speed.json
     python benchmarks/training_speed.py --tiny --rounds 1             # every path at toy sizes (debugging)
     python benchmarks/training_speed.py --checkpoints                 # checkpoint share of short prior trainings
-    python benchmarks/training_speed.py --cases classifier --tf-data  # the Trainer on its tf.data pipeline (before)
+    python benchmarks/training_speed.py --cases classifier --tf-data --no-xla   # the Trainer as it was (before)
     python benchmarks/training_speed.py --profile dip                 # tfrestore's step by op type (tf.profiler)
     python benchmarks/training_speed.py --reprint runs/train_speed.json   # the table of an earlier --json run
 
@@ -73,11 +73,14 @@ def parse_args(argv=None):
     a.add_argument("--profile", metavar="CASE", help="tf.profiler's op time of tfrestore's step, by op type")
     a.add_argument("--tf-data", action="store_true",
                    help="the Trainer cases read the tf.data pipeline (gather_in_graph=False): the earlier path")
+    a.add_argument("--no-xla", action="store_true",
+                   help="the Trainer cases without XLA whatever the model module chooses (jit_compile=False)")
     return a.parse_args(argv)
 
 
 DEFAULT_STEPS = {"foe": 50, "dip": 3, "inverter": 2, "classifier": 50, "autoencoder": 50}
 TRAINER_OPTIONS: dict = {}          # extra Trainer keywords of the inverter, classifier and autoencoder cases (main)
+XLA = {"allowed": True}             # False (--no-xla): jit_compile off where a model module turns it on
 
 
 # ---- the tfrestore side of each case: (runner, twin spec) ------------------------------------------------------
@@ -229,7 +232,7 @@ def classifier_case(total: int, tiny: bool):
         return {"loss": ce}
     cfg = dataclasses.replace(classifier.TRAINING, steps=total)
     trainer = training.Trainer(model, loss, {"x": x, "y": y}, cfg, name="classifier",
-                               jit_compile=classifier.JIT_COMPILE, **TRAINER_OPTIONS)
+                               jit_compile=classifier.JIT_COMPILE and XLA["allowed"], **TRAINER_OPTIONS)
     params = {name: _conv_params(model.get_layer(name)) for name in ("conv1", "conv2", "fc3", "fc4")}
     spec = {"case": "classifier", "params": params, "data": {"x": _nchw(nets.preprocess("digits", x))},
             "labels": y, "index": training.batch_indices(len(x), total, cfg.batch, cfg.shuffle, cfg.seed),
@@ -247,7 +250,8 @@ def autoencoder_case(total: int, tiny: bool):
     model = A.build(q.latent)
     cfg = dataclasses.replace(q.config(len(x)), steps=total)
     trainer = training.Trainer(model, A.loss_fn(q.coverage, q.reconstruction_weight), {"x": x}, cfg,
-                               name="autoencoder", jit_compile=A.JIT_COMPILE, **TRAINER_OPTIONS)
+                               name="autoencoder", jit_compile=A.JIT_COMPILE and XLA["allowed"],
+                               **TRAINER_OPTIONS)
     enc, dec = model.get_layer("encoder"), model.get_layer("decoder")
     params = {n: _conv_params(enc.get_layer(n)) for n in ("enc_conv1", "enc_conv2", "latent")}
     params.update({n: _conv_params(dec.get_layer(n)) for n in ("dec_dense", "dec_deconv1", "dec_deconv2")})
@@ -424,10 +428,11 @@ def main(argv=None):
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     TRAINER_OPTIONS["gather_in_graph"] = not args.tf_data
+    XLA["allowed"] = not args.no_xla
     import torch
     machine = {"python": platform.python_version(), "tensorflow": tf.__version__, "torch": torch.__version__,
                "cpus": os.cpu_count(), "threads": args.threads, "processor": platform.processor() or platform.machine(),
-               "trainer_input": "tf.data" if args.tf_data else "gather",
+               "trainer_input": "tf.data" if args.tf_data else "gather", "trainer_xla": not args.no_xla,
                "loadavg_start": open("/proc/loadavg").read().split()[:3]}
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()), flush=True)
     report = {"machine": machine, "args": vars(args), "rows": []}
