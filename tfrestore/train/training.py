@@ -186,9 +186,10 @@ class Trainer:
         self._lr = tf.constant(config.learning_rates())
         self._sums: dict[str, tf.Variable] = {}
         self._block = tf.function(self._steps)
-        # type, not isinstance: a subclass may load per sample (crops seeded by the draw) and needs the pipeline
+        # type, not isinstance: a subclass may load per sample (crops seeded by the draw) and needs the pipeline;
+        # so does a subclass of this trainer with a dataset of its own
         self.in_graph = gather_in_graph and type(self.source) is ArraySource \
-            and self.strategy.num_replicas_in_sync == 1
+            and self.strategy.num_replicas_in_sync == 1 and type(self).dataset is Trainer.dataset
         self._index_table = tf.constant(self._index)          # captured by the block, not embedded in its graph
         self._block_in_graph = tf.function(self._steps_in_graph)
         self.jit_compile = jit_compile
