@@ -139,9 +139,13 @@ def test_ae_prior_scatter_task_shows_the_regulariser_spreading_the_codes(tmp_pat
     """--task=scatter: Q4's regulariser pulls each latent dimension's kurtosis towards U(0, 1)'s 9/5, which the
     unregularised Q2 codes do not; every probe gets a finite distance to the digits' codes."""
     monkeypatch.setenv("TFRESTORE_HOME", str(ae_store))
-    m = _ae_run(tmp_path, task="scatter", steps=40)
+    # LEARN_STEPS: Q4 from the shared store, Q2 trained as long (~6 s). At 40 steps neither had moved its codes
+    # (kurtosis 2.35 and 2.34-2.36, the order flipping with float-level changes such as XLA); at 600 Q4 reaches
+    # kurtosis ~1.74 and variance ~0.080 (U(0, 1): 1.8, 1/12) against Q2's ~2.30 and ~0.036
+    m = _ae_run(tmp_path, task="scatter", steps=LEARN_STEPS)
     rows = {r["question"]: r for r in m["rows"]}
-    assert abs(rows["Q4"]["mean_kurtosis"] - 1.8) < abs(rows["Q2"]["mean_kurtosis"] - 1.8), rows
+    assert abs(rows["Q4"]["mean_kurtosis"] - 1.8) < 0.5 * abs(rows["Q2"]["mean_kurtosis"] - 1.8), rows
+    assert abs(rows["Q4"]["mean_var"] - 1 / 12) < 0.5 * abs(rows["Q2"]["mean_var"] - 1 / 12), rows
     for r in rows.values():
         assert all(np.isfinite(r[f"d_{p}"]) for p in ("const", "const+noise", "negative", "flipped", "photo"))
     assert (tmp_path / "scatter_none.png").exists() and (tmp_path / "scatter_var_kurt.png").exists()
