@@ -124,12 +124,3 @@ def test_setup_cuts_the_net_for_random_weights_only(caffenet_file, tmp_path, mon
                          layers=["conv3", "l13"])
         assert nets.has_classifier(s.model) == (w != "random")
     assert built == [None, "conv5"]
-
-
-def test_a_part_that_does_not_fit_the_file_is_refused_even_when_the_whole_net_does(caffenet_file):
-    """``whole`` vouches for the file, not for the part given: a part of another width is refused layer by layer
-    (given no array of another shape as its value)."""
-    whole = weights.layer_shapes(nets.build("caffenet", weights="random", **SLIM))
-    other = nets.build("caffenet", weights="random", up_to="conv5", width=1 / 8)
-    with pytest.raises(weights.WeightsMismatchError, match=r"'/conv1/kernel' has shape \(11, 11, 3, 6\)"):
-        weights.load_weights(other, caffenet_file, whole)

@@ -146,9 +146,6 @@ def _assign(variable, dataset: h5py.Dataset) -> None:
     resource variable in copy-on-read mode for good, so that every later read of it copies it (fc6: 151 MB and
     ~10 ms a read, measured).
     """
-    if tuple(dataset.shape) != tuple(variable.shape):      # checked against the whole net; this is the part built
-        raise WeightsMismatchError(f"{dataset.file.filename}: '{dataset.name}' has shape {tuple(dataset.shape)}, "
-                                   f"the variable {variable.path} {tuple(variable.shape)}")
     if getattr(variable, "_value", True) is not None:      # Keras 3: None until a stateless-built one is given one
         variable.assign(np.asarray(dataset, np.float32))
         return
