@@ -19,7 +19,6 @@ The package: :mod:`.registry` (each net's facts), :mod:`.builders` and :mod:`.la
 """
 from __future__ import annotations
 
-import contextlib
 import inspect
 import warnings
 from pathlib import Path
@@ -61,22 +60,15 @@ def build(name: str, weights: str | Path | None = "auto", image_size: int | None
     whole_kwargs = dict(builder_kwargs)
     if cut:
         builder_kwargs["up_to"] = resolve_layer(name, up_to)
+    try:
+        model = s.builder(image_size=size, seed=seed, **builder_kwargs)
+    except ValueError as e:
+        raise ValueError(f"{name} cannot be built at {size}×{size}: {e}") from None
     path = weight_file(name, weights)
-    with _pending_restored():
-        # With a weight file the variables are made without values (a stateless scope): the file's arrays become
-        # their first values, so no random ones are made first (AlexNet: ~80 MB of initialiser temporaries).
-        with keras.StatelessScope(initialize_variables=False) if path is not None else contextlib.nullcontext():
-            try:
-                model = s.builder(image_size=size, seed=seed, **builder_kwargs)
-            except ValueError as e:
-                raise ValueError(f"{name} cannot be built at {size}×{size}: {e}") from None
-        if path is not None:
-            # A cut model's file is checked against the whole net's layers and shapes all the same.
-            _weights.load_weights(model, path, _whole_shapes(name, size, seed, whole_kwargs) if cut else None)
-            for v in model.variables:          # any state that is no weight (none in these nets): its initialiser
-                if v._value is None:
-                    v._deferred_initialize()
-    if path is None and weights == "auto" and not quiet:
+    if path is not None:
+        # A cut model's file is checked against the whole net's layers and shapes all the same.
+        _weights.load_weights(model, path, _whole_shapes(name, size, seed, whole_kwargs) if cut else None)
+    elif weights == "auto" and not quiet:
         warnings.warn(f"\n{'!' * 78}\n  No converted weights for '{name}' at {_weights.weight_path(name)}.\n  Using "
                       f"SEEDED RANDOM weights (seed {seed}): results show the method, not the paper's network.\n  "
                       f"Convert {s.original} with `python -m weights_convert` (README.md).\n{'!' * 78}",
@@ -101,28 +93,18 @@ def _whole_shapes(name: str, size: int, seed: int, builder_kwargs: dict) -> dict
     """The whole net's ``{layer: {weight: shape}}`` (:func:`weights.layer_shapes`), without memory for its weights.
 
     Built in a ``keras.StatelessScope(initialize_variables=False)``, where Keras gives a new variable a shape and an
-    initialiser but no value (:func:`_pending_restored`).
+    initialiser but no value, and registers it in a global list of variables to initialise when the next stateless
+    scope ends. That list is put back as it was: otherwise the next ``compute_output_spec`` (which opens such a
+    scope) would initialise this throw-away net's fc6–fc8 (234 MB for AlexNet) after all.
     """
-    with _pending_restored():
-        try:
-            with keras.StatelessScope(initialize_variables=False):
-                whole = spec(name).builder(image_size=size, seed=seed, **builder_kwargs)
-            return _weights.layer_shapes(whole)
-        except ValueError as e:
-            raise ValueError(f"{name} cannot be built at {size}×{size}: {e}") from None
-
-
-@contextlib.contextmanager
-def _pending_restored():
-    """Keras 3 registers each variable made in a stateless scope in a global list of variables to initialise
-    with their initialisers when the next stateless scope ends; put that list back as it was on leaving, so that
-    the next ``compute_output_spec`` (which opens such a scope) does not give a throw-away build's variables
-    (the whole net's fc6–fc8, 234 MB for AlexNet) random values, nor fail on a loaded one (Keras refuses to
-    initialise a variable twice)."""
     from keras.src.backend.common import global_state     # Keras 3's own registry of uninitialised variables
     pending = list(global_state.get_global_attribute("uninitialized_variables", None) or [])
     try:
-        yield
+        with keras.StatelessScope(initialize_variables=False):
+            whole = spec(name).builder(image_size=size, seed=seed, **builder_kwargs)
+        return _weights.layer_shapes(whole)
+    except ValueError as e:
+        raise ValueError(f"{name} cannot be built at {size}×{size}: {e}") from None
     finally:
         global_state.set_global_attribute("uninitialized_variables", pending)
 

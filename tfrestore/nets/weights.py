@@ -19,7 +19,6 @@ from pathlib import Path
 import h5py
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfrestore.core import log, store
 from tfrestore.core.files import replacing
@@ -135,46 +134,30 @@ def file_shapes(f: h5py.File) -> dict[str, dict[str, tuple[int, ...]]]:
     return {layer: {w: tuple(f[layer][w].shape) for w in f[layer]} for layer in f}
 
 
-def _assign(variable, dataset: h5py.Dataset) -> None:
-    """Give ``variable`` the array ``dataset`` holds (same shape, checked before).
+# The most of one array held in memory at a time while loading: a larger one (AlexNet's fc6 kernel, 151 MB) is
+# copied into its variable in slices of rows, so loading adds ~2 × this to the variables, not 2 × the array.
+_SLICE_BYTES = 16 << 20
 
-    A variable built without a value (:func:`tfrestore.nets.build` builds a net for a weight file in a
-    ``keras.StatelessScope``) takes the array itself as its first value: read into a 64-byte aligned buffer and
-    handed to TensorFlow through DLPack, which keeps that buffer as the variable's (no copy: AlexNet's fc6, 151 MB,
-    costs 151 MB, where a numpy array converted to a tensor costs twice that while loading). Otherwise a dense
-    ``assign`` of the whole array. Never slice by slice: a strided-slice or scatter write puts a TensorFlow
-    resource variable in copy-on-read mode for good, so that every later read of it copies it (fc6: 151 MB and
-    ~10 ms a read, measured).
-    """
-    if getattr(variable, "_value", True) is not None:      # Keras 3: None until a stateless-built one is given one
+
+def _assign(variable, dataset: h5py.Dataset) -> None:
+    """Copy ``dataset`` into ``variable`` (same shape, checked before), a slice of leading rows at a time."""
+    row_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
+    if dataset.ndim == 0 or dataset.shape[0] * row_bytes <= _SLICE_BYTES:
         variable.assign(np.asarray(dataset, np.float32))
         return
-    if variable.dtype != "float32":
-        variable._initialize(np.asarray(dataset, variable.dtype))
-        return
-    buffer = _aligned(dataset.shape)
-    if buffer.size:
-        dataset.read_direct(buffer)
-    variable._initialize(tf.experimental.dlpack.from_dlpack(buffer.__dlpack__()))
-
-
-def _aligned(shape: tuple[int, ...], align: int = 64) -> np.ndarray:
-    """An uninitialised float32 array whose data start on an ``align``-byte boundary (TensorFlow's own)."""
-    n = int(np.prod(shape, dtype=np.int64)) * 4
-    raw = np.empty(n + align, np.uint8)
-    start = (-raw.ctypes.data) % align
-    return raw[start:start + n].view(np.float32).reshape(shape)
+    step = max(1, _SLICE_BYTES // row_bytes)
+    target = variable.value            # the backend's tf.Variable: its slices assign in place
+    for i in range(0, dataset.shape[0], step):
+        target[i:i + step].assign(np.asarray(dataset[i:i + step], np.float32))
 
 
 def load_weights(model: keras.Model, path: str | Path,
                  whole: dict[str, dict[str, tuple[int, ...]]] | None = None) -> dict:
     """Load a store file into ``model``, checking every layer and shape first; returns the file's attributes.
 
-    The check reads only the file's metadata (layer names, shapes); then each array is read and given to its
-    variable one at a time, so loading holds the model's variables and one array more — not the whole file
-    (244 MB for AlexNet) beside them as a read-everything-then-assign did. ``model`` may have been built without
-    values (in a ``keras.StatelessScope(initialize_variables=False)``, as :func:`tfrestore.nets.build` does for a
-    weight file): the file's arrays become its variables' first values.
+    The check reads only the file's metadata (layer names, shapes); then each array is read and copied into its
+    variable one at a time (the largest in 16 MB slices), so loading holds the model's variables and little
+    more — not the whole file (244 MB for AlexNet) beside them as a read-everything-then-assign did.
 
     Args:
         model: the net, or the part of it :func:`tfrestore.nets.build` made with ``up_to`` (its layers a prefix
