@@ -151,12 +151,9 @@ def setup(*, paper: str, net: str, experiment: str, weights: str = "auto", out: 
     """Claim the output folder, build the net and say loudly when its weights are random. ``layers``: every
     layer the run reads, when that is all it reads: with random weights the net is then built only up to the
     deepest of them (``nets.build(up_to=...)``; a conv5 inversion of AlexNet holds no fc6–fc8, 234 MB less) and
-    the run reports no top-1 label, which means nothing with random weights anyway. With a weight file the whole
-    net is built, so that the run reports whether the classifier's top-1 label is kept (a paper number):
-    1,158 MB peak for the AlexNet conv5 run, against ~770 MB built up to conv5 (BUILD.md, "Memory, CaffeNet")."""
+    the run reports no top-1 label, which means nothing with random weights anyway."""
     out_path = claim_output(out or f"runs/{paper}_{net}_{experiment}")
-    cut = layers and nets.weight_file(net, weights) is None
-    model = nets.build(net, weights=weights, seed=seed, quiet=True, up_to=deepest(net, layers) if cut else None)
+    model = nets.build(net, weights=weights, seed=seed, quiet=True, up_to=deepest(net, layers) if layers else None)
     source = nets.weights_source(model)
     if source == "random":                 # one notice (nets.build's own warning is silenced: quiet=True)
         why = (f"no converted weights at {weights_store.weight_path(net)}" if weights == "auto"

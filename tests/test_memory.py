@@ -53,6 +53,15 @@ def test_build_up_to_a_layer_never_makes_the_layers_after_it(monkeypatch):
             np.testing.assert_array_equal(a, b)
 
 
+def test_build_up_to_with_a_weight_file_builds_the_whole_net(tmp_path):
+    """A weight file is checked against every layer, so up_to does not cut a net whose weights are loaded."""
+    from tfrestore import nets
+    from tfrestore.nets import weights as store
+    path = store.save_weights(nets.build("caffenet", weights="random", seed=1, width=1 / 16), tmp_path / "c.weights.h5")
+    model = nets.build("caffenet", weights=str(path), width=1 / 16, up_to="conv5")
+    assert model.layers[-1].name == "prob" and nets.has_classifier(model)
+
+
 def test_evaluate_without_classifier_keeps_the_feature_errors():
     """The truncated model gives the whole model's feature errors; its top-1 fields are None, the summary's too."""
     from tfrestore import nets

@@ -79,102 +79,51 @@ def save_weights(model: keras.Model, path: str | Path, source: str = "tfrestore"
     return save_arrays(model_weights(model), path, model.name, source)
 
 
-def _open(path: str | Path) -> h5py.File:
-    """The store file at ``path`` open for reading; a missing or unreadable file is a clear error."""
+def read_arrays(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
+    """Read a store file: ``({layer: {weight: array}}, attrs)``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"weight file {path} does not exist; convert the original weights with "
                                 f"`python -m weights_convert ...` (see README.md)")
     try:
-        return h5py.File(path, "r")
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+            arrays = {layer: {w: np.asarray(f[layer][w]) for w in f[layer]} for layer in f}
     except OSError as e:
         raise WeightsMismatchError(f"{path} is not a readable tfrestore weight file ({e})") from None
+    return arrays, attrs
 
 
-def read_arrays(path: str | Path) -> tuple[dict[str, dict[str, np.ndarray]], dict]:
-    """Read a store file: ``({layer: {weight: array}}, attrs)`` — every array in memory at once (the converters'
-    and tests' view of a file; :func:`load_weights` reads one array at a time instead)."""
-    with _open(path) as f:
-        return {layer: {w: np.asarray(f[layer][w]) for w in f[layer]} for layer in f}, dict(f.attrs)
-
-
-def layer_shapes(model: keras.Model) -> dict[str, dict[str, tuple[int, ...]]]:
-    """``{layer_name: {weight_name: shape}}`` for every layer of ``model``, ``{}`` for those without weights:
-    what a weight file for it must hold (:func:`check`). Reads shapes only, so it also works on a model whose
-    variables were never given values (built in a ``keras.StatelessScope``)."""
-    return {layer.name: {_short(w): tuple(int(d) for d in w.shape) for w in layer.weights} for layer in model.layers}
-
-
-def check(expected: dict[str, dict[str, tuple[int, ...]]], found: dict[str, dict[str, tuple[int, ...]]],
-          attrs: dict, path: str | Path, net: str) -> None:
-    """Refuse a file whose layers and shapes (``found``: :func:`file_shapes`) do not fit the architecture
-    (``expected``: :func:`layer_shapes` of the whole net): a layer with weights missing, a weight missing, a shape
-    that differs, or a layer the net does not have. Raises :class:`WeightsMismatchError` naming the first."""
-    written = attrs.get("net", "?")
-    for layer, ws in expected.items():
-        if ws and layer not in found:
-            raise WeightsMismatchError(
-                f"{path}: no weights for layer '{layer}' of {net} (file was written for net '{written}'; it has "
-                f"layers {sorted(found)[:8]}...)")
-        for name, shape in ws.items():
-            if name not in found[layer]:
-                raise WeightsMismatchError(f"{path}: layer '{layer}' has no weight '{name}' "
-                                           f"(file has {sorted(found[layer])})")
-            if tuple(found[layer][name]) != tuple(shape):
-                raise WeightsMismatchError(
-                    f"{path}: layer '{layer}' weight '{name}' has shape {tuple(found[layer][name])} in the file "
-                    f"but {net} expects {tuple(shape)} (file written for net '{written}')")
-    extra = sorted(set(found) - set(expected))
-    if extra:
-        raise WeightsMismatchError(f"{path}: layers {extra} are not part of {net}; wrong net?")
-
-
-def file_shapes(f: h5py.File) -> dict[str, dict[str, tuple[int, ...]]]:
-    """``{layer: {weight: shape}}`` of an open store file, from the HDF5 metadata: no array is read."""
-    return {layer: {w: tuple(f[layer][w].shape) for w in f[layer]} for layer in f}
-
-
-# The most of one array held in memory at a time while loading: a larger one (AlexNet's fc6 kernel, 151 MB) is
-# copied into its variable in slices of rows, so loading adds ~2 × this to the variables, not 2 × the array.
-_SLICE_BYTES = 16 << 20
-
-
-def _assign(variable, dataset: h5py.Dataset) -> None:
-    """Copy ``dataset`` into ``variable`` (same shape, checked before), a slice of leading rows at a time."""
-    row_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64))
-    if dataset.ndim == 0 or dataset.shape[0] * row_bytes <= _SLICE_BYTES:
-        variable.assign(np.asarray(dataset, np.float32))
-        return
-    step = max(1, _SLICE_BYTES // row_bytes)
-    target = variable.value            # the backend's tf.Variable: its slices assign in place
-    for i in range(0, dataset.shape[0], step):
-        target[i:i + step].assign(np.asarray(dataset[i:i + step], np.float32))
-
-
-def load_weights(model: keras.Model, path: str | Path,
-                 whole: dict[str, dict[str, tuple[int, ...]]] | None = None) -> dict:
+def load_weights(model: keras.Model, path: str | Path) -> dict:
     """Load a store file into ``model``, checking every layer and shape first; returns the file's attributes.
-
-    The check reads only the file's metadata (layer names, shapes); then each array is read and copied into its
-    variable one at a time (the largest in 16 MB slices), so loading holds the model's variables and little
-    more — not the whole file (244 MB for AlexNet) beside them as a read-everything-then-assign did.
-
-    Args:
-        model: the net, or the part of it :func:`tfrestore.nets.build` made with ``up_to`` (its layers a prefix
-            of the whole net's, with the same names and shapes).
-        path: the ``.weights.h5`` file.
-        whole: :func:`layer_shapes` of the whole net when ``model`` is a part of it: the file is checked against
-            the whole net all the same (a file missing ``fc8`` or with a wrong ``fc6`` is refused even when only up
-            to ``conv5`` is built), and only ``model``'s layers are read. None: ``model`` is the whole net.
 
     Raises :class:`WeightsMismatchError` naming the first layer that does not fit, with both shapes.
     """
-    with _open(path) as f:
-        attrs = dict(f.attrs)
-        check(layer_shapes(model) if whole is None else whole, file_shapes(f), attrs, path, model.name)
-        for layer in model.layers:
-            for w in layer.weights:
-                _assign(w, f[layer.name][_short(w)])
+    arrays, attrs = read_arrays(path)
+    plan = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in arrays:
+            raise WeightsMismatchError(
+                f"{path}: no weights for layer '{layer.name}' of {model.name} (file was written for "
+                f"net '{attrs.get('net', '?')}'; it has layers {sorted(arrays)[:8]}...)")
+        for w in layer.weights:
+            name = _short(w)
+            if name not in arrays[layer.name]:
+                raise WeightsMismatchError(f"{path}: layer '{layer.name}' has no weight '{name}' "
+                                           f"(file has {sorted(arrays[layer.name])})")
+            got = arrays[layer.name][name]
+            if tuple(got.shape) != tuple(w.shape):
+                raise WeightsMismatchError(
+                    f"{path}: layer '{layer.name}' weight '{name}' has shape {tuple(got.shape)} in the file but "
+                    f"{model.name} expects {tuple(w.shape)} (file written for net '{attrs.get('net', '?')}')")
+            plan.append((w, got))
+    extra = sorted(set(arrays) - {l.name for l in model.layers})
+    if extra:
+        raise WeightsMismatchError(f"{path}: layers {extra} are not part of {model.name}; wrong net?")
+    for w, value in plan:
+        w.assign(value)
     return attrs
 
 
